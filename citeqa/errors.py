@@ -1,0 +1,54 @@
+"""The citeqa exception hierarchy; the API maps it to HTTP in one handler.
+
+    CiteqaError                  base; ``status`` is the HTTP status it maps to
+    ├── InputError               the user's input is wrong (422)
+    │   └── CorpusFormatError    a corpus file is malformed; the message names file and line
+    ├── StoreUnavailableError    Chroma cannot be reached (503, Retry-After)
+    ├── StoreNotReadyError       the collection is missing or empty (503)
+    ├── EmbeddingMismatchError   the collection was built with another embedding model (409)
+    └── LLMError                 the LLM endpoint failed after retries (502)
+        └── LLMTimeoutError      ... or ran out of its deadline (504)
+"""
+
+from __future__ import annotations
+
+
+class CiteqaError(Exception):
+    """Base class; ``status`` is the HTTP status and ``retry_after`` seconds, if any."""
+
+    status: int = 500
+    retry_after: int | None = None
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class InputError(CiteqaError):
+    status = 422
+
+
+class CorpusFormatError(InputError):
+    """A corpus file does not follow its format."""
+
+
+class StoreUnavailableError(CiteqaError):
+    status = 503
+    retry_after = 5
+
+
+class StoreNotReadyError(CiteqaError):
+    status = 503
+    retry_after = 5
+
+
+class EmbeddingMismatchError(CiteqaError):
+    status = 409
+
+
+class LLMError(CiteqaError):
+    status = 502
+
+
+class LLMTimeoutError(LLMError):
+    status = 504

@@ -1,0 +1,97 @@
+"""Text helpers shared by ingest and the answer engine: sentences, terms, numbers."""
+
+from __future__ import annotations
+
+import re
+from functools import lru_cache
+
+import nltk
+from nltk.tokenize.punkt import PunktTokenizer
+
+_WORD_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9\-\.]*[A-Za-z0-9]|[A-Za-z0-9]")
+_NUMBER_RE = re.compile(
+    r"(?<![A-Za-z0-9])(\d+(?:[.,]\d+)*)\s*(%|x|×|k|m|b|bn|billion|million|thousand)?(?![A-Za-z])",
+    re.IGNORECASE,
+)
+
+# Question words and words that name the corpus itself rather than a detail being asked for.
+QUESTION_WORDS = frozenset(
+    """what which who whom whose when where why how many much does do did is are was were be been
+    being can could would should will shall may might must paper papers work study article
+    abstract propose proposed proposes introduce introduced introduces present presented presents
+    describe described method approach model models use used uses using call called named name
+    according report reported reports show shows shown tell give about also""".split()
+)
+
+
+@lru_cache(maxsize=1)
+def _punkt() -> PunktTokenizer:
+    import llama_index.core  # ships nltk's punkt_tab and stopwords; no download
+
+    nltk.data.path.append(
+        str(__import__("pathlib").Path(llama_index.core.__file__).parent / "_static/nltk_cache")
+    )
+    return PunktTokenizer("english")
+
+
+@lru_cache(maxsize=1)
+def stopwords() -> frozenset[str]:
+    from nltk.corpus import stopwords as sw
+
+    _punkt()  # makes sure the nltk data path is set
+    return frozenset(sw.words("english"))
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Character spans of the sentences of ``text`` (punkt, with line breaks as boundaries)."""
+    spans: list[tuple[int, int]] = []
+    for line in re.finditer(r"[^\n]+", text):
+        base = line.start()
+        for start, end in _punkt().span_tokenize(line.group()):
+            spans.append((base + start, base + end))
+    return spans
+
+
+@lru_cache(maxsize=1)
+def stemmer():  # type: ignore[no-untyped-def]
+    """The Snowball English stemmer (PyStemmer), shared with the BM25 index."""
+    import Stemmer
+
+    return Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=65536)
+def stem(word: str) -> str:
+    return str(stemmer().stemWord(word.lower()))
+
+
+def words(text: str) -> list[str]:
+    """Word tokens, keeping hyphenated names and decimals ("DeepSeek-V3", "2.5")."""
+    return [w.rstrip(".") for w in _WORD_RE.findall(text)]
+
+
+def term_set(text: str, drop_question_words: bool = False) -> set[str]:
+    """Stemmed content terms; hyphenated names also contribute their parts."""
+    stop = stopwords()
+    terms: set[str] = set()
+    for word in words(text):
+        lowered = word.lower()
+        parts = [lowered, *lowered.split("-")] if "-" in lowered else [lowered]
+        for part in parts:
+            if not part or part in stop or (drop_question_words and part in QUESTION_WORDS):
+                continue
+            terms.add(stem(part))
+    return terms
+
+
+def normalise_number(raw: str) -> str:
+    """'2,990' -> '2990'; '1.50' -> '1.5'."""
+    digits = raw.replace(",", "")
+    if "." in digits:
+        digits = digits.rstrip("0").rstrip(".")
+    return digits
+
+
+def numbers(text: str) -> set[str]:
+    """Normalised numbers stated in ``text``."""
+    return {normalise_number(m.group(1)) for m in _NUMBER_RE.finditer(text)}
