@@ -1,0 +1,198 @@
+"""Incremental, idempotent ingest of one source into the index.
+
+The collection itself is the manifest: every chunk carries its ``source`` and content-derived
+id, so a run computes the chunk ids the source should have, and then
+
+* embeds and upserts only the ids that are missing (nothing, when the corpus is unchanged),
+* deletes the ids of that source that are no longer expected (changed or removed documents).
+
+Sentence records are written before their chunk and deleted after it, so a chunk that exists
+always has its sentences. An interrupted run leaves a subset of the expected records plus
+possibly stale ones; the next run converges to exactly the expected set.
+Writes go in batches no larger than ``client.get_max_batch_size()``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from llama_index.core.schema import Document, TextNode
+from llama_index.core.vector_stores.utils import node_to_metadata_dict
+from tqdm import tqdm
+
+from citeqa.embedding import Embedder
+from citeqa.store import Index, batches
+from ingest.chunker import SentenceChunker
+from ingest.readers import ReadResult
+
+EMBED_BATCH = 64
+
+
+@dataclass
+class IngestSummary:
+    """What one ingest run did."""
+
+    source: str
+    documents: int = 0
+    added: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    deleted: int = 0
+    chunks_written: int = 0
+    chunks_deleted: int = 0
+    embedded: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def line(self) -> str:
+        return (
+            f"{self.source}: {self.documents} documents - added {self.added}, updated "
+            f"{self.updated}, unchanged {self.unchanged}, deleted {self.deleted}, skipped "
+            f"{len(self.skipped)}; {self.chunks_written} chunks written, {self.embedded} texts "
+            f"embedded, {self.seconds:.1f} s"
+        )
+
+
+@dataclass
+class _Plan:
+    nodes: dict[str, TextNode]
+    sentences: dict[str, tuple[str, dict[str, object]]]  # id -> (text, metadata)
+    existing_chunks: dict[str, str]  # chunk id -> doc id
+    existing_sentences: set[str]
+
+
+class Ingestor:
+    """Writes documents of one source into an :class:`Index`."""
+
+    def __init__(
+        self, index: Index, embedder: Embedder, chunker: SentenceChunker, max_batch: int
+    ) -> None:
+        self.index = index
+        self.embedder = embedder
+        self.chunker = chunker
+        self.max_batch = max_batch
+
+    def ingest(
+        self,
+        read: ReadResult,
+        progress: bool = False,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> IngestSummary:
+        started = time.perf_counter()
+        summary = IngestSummary(source=read.source, documents=len(read.documents))
+        summary.skipped = list(read.skipped)
+        plan = self._plan(read)
+        self._count_documents(plan, read.documents, summary)
+        self._write(plan, summary, progress, on_batch)
+        self._delete_stale(plan, summary)
+        summary.seconds = time.perf_counter() - started
+        return summary
+
+    def _plan(self, read: ReadResult) -> _Plan:
+        nodes: dict[str, TextNode] = {}
+        sentences: dict[str, tuple[str, dict[str, object]]] = {}
+        for document in read.documents:
+            for node in self.chunker.chunk_document(document):
+                nodes[node.node_id] = node
+                sentences.update(_sentence_records(document, node))
+        where = {"source": read.source}
+        existing = self.index.chunks.get(where=where, include=["metadatas"])
+        existing_chunks = {
+            cid: str(meta["doc_id"])
+            for cid, meta in zip(existing["ids"], existing["metadatas"] or [], strict=True)
+        }
+        existing_sentences = set(self.index.sentences.get(where=where, include=[])["ids"])
+        return _Plan(nodes, sentences, existing_chunks, existing_sentences)
+
+    def _count_documents(
+        self, plan: _Plan, documents: list[Document], summary: IngestSummary
+    ) -> None:
+        old_docs: dict[str, set[str]] = {}
+        for cid, doc_id in plan.existing_chunks.items():
+            old_docs.setdefault(doc_id, set()).add(cid)
+        new_docs: dict[str, set[str]] = {}
+        for cid, node in plan.nodes.items():
+            new_docs.setdefault(str(node.metadata["doc_id"]), set()).add(cid)
+        for doc_id, ids in new_docs.items():
+            if doc_id not in old_docs:
+                summary.added += 1
+            elif old_docs[doc_id] == ids and ids <= plan.existing_chunks.keys():
+                summary.unchanged += 1
+            else:
+                summary.updated += 1
+        summary.deleted = len(old_docs.keys() - new_docs.keys())
+
+    def _write(
+        self,
+        plan: _Plan,
+        summary: IngestSummary,
+        progress: bool,
+        on_batch: Callable[[int], None] | None,
+    ) -> None:
+        missing_chunks = [cid for cid in plan.nodes if cid not in plan.existing_chunks]
+        missing_sentences = [sid for sid in plan.sentences if sid not in plan.existing_sentences]
+        total = len(missing_chunks) + len(missing_sentences)
+        bar = tqdm(total=total, unit="text", desc="embedding", disable=not progress or not total)
+        step = min(EMBED_BATCH, self.max_batch)
+        # Sentences first: a chunk that exists always has its sentences.
+        for group in batches(missing_sentences, step):
+            self._upsert_sentences(plan, group)
+            bar.update(len(group))
+            summary.embedded += len(group)
+            if on_batch:
+                on_batch(len(group))
+        for group in batches(missing_chunks, step):
+            self._upsert_chunks(plan, group)
+            bar.update(len(group))
+            summary.embedded += len(group)
+            summary.chunks_written += len(group)
+            if on_batch:
+                on_batch(len(group))
+        bar.close()
+
+    def _upsert_sentences(self, plan: _Plan, ids: list[str]) -> None:
+        texts = [plan.sentences[sid][0] for sid in ids]
+        self.index.sentences.upsert(
+            ids=ids,
+            embeddings=self.embedder.embed(texts),
+            documents=texts,
+            metadatas=[plan.sentences[sid][1] for sid in ids],  # type: ignore[misc]
+        )
+
+    def _upsert_chunks(self, plan: _Plan, ids: list[str]) -> None:
+        nodes = [plan.nodes[cid] for cid in ids]
+        texts = [node.get_content() for node in nodes]
+        self.index.chunks.upsert(
+            ids=ids,
+            embeddings=self.embedder.embed(texts),
+            documents=texts,
+            metadatas=[node_to_metadata_dict(n, remove_text=True) for n in nodes],
+        )
+
+    def _delete_stale(self, plan: _Plan, summary: IngestSummary) -> None:
+        stale_chunks = [cid for cid in plan.existing_chunks if cid not in plan.nodes]
+        for group in batches(stale_chunks, self.max_batch):
+            self.index.chunks.delete(ids=group)
+        stale_sentences = [sid for sid in plan.existing_sentences if sid not in plan.sentences]
+        for group in batches(stale_sentences, self.max_batch):
+            self.index.sentences.delete(ids=group)
+        summary.chunks_deleted = len(stale_chunks)
+
+
+def _sentence_records(
+    document: Document, node: TextNode
+) -> Iterable[tuple[str, tuple[str, dict[str, object]]]]:
+    text = document.get_content()
+    for position, (start, end) in enumerate(json.loads(str(node.metadata["sentences"]))):
+        metadata: dict[str, object] = {
+            "chunk_id": node.node_id,
+            "doc_id": node.metadata["doc_id"],
+            "source": node.metadata["source"],
+            "position": position,
+            "start": start,
+            "end": end,
+        }
+        yield f"{node.node_id}/s{position}", (text[start:end], metadata)
