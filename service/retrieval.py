@@ -1,0 +1,222 @@
+"""Hybrid retrieval: dense (Chroma, chunks and sentences) + lexical (BM25) with RRF fusion.
+
+* Dense over chunks finds paraphrases; dense over sentences finds the one sentence that states
+  a fact even when the rest of its chunk is about something else.
+* BM25 (bm25s, Snowball-stemmed) finds exact names ("FastV", "GLM-130B") that a small embedding
+  model blurs.
+* Reciprocal rank fusion (Cormack et al. 2009) combines the three rankings without having to
+  calibrate their scores against each other.
+
+The BM25 index lives in process memory, built from the chunk collection, and is rebuilt when the
+collection's record count changes (checked at most every ``refresh_s`` seconds), so replicas
+sharing a Chroma server pick up new ingests without a restart.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import bm25s
+import numpy as np
+from llama_index.core.base.base_retriever import BaseRetriever
+from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
+from llama_index.core.vector_stores.types import VectorStoreQuery
+from llama_index.vector_stores.chroma import ChromaVectorStore
+
+from citeqa.embedding import Embedder
+from citeqa.errors import StoreNotReadyError
+from citeqa.store import Index
+from citeqa.text import stemmer
+
+MAX_TOP_K = 50
+
+
+@dataclass
+class Hit:
+    """One retrieved chunk."""
+
+    chunk_id: str
+    doc_id: str
+    title: str
+    text: str
+    score: float
+    url: str
+    metadata: dict[str, Any]
+    dense: float = 0.0  # cosine similarity of chunk and question
+    ranks: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def body(self) -> str:
+        """The chunk text without the title line."""
+        return self.text[int(self.metadata.get("prefix_len", 0)) :]
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "chunk_id": self.chunk_id,
+            "doc_id": self.doc_id,
+            "title": self.title,
+            "url": self.url or None,
+            "score": round(self.score, 6),
+            "text": self.body,
+        }
+
+
+@dataclass
+class Retrieval:
+    """Hits plus the query embedding (reused by the answerer)."""
+
+    question: str
+    query_vector: np.ndarray
+    hits: list[Hit]
+
+
+class _LexicalIndex:
+    def __init__(self, ids: list[str], texts: list[str], metadatas: list[dict[str, Any]]) -> None:
+        self.ids, self.texts, self.metadatas = ids, texts, metadatas
+        self.retriever = bm25s.BM25()
+        if texts:
+            tokens = bm25s.tokenize(texts, stopwords="en", stemmer=stemmer(), show_progress=False)
+            self.retriever.index(tokens, show_progress=False)
+
+    def search(self, question: str, k: int) -> list[tuple[int, float]]:
+        if not self.texts:
+            return []
+        tokens = bm25s.tokenize(
+            [question], stopwords="en", stemmer=stemmer(), show_progress=False, allow_empty=True
+        )
+        k = min(k, len(self.texts))
+        docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=False)
+        return [(int(d), float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+
+
+class HybridRetriever(BaseRetriever):
+    """llama-index retriever over a citeqa :class:`Index`."""
+
+    def __init__(
+        self,
+        index: Index,
+        embedder: Embedder,
+        candidate_k: int = 30,
+        rrf_k: int = 60,
+        refresh_s: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.index = index
+        self.embedder = embedder
+        self.candidate_k = candidate_k
+        self.rrf_k = rrf_k
+        self.refresh_s = refresh_s
+        self._vector_store = ChromaVectorStore(chroma_collection=index.chunks)
+        self._lexical: _LexicalIndex | None = None
+        self._lexical_count = -1
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+
+    # llama-index entry point
+    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
+        result = self.retrieve_hits(query_bundle.query_str, top_k=self.candidate_k)
+        return [
+            NodeWithScore(
+                node=TextNode(id_=h.chunk_id, text=h.text, metadata=h.metadata), score=h.score
+            )
+            for h in result.hits
+        ]
+
+    def retrieve_hits(self, question: str, top_k: int) -> Retrieval:
+        top_k = max(1, min(MAX_TOP_K, top_k))
+        vector = self.embedder.embed([question])[0]
+        lexical = self._lexical_index()
+        if not lexical.ids:
+            raise StoreNotReadyError("the index is empty: run `citeqa ingest`")
+        k = max(self.candidate_k, top_k)
+        rankings = {
+            "dense": self._dense_chunks(vector, k),
+            "sentence": self._dense_sentences(vector, k),
+            "lexical": [lexical.ids[i] for i, _ in lexical.search(question, k)],
+        }
+        fused = self._fuse(rankings)
+        hits = self._hits(fused[:top_k], rankings, lexical)
+        self._attach_dense(hits, vector)
+        return Retrieval(question=question, query_vector=vector, hits=hits)
+
+    def _dense_chunks(self, vector: np.ndarray, k: int) -> list[str]:
+        result = self._vector_store.query(
+            VectorStoreQuery(query_embedding=vector.tolist(), similarity_top_k=k)
+        )
+        return list(result.ids or [])
+
+    def _dense_sentences(self, vector: np.ndarray, k: int) -> list[str]:
+        result = self.index.sentences.query(
+            query_embeddings=[vector.tolist()], n_results=k * 3, include=["metadatas"]
+        )
+        ranking: list[str] = []
+        for meta in (result["metadatas"] or [[]])[0]:
+            chunk = str(meta["chunk_id"])
+            if chunk not in ranking:
+                ranking.append(chunk)
+        return ranking[:k]
+
+    def _fuse(self, rankings: dict[str, list[str]]) -> list[tuple[str, float]]:
+        scores: dict[str, float] = {}
+        for ranking in rankings.values():
+            for rank, cid in enumerate(ranking):
+                scores[cid] = scores.get(cid, 0.0) + 1.0 / (self.rrf_k + rank + 1)
+        return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+
+    def _hits(
+        self, fused: list[tuple[str, float]], rankings: dict[str, list[str]], lex: _LexicalIndex
+    ) -> list[Hit]:
+        position = {cid: i for i, cid in enumerate(lex.ids)}
+        hits = []
+        for cid, score in fused:
+            if cid not in position:  # written after the lexical index was built
+                continue
+            i = position[cid]
+            meta = lex.metadatas[i]
+            ranks = {name: r.index(cid) + 1 for name, r in rankings.items() if cid in r}
+            hits.append(
+                Hit(
+                    chunk_id=cid,
+                    doc_id=str(meta["doc_id"]),
+                    title=str(meta["title"]),
+                    text=lex.texts[i],
+                    score=score,
+                    url=str(meta.get("url") or ""),
+                    metadata=meta,
+                    ranks=ranks,
+                )
+            )
+        return hits
+
+    def _attach_dense(self, hits: list[Hit], vector: np.ndarray) -> None:
+        if not hits:
+            return
+        got = self.index.chunks.get(ids=[h.chunk_id for h in hits], include=["embeddings"])
+        by_id = dict(zip(got["ids"], got["embeddings"], strict=True))  # type: ignore[arg-type]
+        for hit in hits:
+            if hit.chunk_id in by_id:
+                hit.dense = float(np.dot(np.asarray(by_id[hit.chunk_id]), vector))
+
+    def _lexical_index(self) -> _LexicalIndex:
+        now = time.monotonic()
+        with self._lock:
+            if self._lexical is not None and now - self._checked_at < self.refresh_s:
+                return self._lexical
+            self._checked_at = now
+            count = self.index.chunks.count()
+            if self._lexical is None or count != self._lexical_count:
+                self._lexical = self._load_lexical()
+                self._lexical_count = count
+            return self._lexical
+
+    def _load_lexical(self) -> _LexicalIndex:
+        got = self.index.chunks.get(include=["documents", "metadatas"])
+        order = sorted(range(len(got["ids"])), key=lambda i: got["ids"][i])
+        return _LexicalIndex(
+            [got["ids"][i] for i in order],
+            [(got["documents"] or [])[i] for i in order],
+            [dict((got["metadatas"] or [])[i]) for i in order],
+        )
