@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 import re
+from collections.abc import Sequence
 from functools import lru_cache
 
 import nltk
@@ -95,3 +97,14 @@ def normalise_number(raw: str) -> str:
 def numbers(text: str) -> set[str]:
     """Normalised numbers stated in ``text``."""
     return {normalise_number(m.group(1)) for m in _NUMBER_RE.finditer(text)}
+
+
+def idf_table(texts: Sequence[str]) -> tuple[dict[str, float], float]:
+    """BM25-style IDF of each stemmed term over ``texts``, and the IDF of an unseen term."""
+    n = len(texts)
+    df: dict[str, int] = {}
+    for text in texts:
+        for term in term_set(text):
+            df[term] = df.get(term, 0) + 1
+    idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
+    return idf, math.log(1 + (n + 0.5) / 0.5)

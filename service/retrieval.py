@@ -29,7 +29,7 @@ from llama_index.vector_stores.chroma import ChromaVectorStore
 from citeqa.embedding import Embedder
 from citeqa.errors import StoreNotReadyError
 from citeqa.store import Index
-from citeqa.text import stemmer
+from citeqa.text import idf_table, stemmer
 
 MAX_TOP_K = 50
 
@@ -77,6 +77,7 @@ class _LexicalIndex:
     def __init__(self, ids: list[str], texts: list[str], metadatas: list[dict[str, Any]]) -> None:
         self.ids, self.texts, self.metadatas = ids, texts, metadatas
         self.retriever = bm25s.BM25()
+        self.idf, self.default_idf = idf_table(texts)
         if texts:
             tokens = bm25s.tokenize(texts, stopwords="en", stemmer=stemmer(), show_progress=False)
             self.retriever.index(tokens, show_progress=False)
@@ -199,6 +200,11 @@ class HybridRetriever(BaseRetriever):
         for hit in hits:
             if hit.chunk_id in by_id:
                 hit.dense = float(np.dot(np.asarray(by_id[hit.chunk_id]), vector))
+
+    def idf(self) -> tuple[dict[str, float], float]:
+        """IDF of stemmed terms over the chunks, and the IDF of an unseen term."""
+        lexical = self._lexical_index()
+        return lexical.idf, lexical.default_idf
 
     def _lexical_index(self) -> _LexicalIndex:
         now = time.monotonic()

@@ -1,0 +1,140 @@
+"""The `citeqa` command line: ingest, search, ask, serve, eval.
+
+Errors print one line to stderr and exit non-zero; no traceback reaches the user
+(set CITEQA_DEBUG=1 to see one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import textwrap
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from citeqa.config import Settings
+from citeqa.errors import CiteqaError
+
+EXIT_USAGE = 2
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("bm25s").setLevel(logging.WARNING)
+    try:
+        settings = Settings()
+        return int(args.handler(args, settings) or 0)
+    except CiteqaError as exc:
+        return _fail(exc.message)
+    except KeyboardInterrupt:
+        return _fail("interrupted", code=130)
+    except Exception as exc:
+        if os.environ.get("CITEQA_DEBUG"):
+            raise
+        return _fail(f"{type(exc).__name__}: {exc}")
+
+
+def _fail(message: str, code: int = 1) -> int:
+    print(f"citeqa: error: {message}", file=sys.stderr)
+    return code
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="citeqa", description="Question answering with verified citations.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add(sub, "ingest", cmd_ingest, "Ingest files or folders (default: the bundled corpus).")
+    sub.choices["ingest"].add_argument("paths", nargs="*", type=Path)
+    _add(sub, "search", cmd_search, "Show the ranked sources for a query.")
+    sub.choices["search"].add_argument("query")
+    sub.choices["search"].add_argument("-k", type=int, default=5)
+    sub.choices["search"].add_argument("--json", action="store_true")
+    _add(sub, "ask", cmd_ask, "Answer a question with citations.")
+    sub.choices["ask"].add_argument("question")
+    sub.choices["ask"].add_argument("-k", "--top-k", type=int, default=None)
+    sub.choices["ask"].add_argument("--json", action="store_true", help="print the /v1/ask JSON")
+    _add(sub, "serve", cmd_serve, "Run the HTTP API (ingests the bundled corpus if the store is empty).")
+    sub.choices["serve"].add_argument("--host", default=None)
+    sub.choices["serve"].add_argument("--port", type=int, default=None)
+    _add(sub, "eval", cmd_eval, "Score answers against a Q&A dataset.")
+    ev = sub.choices["eval"]
+    ev.add_argument("--dataset", type=Path, required=True)
+    ev.add_argument("--out", type=Path, default=None)
+    ev.add_argument("--generator", choices=["extractive", "llm"], default=None)
+    ev.add_argument("--judge", choices=["none", "llm"], default="none")
+    ev.add_argument("-k", "--top-k", type=int, default=None)
+    return parser
+
+
+def _add(sub: argparse._SubParsersAction, name: str, handler: Callable[..., int], help_text: str) -> None:  # type: ignore[type-arg]
+    command = sub.add_parser(name, help=help_text, description=help_text)
+    command.set_defaults(handler=handler)
+
+
+def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.run import ingest_paths
+
+    paths = args.paths or [settings.corpus_path]
+    for summary in ingest_paths(settings, paths, progress=sys.stderr.isatty()):
+        print(summary.line())
+        for path, reason in summary.skipped:
+            print(f"  skipped {path}: {reason}")
+    return 0
+
+
+def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from service.engine import build_engine
+
+    hits = build_engine(settings).search(args.query, args.k)
+    if args.json:
+        print(json.dumps([dict(h.public(), n=i + 1) for i, h in enumerate(hits)], indent=2))
+        return 0
+    for i, hit in enumerate(hits, start=1):
+        print(f"[{i}] {hit.score:.4f}  {hit.title}")
+        print(textwrap.indent(textwrap.shorten(hit.body, 240), "      "))
+    return 0
+
+
+def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
+    from service.engine import build_engine
+
+    answer = build_engine(settings).ask(args.question, args.top_k)
+    if args.json:
+        print(json.dumps(answer.public(), indent=2, ensure_ascii=False))
+        return 0
+    print(answer.answer)
+    print()
+    for citation in answer.citations:
+        link = f" <{citation.url}>" if citation.url else ""
+        print(f"[{citation.n}] {citation.title}{link}")
+        print(textwrap.indent(textwrap.fill(f"\u201c{citation.quote}\u201d", 96), "    "))
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    import uvicorn
+
+    from ingest.run import ensure_ingested
+    from service.api import create_app
+
+    updates = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
+    settings = settings.model_copy(update=updates)
+    summary = ensure_ingested(settings, progress=sys.stderr.isatty())
+    if summary:
+        print(summary.line(), file=sys.stderr)
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
+    from evals.cli import eval_command
+
+    return eval_command(args.dataset, args.out, args.generator, args.judge, args.top_k, settings)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,77 @@
+"""What an answer is: text with [n] markers, validated citations, sources, timings."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from service.retrieval import Hit
+
+REFUSAL_TEXT = "The corpus does not contain an answer to this question."
+
+
+@dataclass
+class Citation:
+    """Where a cited sentence comes from: the exact span of a document."""
+
+    n: int
+    doc_id: str
+    title: str
+    chunk_id: str
+    quote: str
+    start: int
+    end: int
+    url: str | None
+
+
+@dataclass
+class Draft:
+    """A generator's raw output, before citation validation."""
+
+    text: str
+    refused: bool = False
+    usage: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass
+class Answer:
+    question: str
+    answer: str
+    refused: bool
+    citations: list[Citation]
+    sources: list[Hit]
+    timings_ms: dict[str, float]
+    generator: str
+    answerability: float
+    standalone_question: str | None = None
+    dropped: list[dict[str, str]] = field(default_factory=list)
+
+    def public(self) -> dict[str, Any]:
+        """The JSON shape of /v1/ask and `citeqa ask --json`."""
+        return {
+            "question": self.question,
+            "answer": self.answer,
+            "refused": self.refused,
+            "citations": [asdict(c) for c in self.citations],
+            "sources": [dict(h.public(), n=i + 1) for i, h in enumerate(self.sources)],
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+            "generator": self.generator,
+            "answerability": round(self.answerability, 4),
+            "dropped": self.dropped,
+        }
+
+
+def refusal_text(hits: list[Hit], limit: int = 3) -> str:
+    """The refusal, listing the closest sources so the user can look for themselves."""
+    if not hits:
+        return REFUSAL_TEXT
+    seen: list[str] = []
+    lines = []
+    for i, hit in enumerate(hits):
+        if hit.doc_id in seen:
+            continue
+        seen.append(hit.doc_id)
+        lines.append(f"[{i + 1}] {hit.title}")
+        if len(lines) == limit:
+            break
+    return f"{REFUSAL_TEXT} Closest sources: " + "; ".join(lines) + "."

@@ -1,0 +1,189 @@
+"""The FastAPI app: /v1/ask, /v1/search, /healthz, /readyz.
+
+Routes stay thin: they validate input with pydantic models, call the :class:`Engine` held in
+``app.state`` (built once in the lifespan), and let one exception handler map
+:mod:`citeqa.errors` to HTTP. Engine calls are blocking (ONNX, Chroma), so they run in the
+threadpool, never on the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from citeqa.config import Settings
+from citeqa.errors import CiteqaError, StoreUnavailableError
+from service.engine import Engine, build_engine
+from service.retrieval import MAX_TOP_K
+
+log = logging.getLogger("citeqa.api")
+
+
+class AskRequest(BaseModel):
+    question: str = Field(min_length=1, max_length=2000, description="The question to answer.")
+    top_k: int | None = Field(
+        None, ge=1, le=MAX_TOP_K, description="Sources to retrieve (default from settings)."
+    )
+
+
+class CitationOut(BaseModel):
+    n: int
+    doc_id: str
+    title: str
+    chunk_id: str
+    quote: str
+    start: int
+    end: int
+    url: str | None
+
+
+class SourceOut(BaseModel):
+    n: int
+    chunk_id: str
+    doc_id: str
+    title: str
+    url: str | None
+    score: float
+    text: str
+
+
+class AskResponse(BaseModel):
+    question: str
+    answer: str
+    refused: bool
+    citations: list[CitationOut]
+    sources: list[SourceOut]
+    timings_ms: dict[str, float]
+    generator: str
+    answerability: float
+    dropped: list[dict[str, str]]
+
+
+class SearchResponse(BaseModel):
+    query: str
+    hits: list[SourceOut]
+
+
+def get_engine(request: Request) -> Engine:
+    engine: Engine | None = request.app.state.engine
+    if engine is None:
+        raise StoreUnavailableError(f"the store is not open yet: {request.app.state.startup_error}")
+    return engine
+
+
+EngineDep = Annotated[Engine, Depends(get_engine)]
+
+
+def create_app(
+    settings: Settings | None = None, engine_factory: Callable[[Settings], Engine] | None = None
+) -> FastAPI:
+    settings = settings or Settings()
+    factory = engine_factory or build_engine
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.engine = None
+        app.state.startup_error = ""
+        try:
+            app.state.engine = await run_in_threadpool(factory, settings)
+        except CiteqaError as exc:  # serve healthz and 503s; readyz retries the store
+            app.state.startup_error = exc.message
+            log.error("engine not ready: %s", exc.message)
+        yield
+
+    app = FastAPI(title="citeqa", version="0.1.0", lifespan=lifespan)
+    app.state.settings = settings
+    app.state.factory = factory
+    _install_error_handlers(app)
+    _install_routes(app)
+    return app
+
+
+def _install_routes(app: FastAPI) -> None:
+    @app.post("/v1/ask", response_model=AskResponse)
+    async def ask(body: AskRequest, engine: EngineDep) -> dict[str, Any]:
+        answer = await run_in_threadpool(engine.ask, body.question, body.top_k)
+        return answer.public()
+
+    @app.get("/v1/search", response_model=SearchResponse)
+    async def search(
+        engine: EngineDep,
+        q: Annotated[str, Query(min_length=1, max_length=2000, description="Query text.")],
+        k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="Hits to return.")] = 5,
+    ) -> dict[str, Any]:
+        hits = await run_in_threadpool(engine.search, q, k)
+        return {"query": q, "hits": [dict(h.public(), n=i + 1) for i, h in enumerate(hits)]}
+
+    @app.get("/healthz")
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz")
+    async def readyz(request: Request) -> JSONResponse:
+        ok, detail = await run_in_threadpool(_readiness, request.app)
+        return JSONResponse({"ready": ok, "detail": detail}, status_code=200 if ok else 503)
+
+
+def _readiness(app: FastAPI) -> tuple[bool, str]:
+    """Store reachable, collections present and non-empty, embedding model matching."""
+    if app.state.engine is None:
+        try:
+            app.state.engine = app.state.factory(app.state.settings)
+        except CiteqaError as exc:
+            return False, exc.message
+    engine: Engine = app.state.engine
+    try:
+        count = engine.index.chunks.count()
+    except Exception as exc:
+        return False, f"Chroma is unavailable ({type(exc).__name__}: {exc})"
+    if count == 0:
+        return False, "the collection is empty: run `citeqa ingest`"
+    return True, f"{count} chunks; embedding model {engine.embedder.name}"
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(CiteqaError)
+    async def citeqa_error(request: Request, exc: CiteqaError) -> JSONResponse:
+        headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
+        return _problem(exc.status, type(exc).__name__, exc.message, headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        message = "; ".join(_describe(err) for err in exc.errors())
+        return _problem(422, "InvalidRequest", message)
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> JSONResponse:
+        if _is_store_failure(exc):
+            return _problem(503, "StoreUnavailableError", f"Chroma is unavailable: {exc}", {"Retry-After": "5"})
+        log.exception("unhandled error on %s", request.url.path)
+        return _problem(500, "InternalError", "internal error; see the server log")
+
+
+def _is_store_failure(exc: Exception) -> bool:
+    module = type(exc).__module__
+    return module.startswith(("chromadb", "httpx", "httpcore")) or isinstance(exc, ConnectionError)
+
+
+def _describe(error: dict[str, Any]) -> str:
+    location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
+    return f"{location or 'body'}: {error.get('msg', 'invalid')}"
+
+
+def _problem(
+    status: int, kind: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse(
+        {"type": kind, "title": kind, "status": status, "detail": detail},
+        status_code=status,
+        headers=headers,
+        media_type="application/problem+json",
+    )

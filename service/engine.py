@@ -1,0 +1,144 @@
+"""The query engine: retrieval, evidence, generation, citation validation, refusal.
+
+The API, the CLI, the chat endpoint and the eval harness all call :class:`Engine`; nothing else
+answers questions.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Protocol
+
+from citeqa.config import Settings
+from citeqa.embedding import Embedder, build_embedder
+from citeqa.errors import InputError
+from citeqa.store import Index, connect, open_index
+from service.answer import Answer, Draft, refusal_text
+from service.citations import validate
+from service.evidence import Evidence, EvidenceBuilder
+from service.extractive import ExtractiveGenerator
+from service.retrieval import MAX_TOP_K, Hit, HybridRetriever
+
+log = logging.getLogger(__name__)
+
+
+class Generator(Protocol):
+    """Writes a draft answer from the evidence; citations are validated afterwards."""
+
+    name: str
+
+    def generate(self, evidence: Evidence) -> Draft: ...
+
+
+@dataclass
+class Engine:
+    settings: Settings
+    index: Index
+    embedder: Embedder
+    retriever: HybridRetriever
+    evidence: EvidenceBuilder
+    generator: Generator
+
+    def check_top_k(self, top_k: int | None) -> int:
+        k = self.settings.top_k if top_k is None else top_k
+        if not 1 <= k <= MAX_TOP_K:
+            raise InputError(f"top_k must be between 1 and {MAX_TOP_K}, got {k}")
+        return k
+
+    def check_question(self, question: str) -> str:
+        question = question.strip()
+        if not question:
+            raise InputError("the question is empty")
+        if len(question) > self.settings.max_question_chars:
+            raise InputError(
+                f"the question has {len(question)} characters; the limit is "
+                f"{self.settings.max_question_chars}"
+            )
+        return question
+
+    def search(self, query: str, k: int | None = None) -> list[Hit]:
+        query = self.check_question(query)
+        return self.retriever.retrieve_hits(query, self.check_top_k(k)).hits
+
+    def ask(self, question: str, top_k: int | None = None) -> Answer:
+        question = self.check_question(question)
+        k = self.check_top_k(top_k)
+        started = time.perf_counter()
+        retrieval = self.retriever.retrieve_hits(question, k)
+        evidence = self.evidence.build(retrieval)
+        retrieved = time.perf_counter()
+        answer = self._answer(question, evidence)
+        done = time.perf_counter()
+        answer.timings_ms = {
+            "retrieve": (retrieved - started) * 1000,
+            "generate": (done - retrieved) * 1000,
+            "total": (done - started) * 1000,
+        }
+        return answer
+
+    def _answer(self, question: str, evidence: Evidence) -> Answer:
+        hits = evidence.hits
+        if not evidence.answerable:
+            return self._refusal(question, evidence)
+        draft = self.generator.generate(evidence)
+        if draft.refused:
+            return self._refusal(question, evidence)
+        checked = validate(draft.text, hits)
+        if not checked.citations:
+            refusal = self._refusal(question, evidence)
+            refusal.dropped = checked.dropped
+            return refusal
+        return Answer(
+            question=question,
+            answer=checked.text,
+            refused=False,
+            citations=checked.citations,
+            sources=hits,
+            timings_ms={},
+            generator=self.generator.name,
+            answerability=evidence.answerability,
+            dropped=checked.dropped,
+        )
+
+    def _refusal(self, question: str, evidence: Evidence) -> Answer:
+        return Answer(
+            question=question,
+            answer=refusal_text(evidence.hits),
+            refused=True,
+            citations=[],
+            sources=evidence.hits,
+            timings_ms={},
+            generator=self.generator.name,
+            answerability=evidence.answerability,
+        )
+
+
+def build_generator(settings: Settings) -> Generator:
+    if settings.use_llm:
+        from service.llm import LLMGenerator
+
+        return LLMGenerator.from_settings(settings)
+    return ExtractiveGenerator()
+
+
+def build_engine(
+    settings: Settings,
+    embedder: Embedder | None = None,
+    generator: Generator | None = None,
+    index: Index | None = None,
+) -> Engine:
+    """Open the store and wire the engine; callers may inject the embedder or generator."""
+    embedder = embedder or build_embedder(settings)
+    if index is None:
+        index = open_index(connect(settings), settings.collection, embedder, create=True)
+    retriever = HybridRetriever(index, embedder, settings.candidate_k, settings.rrf_k)
+    return Engine(
+        settings=settings,
+        index=index,
+        embedder=embedder,
+        retriever=retriever,
+        evidence=EvidenceBuilder(index, retriever),
+        generator=generator or build_generator(settings),
+    )

@@ -1,0 +1,250 @@
+"""Evidence: the candidate sentences of the retrieved chunks, scored against the question.
+
+Both generators start from the same :class:`Evidence`. Each candidate sentence gets features
+that say how well it *answers* the question, not just how close it is to it:
+
+* ``similarity``: cosine of question and sentence embeddings (paraphrases);
+* ``coverage``: IDF-weighted share of the question's content terms found in the sentence or its
+  document title (the named subject);
+* ``detail``: IDF-weighted share of the question's terms that are *not* in the title (the asked
+  detail: "learning rate", "how many GPUs") found in the sentence. A near-miss question names a
+  paper that is in the corpus but asks a detail its text never mentions: coverage is high
+  thanks to the title, detail is low;
+* ``expects_number`` / ``has_number``: "how many", "what percentage" need a number.
+
+``answerability`` is a logistic function of the best candidate's features. Its weights were fit
+on the development set (evals/datasets/dev.jsonl) as a whole and are kept in
+:data:`ANSWERABILITY_WEIGHTS`; ``evals/calibrate.py`` refits them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from citeqa.store import Index
+from citeqa.text import numbers, stopwords, term_set
+from service.retrieval import Hit, HybridRetriever, Retrieval
+
+_NUMERIC_Q = re.compile(
+    r"\b(how (many|much|large|big|long|fast|deep|high|small|far|well|quickly)|percentage|percent|"
+    r"fraction|proportion|number of|accuracy|error|score|speed ?up|factor|improvement|gain|"
+    r"reduction|increase|decrease|faster|cheaper|smaller|fewer|top-1|top-5|pass@\w+|\bsize\b|"
+    r"throughput|latency|cost)\b",
+    re.IGNORECASE,
+)
+
+_WH_RE = re.compile(r"\b(what|which|how many|how much|who|whom|whose)\b", re.IGNORECASE)
+_SKIP_AFTER_WH = frozenset(
+    "is are was were does do did has have had the a an of kind type sort exact total".split()
+)
+
+
+def focus_phrase(question: str) -> str:
+    """The thing asked for: the words after the first wh-word ("What peak learning rate was
+    used..." -> "peak learning rate"; "Who are the authors of..." -> "authors"), or ""."""
+    match = _WH_RE.search(question)
+    if not match:
+        return ""
+    stop = stopwords()
+    focus: list[str] = []
+    for word in question[match.end() :].split():
+        token = word.strip("?,.;:()\"'").lower()
+        if not focus and token in _SKIP_AFTER_WH:
+            continue
+        if not token or token in stop or len(focus) == 4:
+            break
+        focus.append(word.strip("?,.;:()\"'"))
+    return " ".join(focus)
+
+
+# Fit by evals/calibrate.py on the development set; see the module docstring.
+ANSWERABILITY_WEIGHTS: dict[str, float] = {
+    "bias": -6.0,
+    "similarity": 6.0,
+    "max_similarity": 0.0,
+    "coverage": 3.0,
+    "detail": 3.0,
+    "doc_coverage": 0.0,
+    "chunk_similarity": 0.0,
+    "number_missing": -2.0,
+    "focus_similarity": 0.0,
+    "focus_coverage": 0.0,
+}
+ANSWERABILITY_THRESHOLD = 0.5
+
+
+@dataclass
+class Candidate:
+    """One sentence of a retrieved chunk, with its features."""
+
+    hit_index: int  # position in Evidence.hits (citation number - 1)
+    position: int  # sentence number inside the chunk
+    text: str
+    start: int  # character offsets in the document
+    end: int
+    similarity: float
+    coverage: float
+    detail: float
+    has_number: bool
+    matched: frozenset[str] = frozenset()  # question terms found in the sentence or title
+    vector: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32), repr=False)
+    score: float = 0.0
+
+
+@dataclass
+class Evidence:
+    question: str
+    hits: list[Hit]
+    candidates: list[Candidate]
+    expects_number: bool
+    term_weights: dict[str, float] = field(default_factory=dict)  # question term -> IDF
+    focus: str = ""
+    focus_similarity: float = 0.0  # best cosine of the focus phrase and a top-document sentence
+    focus_coverage: float = 1.0  # share of focus terms found in the top document
+    answerability: float = 0.0
+    features: dict[str, float] = field(default_factory=dict)
+
+    @property
+    def answerable(self) -> bool:
+        return self.answerability >= ANSWERABILITY_THRESHOLD
+
+    def best(self) -> Candidate | None:
+        return max(self.candidates, key=lambda c: c.score, default=None)
+
+
+class EvidenceBuilder:
+    """Loads the sentences of retrieved chunks and scores them."""
+
+    def __init__(self, index: Index, retriever: HybridRetriever) -> None:
+        self.index = index
+        self.retriever = retriever
+        self.idf: dict[str, float] = {}
+        self.default_idf = 1.0
+
+    def build(self, retrieval: Retrieval) -> Evidence:
+        question = retrieval.question
+        self.idf, self.default_idf = self.retriever.idf()
+        q_terms = term_set(question, drop_question_words=True)
+        expects_number = bool(_NUMERIC_Q.search(question))
+        candidates = self._candidates(retrieval, q_terms)
+        for cand in candidates:
+            cand.score = _sentence_score(cand, expects_number)
+        weights = {t: self.idf.get(t, self.default_idf) for t in q_terms}
+        evidence = Evidence(question, retrieval.hits, candidates, expects_number, weights)
+        self._score_focus(evidence)
+        self._score_answerability(evidence)
+        return evidence
+
+    def _candidates(self, retrieval: Retrieval, q_terms: set[str]) -> list[Candidate]:
+        hits = retrieval.hits
+        if not hits:
+            return []
+        got = self.index.sentences.get(
+            where={"chunk_id": {"$in": [h.chunk_id for h in hits]}},
+            include=["documents", "metadatas", "embeddings"],
+        )
+        position = {h.chunk_id: i for i, h in enumerate(hits)}
+        vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(-1, len(retrieval.query_vector))
+        sims = vectors @ retrieval.query_vector if len(vectors) else np.zeros(0)
+        out = []
+        for text, meta, sim in zip(got["documents"] or [], got["metadatas"] or [], sims, strict=True):
+            hit_index = position[str(meta["chunk_id"])]
+            title_terms = term_set(hits[hit_index].title)
+            cand = self._candidate(hit_index, meta, text, float(sim), q_terms, title_terms)
+            cand.vector = vectors[len(out)]
+            out.append(cand)
+        out.sort(key=lambda c: (c.hit_index, c.position))
+        return out
+
+    def _candidate(
+        self,
+        hit_index: int,
+        meta: dict,  # type: ignore[type-arg]
+        text: str,
+        sim: float,
+        q_terms: set[str],
+        title_terms: set[str],
+    ) -> Candidate:
+        s_terms = term_set(text)
+        detail_terms = q_terms - title_terms
+        return Candidate(
+            hit_index=hit_index,
+            position=int(meta["position"]),
+            text=text,
+            start=int(meta["start"]),
+            end=int(meta["end"]),
+            similarity=sim,
+            coverage=self._weighted_share(q_terms, s_terms | title_terms),
+            detail=self._weighted_share(detail_terms, s_terms) if detail_terms else 1.0,
+            has_number=bool(numbers(text)),
+            matched=frozenset(q_terms & (s_terms | title_terms)),
+        )
+
+    def _weighted_share(self, wanted: set[str], found: set[str]) -> float:
+        if not wanted:
+            return 0.0
+        total = sum(self.idf.get(t, self.default_idf) for t in wanted)
+        hit = sum(self.idf.get(t, self.default_idf) for t in wanted & found)
+        return hit / total if total else 0.0
+
+    def _score_focus(self, evidence: Evidence) -> None:
+        best = evidence.best()
+        evidence.focus = focus_phrase(evidence.question)
+        if best is None or not evidence.focus:
+            return
+        doc_id = evidence.hits[best.hit_index].doc_id
+        same_doc = [c for c in evidence.candidates if evidence.hits[c.hit_index].doc_id == doc_id]
+        vector = self.retriever.embedder.embed([evidence.focus])[0]
+        evidence.focus_similarity = max(float(c.vector @ vector) for c in same_doc)
+        focus_terms = term_set(evidence.focus)
+        doc_terms = term_set(evidence.hits[best.hit_index].title).union(
+            *(term_set(c.text) for c in same_doc)
+        )
+        evidence.focus_coverage = self._weighted_share(focus_terms, doc_terms) if focus_terms else 1.0
+
+    def _score_answerability(self, evidence: Evidence) -> None:
+        if evidence.best() is None:
+            evidence.answerability = 0.0
+            return
+        evidence.features = answerability_features(evidence)
+        evidence.answerability = answerability(evidence.features)
+
+
+def answerability(features: dict[str, float]) -> float:
+    """Logistic model over the features, with :data:`ANSWERABILITY_WEIGHTS`."""
+    z = ANSWERABILITY_WEIGHTS["bias"] + sum(
+        ANSWERABILITY_WEIGHTS[name] * value for name, value in features.items()
+    )
+    return 1.0 / (1.0 + math.exp(-z))
+
+
+def answerability_features(evidence: Evidence) -> dict[str, float]:
+    """Features of how well the evidence answers the question (see the module docstring)."""
+    best = evidence.best()
+    assert best is not None
+    total = sum(evidence.term_weights.values()) or 1.0
+    same_doc = [c for c in evidence.candidates if evidence.hits[c.hit_index].doc_id == evidence.hits[best.hit_index].doc_id]
+    doc_terms = frozenset().union(*(c.matched for c in same_doc))
+    return {
+        "similarity": best.similarity,
+        "max_similarity": max(c.similarity for c in evidence.candidates),
+        "coverage": best.coverage,
+        "detail": best.detail,
+        "doc_coverage": sum(evidence.term_weights[t] for t in doc_terms) / total,
+        "chunk_similarity": evidence.hits[0].dense,
+        "number_missing": float(evidence.expects_number and not best.has_number),
+        "focus_similarity": evidence.focus_similarity,
+        "focus_coverage": evidence.focus_coverage,
+    }
+
+
+def _sentence_score(cand: Candidate, expects_number: bool) -> float:
+    score = cand.similarity + 0.6 * cand.coverage + 0.6 * cand.detail
+    if expects_number and not cand.has_number:
+        score -= 0.3
+    return score - 0.01 * cand.hit_index
