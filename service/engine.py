@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
+from collections.abc import Iterator
 from typing import Protocol
 
 from citeqa.config import Settings
@@ -30,6 +31,10 @@ class Generator(Protocol):
     name: str
 
     def generate(self, evidence: Evidence) -> Draft: ...
+
+    def stream(self, evidence: Evidence) -> Iterator[str]:
+        """The draft as text deltas; the caller validates the joined text with ``finish``."""
+        ...
 
 
 @dataclass
@@ -62,14 +67,17 @@ class Engine:
         query = self.check_question(query)
         return self.retriever.retrieve_hits(query, self.check_top_k(k)).hits
 
-    def ask(self, question: str, top_k: int | None = None) -> Answer:
+    def prepare(self, question: str, top_k: int | None = None) -> Evidence:
+        """Retrieve and score evidence for ``question`` (validated); no generation."""
         question = self.check_question(question)
-        k = self.check_top_k(top_k)
+        retrieval = self.retriever.retrieve_hits(question, self.check_top_k(top_k))
+        return self.evidence.build(retrieval)
+
+    def ask(self, question: str, top_k: int | None = None) -> Answer:
         started = time.perf_counter()
-        retrieval = self.retriever.retrieve_hits(question, k)
-        evidence = self.evidence.build(retrieval)
+        evidence = self.prepare(question, top_k)
         retrieved = time.perf_counter()
-        answer = self._answer(question, evidence)
+        answer = self._answer(evidence.question, evidence)
         done = time.perf_counter()
         answer.timings_ms = {
             "retrieve": (retrieved - started) * 1000,
@@ -79,15 +87,18 @@ class Engine:
         return answer
 
     def _answer(self, question: str, evidence: Evidence) -> Answer:
-        hits = evidence.hits
         if not evidence.answerable:
-            return self._refusal(question, evidence)
-        draft = self.generator.generate(evidence)
+            return self.refusal(question, evidence)
+        return self.finish(question, evidence, self.generator.generate(evidence))
+
+    def finish(self, question: str, evidence: Evidence, draft: Draft) -> Answer:
+        """Validate a generator's draft into the final answer (or a refusal)."""
+        hits = evidence.hits
         if draft.refused:
-            return self._refusal(question, evidence)
+            return self.refusal(question, evidence)
         checked = validate(draft.text, hits)
         if not checked.citations:
-            refusal = self._refusal(question, evidence)
+            refusal = self.refusal(question, evidence)
             refusal.dropped = checked.dropped
             return refusal
         return Answer(
@@ -102,7 +113,7 @@ class Engine:
             dropped=checked.dropped,
         )
 
-    def _refusal(self, question: str, evidence: Evidence) -> Answer:
+    def refusal(self, question: str, evidence: Evidence) -> Answer:
         return Answer(
             question=question,
             answer=refusal_text(evidence.hits),

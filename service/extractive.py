@@ -8,6 +8,9 @@ well. Every sentence is quoted verbatim and followed by the number of its source
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+
 from service.answer import Draft
 from service.citations import claim_with_markers
 from service.evidence import Candidate, Evidence
@@ -30,6 +33,12 @@ class ExtractiveGenerator:
                 claim_with_markers(cand.text, [cand.hit_index + 1])
             )
         return Draft(text="\n".join(" ".join(p) for p in paragraphs.values()))
+
+    def stream(self, evidence: Evidence) -> Iterator[str]:
+        """The same draft, in word-sized pieces (for streaming APIs)."""
+        draft = self.generate(evidence)
+        for piece in re.findall(r"\S+\s*", draft.text):
+            yield piece
 
 
 def select_sentences(evidence: Evidence) -> list[Candidate]:
