@@ -36,7 +36,7 @@ def collect(dataset: Path, settings: Settings) -> tuple[list[str], np.ndarray, n
     return names, np.array(rows), np.array(labels)
 
 
-def fit(x: np.ndarray, y: np.ndarray, l2: float = 0.05, steps: int = 20000) -> np.ndarray:
+def fit(x: np.ndarray, y: np.ndarray, l2: float = 0.003, steps: int = 20000) -> np.ndarray:
     """Logistic regression by gradient descent; returns [bias, *weights]."""
     xb = np.hstack([np.ones((len(x), 1)), x])
     w = np.zeros(xb.shape[1])

@@ -115,8 +115,8 @@ def read_folder(root: Path) -> ReadResult:
         if reason:
             result.skipped.append((relative, reason))
             continue
-        try:
-            result.documents.extend(_read_file(path, relative, result.source))
+        try:  # a file is read whole or skipped whole, never half
+            result.documents.extend(list(_read_file(path, relative, result.source)))
         except CorpusFormatError as exc:
             result.skipped.append((relative, exc.message))
     return result
@@ -142,19 +142,20 @@ def _read_file(path: Path, relative: str, source: str) -> Iterator[Document]:
     if path.suffix.lower() == ".jsonl":
         yield from _jsonl_documents(text, relative, source)
         return
-    if not text.strip():
+    title, body = _split_title(text, path)
+    if not body.strip():
         raise CorpusFormatError("empty file")
-    yield make_document(f"file:{relative}", _text_title(text, path), text, source)
+    yield make_document(f"file:{relative}", title, body, source)
 
 
-def _text_title(text: str, path: Path) -> str:
-    for line in text.splitlines():
-        match = _HEADING_RE.match(line)
-        if match:
-            return match.group(1)
-        if line.strip():
-            break
-    return path.stem.replace("_", " ").replace("-", " ")
+def _split_title(text: str, path: Path) -> tuple[str, str]:
+    """Title from a leading markdown heading (removed from the body), else the file name."""
+    stripped = text.lstrip()
+    first, _, rest = stripped.partition("\n")
+    match = _HEADING_RE.match(first)
+    if match:
+        return match.group(1), rest.strip("\n")
+    return path.stem.replace("_", " ").replace("-", " "), text
 
 
 def _jsonl_documents(text: str, relative: str, source: str) -> Iterator[Document]:
@@ -182,6 +183,9 @@ def read_source(path: Path) -> ReadResult:
     if looks_like_listing(path):
         return read_listing(path)
     result = ReadResult(source=f"file:{path.resolve()}")
+    reason = _refusal(path.parent.resolve(), path)
+    if reason:
+        raise InputError(f"{path}: {reason}")
     try:
         result.documents.extend(_read_file(path, path.name, result.source))
     except CorpusFormatError as exc:

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from citeqa.store import Index
-from citeqa.text import numbers, stopwords, term_set
+from citeqa.text import numbers, stopwords, term_set, words
 from service.retrieval import Hit, HybridRetriever, Retrieval
 
 _NUMERIC_Q = re.compile(
@@ -64,18 +64,21 @@ def focus_phrase(question: str) -> str:
 
 # Fit by evals/calibrate.py on the development set; see the module docstring.
 ANSWERABILITY_WEIGHTS: dict[str, float] = {
-    "bias": -6.0,
-    "similarity": 6.0,
-    "max_similarity": 0.0,
-    "coverage": 3.0,
-    "detail": 3.0,
-    "doc_coverage": 0.0,
-    "chunk_similarity": 0.0,
-    "number_missing": -2.0,
-    "focus_similarity": 0.0,
-    "focus_coverage": 0.0,
+    "bias": -5.759,
+    "similarity": 0.773,
+    "max_similarity": 1.329,
+    "coverage": -0.641,
+    "detail": 1.316,
+    "doc_coverage": 2.174,
+    "chunk_similarity": 3.208,
+    "number_missing": 0.559,
+    "focus_similarity": 0.584,
+    "focus_coverage": 0.381,
+    "best_detail_any": 1.956,
+    "max_idf_missing": 0.614,
+    "focus_head_found": 0.493,
 }
-ANSWERABILITY_THRESHOLD = 0.5
+ANSWERABILITY_THRESHOLD = 0.307
 
 
 @dataclass
@@ -106,6 +109,7 @@ class Evidence:
     focus: str = ""
     focus_similarity: float = 0.0  # best cosine of the focus phrase and a top-document sentence
     focus_coverage: float = 1.0  # share of focus terms found in the top document
+    focus_head_found: float = 1.0  # the focus phrase's last (head) word is in the top document
     answerability: float = 0.0
     features: dict[str, float] = field(default_factory=dict)
 
@@ -194,18 +198,25 @@ class EvidenceBuilder:
 
     def _score_focus(self, evidence: Evidence) -> None:
         best = evidence.best()
-        evidence.focus = focus_phrase(evidence.question)
-        if best is None or not evidence.focus:
+        if best is None:
+            return
+        title = evidence.hits[best.hit_index].title
+        # Without a wh-phrase ("How does X work?") the asked detail is what the title lacks.
+        title_terms = term_set(title)
+        fallback = [w for w in words(evidence.question) if not term_set(w) <= title_terms]
+        evidence.focus = focus_phrase(evidence.question) or " ".join(fallback)
+        focus_terms = term_set(evidence.focus, drop_question_words=True)
+        if not focus_terms:
+            evidence.focus_similarity, evidence.focus_coverage = best.similarity, 1.0
             return
         doc_id = evidence.hits[best.hit_index].doc_id
         same_doc = [c for c in evidence.candidates if evidence.hits[c.hit_index].doc_id == doc_id]
         vector = self.retriever.embedder.embed([evidence.focus])[0]
         evidence.focus_similarity = max(float(c.vector @ vector) for c in same_doc)
-        focus_terms = term_set(evidence.focus)
-        doc_terms = term_set(evidence.hits[best.hit_index].title).union(
-            *(term_set(c.text) for c in same_doc)
-        )
-        evidence.focus_coverage = self._weighted_share(focus_terms, doc_terms) if focus_terms else 1.0
+        doc_terms = title_terms.union(*(term_set(c.text) for c in same_doc))
+        evidence.focus_coverage = self._weighted_share(focus_terms, doc_terms)
+        head = term_set(evidence.focus.split()[-1], drop_question_words=True)
+        evidence.focus_head_found = float(head <= doc_terms)
 
     def _score_answerability(self, evidence: Evidence) -> None:
         if evidence.best() is None:
@@ -240,6 +251,12 @@ def answerability_features(evidence: Evidence) -> dict[str, float]:
         "number_missing": float(evidence.expects_number and not best.has_number),
         "focus_similarity": evidence.focus_similarity,
         "focus_coverage": evidence.focus_coverage,
+        "focus_head_found": evidence.focus_head_found,
+        "best_detail_any": max(c.detail for c in same_doc),
+        "max_idf_missing": max(
+            [w for t, w in evidence.term_weights.items() if t not in doc_terms], default=0.0
+        )
+        / 10,
     }
 
 

@@ -15,8 +15,9 @@ from service.answer import Draft
 from service.citations import claim_with_markers
 from service.evidence import Candidate, Evidence
 
-MAX_SENTENCES = 4
-MIN_RATIO = 0.7  # an added sentence scores at least this share of the best one
+MAX_SENTENCES = 5
+SAME_CHUNK_RATIO = 0.85  # a second sentence of the best chunk scoring this close is kept
+MIN_RATIO = 0.6  # an added sentence scores at least this share of the best one
 MIN_GAIN = 0.12  # ... and covers at least this (IDF-weighted) share of the question anew
 
 
@@ -53,7 +54,11 @@ def select_sentences(evidence: Evidence) -> list[Candidate]:
     if best is None:
         return []
     chosen = [best]
-    covered = set(best.matched)
+    same_chunk = [c for c in evidence.candidates if c.hit_index == best.hit_index and c is not best]
+    runner_up = max(same_chunk, key=lambda c: c.score, default=None)
+    if runner_up is not None and runner_up.score >= SAME_CHUNK_RATIO * best.score:
+        chosen.append(runner_up)  # facts often run over two sentences
+    covered = set().union(*(c.matched for c in chosen))
     total = sum(evidence.term_weights.values()) or 1.0
     while len(chosen) < MAX_SENTENCES:
         pool = [c for c in evidence.candidates if c not in chosen and c.score >= MIN_RATIO * best.score]

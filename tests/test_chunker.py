@@ -1,0 +1,49 @@
+"""The sentence-preserving chunker."""
+
+from __future__ import annotations
+
+import json
+
+from citeqa.config import BUNDLED_CORPUS
+from citeqa.embedding import Embedder
+from ingest.chunker import SentenceChunker
+from ingest.readers import make_document, read_listing
+
+
+def _chunker(embedder: Embedder, max_tokens: int = 200) -> SentenceChunker:
+    return SentenceChunker(max_tokens=max_tokens, count_tokens=embedder.count_tokens)
+
+
+def test_chunks_keep_sentences_whole_and_record_offsets(embedder: Embedder) -> None:
+    chunker = _chunker(embedder)
+    for document in read_listing(BUNDLED_CORPUS).documents[:40]:
+        text = document.get_content()
+        for node in chunker.chunk_document(document):
+            title = document.metadata["title"]
+            assert node.get_content().startswith(title + "\n")
+            spans = json.loads(node.metadata["sentences"])
+            body = node.get_content()[node.metadata["prefix_len"] :]
+            assert body == text[spans[0][0] : spans[-1][1]]
+            for start, end in spans:
+                sentence = text[start:end]
+                assert sentence in body
+                assert sentence[-1] in ".!?)\"'" or end == len(text) or sentence.endswith(":")
+
+
+def test_chunks_respect_the_token_budget_unless_one_sentence_is_longer(embedder: Embedder) -> None:
+    chunker = _chunker(embedder, max_tokens=80)
+    for document in read_listing(BUNDLED_CORPUS).documents[:30]:
+        for node in chunker.chunk_document(document):
+            if len(json.loads(node.metadata["sentences"])) > 1:
+                assert embedder.count_tokens(node.get_content()) <= 80 * 1.2
+
+
+def test_chunk_ids_are_deterministic_and_content_addressed(embedder: Embedder) -> None:
+    doc = make_document("d1", "Title", "First sentence here. Second one there.", "test")
+    changed = make_document("d1", "Title", "First sentence here. Second one changed.", "test")
+    first = [n.node_id for n in _chunker(embedder).chunk_document(doc)]
+    again = [n.node_id for n in _chunker(embedder).chunk_document(doc)]
+    other = [n.node_id for n in _chunker(embedder).chunk_document(changed)]
+    assert first == again
+    assert first != other
+    assert all(cid.startswith("d1#") for cid in first)

@@ -1,0 +1,75 @@
+"""The `citeqa` command line, run as a real subprocess."""
+
+from __future__ import annotations
+
+import json
+import re
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from citeqa.config import Settings
+
+pytestmark = pytest.mark.integration
+
+
+def citeqa(*args: str, data_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, CITEQA_DATA_DIR=str(data_dir), HF_HUB_OFFLINE="1")
+    return subprocess.run(
+        [sys.executable, "-m", "citeqa.cli", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+    )
+
+
+def test_ask_json_is_the_api_shape(corpus_settings: Settings) -> None:
+    result = citeqa("ask", "What is the name of the dataset of computational graphs?", "--json", data_dir=corpus_settings.data_dir)
+    assert result.returncode == 0, result.stderr
+    body = json.loads(result.stdout)
+    assert {"answer", "refused", "citations", "sources", "timings_ms"} <= body.keys()
+
+
+def test_ask_prints_answer_and_numbered_sources(corpus_settings: Settings) -> None:
+    result = citeqa("ask", "How many activated parameters does DeepSeek-V3 have?", data_dir=corpus_settings.data_dir)
+    assert result.returncode == 0, result.stderr
+    assert "37B" in result.stdout
+    assert re.search(r"^\[\d+\] DeepSeek-V3 Technical Report", result.stdout, re.MULTILINE)
+
+
+def test_search_lists_hits(corpus_settings: Settings) -> None:
+    result = citeqa("search", "FastV", "-k", "2", data_dir=corpus_settings.data_dir)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith("[1] ")
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("ingest", "/definitely/not/here"), "no such file or folder"),
+        (("ask", "   "), "the question is empty"),
+        (("ask", "What is FastV?", "-k", "99"), "top_k must be between 1 and 50"),
+    ],
+)
+def test_errors_are_one_line_without_traceback(corpus_settings: Settings, args: tuple[str, ...], message: str) -> None:
+    result = citeqa(*args, data_dir=corpus_settings.data_dir)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert result.stderr.strip() == f"citeqa: error: {message}" or message in result.stderr.strip().splitlines()[-1]
+
+
+def test_ingest_folder_lists_skipped_files(tmp_path: Path) -> None:
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "note.md").write_text("# A note\n\nSparse attention is cheap. It is also fast.\n")
+    (folder / "image.png").write_bytes(b"\x89PNG\r\n")
+    result = citeqa("ingest", str(folder), data_dir=tmp_path / "store")
+    assert result.returncode == 0, result.stderr
+    assert "added 1" in result.stdout
+    assert "skipped image.png: unsupported file type '.png'" in result.stdout
+    again = citeqa("ingest", str(folder), data_dir=tmp_path / "store")
+    assert "unchanged 1" in again.stdout and "0 texts embedded" in again.stdout
