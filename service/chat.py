@@ -1,0 +1,246 @@
+"""The chat service: a stateless conversation in, a cited answer out, whole or streamed.
+
+The OpenAI-compatible endpoint (:mod:`service.chat_api`), the web page (through that endpoint)
+and ``citeqa chat`` all answer through :class:`ChatService`. A turn:
+
+1. the last user message becomes a standalone question: the generator's ``condense`` (the LLM
+   and ``prompts/condense.md``) when it has one, else the offline rewrite of
+   :mod:`service.followup`; a first question is used as it is;
+2. the engine retrieves evidence for the standalone question;
+3. the generator writes (or streams) a draft and the engine validates its citations.
+
+:meth:`ChatService.stream` yields, in order: :class:`Started` (the standalone question and the
+retrieved sources, known before generation starts), :class:`Delta` (draft text as the generator
+writes it), :class:`Finished` (the validated :class:`~service.answer.Answer`). The deltas are
+the *unvalidated* draft: validation needs the whole draft, so the finished answer's text can
+differ (sentences no source supports are dropped) and it is the one to keep. When the answer
+ends refused, one more delta carries the refusal text before :class:`Finished`, so a client that
+reads only the text still learns that the corpus has no answer.
+
+Nothing here keeps state between turns: the caller sends the whole conversation each time.
+"""
+
+from __future__ import annotations
+
+import logging
+import textwrap
+import time
+from collections.abc import Callable, Generator, Iterable, Sequence
+from dataclasses import dataclass
+from typing import IO, TypedDict
+
+from citeqa.errors import CiteqaError, InputError, LLMError
+from service.answer import Answer, Draft
+from service.engine import Engine
+from service.followup import standalone_question
+from service.retrieval import Hit
+
+log = logging.getLogger(__name__)
+
+MAX_MESSAGES = 50
+MAX_MESSAGE_CHARS = 8000
+
+
+class Message(TypedDict):
+    role: str
+    content: str
+
+
+@dataclass(frozen=True)
+class Started:
+    """Retrieval is done: what will be answered, from which sources."""
+
+    standalone_question: str
+    sources: list[Hit]
+
+
+@dataclass(frozen=True)
+class Delta:
+    """A piece of the draft (unvalidated) or of the refusal text."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The validated answer; ``answer.standalone_question`` is set."""
+
+    answer: Answer
+
+
+ChatEvent = Started | Delta | Finished
+
+
+def check_conversation(messages: Sequence[Message]) -> None:
+    """The limits of a conversation (the API's request model enforces the same ones)."""
+    if not messages:
+        raise InputError("messages: at least one message is needed")
+    if len(messages) > MAX_MESSAGES:
+        raise InputError(f"messages: at most {MAX_MESSAGES} messages, got {len(messages)}")
+    for i, message in enumerate(messages):
+        if len(message["content"]) > MAX_MESSAGE_CHARS:
+            raise InputError(f"messages.{i}.content: at most {MAX_MESSAGE_CHARS} characters")
+    if messages[-1]["role"] != "user":
+        raise InputError("messages: the last message must have the role 'user'")
+
+
+@dataclass
+class ChatService:
+    engine: Engine
+
+    def standalone_question(self, messages: Sequence[Message]) -> str:
+        """The last user message, rewritten with the conversation's subject when needed."""
+        check_conversation(messages)
+        question = self.engine.check_question(messages[-1]["content"])
+        history = list(messages[:-1])
+        if not any(m["role"] == "user" for m in history):
+            return question
+        rewritten = self._condense(history, question) or standalone_question(messages)
+        if len(rewritten) > self.engine.settings.max_question_chars:
+            return question
+        return rewritten.strip() or question
+
+    def _condense(self, history: list[Message], question: str) -> str | None:
+        condense: Callable[[list[Message], str], str] | None = getattr(
+            self.engine.generator, "condense", None
+        )
+        if condense is None:
+            return None
+        try:
+            return condense(history, question)
+        except LLMError as exc:  # the offline rewrite still gives retrieval the subject
+            log.warning("condensing the follow-up failed (%s); using the offline rewrite", exc)
+            return None
+
+    def complete(self, messages: Sequence[Message], top_k: int | None = None) -> Answer:
+        """The whole answer to the conversation's last question."""
+        started = time.perf_counter()
+        question = self.standalone_question(messages)
+        condensed = time.perf_counter()
+        answer = self.engine.ask(question, top_k)
+        answer.standalone_question = question
+        answer.timings_ms["condense"] = (condensed - started) * 1000
+        answer.timings_ms["total"] = (time.perf_counter() - started) * 1000
+        return answer
+
+    def stream(
+        self, messages: Sequence[Message], top_k: int | None = None
+    ) -> Generator[ChatEvent, None, None]:
+        """The answer as events (see the module docstring). Closing the iterator early closes
+        the generator's stream too (an LLM stream stops reading from the endpoint)."""
+        started = time.perf_counter()
+        question = self.standalone_question(messages)
+        condensed = time.perf_counter()
+        evidence = self.engine.prepare(question, top_k)
+        retrieved = time.perf_counter()
+        yield Started(question, evidence.hits)
+        draft: list[str] = []
+        if evidence.answerable:
+            pieces = self.engine.generator.stream(evidence)
+            try:
+                for piece in pieces:
+                    draft.append(piece)
+                    yield Delta(piece)
+            finally:
+                close = getattr(pieces, "close", None)
+                if close is not None:
+                    close()
+            answer = self.engine.finish(question, evidence, Draft(text="".join(draft)))
+        else:
+            answer = self.engine.refusal(question, evidence)
+        if answer.refused:
+            yield Delta(("\n\n" if "".join(draft).strip() else "") + answer.answer)
+        done = time.perf_counter()
+        answer.standalone_question = question
+        answer.timings_ms = {
+            "condense": (condensed - started) * 1000,
+            "retrieve": (retrieved - condensed) * 1000,
+            "generate": (done - retrieved) * 1000,
+            "total": (done - started) * 1000,
+        }
+        yield Finished(answer)
+
+
+def assistant_turn(answer: Answer) -> str:
+    """The text a client keeps as the assistant's turn: the answer and, when it cites any, the
+    numbered list of the cited titles, which lets a later "the second paper" be resolved."""
+    titles = {c.n: c.title for c in answer.citations}
+    if not titles:
+        return answer.answer
+    listed = "\n".join(f"[{n}] {title}" for n, title in sorted(titles.items()))
+    return f"{answer.answer}\n\nSources:\n{listed}"
+
+
+# --------------------------------------------------------------------------- terminal chat
+
+PROMPT = "> "
+QUIT = frozenset({"/quit", "/exit", ":q"})
+
+
+def run_terminal_chat(
+    chat: ChatService,
+    lines: Iterable[str],
+    out: IO[str],
+    err: IO[str],
+    prompt: bool = True,
+) -> int:
+    """``citeqa chat``: read questions from ``lines``, stream each answer to ``out`` with its
+    numbered sources under it; ``/quit`` or the end of input stops. Errors are one line on
+    ``err`` and the conversation goes on."""
+    messages: list[Message] = []
+    _show_prompt(out, prompt)
+    for line in lines:
+        question = line.strip()
+        if question in QUIT:
+            break
+        if question:
+            turn = [*messages, Message(role="user", content=question)]
+            answer = _answer_in_terminal(chat, turn, out, err)
+            if answer is not None:
+                reply = Message(role="assistant", content=assistant_turn(answer))
+                messages = [*turn, reply][-(MAX_MESSAGES - 1) :]
+        _show_prompt(out, prompt)
+    return 0
+
+
+def _answer_in_terminal(
+    chat: ChatService, messages: list[Message], out: IO[str], err: IO[str]
+) -> Answer | None:
+    streamed: list[str] = []
+    try:
+        for event in chat.stream(messages):
+            if isinstance(event, Started) and event.standalone_question != messages[-1]["content"]:
+                out.write(f"(searching for: {event.standalone_question})\n")
+            elif isinstance(event, Delta):
+                streamed.append(event.text)
+                out.write(event.text)
+                out.flush()
+            elif isinstance(event, Finished):
+                _print_sources(event.answer, "".join(streamed), out)
+                return event.answer
+    except CiteqaError as exc:
+        out.write("\n")
+        err.write(f"citeqa: error: {exc.message}\n")
+        err.flush()
+    return None
+
+
+def _print_sources(answer: Answer, streamed: str, out: IO[str]) -> None:
+    out.write("\n\n")
+    if answer.refused:
+        return
+    if answer.answer.split() != streamed.split():  # validation dropped unsupported sentences
+        out.write(f"Verified answer:\n{answer.answer}\n\n")
+    for citation in answer.citations:
+        link = f" <{citation.url}>" if citation.url else ""
+        out.write(f"[{citation.n}] {citation.title}{link}\n")
+        out.write(textwrap.indent(textwrap.fill(f"\u201c{citation.quote}\u201d", 92), "    "))
+        out.write("\n")
+    out.write("\n")
+    out.flush()
+
+
+def _show_prompt(out: IO[str], prompt: bool) -> None:
+    if prompt:
+        out.write(PROMPT)
+        out.flush()
