@@ -1,0 +1,450 @@
+"""Evaluation metrics: pure, deterministic functions over one answer or a set of item records.
+
+Every per-item metric returns a number in [0, 1], or ``None`` when it does not apply to the item
+(for example retrieval metrics on an unanswerable question). Aggregates are means over the items
+a metric applies to; ``None`` values are excluded, and a metric no item applies to aggregates to
+``None``. The figures and their definitions:
+
+=====================  ==========================================================================
+metric                 definition (per item; the reported figure is the mean over applicable items)
+=====================  ==========================================================================
+hit_at_1, hit_at_5     1 if a gold title is among the titles of the first k retrieved sources
+                       (sources in rank order, one per chunk). Answerable items.
+mrr                    1 / rank of the first source whose title is gold; 0 if none. Answerable.
+all_gold_at_5          1 if every gold title is among the first 5 sources. ``multi`` items.
+citation_hit           1 if a gold title is among the titles of the answer's citations (a refusal
+                       cites nothing and scores 0). Answerable items.
+key_fact_accuracy      1 if every key fact appears in the answer text (see :func:`normalise_text`
+                       and :func:`fact_in_text`); a refusal scores 0. Answerable items.
+key_fact_recall        the share of key facts that appear in the answer. Answerable items.
+faithfulness           share of the answer's sentences supported by the text they cite (see
+                       :func:`sentence_supported`); a sentence without a citation is unsupported.
+                       Non-refused answers (also answers to unanswerable questions).
+citation_precision     ALCE-style: share of (sentence, cited source n) pairs in which source n
+                       alone supports the sentence. Non-refused answers with citations.
+refusal_precision      share of refusals that are on unanswerable items: per item 1 if refused and
+                       unanswerable, 0 if refused and answerable. Refused items.
+refusal_recall         share of unanswerable items that were refused. Unanswerable items.
+false_refusal_rate     share of answerable items that were refused (lower is better).
+faithfulness_llm       with ``--judge llm`` only: supported claims / claims, judged by the LLM
+                       (:mod:`evals.judge`); reported beside ``faithfulness``, never replacing it.
+=====================  ==========================================================================
+
+Latency (p50/p95 of ``timings_ms.total``) is reported apart from the quality metrics, since it is
+the only figure that changes between two runs of the same engine.
+
+Answers are read in the JSON shape of ``Answer.public()``: citation markers ``[n]`` point at
+``sources[n-1]``, and the text a marker cites is ``source["title"] + "\\n" + source["text"]``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import unicodedata
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from citeqa.text import numbers, sentence_spans, term_set
+
+# Mirrors service.citations.MIN_COVERAGE at the time the metric was defined; kept separate so
+# tuning the engine's validator does not silently change what the eval measures.
+MIN_COVERAGE = 0.6
+
+_MARKER_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+
+# Metric names, in report order.
+RETRIEVAL_METRICS = ("hit_at_1", "hit_at_5", "mrr", "all_gold_at_5")
+ANSWER_METRICS = (
+    "citation_hit",
+    "key_fact_accuracy",
+    "key_fact_recall",
+    "faithfulness",
+    "citation_precision",
+)
+REFUSAL_METRICS = ("refusal_precision", "refusal_recall", "false_refusal_rate")
+QUALITY_METRICS = RETRIEVAL_METRICS + ANSWER_METRICS + REFUSAL_METRICS
+OPTIONAL_METRICS = ("faithfulness_llm",)
+LOWER_IS_BETTER = frozenset({"false_refusal_rate"})
+UNANSWERABLE = "unanswerable"
+
+
+# --------------------------------------------------------------------------- text normalisation
+
+_THOUSANDS_RE = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_TIMES_RE = re.compile(
+    r"(\d(?:[\d.]*\d)?)\s*(?:×|x(?![a-z0-9])|-?\s*fold\b|\s+times\b)", re.IGNORECASE
+)
+_PERCENT_RE = re.compile(r"(\d(?:[\d.]*\d)?)\s*(?:%|per\s*cent\b|percent\b)", re.IGNORECASE)
+_DASHES = dict.fromkeys(map(ord, "‐‑‒–—−"), "-")
+
+
+def normalise_text(text: str) -> str:
+    """Canonical form for key-fact matching.
+
+    * Unicode NFKC, lower case, dashes and minus signs as ``-``, runs of whitespace as one space;
+    * thousands separators dropped: ``"2,990"`` -> ``"2990"`` (``"1,2"`` is left alone);
+    * multipliers written ``x``: ``"7x"``, ``"7×"``, ``"7 x"``, ``"7 times"``, ``"7-fold"``,
+      ``"7 fold"`` -> ``"7x"``;
+    * percentages written ``%``: ``"45%"``, ``"45 %"``, ``"45 percent"``, ``"45 per cent"``
+      -> ``"45%"``.
+    """
+    text = unicodedata.normalize("NFKC", text).translate(_DASHES).lower()
+    text = re.sub(r"\s+", " ", text)
+    text = _THOUSANDS_RE.sub("", text)
+    text = _TIMES_RE.sub(r"\1x", text)
+    text = _PERCENT_RE.sub(r"\1%", text)
+    return text.strip()
+
+
+def fact_in_text(fact: str, text: str) -> bool:
+    """Whether ``fact`` appears in ``text``, both normalised by :func:`normalise_text`.
+
+    Case-insensitive substring match, except that a fact starting (ending) with a digit must not
+    be preceded (followed) by another digit or a decimal point followed by one, so "2.7" is not
+    found in "12.7" or "2.75".
+    """
+    needle = normalise_text(fact)
+    if not needle:
+        return True
+    hay = normalise_text(text)
+    before = r"(?<![\d.])" if needle[0].isdigit() else ""
+    after = r"(?!\d|\.\d)" if needle[-1].isdigit() else ""
+    return re.search(before + re.escape(needle) + after, hay) is not None
+
+
+def strip_markers(text: str) -> str:
+    """The text without ``[n]`` citation markers (and the space left before punctuation)."""
+    return re.sub(r"\s+([.,;:!?])", r"\1", _MARKER_RE.sub("", text)).strip()
+
+
+def parse_markers(sentence: str) -> list[int]:
+    """The citation numbers of ``[n]`` / ``[n, m]`` markers, in order of first appearance."""
+    found: list[int] = []
+    for group in _MARKER_RE.findall(sentence):
+        for number in group.split(","):
+            if int(number) not in found:
+                found.append(int(number))
+    return found
+
+
+# --------------------------------------------------------------------------- retrieval
+
+
+def _norm_title(title: str) -> str:
+    return " ".join(title.split()).casefold()
+
+
+def _gold_set(gold_titles: Iterable[str]) -> set[str]:
+    return {_norm_title(t) for t in gold_titles}
+
+
+def hit_at_k(retrieved: Sequence[str], gold: Sequence[str], k: int = 5) -> float | None:
+    """1.0 if any gold title is among the first ``k`` retrieved titles, else 0.0.
+
+    ``retrieved`` lists the titles of the retrieved sources in rank order (a title may repeat,
+    one entry per chunk); titles match ignoring case and whitespace. ``None`` without gold titles.
+    """
+    if not gold:
+        return None
+    wanted = _gold_set(gold)
+    return 1.0 if any(_norm_title(t) in wanted for t in retrieved[:k]) else 0.0
+
+
+def reciprocal_rank(retrieved: Sequence[str], gold: Sequence[str]) -> float | None:
+    """1 / (1-based rank of the first retrieved title that is gold); 0.0 if none is.
+
+    The mean over items is the MRR. ``None`` without gold titles.
+    """
+    if not gold:
+        return None
+    wanted = _gold_set(gold)
+    for rank, title in enumerate(retrieved, start=1):
+        if _norm_title(title) in wanted:
+            return 1.0 / rank
+    return 0.0
+
+
+def all_gold_at_k(retrieved: Sequence[str], gold: Sequence[str], k: int = 5) -> float | None:
+    """1.0 if every distinct gold title is among the first ``k`` retrieved titles, else 0.0.
+
+    Meant for ``multi`` items (two or more gold titles); ``None`` with fewer than two.
+    """
+    wanted = _gold_set(gold)
+    if len(wanted) < 2:
+        return None
+    found = {_norm_title(t) for t in retrieved[:k]}
+    return 1.0 if wanted <= found else 0.0
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def citation_hit(cited_titles: Sequence[str], gold: Sequence[str]) -> float | None:
+    """1.0 if a gold title is among the titles the answer cites, else 0.0 (also for a refusal,
+    which cites nothing). ``None`` without gold titles."""
+    if not gold:
+        return None
+    wanted = _gold_set(gold)
+    return 1.0 if any(_norm_title(t) in wanted for t in cited_titles) else 0.0
+
+
+def key_fact_accuracy(answer: str, key_facts: Sequence[str], refused: bool = False) -> float | None:
+    """1.0 if every key fact appears in the answer text (:func:`fact_in_text`), else 0.0.
+
+    Citation markers are removed first. A refusal scores 0.0 (its list of closest sources must
+    not count as an answer). ``None`` without key facts.
+    """
+    if not key_facts:
+        return None
+    if refused:
+        return 0.0
+    text = strip_markers(answer)
+    return 1.0 if all(fact_in_text(f, text) for f in key_facts) else 0.0
+
+
+def key_fact_recall(answer: str, key_facts: Sequence[str], refused: bool = False) -> float | None:
+    """The share of key facts that appear in the answer (0.0 for a refusal); ``None`` without
+    key facts."""
+    if not key_facts:
+        return None
+    if refused:
+        return 0.0
+    text = strip_markers(answer)
+    return sum(fact_in_text(f, text) for f in key_facts) / len(key_facts)
+
+
+@dataclass(frozen=True)
+class Sentence:
+    """One sentence of an answer: the claim without markers and the source numbers it cites."""
+
+    claim: str
+    cited: tuple[int, ...]
+
+
+def answer_sentences(answer: str) -> list[Sentence]:
+    """The answer's sentences: paragraphs split on newlines, then ``citeqa.text.sentence_spans``.
+
+    Fragments with neither content terms nor numbers (a stray marker, punctuation) are skipped,
+    as the engine's citation validator does.
+    """
+    out: list[Sentence] = []
+    for paragraph in answer.split("\n"):
+        for start, end in sentence_spans(paragraph):
+            raw = paragraph[start:end]
+            claim = strip_markers(raw)
+            if not term_set(claim) and not numbers(claim):
+                continue
+            out.append(Sentence(claim, tuple(parse_markers(raw))))
+    return out
+
+
+def supports(claim: str, evidence: str, min_coverage: float = MIN_COVERAGE) -> bool:
+    """Whether ``evidence`` supports ``claim`` (the rule of ``service.citations.support``).
+
+    Every number stated in the claim appears in the evidence (normalised: "2,990" = "2990"), and
+    at least ``min_coverage`` of the claim's stemmed content terms (``term_set``) appear in it.
+    """
+    if numbers(claim) - numbers(evidence):
+        return False
+    terms = term_set(claim)
+    if not terms:
+        return True
+    return len(terms & term_set(evidence)) / len(terms) >= min_coverage
+
+
+def source_text(source: Mapping[str, Any]) -> str:
+    """The text a citation of ``source`` (a ``sources`` entry of ``Answer.public()``) points at."""
+    return f"{source.get('title', '')}\n{source.get('text', '')}"
+
+
+def _cited_text(n: int, sources: Sequence[Mapping[str, Any]]) -> str | None:
+    if 1 <= n <= len(sources):
+        return source_text(sources[n - 1])
+    return None
+
+
+def sentence_supported(sentence: Sentence, sources: Sequence[Mapping[str, Any]]) -> bool:
+    """A sentence is supported when at least one source it cites supports it on its own.
+
+    A sentence citing nothing (or only numbers that point at no source) is unsupported.
+    """
+    for n in sentence.cited:
+        text = _cited_text(n, sources)
+        if text is not None and supports(sentence.claim, text):
+            return True
+    return False
+
+
+def faithfulness(
+    answer: str, sources: Sequence[Mapping[str, Any]], refused: bool = False
+) -> float | None:
+    """Share of the answer's sentences (:func:`answer_sentences`) supported by what they cite.
+
+    ``None`` for a refusal or an answer without sentences.
+    """
+    if refused:
+        return None
+    sentences = answer_sentences(answer)
+    if not sentences:
+        return None
+    return sum(sentence_supported(s, sources) for s in sentences) / len(sentences)
+
+
+def citation_precision(
+    answer: str, sources: Sequence[Mapping[str, Any]], refused: bool = False
+) -> float | None:
+    """ALCE-style citation precision: the share of (sentence, n) pairs, over every citation
+    marker of every sentence, in which source n alone supports the sentence.
+
+    A marker pointing at no source counts as an unsupported pair. ``None`` for a refusal or an
+    answer without citations.
+    """
+    if refused:
+        return None
+    pairs = [(s.claim, n) for s in answer_sentences(answer) for n in s.cited]
+    if not pairs:
+        return None
+    good = 0
+    for claim, n in pairs:
+        text = _cited_text(n, sources)
+        good += text is not None and supports(claim, text)
+    return good / len(pairs)
+
+
+# --------------------------------------------------------------------------- refusals
+
+
+def refusal_correct(refused: bool, unanswerable: bool) -> float | None:
+    """Per-item term of refusal precision: 1.0 for a refusal of an unanswerable item, 0.0 for a
+    refusal of an answerable one, ``None`` when the item was answered."""
+    if not refused:
+        return None
+    return 1.0 if unanswerable else 0.0
+
+
+def refusal_hit(refused: bool, unanswerable: bool) -> float | None:
+    """Per-item term of refusal recall: 1.0/0.0 whether an unanswerable item was refused;
+    ``None`` for answerable items."""
+    if not unanswerable:
+        return None
+    return 1.0 if refused else 0.0
+
+
+def false_refusal(refused: bool, unanswerable: bool) -> float | None:
+    """Per-item term of the false-refusal rate: 1.0/0.0 whether an answerable item was refused;
+    ``None`` for unanswerable items."""
+    if unanswerable:
+        return None
+    return 1.0 if refused else 0.0
+
+
+def refusal_scores(
+    refused: Sequence[bool], unanswerable: Sequence[bool]
+) -> dict[str, float | None]:
+    """Refusal precision, recall and false-refusal rate over a set of items.
+
+    * precision = refused unanswerable / refused (``None`` if nothing was refused);
+    * recall = refused unanswerable / unanswerable (``None`` without unanswerable items);
+    * false_refusal_rate = refused answerable / answerable (``None`` without answerable items).
+
+    These equal the means of :func:`refusal_correct`, :func:`refusal_hit` and
+    :func:`false_refusal` over the items.
+    """
+    if len(refused) != len(unanswerable):
+        raise ValueError("refused and unanswerable must have the same length")
+    pairs = list(zip(refused, unanswerable, strict=True))
+    return {
+        "refusal_precision": mean(refusal_correct(r, u) for r, u in pairs),
+        "refusal_recall": mean(refusal_hit(r, u) for r, u in pairs),
+        "false_refusal_rate": mean(false_refusal(r, u) for r, u in pairs),
+    }
+
+
+# --------------------------------------------------------------------------- one item
+
+
+def item_metrics(
+    *,
+    item_type: str,
+    gold_titles: Sequence[str],
+    key_facts: Sequence[str],
+    answer: Mapping[str, Any],
+) -> dict[str, float | None]:
+    """Every per-item metric of one answer (``Answer.public()`` shape) to one dataset item."""
+    unanswerable = item_type == UNANSWERABLE
+    refused = bool(answer.get("refused"))
+    text = str(answer.get("answer", ""))
+    sources = list(answer.get("sources", []))
+    retrieved = [str(s.get("title", "")) for s in sources]
+    cited = [str(c.get("title", "")) for c in answer.get("citations", [])]
+    gold = [] if unanswerable else list(gold_titles)
+    facts = [] if unanswerable else list(key_facts)
+    return {
+        "hit_at_1": hit_at_k(retrieved, gold, 1),
+        "hit_at_5": hit_at_k(retrieved, gold, 5),
+        "mrr": reciprocal_rank(retrieved, gold),
+        "all_gold_at_5": all_gold_at_k(retrieved, gold, 5) if item_type == "multi" else None,
+        "citation_hit": citation_hit(cited, gold),
+        "key_fact_accuracy": key_fact_accuracy(text, facts, refused),
+        "key_fact_recall": key_fact_recall(text, facts, refused),
+        "faithfulness": faithfulness(text, sources, refused),
+        "citation_precision": citation_precision(text, sources, refused),
+        "refusal_precision": refusal_correct(refused, unanswerable),
+        "refusal_recall": refusal_hit(refused, unanswerable),
+        "false_refusal_rate": false_refusal(refused, unanswerable),
+    }
+
+
+# --------------------------------------------------------------------------- aggregation
+
+
+def mean(values: Iterable[float | None]) -> float | None:
+    """Mean of the values that are not ``None``; ``None`` if there are none."""
+    present = [float(v) for v in values if v is not None]
+    if not present:
+        return None
+    return sum(present) / len(present)
+
+
+def rounded(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def aggregate(
+    records: Sequence[Mapping[str, float | None]], names: Sequence[str], digits: int = 4
+) -> dict[str, float | None]:
+    """The mean of each metric in ``names`` over ``records`` (``None`` values excluded), rounded."""
+    return {name: rounded(mean(r.get(name) for r in records), digits) for name in names}
+
+
+def applicable_counts(
+    records: Sequence[Mapping[str, float | None]], names: Sequence[str]
+) -> dict[str, int]:
+    """How many records each metric applied to (was not ``None``)."""
+    return {name: sum(r.get(name) is not None for r in records) for name in names}
+
+
+def percentile(values: Sequence[float], q: float) -> float | None:
+    """The ``q``-th percentile (0-100) with linear interpolation (numpy's default method);
+    ``None`` for no values."""
+    if not values:
+        return None
+    if not 0 <= q <= 100:
+        raise ValueError("q must be between 0 and 100")
+    ordered = sorted(values)
+    pos = (len(ordered) - 1) * q / 100
+    low, high = math.floor(pos), math.ceil(pos)
+    return ordered[low] + (ordered[high] - ordered[low]) * (pos - low)
+
+
+def latency_stats(totals_ms: Sequence[float], digits: int = 1) -> dict[str, float | None]:
+    """p50 / p95 / mean / max of per-question total latencies, in milliseconds."""
+    return {
+        "p50_ms": rounded(percentile(totals_ms, 50), digits),
+        "p95_ms": rounded(percentile(totals_ms, 95), digits),
+        "mean_ms": rounded(mean(totals_ms), digits),
+        "max_ms": rounded(max(totals_ms), digits) if totals_ms else None,
+        "count": len(totals_ms),
+    }

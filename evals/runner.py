@@ -1,0 +1,434 @@
+"""Run an evaluation dataset through the answer engine and write the results.
+
+:func:`run_eval` asks every question of the dataset through :meth:`service.engine.Engine.ask`,
+the engine the API uses, scores each answer with :mod:`evals.metrics` and aggregates the scores
+overall and per item type. :func:`write_outputs` writes three files:
+
+* ``items.jsonl``: one record per item: id, type, question, the expected answer, gold titles and
+  key facts, the answer, whether it was refused, its citations (title and quote), the retrieved
+  titles in rank order, the per-item metric values and the timings;
+* ``summary.json``: every metric overall and per type (``metrics``), how many items each metric
+  applied to (``counts``), latency figures (``latency``, kept apart: the only part that changes
+  between two runs), and the context needed to compare runs: corpus fingerprint (sha256 of the
+  sorted chunk ids), settings (without secrets), package version, generator, judge, dataset path
+  and sha256, item count;
+* ``report.md``: the metrics table overall and per type, latency, and the worst items with their
+  answers.
+
+Everything except ``latency`` and the per-item ``timings_ms`` is deterministic for a given
+store, dataset, settings and offline generator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from tqdm import tqdm
+
+from evals.dataset import ITEM_TYPES, EvalItem
+from evals.metrics import (
+    LOWER_IS_BETTER,
+    OPTIONAL_METRICS,
+    QUALITY_METRICS,
+    UNANSWERABLE,
+    aggregate,
+    applicable_counts,
+    item_metrics,
+    latency_stats,
+    rounded,
+)
+
+if TYPE_CHECKING:
+    from evals.judge import LLMJudge
+    from service.engine import Engine
+
+WORST_ITEMS = 10
+ITEM_DIGITS = 6  # per-item figures; summary figures are rounded to 4 decimals
+# Per-item figures the "worst items" ranking averages (false_refusal_rate is inverted).
+ITEM_SCORE_METRICS = (
+    "hit_at_5",
+    "citation_hit",
+    "key_fact_accuracy",
+    "faithfulness",
+    "refusal_recall",
+    "false_refusal_rate",
+)
+
+
+@dataclass
+class EvalRun:
+    """The outcome of :func:`run_eval`: per-item records and the summary."""
+
+    records: list[dict[str, Any]]
+    summary: dict[str, Any]
+    answers: list[dict[str, Any]] = field(default_factory=list, repr=False)
+
+
+# --------------------------------------------------------------------------- context
+
+
+def package_version() -> str:
+    try:
+        return importlib.metadata.version("citeqa")
+    except importlib.metadata.PackageNotFoundError:
+        return "0+unknown"
+
+
+def corpus_fingerprint(engine: Engine) -> dict[str, Any]:
+    """sha256 over the sorted chunk ids of the store (one id per line), and the chunk count."""
+    ids = sorted(engine.index.chunks.get(include=[])["ids"])
+    digest = hashlib.sha256("\n".join(ids).encode()).hexdigest()
+    return {"fingerprint": digest, "chunks": len(ids)}
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _redact_url(value: Any) -> Any:
+    """Drop ``user:password@`` from URLs."""
+    if isinstance(value, str):
+        return re.sub(r"(?<=://)[^/@\s]+@", "", value)
+    return value
+
+
+def settings_snapshot(engine: Engine) -> dict[str, Any]:
+    """The engine's settings as JSON, without the API key or credentials embedded in URLs."""
+    data = engine.settings.model_dump(exclude={"llm_api_key"}, mode="json")
+    return {
+        key: _redact_url(value) if key.endswith("_url") else value for key, value in data.items()
+    }
+
+
+# --------------------------------------------------------------------------- running
+
+
+def _record(item: EvalItem, answer: Mapping[str, Any]) -> dict[str, Any]:
+    scores = item_metrics(
+        item_type=item.type,
+        gold_titles=item.gold_titles,
+        key_facts=item.key_facts,
+        answer=answer,
+    )
+    return {
+        "id": item.id,
+        "type": item.type,
+        "question": item.question,
+        "expected": {
+            "answer": item.answer,
+            "gold_titles": item.gold_titles,
+            "key_facts": item.key_facts,
+        },
+        "answer": answer["answer"],
+        "refused": bool(answer["refused"]),
+        "citations": [
+            {"n": c["n"], "title": c["title"], "doc_id": c["doc_id"], "quote": c["quote"]}
+            for c in answer["citations"]
+        ],
+        "retrieved": [s["title"] for s in answer["sources"]],
+        "dropped": answer.get("dropped", []),
+        "metrics": {name: rounded(value, ITEM_DIGITS) for name, value in scores.items()},
+        "timings_ms": dict(answer.get("timings_ms", {})),
+    }
+
+
+def run_eval(
+    engine: Engine,
+    items: Sequence[EvalItem],
+    progress: bool = True,
+    top_k: int | None = None,
+    judge: LLMJudge | None = None,
+    dataset_path: Path | None = None,
+) -> EvalRun:
+    """Ask every item's question through ``engine`` and score the answers.
+
+    ``top_k`` overrides the engine's default number of sources. With ``judge``, each answer is
+    also judged by the LLM (``faithfulness_llm``, beside the offline ``faithfulness``).
+    ``dataset_path`` is recorded in the summary with its sha256.
+    """
+    records: list[dict[str, Any]] = []
+    answers: list[dict[str, Any]] = []
+    bar = tqdm(items, desc="eval", unit="q", disable=not progress, dynamic_ncols=True)
+    for item in bar:
+        answer = engine.ask(item.question, top_k=top_k).public()
+        record = _record(item, answer)
+        if judge is not None:
+            _judge_into(judge, answer, record)
+        records.append(record)
+        answers.append(answer)
+    summary = summarise(records, judged=judge is not None)
+    summary.update(_context(engine, items, dataset_path, top_k, judge))
+    return EvalRun(records=records, summary=_ordered(summary), answers=answers)
+
+
+def _judge_into(judge: LLMJudge, answer: Mapping[str, Any], record: dict[str, Any]) -> None:
+    from evals.judge import JudgeError
+
+    try:
+        judgement = judge.judge_answer(answer)
+    except JudgeError as exc:
+        record["metrics"]["faithfulness_llm"] = None
+        record["judge"] = {"error": str(exc)}
+        return
+    if judgement is None:
+        record["metrics"]["faithfulness_llm"] = None
+        return
+    record["metrics"]["faithfulness_llm"] = rounded(judgement.faithfulness, ITEM_DIGITS)
+    record["judge"] = judgement.public()
+
+
+def metric_names(judged: bool) -> tuple[str, ...]:
+    return QUALITY_METRICS + (OPTIONAL_METRICS if judged else ())
+
+
+def summarise(records: Sequence[Mapping[str, Any]], judged: bool = False) -> dict[str, Any]:
+    """Quality metrics overall and per type, applicable counts, and latency (kept apart)."""
+    names = metric_names(judged)
+    scores = [r["metrics"] for r in records]
+    by_type = {t: [r for r in records if r["type"] == t] for t in ITEM_TYPES}
+    by_type = {t: rs for t, rs in by_type.items() if rs}
+    totals = [float(r["timings_ms"]["total"]) for r in records if "total" in r["timings_ms"]]
+    return {
+        "metrics": {
+            "overall": aggregate(scores, names),
+            "by_type": {
+                t: aggregate([r["metrics"] for r in rs], names) for t, rs in by_type.items()
+            },
+        },
+        "counts": {
+            "items": len(records),
+            "by_type": {t: len(rs) for t, rs in by_type.items()},
+            "applicable": applicable_counts(scores, names),
+        },
+        "latency": {
+            "overall": latency_stats(totals),
+            "by_type": {
+                t: latency_stats([float(r["timings_ms"].get("total", 0.0)) for r in rs])
+                for t, rs in by_type.items()
+            },
+        },
+    }
+
+
+def _context(
+    engine: Engine,
+    items: Sequence[EvalItem],
+    dataset_path: Path | None,
+    top_k: int | None,
+    judge: LLMJudge | None,
+) -> dict[str, Any]:
+    dataset: dict[str, Any] = {"path": None, "sha256": None, "items": len(items)}
+    if dataset_path is not None:
+        dataset.update(path=str(dataset_path), sha256=file_sha256(dataset_path))
+    return {
+        "dataset": dataset,
+        "corpus": corpus_fingerprint(engine),
+        "generator": engine.generator.name,
+        "judge": judge.name if judge is not None else "none",
+        "top_k": engine.check_top_k(top_k),
+        "package_version": package_version(),
+        "settings": settings_snapshot(engine),
+    }
+
+
+_SUMMARY_ORDER = (
+    "dataset",
+    "corpus",
+    "generator",
+    "judge",
+    "top_k",
+    "package_version",
+    "metrics",
+    "counts",
+    "latency",
+    "settings",
+)
+
+
+def _ordered(summary: dict[str, Any]) -> dict[str, Any]:
+    keys = [k for k in _SUMMARY_ORDER if k in summary] + [
+        k for k in summary if k not in _SUMMARY_ORDER
+    ]
+    return {k: summary[k] for k in keys}
+
+
+# --------------------------------------------------------------------------- worst items
+
+
+def item_score(record: Mapping[str, Any]) -> float:
+    """How well one item went, in [0, 1]: the mean of its applicable figures among
+    ``ITEM_SCORE_METRICS`` (a false refusal counts as 0, a correct answer as 1). An unanswerable
+    item scores 1 if it was refused, else 0, however faithful its answer."""
+    if record.get("type") == UNANSWERABLE:
+        value = record["metrics"].get("refusal_recall")
+        return 1.0 if value is None else float(value)
+    values = []
+    for name in ITEM_SCORE_METRICS:
+        value = record["metrics"].get(name)
+        if value is None:
+            continue
+        values.append(1.0 - value if name in LOWER_IS_BETTER else float(value))
+    return sum(values) / len(values) if values else 1.0
+
+
+def worst_items(
+    records: Sequence[Mapping[str, Any]], n: int = WORST_ITEMS
+) -> list[Mapping[str, Any]]:
+    """The ``n`` lowest-scoring items (:func:`item_score`), ties broken by dataset order;
+    items scoring 1.0 are never listed."""
+    ranked = sorted(enumerate(records), key=lambda pair: (item_score(pair[1]), pair[0]))
+    return [r for _, r in ranked if item_score(r) < 1.0][:n]
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return str(value)
+
+
+def _fmt_ms(value: Any) -> str:
+    return "-" if value is None else f"{float(value):.1f}"
+
+
+def _table_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+    metrics = summary["metrics"]
+    types = list(metrics["by_type"])
+    header = ["metric", "overall", *types]
+    counts = summary.get("counts", {})
+    rows = [
+        [
+            "items",
+            str(counts.get("items", "")),
+            *(str(counts.get("by_type", {}).get(t, "")) for t in types),
+        ]
+    ]
+    for name, value in metrics["overall"].items():
+        arrow = " (lower is better)" if name in LOWER_IS_BETTER else ""
+        rows.append(
+            [name + arrow, _fmt(value), *(_fmt(metrics["by_type"][t].get(name)) for t in types)]
+        )
+    latency = summary.get("latency", {})
+    if latency:
+        for key in ("p50_ms", "p95_ms"):
+            rows.append(
+                [
+                    f"latency {key}",
+                    _fmt_ms(latency["overall"].get(key)),
+                    *(_fmt_ms(latency["by_type"].get(t, {}).get(key)) for t in types),
+                ]
+            )
+    return header, rows
+
+
+def format_table(summary: Mapping[str, Any]) -> str:
+    """The metrics, overall and per type, as an aligned plain-text table."""
+    header, rows = _table_rows(summary)
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+
+    def line(cells: Sequence[str]) -> str:
+        first = cells[0].ljust(widths[0])
+        rest = (c.rjust(w) for c, w in zip(cells[1:], widths[1:], strict=True))
+        return "  ".join([first, *rest]).rstrip()
+
+    out = [line(header), "  ".join("-" * w for w in widths)]
+    out.extend(line(r) for r in rows)
+    return "\n".join(out)
+
+
+def _md_escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def format_report(run: EvalRun, n_worst: int = WORST_ITEMS) -> str:
+    """``report.md``: context, the metrics table, and the worst items with their answers."""
+    summary = run.summary
+    header, rows = _table_rows(summary)
+    lines = [
+        "# citeqa evaluation report",
+        "",
+        f"- dataset: `{summary['dataset']['path']}` ({summary['dataset']['items']} items, "
+        f"sha256 `{str(summary['dataset']['sha256'])[:12]}`)",
+        f"- corpus: {summary['corpus']['chunks']} chunks, fingerprint "
+        f"`{summary['corpus']['fingerprint'][:12]}`",
+        f"- generator: `{summary['generator']}`; judge: `{summary['judge']}`; "
+        f"top_k: {summary['top_k']}; citeqa {summary['package_version']}",
+        "",
+        "## Metrics",
+        "",
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+    ]
+    lines.extend("| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows)
+    lines += [
+        "",
+        "Metric definitions: `evals/metrics.py`. `-`: the metric applies to no item of that type.",
+        "",
+        f"## Worst items (up to {n_worst})",
+        "",
+    ]
+    worst = worst_items(run.records, n_worst)
+    if not worst:
+        lines.append("Every item scored perfectly.")
+    for record in worst:
+        failed = [
+            name
+            for name in ITEM_SCORE_METRICS
+            if record["metrics"].get(name) is not None
+            and (
+                record["metrics"][name] > 0
+                if name in LOWER_IS_BETTER
+                else record["metrics"][name] < 1
+            )
+        ]
+        facts = ", ".join(f"`{f}`" for f in record["expected"]["key_facts"]) or "(none)"
+        lines += [
+            f"### {record['id']} ({record['type']}), score {item_score(record):.2f}",
+            "",
+            f"- question: {record['question']}",
+            f"- expected key facts: {facts}",
+            f"- expected answer: {record['expected']['answer']}",
+            f"- refused: {'yes' if record['refused'] else 'no'}",
+            f"- failed: {', '.join(failed) or '(partial scores)'}",
+            f"- retrieved: {'; '.join(record['retrieved'][:5]) or '(nothing)'}",
+            "",
+            "> " + record["answer"].replace("\n", "\n> "),
+            "",
+        ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def write_outputs(run: EvalRun, out_dir: Path) -> dict[str, Path]:
+    """Write ``items.jsonl``, ``summary.json`` and ``report.md`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "items": out_dir / "items.jsonl",
+        "summary": out_dir / "summary.json",
+        "report": out_dir / "report.md",
+    }
+    with paths["items"].open("w", encoding="utf-8") as fh:
+        for record in run.records:
+            fh.write(json.dumps(record, ensure_ascii=False) + "\n")
+    paths["summary"].write_text(
+        json.dumps(run.summary, indent=2, ensure_ascii=False) + "\n", encoding="utf-8"
+    )
+    paths["report"].write_text(format_report(run), encoding="utf-8")
+    return paths
+
+
+def load_items(path: Path) -> list[dict[str, Any]]:
+    """Read back an ``items.jsonl`` written by :func:`write_outputs`."""
+    with Path(path).open(encoding="utf-8") as fh:
+        return [json.loads(line) for line in fh if line.strip()]
