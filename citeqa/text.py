@@ -22,7 +22,8 @@ QUESTION_WORDS = frozenset(
     being can could would should will shall may might must paper papers work study article
     abstract propose proposed proposes introduce introduced introduces present presented presents
     describe described method approach model models use used uses using call called named name
-    according report reported reports show shows shown tell give about also""".split()
+    according report reported reports show shows shown tell give about also explain describe
+    summarize summarise list me please""".split()
 )
 
 

@@ -136,8 +136,11 @@ class EvidenceBuilder:
         q_terms = term_set(question, drop_question_words=True)
         expects_number = bool(_NUMERIC_Q.search(question))
         candidates = self._candidates(retrieval, q_terms)
+        subject = defined_subject(question)
         for cand in candidates:
             cand.score = _sentence_score(cand, expects_number)
+            if subject and _defines(cand.text, subject):
+                cand.score += DEFINITION_BONUS
         weights = {t: self.idf.get(t, self.default_idf) for t in q_terms}
         evidence = Evidence(question, retrieval.hits, candidates, expects_number, weights)
         self._score_focus(evidence)
@@ -204,7 +207,11 @@ class EvidenceBuilder:
         # Without a wh-phrase ("How does X work?") the asked detail is what the title lacks.
         title_terms = term_set(title)
         fallback = [w for w in words(evidence.question) if not term_set(w) <= title_terms]
-        evidence.focus = focus_phrase(evidence.question) or " ".join(fallback)
+        evidence.focus = (
+            defined_subject(evidence.question)
+            or focus_phrase(evidence.question)
+            or " ".join(fallback)
+        )
         focus_terms = term_set(evidence.focus, drop_question_words=True)
         if not focus_terms:
             evidence.focus_similarity, evidence.focus_coverage = best.similarity, 1.0
@@ -258,6 +265,35 @@ def answerability_features(evidence: Evidence) -> dict[str, float]:
         )
         / 10,
     }
+
+
+_DEFINITION_Q = re.compile(
+    r"^\s*(?:what(?: is|'s| are)|describe|explain|tell me about|what does)\s+(?:the\s+)?"
+    r"(?P<subject>[\w\-\.\^ ]{1,60}?)(?:\s+(?:do|does|mean|model|method|paper))?\s*\??\s*$",
+    re.IGNORECASE,
+)
+_DEFINING_VERB = re.compile(
+    r"\b(propose|proposes|present|presents|introduce|introduces|called|named|dubbed|termed)\b",
+    re.IGNORECASE,
+)
+DEFINITION_BONUS = 0.5
+
+
+def defined_subject(question: str) -> str:
+    """The X of "What is X?" (short subjects only), else ""."""
+    match = _DEFINITION_Q.match(question)
+    if not match or len(match.group("subject").split()) > 5:
+        return ""
+    return match.group("subject").strip()
+
+
+def _defines(sentence: str, subject: str) -> bool:
+    """The sentence introduces the subject ("we propose FastV, ...")."""
+    lowered, name = sentence.lower(), subject.lower()
+    if name not in lowered:
+        return False
+    copula = re.search(rf"{re.escape(name)}\s*(?:\([^)]*\)\s*)?(?:is|are)\s+an?\b", lowered)
+    return bool(_DEFINING_VERB.search(sentence) or copula)
 
 
 def _sentence_score(cand: Candidate, expects_number: bool) -> float:

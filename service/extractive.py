@@ -42,6 +42,45 @@ class ExtractiveGenerator:
             yield piece
 
 
+_MULTI_CUES = re.compile(
+    r"\b(both|each|respectively|compare[ds]?|comparison|versus|vs\.?|difference|differ|"
+    r"which (?:one|of)|two|three|across|between)\b",
+    re.IGNORECASE,
+)
+MAX_DOCUMENTS = 3
+
+
+_JOINED_QUESTIONS = re.compile(r"\band (?:what|how|which|who|when|where|does|do|is|are)\b", re.I)
+_ENTITY = re.compile(r"\b[\w\-\.]*(?:[a-z][A-Z]|[A-Z]{2}|\d)[\w\-\.]*\b")
+
+
+def is_multi_part(question: str, titles: list[str] | None = None) -> bool:
+    """The question asks about several things at once: "both", "each", "compare", two joined
+    questions, or names (like "EMOv2", "GLM-130B") that appear in the titles of different
+    retrieved papers."""
+    if _MULTI_CUES.search(question) or _JOINED_QUESTIONS.search(question):
+        return True
+    names = {m.group(0).lower() for m in _ENTITY.finditer(question)}
+    named = {t for t in titles or [] if any(n in t.lower() for n in names)}
+    return len(named) >= 2
+
+
+def _best_of_other_documents(
+    evidence: Evidence, chosen: list[Candidate], best_score: float
+) -> list[Candidate]:
+    """The best sentence of each further document that scores close enough to the best."""
+    doc_of = [hit.doc_id for hit in evidence.hits]
+    used = {doc_of[c.hit_index] for c in chosen}
+    added: list[Candidate] = []
+    for cand in sorted(evidence.candidates, key=lambda c: -c.score):
+        if len(used) >= MAX_DOCUMENTS or cand.score < MIN_RATIO * best_score:
+            break
+        if doc_of[cand.hit_index] not in used:
+            used.add(doc_of[cand.hit_index])
+            added.append(cand)
+    return added
+
+
 def select_sentences(evidence: Evidence) -> list[Candidate]:
     """The best sentence, then greedily those that cover question terms it leaves uncovered.
 
@@ -58,6 +97,8 @@ def select_sentences(evidence: Evidence) -> list[Candidate]:
     runner_up = max(same_chunk, key=lambda c: c.score, default=None)
     if runner_up is not None and runner_up.score >= SAME_CHUNK_RATIO * best.score:
         chosen.append(runner_up)  # facts often run over two sentences
+    if is_multi_part(evidence.question, list({h.title for h in evidence.hits})):
+        chosen.extend(_best_of_other_documents(evidence, chosen, best.score))
     covered = set().union(*(c.matched for c in chosen))
     total = sum(evidence.term_weights.values()) or 1.0
     while len(chosen) < MAX_SENTENCES:
