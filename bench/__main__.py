@@ -1,0 +1,259 @@
+"""`python -m bench` (`make bench`): run every phase and rewrite BENCHMARKS.md.
+
+`--quick` runs a short version (a few documents, few questions, small synthetic store, no
+profiles) for smoke tests; `--no-write` prints the report instead of writing BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import gc
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench import (
+    baseline,
+    fixes,
+    ingest_bench,
+    profiling,
+    retrieval_bench,
+    service_bench,
+    synthetic,
+)
+from bench.measure import load_average, machine, versions
+from bench.report import BenchRun, Profile, evaluate_targets, explain, render
+from citeqa.config import REPO_ROOT, Settings
+from citeqa.embedding import MiniLMOnnxEmbedder
+from evals.dataset import load_dataset
+from service.engine import build_engine
+from service.extractive import ExtractiveGenerator
+
+CACHE = Path(__file__).resolve().parent / ".cache"
+DEV_SET = REPO_ROOT / "evals" / "datasets" / "dev.jsonl"
+OUTPUT = REPO_ROOT / "BENCHMARKS.md"
+log = logging.getLogger("bench")
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How much of each phase to run."""
+
+    documents: int | None  # None: the whole corpus
+    questions: int | None
+    ingest_rounds: int
+    reingests: int
+    search_runs: int
+    synthetic_sizes: tuple[int, ...]
+    cache_synthetic: bool
+    baseline_ingests: int
+    startups: int
+    service_runs: int
+    rps_seconds: float
+    total_questions: int
+    profiles: bool
+    ab_batch: int  # texts in the batch of the ONNX spinning before/after
+    ab_batch_reps: int
+
+
+FULL = Plan(None, None, 2, 5, 5, (10_000, 100_000), True, 2, 3, 3, 10.0, 1000, True, 32, 4)
+QUICK = Plan(3, 5, 1, 2, 2, (300,), False, 1, 1, 1, 1.0, 30, False, 4, 1)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s bench: %(message)s", stream=sys.stderr
+    )
+    for noisy in ("bm25s", "chromadb", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    plan = QUICK if args.quick else FULL
+    if args.no_profile:
+        plan = Plan(**{**plan.__dict__, "profiles": False})
+    CACHE.mkdir(exist_ok=True)
+    workdir = Path(tempfile.mkdtemp(prefix="run-", dir=CACHE))
+    try:
+        run = run_all(plan, workdir, quick=args.quick)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    report = render(run)
+    if args.no_write:
+        print(report)
+    else:
+        args.output.write_text(report, encoding="utf-8")
+        log.info("wrote %s", args.output)
+    return 0
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="short run for smoke tests")
+    parser.add_argument(
+        "--no-write", action="store_true", help="print the report, keep BENCHMARKS.md"
+    )
+    parser.add_argument("--no-profile", action="store_true", help="skip profiles of missed targets")
+    parser.add_argument(
+        "--output", type=Path, default=OUTPUT, help="report path (default BENCHMARKS.md)"
+    )
+    return parser
+
+
+def run_all(plan: Plan, workdir: Path, quick: bool) -> BenchRun:
+    started = time.perf_counter()
+    run = BenchRun(
+        date=dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        quick=quick,
+        machine=machine(),
+        versions=versions(),
+        load_start=load_average(),
+    )
+    loaded = time.perf_counter()
+    embedder_threads = Settings().embed_threads
+    embedder = MiniLMOnnxEmbedder(threads=embedder_threads)
+    run.embedder_load_s = time.perf_counter() - loaded
+    embedder.embed(["warm-up"])
+    items = load_dataset(DEV_SET)[: plan.questions]
+    questions = [item.question for item in items]
+    reader = ingest_bench.corpus_reader(Settings().corpus_path, plan.documents)
+
+    log.info("ingest: %d round(s) from empty, A-B-A with the raw model", plan.ingest_rounds)
+    run.ingest = ingest_bench.run_ingest(
+        embedder, reader, plan.ingest_rounds, plan.reingests, workdir
+    )
+    store = run.ingest.store
+    assert store is not None
+
+    log.info("search on the ingested corpus")
+    engine = build_engine(store, embedder=embedder, generator=ExtractiveGenerator())
+    run.searches.append(
+        retrieval_bench.measure_search("bundled corpus", engine, questions, plan.search_runs)
+    )
+    run.hit_citeqa = baseline.hit_at_k(items, lambda q: [h.title for h in engine.search(q, 5)])
+    run.fixes.append(fixes.sentence_query(engine, "bundled corpus", questions))
+    corpus = synthetic.read_corpus_vectors(engine.index)
+    batch = sorted(corpus.chunks.texts)[: plan.ab_batch]
+    run.approximation = synthetic.approximation_quality(corpus)
+    largest = None
+    for size in plan.synthetic_sizes:
+        log.info("synthetic store of %d chunks (cached: %s)", size, plan.cache_synthetic)
+        built_at = time.perf_counter()
+        settings, built = synthetic.ensure_store(
+            CACHE if plan.cache_synthetic else workdir, size, corpus, embedder
+        )
+        big = build_engine(settings, embedder=embedder, generator=ExtractiveGenerator())
+        result = retrieval_bench.measure_search(
+            f"synthetic {size:,}", big, questions, plan.search_runs
+        )
+        result.store_build_s = time.perf_counter() - built_at if built else None
+        run.searches.append(result)
+        largest = big
+    if largest is not None:
+        run.fixes.append(fixes.sentence_query(largest, run.searches[-1].label, questions))
+    run.fixes.extend(fixes.spinning(embedder_threads, questions[:20], batch, plan.ab_batch_reps))
+    del corpus
+    gc.collect()
+
+    log.info("llama-index default pipeline, same corpus and questions")
+    run.baseline, titles = baseline.run_baseline(
+        reader().documents,
+        embedder,
+        lambda q: engine.search(q, 5),
+        questions,
+        plan.baseline_ingests,
+        plan.search_runs,
+        workdir,
+    )
+    run.hit_baseline = baseline.hit_at_k(items, titles)
+
+    log.info("service: citeqa serve over HTTP")
+    run.service = service_bench.run_service(
+        store,
+        questions,
+        workdir / "serve.log",
+        plan.startups,
+        plan.service_runs,
+        plan.rps_seconds,
+        plan.total_questions,
+    )
+    run.targets = evaluate_targets(run)
+    if plan.profiles:
+        run.profiles = _profiles(run, engine, largest, questions, reader, workdir, embedder)
+    run.load_end = load_average()
+    run.notes = explain(run)
+    run.total_s = time.perf_counter() - started
+    return run
+
+
+def _profiles(run, engine, largest, questions, reader, workdir, embedder) -> list[Profile]:  # type: ignore[no-untyped-def]
+    if not profiling.available():
+        return [Profile("all", "pyinstrument is not installed: `pip install -e '.[bench]'`", "")]
+    missed = {target.key for target in run.targets if target.met is False}
+    profiles = []
+    if "ingest" in missed:
+        log.info("profile: ingest of 20 documents from empty")
+        subset = ingest_bench.corpus_reader(Settings().corpus_path, 20)
+
+        def ingest_subset() -> None:
+            store = Settings(data_dir=Path(tempfile.mkdtemp(prefix="profile-", dir=workdir)))
+            from ingest.run import build_ingestor
+
+            build_ingestor(store, embedder).ingest(subset())
+
+        profiles.append(
+            Profile(
+                "ingest",
+                "ingest of the first 20 documents from empty",
+                profiling.profile(ingest_subset),
+            )
+        )
+    if "reingest" in missed:
+        from ingest.run import build_ingestor
+
+        ingestor = build_ingestor(run.ingest.store, embedder)
+        profiles.append(
+            Profile(
+                "reingest",
+                "re-ingest of the unchanged corpus",
+                profiling.profile(lambda: ingestor.ingest(reader())),
+            )
+        )
+    if "search" in missed or "baseline" in missed:
+        profiles.append(
+            Profile(
+                "search",
+                f"engine.search over the {len(questions)} dev questions, bundled corpus",
+                profiling.profile(lambda: [engine.search(q, 5) for q in questions]),
+            )
+        )
+    if "web" in missed:
+        log.info("profile: /v1/ask over ASGI in process")
+        calls = service_bench.web_layer_calls(run.ingest.store, engine, questions)
+        profiles.append(
+            Profile(
+                "web",
+                f"/v1/ask over ASGI in process (no socket), {len(questions)} dev questions; the "
+                "engine's own time is the await on the threadpool",
+                profiling.profile(calls),
+            )
+        )
+    if "search_large" in missed and largest is not None:
+        profiles.append(
+            Profile(
+                "search_large",
+                f"engine.search over the {len(questions)} dev questions, {run.searches[-1].label}",
+                profiling.profile(lambda: [largest.search(q, 5) for q in questions]),
+            )
+        )
+    return profiles
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

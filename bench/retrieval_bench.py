@@ -1,0 +1,75 @@
+"""Latency of ``engine.search`` (query embedding included), and where a query's time goes."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from bench.measure import Samples, latencies_ms, percentile_runs
+from service.engine import Engine
+
+
+@dataclass
+class SearchResult:
+    label: str
+    chunks: int
+    sentences: int
+    first_query_s: float  # the first search builds the in-process BM25 index
+    runs: list[Samples]
+    components: dict[str, Samples] = field(default_factory=dict)
+    store_build_s: float | None = None  # synthetic stores: build time when built in this run
+
+    @property
+    def p50(self) -> Samples:
+        return percentile_runs(self.runs, 50)
+
+    @property
+    def p95(self) -> Samples:
+        return percentile_runs(self.runs, 95)
+
+    @property
+    def fastest(self) -> float:
+        """The fastest single search: close to the uncontended cost on a shared machine."""
+        return min(min(run.values) for run in self.runs)
+
+
+def measure_search(
+    label: str, engine: Engine, questions: list[str], runs: int, k: int = 5
+) -> SearchResult:
+    started = time.perf_counter()
+    engine.search(questions[0], k)
+    first = time.perf_counter() - started
+    samples = [latencies_ms(lambda q: engine.search(q, k), questions) for _ in range(runs)]
+    return SearchResult(
+        label=label,
+        chunks=engine.index.chunks.count(),
+        sentences=engine.index.sentences.count(),
+        first_query_s=first,
+        runs=samples,
+        components=components(engine, questions),
+    )
+
+
+def components(engine: Engine, questions: list[str]) -> dict[str, Samples]:
+    """Per-query time of each step of hybrid retrieval, measured one step at a time.
+
+    Uses the retriever's internals; returns {} when they have changed shape.
+    """
+    retriever = engine.retriever
+    k = retriever.candidate_k
+    try:
+        lexical = retriever._lexical_index()
+        vectors = {q: engine.embedder.embed([q])[0] for q in questions}
+        steps: dict[str, Callable[[str], object]] = {
+            "query embedding": lambda q: engine.embedder.embed([q]),
+            "dense over chunks (Chroma)": lambda q: retriever._dense_chunks(vectors[q], k),
+            "dense over sentences (Chroma)": lambda q: retriever._dense_sentences(vectors[q], k),
+            "BM25 (bm25s)": lambda q: lexical.search(q, k),
+            "chunk embeddings get (Chroma)": lambda q: engine.index.chunks.get(
+                ids=lexical.ids[:5], include=["embeddings"]
+            ),
+        }
+        return {name: latencies_ms(step, questions) for name, step in steps.items()}
+    except AttributeError:
+        return {}
