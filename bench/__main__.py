@@ -7,6 +7,7 @@ profiles) for smoke tests; `--no-write` prints the report instead of writing BEN
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import gc
 import logging
@@ -63,7 +64,7 @@ class Plan:
     ab_batch_reps: int
 
 
-FULL = Plan(None, None, 2, 5, 5, (10_000, 100_000), True, 2, 3, 3, 10.0, 1000, True, 32, 4)
+FULL = Plan(None, None, 2, 5, 3, (10_000, 100_000), True, 2, 3, 2, 10.0, 1000, True, 32, 4)
 QUICK = Plan(3, 5, 1, 2, 2, (300,), False, 1, 1, 1, 1.0, 30, False, 4, 1)
 
 
@@ -76,8 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     plan = QUICK if args.quick else FULL
-    if args.no_profile:
-        plan = Plan(**{**plan.__dict__, "profiles": False})
+    if args.no_profile or args.profile:
+        plan = dataclasses.replace(plan, profiles=bool(args.profile))
+    if args.sizes:
+        sizes = tuple(int(size) for size in args.sizes.split(","))
+        plan = dataclasses.replace(plan, synthetic_sizes=sizes)
     CACHE.mkdir(exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="run-", dir=CACHE))
     try:
@@ -101,6 +105,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--no-profile", action="store_true", help="skip profiles of missed targets")
     parser.add_argument(
+        "--profile", action="store_true", help="profile missed targets (--quick too)"
+    )
+    parser.add_argument(
+        "--sizes", default="", help="synthetic store sizes, comma-separated (default 10000,100000)"
+    )
+    parser.add_argument(
         "--output", type=Path, default=OUTPUT, help="report path (default BENCHMARKS.md)"
     )
     return parser
@@ -115,10 +125,8 @@ def run_all(plan: Plan, workdir: Path, quick: bool) -> BenchRun:
         versions=versions(),
         load_start=load_average(),
     )
-    loaded = time.perf_counter()
     embedder_threads = Settings().embed_threads
     embedder = MiniLMOnnxEmbedder(threads=embedder_threads)
-    run.embedder_load_s = time.perf_counter() - loaded
     embedder.embed(["warm-up"])
     items = load_dataset(DEV_SET)[: plan.questions]
     questions = [item.question for item in items]
@@ -144,15 +152,15 @@ def run_all(plan: Plan, workdir: Path, quick: bool) -> BenchRun:
     largest = None
     for size in plan.synthetic_sizes:
         log.info("synthetic store of %d chunks (cached: %s)", size, plan.cache_synthetic)
-        built_at = time.perf_counter()
-        settings, built = synthetic.ensure_store(
+        store_info = synthetic.ensure_store(
             CACHE if plan.cache_synthetic else workdir, size, corpus, embedder
         )
-        big = build_engine(settings, embedder=embedder, generator=ExtractiveGenerator())
+        big = build_engine(store_info.settings, embedder=embedder, generator=ExtractiveGenerator())
         result = retrieval_bench.measure_search(
             f"synthetic {size:,}", big, questions, plan.search_runs
         )
-        result.store_build_s = time.perf_counter() - built_at if built else None
+        result.store_build_s = store_info.build_s
+        result.store_built_now = store_info.built_now
         run.searches.append(result)
         largest = big
     if largest is not None:
@@ -235,15 +243,13 @@ def _profiles(run, engine, largest, questions, reader, workdir, embedder) -> lis
         )
     if "web" in missed:
         log.info("profile: /v1/ask over ASGI in process")
-        calls = service_bench.web_layer_calls(run.ingest.store, engine, questions)
-        profiles.append(
-            Profile(
-                "web",
-                f"/v1/ask over ASGI in process (no socket), {len(questions)} dev questions; the "
-                "engine's own time is the await on the threadpool",
-                profiling.profile(calls),
-            )
+        with service_bench.WebLayer(run.ingest.store, engine, questions) as web:
+            text = profiling.profile(web.ask_all)
+        what = (
+            f"/v1/ask over ASGI in process (no socket, no uvicorn), {len(questions)} dev "
+            "questions; the engine's own time is the wait on the threadpool (epoll)"
         )
+        profiles.append(Profile("web", what, text))
     if "search_large" in missed and largest is not None:
         profiles.append(
             Profile(

@@ -60,7 +60,6 @@ class BenchRun:
     targets: list[Target] = field(default_factory=list)
     profiles: list[Profile] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)  # target key -> explanation
-    embedder_load_s: float = 0.0
     fixes: list[ABResult] = field(default_factory=list)
 
 
@@ -218,7 +217,8 @@ def _rest(ing: IngestResult) -> Samples:
 def _retrieval(run: BenchRun) -> str:
     rows = []
     for s in run.searches:
-        build = f"{s.store_build_s:.0f} s (built now)" if s.store_build_s else "cached"
+        took = f", took {_duration(s.store_build_s)}" if s.store_build_s else ""
+        build = f"built in this run{took}" if s.store_built_now else f"cached{took}"
         build = build if s.label.startswith("synthetic") else "ingested above"
         rows.append(
             f"| {s.label} | {s.chunks:,} | {s.sentences:,} | {s.p50.text()} | {s.p95.text()} | "
@@ -241,6 +241,10 @@ Where a search's time goes (each step timed alone over the same questions, media
 {_components(run)}
 
 {_synthetic_note(run)}"""
+
+
+def _duration(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
 
 
 def _components(run: BenchRun) -> str:
@@ -303,9 +307,10 @@ with keep-alive on 127.0.0.1, the dev-set questions.
 | | |
 | --- | --- |
 | Start to first `/readyz` 200 | {svc.startup_s.text(2)} |
-| of which: imports in a fresh interpreter (measured apart) | {svc.imports_s.text(2)} |
-| of which: loading the embedding model (in the bench process) | {run.embedder_load_s:.2f} s |
+| of which: imports, in a fresh interpreter (measured apart) | {svc.imports_s.text(2)} |
+| of which: loading the embedding model, same probe | {svc.model_s.text(2)} |
 | RSS once ready (idle) | {svc.rss_idle_mb.text(0)} |
+| RSS in the probe: interpreter / + imports / + one model / + a 2nd model, freed | {_memory(svc)} |
 | RSS after {svc.questions_asked:,} questions | {svc.rss_after_mb:.0f} MB |
 | /v1/ask p50, client side | {e2e.text()} |
 | /v1/ask p50, engine's own `timings_ms.total` | {engine.text()} |
@@ -314,6 +319,13 @@ with keep-alive on 127.0.0.1, the dev-set questions.
 | Requests/s, concurrency 1 | {svc.rps.get(1, 0):.1f} |
 | Requests/s, concurrency 8 | {svc.rps.get(8, 0):.1f} |
 | Errors | {svc.errors} |"""
+
+
+def _memory(svc: ServiceResult) -> str:
+    steps = ("python", "imports", "model", "second_model_freed")
+    if not all(step in svc.memory for step in steps):
+        return "not measured"
+    return " / ".join(f"{svc.memory[step]:.0f}" for step in steps) + " MB"
 
 
 def _percentiles(runs: list[Samples], p: float) -> Samples:
@@ -354,24 +366,26 @@ def _fixes(run: BenchRun) -> str:
         rows.append(
             f"| {ab.what} | {ab.before}: {before.median:.1f} (min {before.low:.1f}) | "
             f"{ab.after}: {after.median:.1f} (min {after.low:.1f}) | {change:+.0%} | "
-            f"{len(before.values)} |"
+            f"{len(before.values)} | {ab.note} |"
         )
     table = "\n".join(rows)
     return f"""{SECTIONS[6]}
 
-Two local fixes came out of this bench; both variants are re-measured in every run, interleaved
-call by call so that they share the machine's load (median ms, min in brackets).
+Both variants of each change are re-measured in every run, interleaved call by call so that
+they share the machine's load (median ms, min in brackets).
 
-- `service/retrieval.py`: the dense search over sentences asks Chroma for ids only (a sentence
-  id is `<chunk id>/s<position>`, so it names its chunk) instead of the metadata of the 3 * k
-  records, which SQLite had to fetch and which cost more than the vector search itself. Same
-  rankings (checked on the 105 dev questions).
-- `citeqa/embedding.py`: the ONNX session's idle threads sleep instead of spinning
-  (`session.intra_op.allow_spinning=0`), so that on 2 shared cores they do not take the CPU
-  from the event loop, Chroma and other processes.
+- Applied, `service/retrieval.py`: the dense search over sentences asks Chroma for ids only (a
+  sentence id is `<chunk id>/s<position>`, so it names its chunk) instead of the metadata of the
+  3 * k records, which SQLite had to fetch and which cost more than the vector search itself.
+  Same rankings (checked in each run, last column).
+- Candidate, not applied, `citeqa/embedding.py`: the ONNX session's idle threads sleep instead
+  of spinning (`session.intra_op.allow_spinning=0`). Under heavy contention (load average 12-15
+  on 2 cores) it cut the query embedding p50 by ~13% and batches by ~10%; under moderate load
+  (~5) single queries were ~10% slower. Mixed, so ONNX's default stays and the bench keeps
+  measuring it.
 
-| What | Before | After | Change | Calls each |
-| --- | --- | --- | ---: | ---: |
+| What | Before | After | Change | Calls each | |
+| --- | --- | --- | ---: | ---: | --- |
 {table}"""
 
 

@@ -18,7 +18,8 @@ class SearchResult:
     first_query_s: float  # the first search builds the in-process BM25 index
     runs: list[Samples]
     components: dict[str, Samples] = field(default_factory=dict)
-    store_build_s: float | None = None  # synthetic stores: build time when built in this run
+    store_build_s: float | None = None  # synthetic stores: how long building the store took
+    store_built_now: bool = False
 
     @property
     def p50(self) -> Samples:

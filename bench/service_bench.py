@@ -9,6 +9,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import json
 import logging
 import os
 import shutil
@@ -17,7 +20,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +53,8 @@ class ServiceResult:
     rps: dict[int, float] = field(default_factory=dict)
     errors: int = 0
     imports_s: Samples = field(default_factory=lambda: Samples("s"))
+    model_s: Samples = field(default_factory=lambda: Samples("s"))
+    memory: dict[str, float] = field(default_factory=dict)  # step -> RSS MB (last probe)
 
     @property
     def overhead_p50(self) -> Samples:
@@ -118,19 +123,32 @@ def _wait_ready(
     raise RuntimeError(f"citeqa serve not ready after {timeout_s:.0f} s; see {log}")
 
 
-IMPORTS = (
-    "import time; started = time.perf_counter(); "
-    "import citeqa.cli, ingest.run, service.api, service.engine, uvicorn; "
-    "print(time.perf_counter() - started)"
-)
+PROBE = """
+import gc, json, time
+def rss():
+    with open("/proc/self/status") as f:
+        return next(int(l.split()[1]) / 1024 for l in f if l.startswith("VmRSS:"))
+out = {"python": rss()}
+t = time.perf_counter()
+import citeqa.cli, ingest.run, service.api, service.engine, uvicorn
+out["imports_s"], out["imports"] = time.perf_counter() - t, rss()
+from citeqa.embedding import MiniLMOnnxEmbedder
+t = time.perf_counter()
+first = MiniLMOnnxEmbedder(); first.embed(["warm-up"])
+out["model_s"], out["model"] = time.perf_counter() - t, rss()
+second = MiniLMOnnxEmbedder(); second.embed(["warm-up"]); del second; gc.collect()
+out["second_model_freed"] = rss()
+print(json.dumps(out))
+"""
 
 
-def import_seconds() -> float:
-    """Time a fresh interpreter takes to import what `citeqa serve` imports."""
+def startup_probe() -> dict[str, float]:
+    """In a fresh interpreter: import time, model load time, and RSS (MB) after each step,
+    including after a second model is loaded and freed (as `citeqa serve` does today)."""
     done = subprocess.run(
-        [sys.executable, "-c", IMPORTS], capture_output=True, text=True, check=True, timeout=300
+        [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=600
     )
-    return float(done.stdout.strip().splitlines()[-1])
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 def run_service(
@@ -144,7 +162,10 @@ def run_service(
 ) -> ServiceResult:
     result = ServiceResult()
     for _ in range(startups):
-        result.imports_s.add(import_seconds())
+        probe = startup_probe()
+        result.imports_s.add(probe.pop("imports_s"))
+        result.model_s.add(probe.pop("model_s"))
+        result.memory = probe
     for _ in range(startups - 1):
         with serve(store, log) as server:
             _record_startup(server, result)
@@ -251,33 +272,50 @@ def _ask_many(url: str, questions: list[str], count: int, result: ServiceResult)
             _count(result, _ask(client, questions[i % len(questions)]))
 
 
-def web_layer_calls(store: Settings, engine: object, questions: list[str]) -> Callable[[], object]:
+class WebLayer:
     """/v1/ask over ASGI in this thread (engine injected), for a profile of the web layer.
 
     No sockets and no uvicorn: what remains is FastAPI, the middleware, validation,
-    serialisation and the threadpool hop, and the engine's time shows as one await.
+    serialisation and the threadpool hop; the engine's own time shows as one await. Entering
+    runs the app's lifespan and one warm-up request, so that :meth:`ask_all` is steady state.
     """
-    import asyncio
 
-    from service.api import create_app
+    def __init__(self, store: Settings, engine: object, questions: list[str]) -> None:
+        from service.api import create_app
 
-    app = create_app(store.model_copy(update={"generator": "extractive"}), lambda _: engine)  # type: ignore[arg-type,return-value]
-
-    async def calls() -> None:
-        async with app.router.lifespan_context(app):
-            transport = httpx.ASGITransport(app=app)
-            async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
-                for question in questions:
-                    response = await client.post("/v1/ask", json={"question": question})
-                    response.raise_for_status()
-
-    def run() -> None:
+        settings = store.model_copy(update={"generator": "extractive"})
+        self.app = create_app(settings, lambda _: engine)  # type: ignore[arg-type,return-value]
+        self.questions = questions
+        self.loop = asyncio.new_event_loop()
+        self.stack = contextlib.AsyncExitStack()
+        self.client: httpx.AsyncClient | None = None
         root = logging.getLogger()
-        handlers, level = list(root.handlers), root.level
-        try:
-            asyncio.run(calls())
-        finally:  # the app's lifespan installs its own log handler: put the bench's back
-            root.handlers[:] = handlers
-            root.setLevel(level)
+        self._logging = (list(root.handlers), root.level)
 
-    return run
+    def __enter__(self) -> WebLayer:
+        self.loop.run_until_complete(self._open())
+        self.loop.run_until_complete(self._ask(self.questions[:1]))
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.loop.run_until_complete(self.stack.aclose())
+        self.loop.close()
+        root = logging.getLogger()  # the app's lifespan installed its own log handler
+        root.handlers[:], level = self._logging
+        root.setLevel(level)
+
+    def ask_all(self) -> None:
+        self.loop.run_until_complete(self._ask(self.questions))
+
+    async def _open(self) -> None:
+        await self.stack.enter_async_context(self.app.router.lifespan_context(self.app))
+        transport = httpx.ASGITransport(app=self.app)
+        self.client = await self.stack.enter_async_context(
+            httpx.AsyncClient(transport=transport, base_url="http://bench")
+        )
+
+    async def _ask(self, questions: list[str]) -> None:
+        assert self.client is not None
+        for question in questions:
+            response = await self.client.post("/v1/ask", json={"question": question})
+            response.raise_for_status()

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,25 +101,39 @@ def approximation_quality(corpus: CorpusVectors) -> list[float]:
     return cosines
 
 
+@dataclass
+class Store:
+    settings: Settings
+    built_now: bool
+    build_s: float | None  # how long the build took (now, or when the cached store was built)
+
+
 def ensure_store(
     cache: Path, n_chunks: int, corpus: CorpusVectors, embedder: Embedder, seed: int = 7
-) -> tuple[Settings, bool]:
-    """Settings of a store with ``n_chunks`` chunks, built unless cached; True when built now."""
+) -> Store:
+    """A store with ``n_chunks`` chunks, built unless cached."""
     key = corpus.key(embedder.name)
-    marker = {"version": VERSION, "n_chunks": n_chunks, "seed": seed, "corpus": key[:16]}
-    folder = (
-        cache / f"synthetic-{n_chunks}-{hashlib.sha1(json.dumps(marker).encode()).hexdigest()[:10]}"
-    )
+    marker: dict[str, Any] = {
+        "version": VERSION,
+        "n_chunks": n_chunks,
+        "seed": seed,
+        "corpus": key[:16],
+    }
+    digest = hashlib.sha1(json.dumps(marker).encode()).hexdigest()[:10]
+    folder = cache / f"synthetic-{n_chunks}-{digest}"
     settings = Settings(data_dir=folder, collection="bench")
     if (folder / COMPLETE).exists():
-        return settings, False
+        saved = json.loads((folder / COMPLETE).read_text(encoding="utf-8"))
+        return Store(settings, False, saved.get("build_s"))
     for stale in cache.glob(f"synthetic-{n_chunks}-*"):
         shutil.rmtree(stale, ignore_errors=True)
+    started = time.perf_counter()
     client = connect(settings)
     index = open_index(client, settings.collection, embedder, create=True)
     write_store(index, client.get_max_batch_size(), n_chunks, corpus, seed)
+    marker["build_s"] = time.perf_counter() - started
     (folder / COMPLETE).write_text(json.dumps(marker), encoding="utf-8")
-    return settings, True
+    return Store(settings, True, marker["build_s"])
 
 
 def write_store(
