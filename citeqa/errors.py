@@ -1,13 +1,13 @@
 """The citeqa exception hierarchy; the API maps it to HTTP in one handler.
 
-    CiteqaError                  base; ``status`` is the HTTP status it maps to
-    ├── InputError               the user's input is wrong (422)
-    │   └── CorpusFormatError    a corpus file is malformed; the message names file and line
-    ├── StoreUnavailableError    Chroma cannot be reached (503, Retry-After)
-    ├── StoreNotReadyError       the collection is missing or empty (503)
-    ├── EmbeddingMismatchError   the collection was built with another embedding model (409)
-    └── LLMError                 the LLM endpoint failed after retries (502)
-        └── LLMTimeoutError      ... or ran out of its deadline (504)
+CiteqaError                  base; ``status`` is the HTTP status it maps to
+├── InputError               the user's input is wrong (422)
+│   └── CorpusFormatError    a corpus file is malformed; the message names file and line
+├── StoreUnavailableError    Chroma cannot be reached (503, Retry-After)
+├── StoreNotReadyError       the collection is missing or empty (503)
+├── EmbeddingMismatchError   the collection was built with another embedding model (409)
+└── LLMError                 the LLM endpoint failed after retries (502)
+    └── LLMTimeoutError      ... or ran out of its deadline (504)
 """
 
 from __future__ import annotations

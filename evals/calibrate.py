@@ -28,7 +28,9 @@ def collect(dataset: Path, settings: Settings) -> tuple[list[str], np.ndarray, n
     names: list[str] = []
     rows, labels = [], []
     for item in load_dataset(dataset):
-        evidence = engine.evidence.build(engine.retriever.retrieve_hits(item.question, settings.top_k))
+        evidence = engine.evidence.build(
+            engine.retriever.retrieve_hits(item.question, settings.top_k)
+        )
         features = answerability_features(evidence)
         names = list(features)
         rows.append([features[n] for n in names])
@@ -61,8 +63,15 @@ def main() -> None:
     allowed = int(np.floor(args.max_false_refusal * len(answerable)))
     threshold = float(answerable[allowed] - 1e-6) if len(answerable) else 0.5
     recall = float(np.mean(p[y == 0] < threshold))
-    weights = {"bias": round(float(w[0]), 3)} | {n: round(float(v), 3) for n, v in zip(names, w[1:], strict=True)}
-    print(json.dumps({"weights": weights, "threshold": round(threshold, 4), "refusal_recall": recall}, indent=2))
+    weights = {"bias": round(float(w[0]), 3)} | {
+        n: round(float(v), 3) for n, v in zip(names, w[1:], strict=True)
+    }
+    print(
+        json.dumps(
+            {"weights": weights, "threshold": round(threshold, 4), "refusal_recall": recall},
+            indent=2,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -83,7 +83,9 @@ def read_listing(path: Path) -> ReadResult:
                 f"{path}:{title_line}: duplicate title (first at line {seen[title]}): {title!r}"
             )
         seen[title] = title_line
-        result.documents.append(make_document(listing_doc_id(title), title, abstract, result.source))
+        result.documents.append(
+            make_document(listing_doc_id(title), title, abstract, result.source)
+        )
     return result
 
 

@@ -9,7 +9,7 @@ from citeqa.config import Settings
 from citeqa.embedding import Embedder, build_embedder
 from citeqa.store import Index, connect, open_index
 from ingest.chunker import SentenceChunker
-from ingest.pipeline import IngestSummary, Ingestor
+from ingest.pipeline import Ingestor, IngestSummary
 from ingest.readers import read_source
 
 
@@ -19,7 +19,9 @@ def build_ingestor(
     embedder = embedder or build_embedder(settings)
     client = connect(settings)
     index = index or open_index(client, settings.collection, embedder, create=True)
-    chunker = SentenceChunker(max_tokens=settings.chunk_max_tokens, count_tokens=embedder.count_tokens)
+    chunker = SentenceChunker(
+        max_tokens=settings.chunk_max_tokens, count_tokens=embedder.count_tokens
+    )
     return Ingestor(index, embedder, chunker, client.get_max_batch_size())
 
 
@@ -34,7 +36,9 @@ def ingest_paths(
     return [ingestor.ingest(read_source(path), progress=progress) for path in paths]
 
 
-def ensure_ingested(settings: Settings, progress: bool = False, embedder: Embedder | None = None) -> IngestSummary | None:
+def ensure_ingested(
+    settings: Settings, progress: bool = False, embedder: Embedder | None = None
+) -> IngestSummary | None:
     """Ingest the configured corpus when the store is empty; None when it already has chunks."""
     ingestor = build_ingestor(settings, embedder)
     if ingestor.index.chunks.count() > 0:

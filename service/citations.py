@@ -74,7 +74,9 @@ def best_quote(claim: str, hit: Hit, document_offset: int) -> tuple[str, int, in
     claim_terms = term_set(claim)
     best = max(
         spans,
-        key=lambda span: _overlap(claim_terms, body[span[0] - document_offset : span[1] - document_offset]),
+        key=lambda span: _overlap(
+            claim_terms, body[span[0] - document_offset : span[1] - document_offset]
+        ),
     )
     start, end = int(best[0]), int(best[1])
     return body[start - document_offset : end - document_offset], start, end

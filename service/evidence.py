@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from chromadb.api.types import Where
 
 from citeqa.store import Index
 from citeqa.text import numbers, stopwords, term_set, words
@@ -40,7 +42,27 @@ _NUMERIC_Q = re.compile(
 
 _WH_RE = re.compile(r"\b(what|which|how many|how much|who|whom|whose)\b", re.IGNORECASE)
 _SKIP_AFTER_WH = frozenset(
-    "is are was were does do did has have had the a an of kind type sort exact total".split()
+    [
+        "is",
+        "are",
+        "was",
+        "were",
+        "does",
+        "do",
+        "did",
+        "has",
+        "have",
+        "had",
+        "the",
+        "a",
+        "an",
+        "of",
+        "kind",
+        "type",
+        "sort",
+        "exact",
+        "total",
+    ]
 )
 
 
@@ -151,15 +173,20 @@ class EvidenceBuilder:
         hits = retrieval.hits
         if not hits:
             return []
+        where: Where = {"chunk_id": {"$in": [h.chunk_id for h in hits]}}  # type: ignore[dict-item]
         got = self.index.sentences.get(
-            where={"chunk_id": {"$in": [h.chunk_id for h in hits]}},
+            where=where,
             include=["documents", "metadatas", "embeddings"],
         )
         position = {h.chunk_id: i for i, h in enumerate(hits)}
-        vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(-1, len(retrieval.query_vector))
+        vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(
+            -1, len(retrieval.query_vector)
+        )
         sims = vectors @ retrieval.query_vector if len(vectors) else np.zeros(0)
-        out = []
-        for text, meta, sim in zip(got["documents"] or [], got["metadatas"] or [], sims, strict=True):
+        out: list[Candidate] = []
+        for text, meta, sim in zip(
+            got["documents"] or [], got["metadatas"] or [], sims, strict=True
+        ):
             hit_index = position[str(meta["chunk_id"])]
             title_terms = term_set(hits[hit_index].title)
             cand = self._candidate(hit_index, meta, text, float(sim), q_terms, title_terms)
@@ -171,7 +198,7 @@ class EvidenceBuilder:
     def _candidate(
         self,
         hit_index: int,
-        meta: dict,  # type: ignore[type-arg]
+        meta: Mapping[str, Any],
         text: str,
         sim: float,
         q_terms: set[str],
@@ -246,7 +273,11 @@ def answerability_features(evidence: Evidence) -> dict[str, float]:
     best = evidence.best()
     assert best is not None
     total = sum(evidence.term_weights.values()) or 1.0
-    same_doc = [c for c in evidence.candidates if evidence.hits[c.hit_index].doc_id == evidence.hits[best.hit_index].doc_id]
+    same_doc = [
+        c
+        for c in evidence.candidates
+        if evidence.hits[c.hit_index].doc_id == evidence.hits[best.hit_index].doc_id
+    ]
     doc_terms = frozenset().union(*(c.matched for c in same_doc))
     return {
         "similarity": best.similarity,

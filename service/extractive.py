@@ -28,18 +28,24 @@ class ExtractiveGenerator:
         chosen = select_sentences(evidence)
         if not chosen:
             return Draft(text="", refused=True)
-        paragraphs: dict[int, list[str]] = {}
+        # One paragraph per paper, led by its title: the reader sees where each quote is from.
+        paragraphs: dict[str, list[str]] = {}
+        titles: dict[str, str] = {}
         for cand in chosen:
-            paragraphs.setdefault(cand.hit_index, []).append(
+            hit = evidence.hits[cand.hit_index]
+            titles.setdefault(hit.doc_id, hit.title)
+            paragraphs.setdefault(hit.doc_id, []).append(
                 claim_with_markers(cand.text, [cand.hit_index + 1])
             )
-        return Draft(text="\n".join(" ".join(p) for p in paragraphs.values()))
+        text = "\n".join(
+            f"\u201c{titles[doc]}\u201d: {' '.join(p)}" for doc, p in paragraphs.items()
+        )
+        return Draft(text=text)
 
     def stream(self, evidence: Evidence) -> Iterator[str]:
         """The same draft, in word-sized pieces (for streaming APIs)."""
         draft = self.generate(evidence)
-        for piece in re.findall(r"\S+\s*", draft.text):
-            yield piece
+        yield from re.findall(r"\S+\s*", draft.text)
 
 
 _MULTI_CUES = re.compile(
@@ -102,8 +108,13 @@ def select_sentences(evidence: Evidence) -> list[Candidate]:
     covered = set().union(*(c.matched for c in chosen))
     total = sum(evidence.term_weights.values()) or 1.0
     while len(chosen) < MAX_SENTENCES:
-        pool = [c for c in evidence.candidates if c not in chosen and c.score >= MIN_RATIO * best.score]
-        gains = [(sum(evidence.term_weights.get(t, 0.0) for t in c.matched - covered) / total, c) for c in pool]
+        pool = [
+            c for c in evidence.candidates if c not in chosen and c.score >= MIN_RATIO * best.score
+        ]
+        gains = [
+            (sum(evidence.term_weights.get(t, 0.0) for t in c.matched - covered) / total, c)
+            for c in pool
+        ]
         gain, pick = max(gains, key=lambda g: (g[0], g[1].score), default=(0.0, None))
         if pick is None or gain < MIN_GAIN:
             break

@@ -67,7 +67,9 @@ def test_ask_answers_with_a_cited_fact(base_url: str) -> None:
 
 
 def test_ask_refuses_off_topic(base_url: str) -> None:
-    body = httpx.post(f"{base_url}/v1/ask", json={"question": "What is the capital of Australia?"}, timeout=30).json()
+    body = httpx.post(
+        f"{base_url}/v1/ask", json={"question": "What is the capital of Australia?"}, timeout=30
+    ).json()
     assert body["refused"] is True and body["citations"] == []
 
 
@@ -96,7 +98,9 @@ def test_health_and_readiness(base_url: str) -> None:
         ({"content": b"{not json", "headers": {"content-type": "application/json"}}, "JSON"),
     ],
 )
-def test_bad_input_is_a_422_with_a_message(base_url: str, request_kwargs: dict, fragment: str) -> None:  # type: ignore[type-arg]
+def test_bad_input_is_a_422_with_a_message(
+    base_url: str, request_kwargs: dict, fragment: str
+) -> None:  # type: ignore[type-arg]
     response = httpx.post(f"{base_url}/v1/ask", timeout=30, **request_kwargs)
     assert response.status_code == 422
     assert response.headers["content-type"].startswith("application/problem+json")
@@ -134,4 +138,7 @@ def test_readiness_recovers_without_restart(corpus_settings: Settings, embedder:
         assert httpx.get(f"{url}/readyz").status_code == 503
         state["up"] = True
         assert httpx.get(f"{url}/readyz", timeout=30).status_code == 200
-        assert httpx.post(f"{url}/v1/ask", json={"question": "What is FastV?"}, timeout=30).status_code == 200
+        assert (
+            httpx.post(f"{url}/v1/ask", json={"question": "What is FastV?"}, timeout=30).status_code
+            == 200
+        )

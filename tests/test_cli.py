@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import json
-import re
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,14 +28,23 @@ def citeqa(*args: str, data_dir: Path, timeout: float = 120) -> subprocess.Compl
 
 
 def test_ask_json_is_the_api_shape(corpus_settings: Settings) -> None:
-    result = citeqa("ask", "What is the name of the dataset of computational graphs?", "--json", data_dir=corpus_settings.data_dir)
+    result = citeqa(
+        "ask",
+        "What is the name of the dataset of computational graphs?",
+        "--json",
+        data_dir=corpus_settings.data_dir,
+    )
     assert result.returncode == 0, result.stderr
     body = json.loads(result.stdout)
     assert {"answer", "refused", "citations", "sources", "timings_ms"} <= body.keys()
 
 
 def test_ask_prints_answer_and_numbered_sources(corpus_settings: Settings) -> None:
-    result = citeqa("ask", "How many activated parameters does DeepSeek-V3 have?", data_dir=corpus_settings.data_dir)
+    result = citeqa(
+        "ask",
+        "How many activated parameters does DeepSeek-V3 have?",
+        data_dir=corpus_settings.data_dir,
+    )
     assert result.returncode == 0, result.stderr
     assert "37B" in result.stdout
     assert re.search(r"^\[\d+\] DeepSeek-V3 Technical Report", result.stdout, re.MULTILINE)
@@ -55,11 +64,16 @@ def test_search_lists_hits(corpus_settings: Settings) -> None:
         (("ask", "What is FastV?", "-k", "99"), "top_k must be between 1 and 50"),
     ],
 )
-def test_errors_are_one_line_without_traceback(corpus_settings: Settings, args: tuple[str, ...], message: str) -> None:
+def test_errors_are_one_line_without_traceback(
+    corpus_settings: Settings, args: tuple[str, ...], message: str
+) -> None:
     result = citeqa(*args, data_dir=corpus_settings.data_dir)
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
-    assert result.stderr.strip() == f"citeqa: error: {message}" or message in result.stderr.strip().splitlines()[-1]
+    assert (
+        result.stderr.strip() == f"citeqa: error: {message}"
+        or message in result.stderr.strip().splitlines()[-1]
+    )
 
 
 def test_ingest_folder_lists_skipped_files(tmp_path: Path) -> None:

@@ -54,7 +54,9 @@ def _answer_checks(engine: Engine, item: EvalItem) -> tuple[bool, bool]:
         source = answer.sources[citation.n - 1]
         assert source.chunk_id == citation.chunk_id
         body_start = int(source.metadata["start"])
-        assert source.body[citation.start - body_start : citation.end - body_start] == citation.quote
+        assert (
+            source.body[citation.start - body_start : citation.end - body_start] == citation.quote
+        )
     has_facts = all(fact_in_text(fact, answer.answer) for fact in item.key_facts)
     cites_gold = any(c.title in item.gold_titles for c in answer.citations)
     return has_facts, cites_gold

@@ -94,7 +94,9 @@ def test_changed_and_removed_documents_are_replaced_and_deleted(
     assert _stored_ids(ingestor) == _expected_ids(ingestor, root)
     doc2 = ingestor.index.chunks.get(where={"doc_id": "file:doc2.md"}, include=[])
     assert doc2["ids"] == []
-    sentences = ingestor.index.sentences.get(where={"doc_id": "file:doc1.md"}, include=["documents"])
+    sentences = ingestor.index.sentences.get(
+        where={"doc_id": "file:doc1.md"}, include=["documents"]
+    )
     assert sorted(sentences["documents"]) == ["A completely new abstract.", "It is short."]
 
 
@@ -138,11 +140,13 @@ def test_writes_are_batched_by_the_store_limit(
     assert sizes and max(sizes) <= 7
 
 
-def test_a_different_embedding_model_fails_fast(fresh_settings: Settings, embedder: Embedder) -> None:
+def test_a_different_embedding_model_fails_fast(
+    fresh_settings: Settings, embedder: Embedder
+) -> None:
     ingestor = _ingestor(fresh_settings, embedder)
     assert ingestor.index.chunks.metadata["embed_model"] == embedder.name
 
     other = CountingEmbedder(embedder)
     other.name, other.dim = "other-model", 768
-    with pytest.raises(EmbeddingMismatchError, match="other-model.*CITEQA_COLLECTION"):
+    with pytest.raises(EmbeddingMismatchError, match=r"other-model.*CITEQA_COLLECTION"):
         open_index(connect(fresh_settings), fresh_settings.collection, other, create=True)

@@ -12,7 +12,10 @@ from citeqa.config import BUNDLED_CORPUS
 from citeqa.errors import CorpusFormatError, InputError
 from ingest.readers import listing_doc_id, read_folder, read_listing, read_source
 
-HEADER = "Get trending papers in your email inbox once a day!\nGet trending papers in your email inbox!\n"
+HEADER = (
+    "Get trending papers in your email inbox once a day!\n"
+    "Get trending papers in your email inbox!\n"
+)
 
 
 def test_bundled_listing_has_154_papers_with_right_first_and_last_titles() -> None:

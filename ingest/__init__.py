@@ -1,0 +1,1 @@
+"""citeqa ingest package."""

@@ -1,0 +1,1 @@
+"""citeqa service package."""
