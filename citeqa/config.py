@@ -10,6 +10,7 @@ section separators; the field names are grouped by prefix instead (``chroma_*``,
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -19,12 +20,17 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 BUNDLED_CORPUS = REPO_ROOT / "data" / "ml_papers.txt"
+MIN_API_KEY_CHARS = 16
+_API_KEY_RE = re.compile(rf"[\x21-\x7e]{{{MIN_API_KEY_CHARS},}}")
 
 
 class Settings(BaseSettings):
     """citeqa configuration; see the README's configuration table (generated from this class)."""
 
-    model_config = SettingsConfigDict(env_prefix="CITEQA_", env_file=".env", extra="ignore")
+    # hide_input_in_errors: a validation error must not echo a secret (api_keys, llm_api_key)
+    model_config = SettingsConfigDict(
+        env_prefix="CITEQA_", env_file=".env", extra="ignore", hide_input_in_errors=True
+    )
 
     # Store
     data_dir: Path = Field(
@@ -94,11 +100,55 @@ class Settings(BaseSettings):
     port: int = Field(8000, ge=1, le=65535, description="Port `citeqa serve` listens on.")
     max_question_chars: int = Field(2000, ge=1, description="Longest accepted question.")
 
+    # Security and observability
+    api_keys: SecretStr | None = Field(
+        None,
+        description="Comma-separated API keys (16+ characters each). When set, every endpoint "
+        "except /healthz, GET / and /static/* needs `Authorization: Bearer <key>`. Never logged.",
+    )
+    rate_limit_per_min: int = Field(
+        120,
+        ge=0,
+        description="Requests per minute per API key (token bucket; bursts up to this many). "
+        "Only enforced when api_keys is set: without keys there is no client identity to limit "
+        "(limit by IP in the reverse proxy). Per process. 0 disables.",
+    )
+    max_body_bytes: int = Field(
+        64 * 1024,
+        ge=1024,
+        description="Largest accepted request body in bytes; larger bodies get 413 before "
+        "parsing, with or without Content-Length.",
+    )
+    log_format: Literal["json", "text"] = Field(
+        "json",
+        description="Server logs: json (one object per line with request_id) or text.",
+    )
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        "INFO", description="Lowest level of the server logs."
+    )
+
     @model_validator(mode="after")
     def _key_from_openai_env(self) -> Settings:
         if self.llm_api_key is None and os.environ.get("OPENAI_API_KEY"):
             self.llm_api_key = SecretStr(os.environ["OPENAI_API_KEY"])
         return self
+
+    @model_validator(mode="after")
+    def _api_keys_usable(self) -> Settings:
+        for key in self.api_key_list:
+            if not _API_KEY_RE.fullmatch(key):
+                raise ValueError(
+                    f"CITEQA_API_KEYS: each key needs {MIN_API_KEY_CHARS}+ visible ASCII "
+                    "characters (generate one with `python -c 'import secrets; "
+                    "print(secrets.token_urlsafe(32))'`)"
+                )
+        return self
+
+    @property
+    def api_key_list(self) -> list[str]:
+        """The configured API keys (empty: authentication is off)."""
+        raw = self.api_keys.get_secret_value() if self.api_keys else ""
+        return [key.strip() for key in raw.split(",") if key.strip()]
 
     @property
     def llm_configured(self) -> bool:

@@ -22,7 +22,9 @@ from pydantic import BaseModel, Field
 from citeqa.config import Settings
 from citeqa.errors import CiteqaError, StoreUnavailableError
 from service.engine import Engine, build_engine
+from service.observability import MetricsDep, configure_logging, install_observability
 from service.retrieval import MAX_TOP_K
+from service.security import install_security
 
 log = logging.getLogger("citeqa.api")
 
@@ -90,6 +92,7 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        configure_logging(settings)  # here, after the server has set up its own logging
         app.state.engine = None
         app.state.startup_error = ""
         try:
@@ -104,13 +107,16 @@ def create_app(
     app.state.factory = factory
     _install_error_handlers(app)
     _install_routes(app)
+    install_security(app, settings)
+    install_observability(app)  # last: outermost, so it sees the security refusals too
     return app
 
 
 def _install_routes(app: FastAPI) -> None:
     @app.post("/v1/ask", response_model=AskResponse)
-    async def ask(body: AskRequest, engine: EngineDep) -> dict[str, Any]:
+    async def ask(body: AskRequest, engine: EngineDep, metrics: MetricsDep) -> dict[str, Any]:
         answer = await run_in_threadpool(engine.ask, body.question, body.top_k)
+        metrics.observe_answer(answer)
         return answer.public()
 
     @app.get("/v1/search", response_model=SearchResponse)

@@ -1,0 +1,277 @@
+"""API keys, per-key rate limits and a request body cap, in one pure ASGI middleware.
+
+Why middleware and not FastAPI dependencies: the checks must run before FastAPI reads and
+parses a body (an unauthenticated or oversized request is refused before any JSON is decoded,
+so a stranger gets 401, not 422), and they must cover every route, including routers that other
+modules include. Middleware sits outside the app's exception handlers, so it writes its few
+refusals itself, in the shape the clients of the path expect: the OpenAI error envelope under
+``/v1/chat`` and ``/v1/models``, problem+json everywhere else.
+
+Checks, in order:
+
+1. **API key** (401) when ``api_keys`` is set. Public: ``/healthz``, and ``GET``/``HEAD`` of ``/``
+   and ``/static/*`` (the web page's assets; the page then sends the key its user types).
+   Keys are compared with :func:`hmac.compare_digest` against every configured key.
+   A websocket without a key is closed with code 1008 (there is none today; a future one is
+   covered too).
+2. **Rate limit** (429 with ``Retry-After``): a token bucket per key holding
+   ``rate_limit_per_min`` tokens, refilled continuously. Only with keys: without them there is
+   no client identity worth trusting (behind a proxy every client shares one IP), so limit by IP
+   in the proxy. Buckets live in this process: with several workers, each has its own.
+3. **Body size** (413): a declared ``Content-Length`` over ``max_body_bytes`` is refused without
+   reading; otherwise the body is buffered up to the limit (chunked bodies included) and replayed
+   to the app, so nothing downstream ever sees more than the limit.
+"""
+
+from __future__ import annotations
+
+import hmac
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from fastapi import FastAPI
+from fastapi.responses import JSONResponse
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from citeqa.config import Settings
+
+OPENAI_PREFIXES = ("/v1/chat", "/v1/models")
+_READ_METHODS = frozenset({"GET", "HEAD"})
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A request the middleware answers itself, with what both error shapes need."""
+
+    status: int
+    kind: str  # problem+json ``type``
+    message: str
+    openai_type: str
+    openai_code: str | None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def is_public(method: str, path: str) -> bool:
+    """Endpoints served without a key: liveness and the static web page."""
+    if path == "/healthz":
+        return True
+    return method in _READ_METHODS and (path == "/" or path.startswith("/static/"))
+
+
+def refusal_response(path: str, refusal: Refusal) -> JSONResponse:
+    """The refusal as the OpenAI envelope (OpenAI-compatible paths) or as problem+json."""
+    if path.startswith(OPENAI_PREFIXES):
+        error = {
+            "message": refusal.message,
+            "type": refusal.openai_type,
+            "param": None,
+            "code": refusal.openai_code,
+        }
+        return JSONResponse({"error": error}, refusal.status, headers=refusal.headers)
+    problem = {
+        "type": refusal.kind,
+        "title": refusal.kind,
+        "status": refusal.status,
+        "detail": refusal.message,
+    }
+    return JSONResponse(
+        problem, refusal.status, headers=refusal.headers, media_type="application/problem+json"
+    )
+
+
+# --------------------------------------------------------------------------- keys
+
+
+class KeyRing:
+    """The configured API keys; :meth:`match` says which one a request carries."""
+
+    def __init__(self, keys: Sequence[str]) -> None:
+        self._keys = tuple(key.encode() for key in keys)
+
+    def __bool__(self) -> bool:
+        return bool(self._keys)
+
+    def match(self, authorization: str | None) -> int | None:
+        """Index of the key in a ``Bearer`` header, or None; compares against every key."""
+        token = _bearer_token(authorization)
+        if token is None:
+            return None
+        found = None
+        for index, key in enumerate(self._keys):
+            if hmac.compare_digest(token, key):
+                found = index
+        return found
+
+
+def _bearer_token(authorization: str | None) -> bytes | None:
+    scheme, _, token = (authorization or "").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        return None
+    return token.encode("latin-1", errors="replace")
+
+
+# --------------------------------------------------------------------------- rate limit
+
+
+@dataclass
+class TokenBucket:
+    """``capacity`` tokens, refilled at ``per_second``; a request takes one."""
+
+    capacity: float
+    per_second: float
+    tokens: float
+    updated: float
+
+    def take(self, now: float) -> float:
+        """Take a token: 0 when granted, else the seconds until one is available."""
+        self.tokens = min(self.capacity, self.tokens + (now - self.updated) * self.per_second)
+        self.updated = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return 0.0
+        return (1 - self.tokens) / self.per_second
+
+
+class RateLimiter:
+    """One :class:`TokenBucket` per key index; ``per_minute`` 0 disables limiting."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._buckets: dict[int, TokenBucket] = {}
+
+    def wait_for(self, key: int) -> float:
+        """Seconds the caller must wait (0: go ahead, a token was taken)."""
+        if self.per_minute <= 0:
+            return 0.0
+        now = self.clock()
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            capacity = float(self.per_minute)
+            bucket = TokenBucket(capacity, self.per_minute / 60, capacity, now)
+            self._buckets[key] = bucket
+        return bucket.take(now)
+
+
+# --------------------------------------------------------------------------- middleware
+
+
+class SecurityMiddleware:
+    """Auth, then rate limit, then body cap; see the module docstring."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: KeyRing,
+        limiter: RateLimiter,
+        max_body_bytes: int,
+    ) -> None:
+        self.app = app
+        self.keys = keys
+        self.limiter = limiter
+        self.max_body_bytes = max_body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket" and self.check_access(scope) is not None:
+            await send({"type": "websocket.close", "code": 1008})  # policy violation
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        refusal = self.check_access(scope)
+        if refusal is None:
+            body = await read_body(scope, receive, self.max_body_bytes)
+            if body is not None:
+                await self.app(scope, _replay(body, receive), send)
+                return
+            refusal = _too_large(self.max_body_bytes)
+        await refusal_response(scope["path"], refusal)(scope, receive, send)
+
+    def check_access(self, scope: Scope) -> Refusal | None:
+        """401 or 429 for this request, or None to let it through."""
+        if not self.keys or is_public(scope.get("method", "GET"), scope["path"]):
+            return None
+        key = self.keys.match(Headers(scope=scope).get("authorization"))
+        if key is None:
+            return _unauthorized()
+        wait = self.limiter.wait_for(key)
+        return _rate_limited(wait) if wait > 0 else None
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> list[Message] | None:
+    """The request's messages up to the end of its body, or None once it exceeds ``limit``."""
+    declared = Headers(scope=scope).get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        return None
+    messages: list[Message] = []
+    size = 0
+    while True:
+        message = await receive()
+        messages.append(message)
+        if message["type"] != "http.request":  # the client went away; let the app see it
+            return messages
+        size += len(message.get("body", b""))
+        if size > limit:
+            return None
+        if not message.get("more_body", False):
+            return messages
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A ``receive`` that yields the buffered messages, then defers to the server's."""
+    pending = list(messages)
+
+    async def replay() -> Message:
+        return pending.pop(0) if pending else await receive()
+
+    return replay
+
+
+def _unauthorized() -> Refusal:
+    return Refusal(
+        status=401,
+        kind="Unauthorized",
+        message="a valid API key is required: send `Authorization: Bearer <key>`",
+        openai_type="invalid_request_error",
+        openai_code="invalid_api_key",
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def _rate_limited(wait_s: float) -> Refusal:
+    retry_after = max(1, math.ceil(wait_s))
+    return Refusal(
+        status=429,
+        kind="RateLimited",
+        message=f"rate limit exceeded for this API key; retry in {retry_after} s",
+        openai_type="requests",
+        openai_code="rate_limit_exceeded",
+        headers={"Retry-After": str(retry_after)},
+    )
+
+
+def _too_large(limit: int) -> Refusal:
+    return Refusal(
+        status=413,
+        kind="PayloadTooLarge",
+        message=f"the request body is larger than the limit of {limit} bytes",
+        openai_type="invalid_request_error",
+        openai_code="request_too_large",
+        headers={"Connection": "close"},
+    )
+
+
+def install_security(
+    app: FastAPI, settings: Settings, clock: Callable[[], float] = time.monotonic
+) -> None:
+    """Add :class:`SecurityMiddleware` configured from ``settings``."""
+    app.add_middleware(
+        SecurityMiddleware,
+        keys=KeyRing(settings.api_key_list),
+        limiter=RateLimiter(settings.rate_limit_per_min, clock),
+        max_body_bytes=settings.max_body_bytes,
+    )
