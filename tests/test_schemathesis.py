@@ -67,6 +67,8 @@ def reach_the_chat_core(context: schemathesis.HookContext, body: Any) -> Any:
 @settings(
     max_examples=MAX_EXAMPLES,
     deadline=None,
+    derandomize=True,  # the same cases on every run: a failure in CI reproduces locally
+    database=None,  # no .hypothesis/ folder in the work tree
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
 def test_api_conforms_to_its_schema(case: schemathesis.Case, live_api: LiveServer) -> None:
@@ -76,6 +78,41 @@ def test_api_conforms_to_its_schema(case: schemathesis.Case, live_api: LiveServe
         checks=[not_a_server_error, response_schema_conformance],
         timeout=60,
     )
+
+
+QUESTION = "What is DeepNorm?"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/v1/ask", {"question": QUESTION}),
+        ("/v1/ask", {"question": QUESTION, "stream": True}),
+        (
+            "/v1/chat/completions",
+            {"model": "citeqa", "messages": [{"role": "user", "content": QUESTION}]},
+        ),
+        (
+            "/v1/chat/completions",
+            {
+                "model": "citeqa",
+                "messages": [{"role": "user", "content": QUESTION}],
+                "stream": True,
+            },
+        ),
+    ],
+    ids=["ask", "ask-stream", "chat", "chat-stream"],
+)
+def test_answers_conform_to_the_schema(live_api: LiveServer, path: str, body: Any) -> None:
+    """Answers proper, JSON and streamed, which random cases reach only by luck."""
+    case = schema[path]["POST"].Case(body=body, media_type="application/json")
+    response = case.call_and_validate(
+        base_url=live_api.url,
+        checks=[not_a_server_error, response_schema_conformance],
+        timeout=60,
+    )
+    assert response.status_code == 200
 
 
 @pytest.mark.integration
