@@ -8,15 +8,25 @@ citeqa keeps two collections per index:
 
 Both record the embedding model and dimension in their metadata; opening them with another
 embedder raises :class:`EmbeddingMismatchError` before anything is written or searched.
+
+Chroma has no transaction across batches, so a re-ingested document is, for a while, stored in
+two versions, or in one and a half. Every chunk names its version (``doc_hash``), how many chunks
+that version has (``doc_chunks``) and when it was written (``ingested_at``); readers show only
+:func:`visible_chunks`: per document, the newest version whose chunks are all present.
+
+Requests to a Chroma server are bounded by :data:`CHROMA_TIMEOUT`.
 """
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
 import chromadb
+import httpx
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
 from chromadb.config import Settings as ChromaSettings
@@ -28,27 +38,48 @@ if TYPE_CHECKING:
     from citeqa.embedding import Embedder
 
 SENTENCE_SUFFIX = "__sentences"
+DOC_CHUNKS = "doc_chunks"  # chunk metadata: chunks in this version of the document
+INGESTED_AT = "ingested_at"  # chunk metadata: start of the ingest run that wrote it (epoch s)
+
+# chromadb's HttpClient sends every request with timeout=None: a server that accepts connections
+# but never answers (frozen, overloaded, a half-open network path) would hang requests forever.
+CHROMA_TIMEOUT = httpx.Timeout(30.0, connect=3.0)
+
+log = logging.getLogger(__name__)
 
 
 def connect(settings: Settings) -> ClientAPI:
     """Embedded PersistentClient under data_dir, or an HttpClient when chroma_url is set."""
     chroma_settings = ChromaSettings(anonymized_telemetry=False)
     if settings.chroma_url:
-        url = urlparse(settings.chroma_url)
-        try:
-            return chromadb.HttpClient(
-                host=url.hostname or "127.0.0.1",
-                port=url.port or (443 if url.scheme == "https" else 8000),
-                ssl=url.scheme == "https",
-                settings=chroma_settings,
-            )
-        except Exception as exc:  # chromadb raises plain ValueError/ConnectionError here
-            raise StoreUnavailableError(
-                f"Chroma server at {settings.chroma_url} is unreachable: {exc}"
-            ) from exc
+        return _http_client(settings.chroma_url, chroma_settings)
     path = settings.data_dir / "chroma"
     path.mkdir(parents=True, exist_ok=True)
     return chromadb.PersistentClient(path=str(path), settings=chroma_settings)
+
+
+def _http_client(url_text: str, chroma_settings: ChromaSettings) -> ClientAPI:
+    url = urlparse(url_text)
+    host, ssl = url.hostname or "127.0.0.1", url.scheme == "https"
+    port = url.port or (443 if ssl else 8000)
+    try:
+        # The constructor below already talks to the server, without a timeout: probe first.
+        heartbeat = f"{'https' if ssl else 'http'}://{host}:{port}/api/v2/heartbeat"
+        httpx.get(heartbeat, timeout=CHROMA_TIMEOUT).raise_for_status()
+        client = chromadb.HttpClient(host=host, port=port, ssl=ssl, settings=chroma_settings)
+    except Exception as exc:  # httpx errors, or chromadb's plain ValueError/ConnectionError
+        raise StoreUnavailableError(f"Chroma server at {url_text} is unreachable: {exc}") from exc
+    _bound_requests(client)
+    return client
+
+
+def _bound_requests(client: ClientAPI) -> None:
+    """Put :data:`CHROMA_TIMEOUT` on the httpx session chromadb's HttpClient sends through."""
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = CHROMA_TIMEOUT
+    else:  # chromadb changed its internals; tests/test_faults.py checks this
+        log.warning("cannot set a timeout on chromadb's HTTP session: requests are unbounded")
 
 
 @dataclass
@@ -103,6 +134,29 @@ def _classify(exc: Exception, name: str) -> Exception:
     if "does not exist" in text or "NotFound" in text:
         return StoreNotReadyError(f"collection {name!r} does not exist yet: run `citeqa ingest`")
     return StoreUnavailableError(f"Chroma is unavailable ({text})")
+
+
+def visible_chunks(metadatas: Sequence[Mapping[str, Any] | None]) -> list[int]:
+    """Positions of the chunks readers may show: per document, its newest complete version.
+
+    A version (``doc_id``, ``doc_hash``) is complete when all of its ``doc_chunks`` chunks are
+    present; chunks written before versions were recorded count as complete. Ingest writes the
+    new version beside the old one and deletes the old one afterwards, so readers see the old
+    version until the new one is whole, then the new one only: never both, never a part.
+    """
+    versions: dict[tuple[str, str], list[int]] = {}
+    for i, meta in enumerate(metadatas):
+        if meta is not None:  # None: a record caught while it is being deleted
+            key = (str(meta["doc_id"]), str(meta.get("doc_hash", "")))
+            versions.setdefault(key, []).append(i)
+    newest: dict[str, tuple[float, list[int]]] = {}
+    for (doc_id, _), rows in versions.items():
+        metas = [metadatas[i] or {} for i in rows]
+        expected = next((int(m[DOC_CHUNKS]) for m in metas if DOC_CHUNKS in m), len(rows))
+        written = max(float(m.get(INGESTED_AT, 0.0)) for m in metas)
+        if len(rows) == expected and (doc_id not in newest or written > newest[doc_id][0]):
+            newest[doc_id] = (written, rows)
+    return sorted(i for _, rows in newest.values() for i in rows)
 
 
 def batches(items: list[Any], size: int) -> list[list[Any]]:

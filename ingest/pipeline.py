@@ -9,6 +9,12 @@ id, so a run computes the chunk ids the source should have, and then
 Sentence records are written before their chunk and deleted after it, so a chunk that exists
 always has its sentences. An interrupted run leaves a subset of the expected records plus
 possibly stale ones; the next run converges to exactly the expected set.
+
+A chunk counts as present only when its stored ``doc_hash`` is the document's current one: the
+chunks of a changed document are all rewritten, even those whose id (content) did not change,
+so that each version is whole and its offsets are right. Each chunk records ``doc_chunks`` and
+``ingested_at``, from which readers pick one complete version per document
+(:func:`citeqa.store.visible_chunks`) while a re-ingest is under way.
 Writes go in batches no larger than ``client.get_max_batch_size()``.
 """
 
@@ -19,12 +25,13 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
+from chromadb.api.types import Where
 from llama_index.core.schema import Document, TextNode
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from tqdm import tqdm
 
 from citeqa.embedding import Embedder
-from citeqa.store import Index, batches
+from citeqa.store import DOC_CHUNKS, INGESTED_AT, Index, batches
 from ingest.chunker import SentenceChunker
 from ingest.readers import ReadResult
 
@@ -62,6 +69,15 @@ class _Plan:
     sentences: dict[str, tuple[str, dict[str, object]]]  # id -> (text, metadata)
     existing_chunks: dict[str, str]  # chunk id -> doc id
     existing_sentences: set[str]
+    existing_hashes: dict[str, str] = field(default_factory=dict)  # chunk id -> doc_hash
+
+    def to_write(self) -> set[str]:
+        """Chunk ids missing, or stored for another version of their document."""
+        return {
+            cid
+            for cid, node in self.nodes.items()
+            if self.existing_hashes.get(cid) != node.metadata["doc_hash"]
+        }
 
 
 class Ingestor:
@@ -94,18 +110,26 @@ class Ingestor:
     def _plan(self, read: ReadResult) -> _Plan:
         nodes: dict[str, TextNode] = {}
         sentences: dict[str, tuple[str, dict[str, object]]] = {}
+        ingested_at = time.time()
         for document in read.documents:
-            for node in self.chunker.chunk_document(document):
+            chunks = self.chunker.chunk_document(document)
+            for node in chunks:
+                node.metadata.update({DOC_CHUNKS: len(chunks), INGESTED_AT: ingested_at})
                 nodes[node.node_id] = node
                 sentences.update(_sentence_records(document, node))
-        where = {"source": read.source}
+        where: Where = {"source": read.source}
         existing = self.index.chunks.get(where=where, include=["metadatas"])
+        metadatas = [meta or {} for meta in existing["metadatas"] or []]
         existing_chunks = {
-            cid: str(meta["doc_id"])
-            for cid, meta in zip(existing["ids"], existing["metadatas"] or [], strict=True)
+            cid: str(meta.get("doc_id"))
+            for cid, meta in zip(existing["ids"], metadatas, strict=True)
+        }
+        hashes = {
+            cid: str(meta.get("doc_hash"))
+            for cid, meta in zip(existing["ids"], metadatas, strict=True)
         }
         existing_sentences = set(self.index.sentences.get(where=where, include=[])["ids"])
-        return _Plan(nodes, sentences, existing_chunks, existing_sentences)
+        return _Plan(nodes, sentences, existing_chunks, existing_sentences, hashes)
 
     def _count_documents(
         self, plan: _Plan, documents: list[Document], summary: IngestSummary
@@ -132,8 +156,18 @@ class Ingestor:
         progress: bool,
         on_batch: Callable[[int], None] | None,
     ) -> None:
-        missing_chunks = [cid for cid in plan.nodes if cid not in plan.existing_chunks]
-        missing_sentences = [sid for sid in plan.sentences if sid not in plan.existing_sentences]
+        rewrite = plan.to_write()
+        # Chunks that keep their id but move to the new version go last: until they are
+        # rewritten, the old version stays whole (and visible).
+        missing_chunks = sorted(
+            (cid for cid in plan.nodes if cid in rewrite),
+            key=lambda cid: cid in plan.existing_hashes,
+        )
+        missing_sentences = [
+            sid
+            for sid, (_, meta) in plan.sentences.items()
+            if sid not in plan.existing_sentences or meta["chunk_id"] in rewrite
+        ]
         total = len(missing_chunks) + len(missing_sentences)
         bar = tqdm(total=total, unit="text", desc="embedding", disable=not progress or not total)
         step = min(EMBED_BATCH, self.max_batch)

@@ -13,6 +13,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+import httpx
+from chromadb.errors import ChromaError
 from fastapi import Depends, FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
@@ -166,12 +168,25 @@ def _install_error_handlers(app: FastAPI) -> None:
         message = "; ".join(_describe(err) for err in exc.errors())
         return _problem(422, "InvalidRequest", message)
 
+    async def store_failure(request: Request, exc: Exception) -> JSONResponse:
+        detail = f"Chroma is unavailable: {type(exc).__name__}: {exc}"
+        return _problem(503, "StoreUnavailableError", detail, {"Retry-After": "5"})
+
+    # Handled by type, not by the catch-all below: Starlette runs that one in its outermost
+    # middleware, after the exception has crossed the others, and re-raises it; with uvicorn the
+    # client saw a reset connection instead of the 503 (tests/test_faults.py).
+    for kind in STORE_FAILURES:
+        app.add_exception_handler(kind, store_failure)
+
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         if _is_store_failure(exc):
             return _problem(503, "StoreUnavailableError", f"Chroma is unavailable: {exc}", {"Retry-After": "5"})
         log.exception("unhandled error on %s", request.url.path)
         return _problem(500, "InternalError", "internal error; see the server log")
+
+
+STORE_FAILURES: tuple[type[Exception], ...] = (httpx.HTTPError, ChromaError, ConnectionError)
 
 
 def _is_store_failure(exc: Exception) -> bool:

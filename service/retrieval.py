@@ -8,8 +8,11 @@
   calibrate their scores against each other.
 
 The BM25 index lives in process memory, built from the chunk collection, and is rebuilt when the
-collection's record count changes (checked at most every ``refresh_s`` seconds), so replicas
-sharing a Chroma server pick up new ingests without a restart.
+collection's record count changes, or when Chroma returns an id the snapshot does not know or
+lacks one it holds (a change that kept the count), checked at most every ``refresh_s`` seconds;
+so replicas sharing a Chroma server pick up new ingests without a restart. The snapshot holds
+only :func:`~citeqa.store.visible_chunks` (one complete version per document), and every hit is
+taken from it: a search during a re-ingest never mixes two versions of a document.
 """
 
 from __future__ import annotations
@@ -23,12 +26,10 @@ import bm25s
 import numpy as np
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
-from llama_index.core.vector_stores.types import VectorStoreQuery
-from llama_index.vector_stores.chroma import ChromaVectorStore
 
 from citeqa.embedding import Embedder
 from citeqa.errors import StoreNotReadyError
-from citeqa.store import Index
+from citeqa.store import Index, visible_chunks
 from citeqa.text import idf_table, stemmer
 
 MAX_TOP_K = 50
@@ -76,6 +77,7 @@ class Retrieval:
 class _LexicalIndex:
     def __init__(self, ids: list[str], texts: list[str], metadatas: list[dict[str, Any]]) -> None:
         self.ids, self.texts, self.metadatas = ids, texts, metadatas
+        self.known: frozenset[str] = frozenset(ids)  # every id in the collection, shown or not
         self.retriever = bm25s.BM25()
         self.idf, self.default_idf = idf_table(texts)
         if texts:
@@ -110,8 +112,8 @@ class HybridRetriever(BaseRetriever):
         self.candidate_k = candidate_k
         self.rrf_k = rrf_k
         self.refresh_s = refresh_s
-        self._vector_store = ChromaVectorStore(chroma_collection=index.chunks)
         self._lexical: _LexicalIndex | None = None
+        self._stale = False
         self._lexical_count = -1
         self._checked_at = 0.0
         self._lock = threading.Lock()
@@ -138,16 +140,18 @@ class HybridRetriever(BaseRetriever):
             "sentence": self._dense_sentences(vector, k),
             "lexical": [lexical.ids[i] for i, _ in lexical.search(question, k)],
         }
+        if not lexical.known.issuperset(rankings["dense"]):
+            self._stale = True  # written after the snapshot
         fused = self._fuse(rankings)
         hits = self._hits(fused[:top_k], rankings, lexical)
         self._attach_dense(hits, vector)
         return Retrieval(question=question, query_vector=vector, hits=hits)
 
     def _dense_chunks(self, vector: np.ndarray, k: int) -> list[str]:
-        result = self._vector_store.query(
-            VectorStoreQuery(query_embedding=vector.tolist(), similarity_top_k=k)
+        result = self.index.chunks.query(
+            query_embeddings=[vector.tolist()], n_results=k, include=[]
         )
-        return list(result.ids or [])
+        return list(result["ids"][0])
 
     def _dense_sentences(self, vector: np.ndarray, k: int) -> list[str]:
         result = self.index.sentences.query(
@@ -155,6 +159,8 @@ class HybridRetriever(BaseRetriever):
         )
         ranking: list[str] = []
         for meta in (result["metadatas"] or [[]])[0]:
+            if meta is None:  # a record caught while it is being deleted
+                continue
             chunk = str(meta["chunk_id"])
             if chunk not in ranking:
                 ranking.append(chunk)
@@ -197,8 +203,10 @@ class HybridRetriever(BaseRetriever):
             return
         got = self.index.chunks.get(ids=[h.chunk_id for h in hits], include=["embeddings"])
         by_id = dict(zip(got["ids"], got["embeddings"], strict=True))  # type: ignore[arg-type]
+        if len(by_id) < len(hits):
+            self._stale = True  # deleted after the snapshot
         for hit in hits:
-            if hit.chunk_id in by_id:
+            if by_id.get(hit.chunk_id) is not None:
                 hit.dense = float(np.dot(np.asarray(by_id[hit.chunk_id]), vector))
 
     def idf(self) -> tuple[dict[str, float], float]:
@@ -213,16 +221,18 @@ class HybridRetriever(BaseRetriever):
                 return self._lexical
             self._checked_at = now
             count = self.index.chunks.count()
-            if self._lexical is None or count != self._lexical_count:
+            if self._lexical is None or count != self._lexical_count or self._stale:
+                self._stale = False
                 self._lexical = self._load_lexical()
                 self._lexical_count = count
             return self._lexical
 
     def _load_lexical(self) -> _LexicalIndex:
         got = self.index.chunks.get(include=["documents", "metadatas"])
-        order = sorted(range(len(got["ids"])), key=lambda i: got["ids"][i])
-        return _LexicalIndex(
-            [got["ids"][i] for i in order],
-            [(got["documents"] or [])[i] for i in order],
-            [dict((got["metadatas"] or [])[i]) for i in order],
+        ids, texts, metas = got["ids"], got["documents"] or [], got["metadatas"] or []
+        order = sorted(visible_chunks(metas), key=lambda i: ids[i])
+        lexical = _LexicalIndex(
+            [ids[i] for i in order], [texts[i] for i in order], [dict(metas[i]) for i in order]
         )
+        lexical.known = frozenset(ids)
+        return lexical
