@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test lint typecheck unit eval bench clean
+.PHONY: run test deps lint typecheck eval bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,7 +22,11 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-test: $(STAMP) lint typecheck
+# Debian packages some tests need (docker-compose, chromium, chromedriver); quick when present.
+deps:
+	bash scripts/ci-deps.sh
+
+test: $(STAMP) deps lint typecheck
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
 eval: $(STAMP)

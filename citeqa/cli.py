@@ -1,4 +1,4 @@
-"""The `citeqa` command line: ingest, search, ask, serve, eval.
+"""The `citeqa` command line: ingest, search, ask, chat, serve, eval.
 
 Errors print one line to stderr and exit non-zero; no traceback reaches the user
 (set CITEQA_DEBUG=1 to see one).
@@ -33,6 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc.message)
     except KeyboardInterrupt:
         return _fail("interrupted", code=130)
+    except BrokenPipeError:  # `citeqa ask ... | head`: the reader left; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as exc:
         if os.environ.get("CITEQA_DEBUG"):
             raise
@@ -45,7 +48,9 @@ def _fail(message: str, code: int = 1) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="citeqa", description="Question answering with verified citations.")
+    parser = argparse.ArgumentParser(
+        prog="citeqa", description="Question answering with verified citations."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     _add(sub, "ingest", cmd_ingest, "Ingest files or folders (default: the bundled corpus).")
     sub.choices["ingest"].add_argument("paths", nargs="*", type=Path)
@@ -57,7 +62,13 @@ def _parser() -> argparse.ArgumentParser:
     sub.choices["ask"].add_argument("question")
     sub.choices["ask"].add_argument("-k", "--top-k", type=int, default=None)
     sub.choices["ask"].add_argument("--json", action="store_true", help="print the /v1/ask JSON")
-    _add(sub, "serve", cmd_serve, "Run the HTTP API (ingests the bundled corpus if the store is empty).")
+    _add(sub, "chat", cmd_chat, "Chat in the terminal: streamed, cited answers and follow-ups.")
+    _add(
+        sub,
+        "serve",
+        cmd_serve,
+        "Run the HTTP API (ingests the bundled corpus if the store is empty).",
+    )
     sub.choices["serve"].add_argument("--host", default=None)
     sub.choices["serve"].add_argument("--port", type=int, default=None)
     _add(sub, "eval", cmd_eval, "Score answers against a Q&A dataset.")
@@ -70,7 +81,9 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add(sub: argparse._SubParsersAction, name: str, handler: Callable[..., int], help_text: str) -> None:  # type: ignore[type-arg]
+def _add(
+    sub: argparse._SubParsersAction, name: str, handler: Callable[..., int], help_text: str
+) -> None:
     command = sub.add_parser(name, help=help_text, description=help_text)
     command.set_defaults(handler=handler)
 
@@ -115,6 +128,15 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
+    from service.chat import ChatService, run_terminal_chat
+    from service.engine import build_engine
+
+    chat = ChatService(build_engine(settings))
+    print("citeqa chat: ask about the corpus; /quit or Ctrl-D to leave.", file=sys.stderr)
+    return run_terminal_chat(chat, sys.stdin, sys.stdout, sys.stderr, prompt=sys.stdin.isatty())
+
+
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
@@ -126,7 +148,7 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     summary = ensure_ingested(settings, progress=sys.stderr.isatty())
     if summary:
         print(summary.line(), file=sys.stderr)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_level="info")
+    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
     return 0
 
 

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address `citeqa serve` binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port `citeqa serve` listens on.")
     max_question_chars: int = Field(2000, ge=1, description="Longest accepted question.")
+    sse_keepalive_s: float = Field(
+        10.0, gt=0, description="Seconds between keep-alive comments on a quiet event stream."
+    )
 
     # Security and observability
     api_keys: SecretStr | None = Field(
@@ -114,7 +117,7 @@ class Settings(BaseSettings):
         "(limit by IP in the reverse proxy). Per process. 0 disables.",
     )
     max_body_bytes: int = Field(
-        64 * 1024,
+        512 * 1024,
         ge=1024,
         description="Largest accepted request body in bytes; larger bodies get 413 before "
         "parsing, with or without Content-Length.",

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from citeqa.config import Settings
 from citeqa.errors import CiteqaError, StoreUnavailableError
+from service.chat_api import OPENAI_PREFIXES, ask_event_stream, chat_router, openai_error_response
 from service.engine import Engine, build_engine
 from service.observability import MetricsDep, configure_logging, install_observability
 from service.retrieval import MAX_TOP_K
@@ -36,6 +37,7 @@ class AskRequest(BaseModel):
     top_k: int | None = Field(
         None, ge=1, le=MAX_TOP_K, description="Sources to retrieve (default from settings)."
     )
+    stream: bool = Field(False, description="Server-sent events (see service/chat_api.py).")
 
 
 class CitationOut(BaseModel):
@@ -109,6 +111,7 @@ def create_app(
     app.state.factory = factory
     _install_error_handlers(app)
     _install_routes(app)
+    app.include_router(chat_router)
     install_security(app, settings)
     install_observability(app)  # last: outermost, so it sees the security refusals too
     return app
@@ -116,7 +119,9 @@ def create_app(
 
 def _install_routes(app: FastAPI) -> None:
     @app.post("/v1/ask", response_model=AskResponse)
-    async def ask(body: AskRequest, engine: EngineDep, metrics: MetricsDep) -> dict[str, Any]:
+    async def ask(body: AskRequest, engine: EngineDep, metrics: MetricsDep) -> Any:
+        if body.stream:
+            return ask_event_stream(engine, body.question, body.top_k, metrics.observe_answer)
         answer = await run_in_threadpool(engine.ask, body.question, body.top_k)
         metrics.observe_answer(answer)
         return answer.public()
@@ -161,16 +166,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CiteqaError)
     async def citeqa_error(request: Request, exc: CiteqaError) -> JSONResponse:
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
-        return _problem(exc.status, type(exc).__name__, exc.message, headers)
+        return _error(request, exc.status, type(exc).__name__, exc.message, headers)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
         message = "; ".join(_describe(err) for err in exc.errors())
-        return _problem(422, "InvalidRequest", message)
+        return _error(request, 422, "InvalidRequest", message)
 
     async def store_failure(request: Request, exc: Exception) -> JSONResponse:
         detail = f"Chroma is unavailable: {type(exc).__name__}: {exc}"
-        return _problem(503, "StoreUnavailableError", detail, {"Retry-After": "5"})
+        return _error(request, 503, "StoreUnavailableError", detail, {"Retry-After": "5"})
 
     # Handled by type, not by the catch-all below: Starlette runs that one in its outermost
     # middleware, after the exception has crossed the others, and re-raises it; with uvicorn the
@@ -181,9 +186,15 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         if _is_store_failure(exc):
-            return _problem(503, "StoreUnavailableError", f"Chroma is unavailable: {exc}", {"Retry-After": "5"})
+            return _error(
+                request,
+                503,
+                "StoreUnavailableError",
+                f"Chroma is unavailable: {exc}",
+                {"Retry-After": "5"},
+            )
         log.exception("unhandled error on %s", request.url.path)
-        return _problem(500, "InternalError", "internal error; see the server log")
+        return _error(request, 500, "InternalError", "internal error; see the server log")
 
 
 STORE_FAILURES: tuple[type[Exception], ...] = (httpx.HTTPError, ChromaError, ConnectionError)
@@ -197,6 +208,15 @@ def _is_store_failure(exc: Exception) -> bool:
 def _describe(error: dict[str, Any]) -> str:
     location = ".".join(str(part) for part in error.get("loc", ()) if part != "body")
     return f"{location or 'body'}: {error.get('msg', 'invalid')}"
+
+
+def _error(
+    request: Request, status: int, kind: str, detail: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    """problem+json, or the OpenAI error envelope under /v1/chat and /v1/models."""
+    if request.url.path.startswith(OPENAI_PREFIXES):
+        return openai_error_response(status, kind, detail, headers)
+    return _problem(status, kind, detail, headers)
 
 
 def _problem(

@@ -221,7 +221,13 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 _STREAM = {
     "text/event-stream": {
-        "schema": {"type": "string", "description": "chat.completion.chunk events, [DONE]"}
+        "schema": {
+            "type": "object",
+            "description": "One server-sent event: data is a chat.completion.chunk JSON object, "
+            "or [DONE].",
+            "properties": {"event": {"type": "string"}, "data": {"type": "string"}},
+            "required": ["data"],
+        }
     }
 }
 
@@ -342,7 +348,7 @@ class EventStream(Response):
 
 
 def keepalive_seconds(engine: Engine) -> float:
-    return float(getattr(engine.settings, "sse_keepalive_s", KEEPALIVE_S))
+    return engine.settings.sse_keepalive_s
 
 
 def public_sources(hits: list[Hit]) -> list[dict[str, Any]]:

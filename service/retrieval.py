@@ -17,6 +17,8 @@ taken from it: a search during a re-ingest never mixes two versions of a documen
 
 from __future__ import annotations
 
+import logging
+import re
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,6 +35,7 @@ from citeqa.store import Index, visible_chunks
 from citeqa.text import idf_table, stemmer
 
 MAX_TOP_K = 50
+logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
 
 
 @dataclass
@@ -74,6 +77,16 @@ class Retrieval:
     hits: list[Hit]
 
 
+_COMPOUND = re.compile(r"\b\w+(?:[-./]\w+)+\b")
+
+
+def with_compounds(text: str) -> str:
+    """Adds each hyphenated name once more as one token ("DeepSeek-V3" -> "deepseekv3"), so
+    BM25 tells DeepSeek-V3 from DeepSeek-VL2 instead of matching only "deepseek" and "v3"."""
+    joined = [re.sub(r"[-./]", "", m.group(0)) for m in _COMPOUND.finditer(text)]
+    return f"{text} {' '.join(joined)}" if joined else text
+
+
 class _LexicalIndex:
     def __init__(self, ids: list[str], texts: list[str], metadatas: list[dict[str, Any]]) -> None:
         self.ids, self.texts, self.metadatas = ids, texts, metadatas
@@ -81,14 +94,23 @@ class _LexicalIndex:
         self.retriever = bm25s.BM25()
         self.idf, self.default_idf = idf_table(texts)
         if texts:
-            tokens = bm25s.tokenize(texts, stopwords="en", stemmer=stemmer(), show_progress=False)
+            tokens = bm25s.tokenize(
+                [with_compounds(t) for t in texts],
+                stopwords="en",
+                stemmer=stemmer(),
+                show_progress=False,
+            )
             self.retriever.index(tokens, show_progress=False)
 
     def search(self, question: str, k: int) -> list[tuple[int, float]]:
         if not self.texts:
             return []
         tokens = bm25s.tokenize(
-            [question], stopwords="en", stemmer=stemmer(), show_progress=False, allow_empty=True
+            [with_compounds(question)],
+            stopwords="en",
+            stemmer=stemmer(),
+            show_progress=False,
+            allow_empty=True,
         )
         k = min(k, len(self.texts))
         docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=False)
@@ -154,14 +176,14 @@ class HybridRetriever(BaseRetriever):
         return list(result["ids"][0])
 
     def _dense_sentences(self, vector: np.ndarray, k: int) -> list[str]:
+        # Ids only: a sentence id is "<chunk id>/s<position>" (ingest.pipeline), and fetching
+        # the metadata of the 3 * k records from SQLite cost more than the vector search itself.
         result = self.index.sentences.query(
-            query_embeddings=[vector.tolist()], n_results=k * 3, include=["metadatas"]
+            query_embeddings=[vector.tolist()], n_results=k * 3, include=[]
         )
         ranking: list[str] = []
-        for meta in (result["metadatas"] or [[]])[0]:
-            if meta is None:  # a record caught while it is being deleted
-                continue
-            chunk = str(meta["chunk_id"])
+        for sentence_id in result["ids"][0]:
+            chunk = sentence_id.rsplit("/s", 1)[0]
             if chunk not in ranking:
                 ranking.append(chunk)
         return ranking[:k]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +15,9 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
-from citeqa.config import Settings  # noqa: E402
-from citeqa.embedding import Embedder, MiniLMOnnxEmbedder  # noqa: E402
-from service.engine import Engine, build_engine  # noqa: E402
+from citeqa.config import Settings
+from citeqa.embedding import Embedder, MiniLMOnnxEmbedder
+from service.engine import Engine, build_engine
 
 pytest_plugins = ["tests.fakes.fixtures"]
 
@@ -49,10 +50,18 @@ def embedder() -> Embedder:
 
 @pytest.fixture(scope="session")
 def corpus_settings(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Settings:
-    """Settings of a store holding the bundled corpus, ingested once per session."""
+    """Settings of a store holding the bundled corpus, ingested once per session.
+
+    CITEQA_TEST_STORE may name an already ingested data dir to start from (a local speed-up:
+    it is copied, then brought up to date by a normal, incremental ingest).
+    """
     from ingest.run import ingest_paths
 
-    settings = Settings(data_dir=tmp_path_factory.mktemp("corpus-store"), generator="extractive")
+    data_dir = tmp_path_factory.mktemp("corpus-store")
+    seed = os.environ.get("CITEQA_TEST_STORE")
+    if seed:
+        shutil.copytree(seed, data_dir, dirs_exist_ok=True)
+    settings = Settings(data_dir=data_dir, generator="extractive")
     ingest_paths(settings, [settings.corpus_path], embedder=embedder)
     return settings
 
