@@ -91,7 +91,14 @@ class Index:
 
 
 def _expected_metadata(embedder: Embedder) -> dict[str, Any]:
-    return {"embed_model": embedder.name, "embed_dim": embedder.dim, "hnsw:space": "cosine"}
+    return {"embed_model": embedder.name, "embed_dim": embedder.dim}
+
+
+# A wide search beam: the default ef_search (100) let two processes return different tails of
+# the same top-30 for the same query vector, so eval numbers moved between identical runs.
+HNSW_CONFIG: dict[str, Any] = {
+    "hnsw": {"space": "cosine", "ef_construction": 200, "ef_search": 512, "max_neighbors": 32}
+}
 
 
 def check_embedder(collection: Collection, embedder: Embedder) -> None:
@@ -116,7 +123,10 @@ def open_index(client: ClientAPI, name: str, embedder: Embedder, create: bool) -
         try:
             if create:
                 collection = client.get_or_create_collection(
-                    full_name, metadata=_expected_metadata(embedder), embedding_function=None
+                    full_name,
+                    metadata=_expected_metadata(embedder),
+                    configuration=HNSW_CONFIG,  # type: ignore[arg-type]
+                    embedding_function=None,
                 )
             else:
                 collection = client.get_collection(full_name, embedding_function=None)
