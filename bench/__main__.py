@@ -132,14 +132,15 @@ def run_all(plan: Plan, workdir: Path, quick: bool) -> BenchRun:
     questions = [item.question for item in items]
     reader = ingest_bench.corpus_reader(Settings().corpus_path, plan.documents)
 
-    log.info("ingest: %d round(s) from empty, A-B-A with the raw model", plan.ingest_rounds)
+    phase = PhaseClock(run)
+    phase.start(f"ingest, {plan.ingest_rounds} round(s) from empty (A-B-A with the raw model)")
     run.ingest = ingest_bench.run_ingest(
         embedder, reader, plan.ingest_rounds, plan.reingests, workdir
     )
     store = run.ingest.store
     assert store is not None
 
-    log.info("search on the ingested corpus")
+    phase.start("search on the ingested corpus")
     engine = build_engine(store, embedder=embedder, generator=ExtractiveGenerator())
     run.searches.append(
         retrieval_bench.measure_search("bundled corpus", engine, questions, plan.search_runs)
@@ -151,7 +152,7 @@ def run_all(plan: Plan, workdir: Path, quick: bool) -> BenchRun:
     run.approximation = synthetic.approximation_quality(corpus)
     largest = None
     for size in plan.synthetic_sizes:
-        log.info("synthetic store of %d chunks (cached: %s)", size, plan.cache_synthetic)
+        phase.start(f"synthetic store of {size:,} chunks: build or open, first search, search")
         store_info = synthetic.ensure_store(
             CACHE if plan.cache_synthetic else workdir, size, corpus, embedder
         )
@@ -163,13 +164,14 @@ def run_all(plan: Plan, workdir: Path, quick: bool) -> BenchRun:
         result.store_built_now = store_info.built_now
         run.searches.append(result)
         largest = big
+    phase.start("before/after of local changes")
     if largest is not None:
         run.fixes.append(fixes.sentence_query(largest, run.searches[-1].label, questions))
     run.fixes.extend(fixes.spinning(embedder_threads, questions[:20], batch, plan.ab_batch_reps))
     del corpus
     gc.collect()
 
-    log.info("llama-index default pipeline, same corpus and questions")
+    phase.start("llama-index default pipeline, interleaved queries")
     run.baseline, titles = baseline.run_baseline(
         reader().documents,
         embedder,
@@ -181,7 +183,7 @@ def run_all(plan: Plan, workdir: Path, quick: bool) -> BenchRun:
     )
     run.hit_baseline = baseline.hit_at_k(items, titles)
 
-    log.info("service: citeqa serve over HTTP")
+    phase.start("service: citeqa serve over HTTP")
     run.service = service_bench.run_service(
         store,
         questions,
@@ -193,11 +195,32 @@ def run_all(plan: Plan, workdir: Path, quick: bool) -> BenchRun:
     )
     run.targets = evaluate_targets(run)
     if plan.profiles:
+        phase.start("profiles of missed targets")
         run.profiles = _profiles(run, engine, largest, questions, reader, workdir, embedder)
+    phase.stop()
     run.load_end = load_average()
     run.notes = explain(run)
     run.total_s = time.perf_counter() - started
     return run
+
+
+class PhaseClock:
+    """Logs each phase as it starts and records how long it took in ``run.phases``."""
+
+    def __init__(self, run: BenchRun) -> None:
+        self.run = run
+        self.name = ""
+        self.started = 0.0
+
+    def start(self, name: str) -> None:
+        self.stop()
+        log.info("%s", name)
+        self.name, self.started = name, time.perf_counter()
+
+    def stop(self) -> None:
+        if self.name:
+            self.run.phases.append((self.name, time.perf_counter() - self.started))
+        self.name = ""
 
 
 def _profiles(run, engine, largest, questions, reader, workdir, embedder) -> list[Profile]:  # type: ignore[no-untyped-def]

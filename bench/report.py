@@ -61,6 +61,7 @@ class BenchRun:
     profiles: list[Profile] = field(default_factory=list)
     notes: dict[str, str] = field(default_factory=dict)  # target key -> explanation
     fixes: list[ABResult] = field(default_factory=list)
+    phases: list[tuple[str, float]] = field(default_factory=list)  # (phase, seconds)
 
 
 def evaluate_targets(run: BenchRun) -> list[Target]:
@@ -403,6 +404,7 @@ def _profiles(run: BenchRun) -> str:
 
 
 def _method(run: BenchRun) -> str:
+    phases = "\n".join(f"| {name} | {_duration(seconds)} |" for name, seconds in run.phases)
     return f"""{SECTIONS[8]}
 
 - `python -m bench` (`make bench`) writes this file; `python -m bench --quick --no-write` is the
@@ -411,7 +413,13 @@ def _method(run: BenchRun) -> str:
   half (A-B-A), so both see the same background load; ratio = raw time / ingest time per round.
 - Latency: `time.perf_counter()` around each call; no warm-up call is counted.
 - Service: the client runs on the same 2 cores as the server, so HTTP figures include the client.
-- Synthetic stores: see the note under Retrieval."""
+- Synthetic stores: see the note under Retrieval.
+
+Where this run's {run.total_s / 60:.1f} minutes went:
+
+| Phase | Time |
+| --- | ---: |
+{phases}"""
 
 
 def explain(run: BenchRun) -> dict[str, str]:
