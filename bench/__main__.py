@@ -162,6 +162,7 @@ def run_all(plan: Plan, workdir: Path, quick: bool) -> BenchRun:
         )
         result.store_build_s = store_info.build_s
         result.store_built_now = store_info.built_now
+        result.store_note = store_info.note
         run.searches.append(result)
         largest = big
     phase.start("before/after of local changes")

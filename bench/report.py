@@ -221,9 +221,13 @@ def _retrieval(run: BenchRun) -> str:
         took = f", took {_duration(s.store_build_s)}" if s.store_build_s else ""
         build = f"built in this run{took}" if s.store_built_now else f"cached{took}"
         build = build if s.label.startswith("synthetic") else "ingested above"
+        build += f"; {s.store_note}" if s.store_note else ""
+        hnsw = "/".join(
+            str(s.hnsw.get(k)) for k in ("max_neighbors", "ef_construction", "ef_search")
+        )
         rows.append(
             f"| {s.label} | {s.chunks:,} | {s.sentences:,} | {s.p50.text()} | {s.p95.text()} | "
-            f"{s.fastest:.1f} ms | {s.first_query_s:.1f} s | {build} |"
+            f"{s.fastest:.1f} ms | {s.first_query_s:.1f} s | {hnsw} | {build} |"
         )
     table = "\n".join(rows)
     return f"""{SECTIONS[3]}
@@ -233,8 +237,8 @@ def _retrieval(run: BenchRun) -> str:
 over passes. "Fastest" is the fastest single search, close to the uncontended cost on a shared
 machine. The first search of a store builds the in-process BM25 index (shown apart).
 
-| Store | Chunks | Sentences | p50 | p95 | Fastest | First search | Store |
-| --- | ---: | ---: | --- | --- | --- | --- | --- |
+| Store | Chunks | Sentences | p50 | p95 | Fastest | First search | HNSW M/efC/efS | Store |
+| --- | ---: | ---: | --- | --- | --- | --- | --- | --- |
 {table}
 
 Where a search's time goes (each step timed alone over the same questions, median ms):

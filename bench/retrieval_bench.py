@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.measure import Samples, latencies_ms, percentile_runs
+from bench.synthetic import hnsw_of
 from service.engine import Engine
 
 
@@ -20,6 +21,8 @@ class SearchResult:
     components: dict[str, Samples] = field(default_factory=dict)
     store_build_s: float | None = None  # synthetic stores: how long building the store took
     store_built_now: bool = False
+    store_note: str = ""
+    hnsw: dict[str, object] = field(default_factory=dict)
 
     @property
     def p50(self) -> Samples:
@@ -49,6 +52,7 @@ def measure_search(
         first_query_s=first,
         runs=samples,
         components=components(engine, questions),
+        hnsw=hnsw_of(engine.index.chunks),
     )
 
 

@@ -22,12 +22,15 @@ import hashlib
 import json
 import shutil
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import chromadb
 import numpy as np
+from chromadb.config import Settings as ChromaSettings
 from llama_index.core.schema import NodeRelationship, TextNode
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
@@ -106,6 +109,7 @@ class Store:
     settings: Settings
     built_now: bool
     build_s: float | None  # how long the build took (now, or when the cached store was built)
+    note: str = ""  # how a cached store differs from one built now, if it does
 
 
 def ensure_store(
@@ -118,13 +122,14 @@ def ensure_store(
         "n_chunks": n_chunks,
         "seed": seed,
         "corpus": key[:16],
+        "hnsw": store_hnsw(embedder),
     }
     digest = hashlib.sha1(json.dumps(marker).encode()).hexdigest()[:10]
     folder = cache / f"synthetic-{n_chunks}-{digest}"
     settings = Settings(data_dir=folder, collection="bench")
     if (folder / COMPLETE).exists():
         saved = json.loads((folder / COMPLETE).read_text(encoding="utf-8"))
-        return Store(settings, False, saved.get("build_s"))
+        return Store(settings, False, saved.get("build_s"), saved.get("note", ""))
     for stale in cache.glob(f"synthetic-{n_chunks}-*"):
         shutil.rmtree(stale, ignore_errors=True)
     started = time.perf_counter()
@@ -134,6 +139,28 @@ def ensure_store(
     marker["build_s"] = time.perf_counter() - started
     (folder / COMPLETE).write_text(json.dumps(marker), encoding="utf-8")
     return Store(settings, True, marker["build_s"])
+
+
+HNSW_KEYS = ("space", "max_neighbors", "ef_construction", "ef_search")
+
+
+def hnsw_of(collection: Any) -> dict[str, Any]:
+    """The HNSW parameters a collection was created (or modified) with."""
+    config = (collection.configuration_json or {}).get("hnsw") or {}
+    return {key: config.get(key) for key in HNSW_KEYS}
+
+
+def store_hnsw(embedder: Embedder) -> dict[str, Any]:
+    """The HNSW parameters citeqa's store creates collections with (probed in memory), so that
+    a cached store is rebuilt when they change."""
+    client = chromadb.EphemeralClient(settings=ChromaSettings(anonymized_telemetry=False))
+    name = f"probe-{uuid.uuid4().hex[:12]}"
+    index = open_index(client, name, embedder, create=True)
+    try:
+        return hnsw_of(index.chunks)
+    finally:
+        client.delete_collection(index.chunks.name)
+        client.delete_collection(index.sentences.name)
 
 
 def write_store(
