@@ -140,34 +140,33 @@ def run_all(plan: Plan, workdir: Path, quick: bool) -> BenchRun:
     store = run.ingest.store
     assert store is not None
 
-    phase.start("search on the ingested corpus")
+    phase.start("search on the ingested corpus: first search, hit@5")
     engine = build_engine(store, embedder=embedder, generator=ExtractiveGenerator())
-    run.searches.append(
-        retrieval_bench.measure_search("bundled corpus", engine, questions, plan.search_runs)
-    )
+    stores = [(retrieval_bench.open_search("bundled corpus", engine, questions), engine)]
     run.hit_citeqa = baseline.hit_at_k(items, lambda q: [h.title for h in engine.search(q, 5)])
-    run.fixes.append(fixes.sentence_query(engine, "bundled corpus", questions))
     corpus = synthetic.read_corpus_vectors(engine.index)
     batch = sorted(corpus.chunks.texts)[: plan.ab_batch]
     run.approximation = synthetic.approximation_quality(corpus)
-    largest = None
     for size in plan.synthetic_sizes:
-        phase.start(f"synthetic store of {size:,} chunks: build or open, first search, search")
+        phase.start(f"synthetic store of {size:,} chunks: build or open, first search")
         store_info = synthetic.ensure_store(
             CACHE if plan.cache_synthetic else workdir, size, corpus, embedder
         )
         big = build_engine(store_info.settings, embedder=embedder, generator=ExtractiveGenerator())
-        result = retrieval_bench.measure_search(
-            f"synthetic {size:,}", big, questions, plan.search_runs
-        )
+        result = retrieval_bench.open_search(f"synthetic {size:,}", big, questions)
         result.store_build_s = store_info.build_s
         result.store_built_now = store_info.built_now
         result.store_note = store_info.note
-        run.searches.append(result)
-        largest = big
+        stores.append((result, big))
+    phase.start(f"search on {len(stores)} stores, interleaved, {plan.search_runs} passes")
+    retrieval_bench.measure_searches(stores, questions, plan.search_runs)
+    run.searches = [result for result, _ in stores]
+    largest = stores[-1][1] if len(stores) > 1 else None
     phase.start("before/after of local changes")
+    run.fixes.append(fixes.sentence_query(engine, "bundled corpus", questions))
     if largest is not None:
         run.fixes.append(fixes.sentence_query(largest, run.searches[-1].label, questions))
+        run.fixes.append(fixes.position_map(largest, run.searches[-1].label, questions))
     run.fixes.extend(fixes.spinning(embedder_threads, questions[:20], batch, plan.ab_batch_reps))
     del corpus
     gc.collect()

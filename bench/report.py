@@ -233,8 +233,9 @@ def _retrieval(run: BenchRun) -> str:
     return f"""{SECTIONS[3]}
 
 `engine.search(question, k=5)` in process, query embedding included, over the
-{len(run.searches[0].runs[0].values)} dev-set questions; p50 and p95 per pass, median (min, max)
-over passes. "Fastest" is the fastest single search, close to the uncontended cost on a shared
+{len(run.searches[0].runs[0].values)} dev-set questions; each question is searched on every store
+in turn (so all stores see the same load); p50 and p95 per pass, median (min, max) over
+passes. "Fastest" is the fastest single search, close to the uncontended cost on a shared
 machine. The first search of a store builds the in-process BM25 index (shown apart).
 
 | Store | Chunks | Sentences | p50 | p95 | Fastest | First search | HNSW M/efC/efS | Store |
@@ -369,8 +370,8 @@ def _fixes(run: BenchRun) -> str:
         before, after = ab.samples["before"], ab.samples["after"]
         change = after.median / before.median - 1 if before.median else float("nan")
         rows.append(
-            f"| {ab.what} | {ab.before}: {before.median:.1f} (min {before.low:.1f}) | "
-            f"{ab.after}: {after.median:.1f} (min {after.low:.1f}) | {change:+.0%} | "
+            f"| {ab.what} | {ab.before}: {before.median:.2f} (min {before.low:.2f}) | "
+            f"{ab.after}: {after.median:.2f} (min {after.low:.2f}) | {change:+.0%} | "
             f"{len(before.values)} | {ab.note} |"
         )
     table = "\n".join(rows)
@@ -383,6 +384,11 @@ they share the machine's load (median ms, min in brackets).
   sentence id is `<chunk id>/s<position>`, so it names its chunk) instead of the metadata of the
   3 * k records, which SQLite had to fetch and which cost more than the vector search itself.
   Same rankings (checked in each run, last column).
+- Applied, `service/retrieval.py`: the map from chunk id to position in the BM25 snapshot is
+  built once with the snapshot, not on every query (at 100k chunks, rebuilding it was more than
+  half of a search; the profile showed it).
+- Applied, `service/retrieval.py`: the BM25 snapshot is loaded from Chroma in pages of 5,000:
+  one `get` of the 100k-chunk collection failed in Chroma's SQLite ("too many SQL variables").
 - Candidate, not applied, `citeqa/embedding.py`: the ONNX session's idle threads sleep instead
   of spinning (`session.intra_op.allow_spinning=0`). Under heavy contention (load average 12-15
   on 2 cores) it cut the query embedding p50 by ~13% and batches by ~10%; under moderate load

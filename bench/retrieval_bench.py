@@ -38,22 +38,35 @@ class SearchResult:
         return min(min(run.values) for run in self.runs)
 
 
-def measure_search(
-    label: str, engine: Engine, questions: list[str], runs: int, k: int = 5
-) -> SearchResult:
+def open_search(label: str, engine: Engine, questions: list[str], k: int = 5) -> SearchResult:
+    """A store's result, with the time of its first search (which builds the BM25 index)."""
     started = time.perf_counter()
     engine.search(questions[0], k)
-    first = time.perf_counter() - started
-    samples = [latencies_ms(lambda q: engine.search(q, k), questions) for _ in range(runs)]
     return SearchResult(
         label=label,
         chunks=engine.index.chunks.count(),
         sentences=engine.index.sentences.count(),
-        first_query_s=first,
-        runs=samples,
-        components=components(engine, questions),
+        first_query_s=time.perf_counter() - started,
+        runs=[],
         hnsw=hnsw_of(engine.index.chunks),
     )
+
+
+def measure_searches(
+    stores: list[tuple[SearchResult, Engine]], questions: list[str], runs: int, k: int = 5
+) -> None:
+    """``runs`` passes over the questions; each question is searched on every store in turn,
+    so that all stores see the same load. Then each step of a search, timed alone."""
+    for _ in range(runs):
+        for result, _engine in stores:
+            result.runs.append(Samples("ms"))
+        for question in questions:
+            for result, engine in stores:
+                started = time.perf_counter()
+                engine.search(question, k)
+                result.runs[-1].add((time.perf_counter() - started) * 1000)
+    for result, engine in stores:
+        result.components = components(engine, questions)
 
 
 def components(engine: Engine, questions: list[str]) -> dict[str, Samples]:
