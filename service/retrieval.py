@@ -35,6 +35,7 @@ from citeqa.store import Index, visible_chunks
 from citeqa.text import idf_table, stemmer
 
 MAX_TOP_K = 50
+LOAD_PAGE = 5000  # chunk records per Chroma get when loading the BM25 snapshot
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
 
 
@@ -90,6 +91,7 @@ def with_compounds(text: str) -> str:
 class _LexicalIndex:
     def __init__(self, ids: list[str], texts: list[str], metadatas: list[dict[str, Any]]) -> None:
         self.ids, self.texts, self.metadatas = ids, texts, metadatas
+        self.position = {cid: i for i, cid in enumerate(ids)}  # once, not per query (100k: 40 ms)
         self.known: frozenset[str] = frozenset(ids)  # every id in the collection, shown or not
         self.retriever = bm25s.BM25()
         self.idf, self.default_idf = idf_table(texts)
@@ -198,7 +200,7 @@ class HybridRetriever(BaseRetriever):
     def _hits(
         self, fused: list[tuple[str, float]], rankings: dict[str, list[str]], lex: _LexicalIndex
     ) -> list[Hit]:
-        position = {cid: i for i, cid in enumerate(lex.ids)}
+        position = lex.position
         hits = []
         for cid, score in fused:
             if cid not in position:  # written after the lexical index was built
@@ -250,11 +252,26 @@ class HybridRetriever(BaseRetriever):
             return self._lexical
 
     def _load_lexical(self) -> _LexicalIndex:
-        got = self.index.chunks.get(include=["documents", "metadatas"])
-        ids, texts, metas = got["ids"], got["documents"] or [], got["metadatas"] or []
+        ids, texts, metas = self._all_chunks()
         order = sorted(visible_chunks(metas), key=lambda i: ids[i])
         lexical = _LexicalIndex(
             [ids[i] for i in order], [texts[i] for i in order], [dict(metas[i]) for i in order]
         )
         lexical.known = frozenset(ids)
         return lexical
+
+    def _all_chunks(self) -> tuple[list[str], list[str], list[Any]]:
+        """Every chunk record, in pages: one get of ~32k records or more fails in Chroma's SQLite
+        ("too many SQL variables"; a 100k-chunk store in BENCHMARKS.md)."""
+        ids: list[str] = []
+        texts: list[str] = []
+        metas: list[Any] = []
+        while True:
+            got = self.index.chunks.get(
+                include=["documents", "metadatas"], limit=LOAD_PAGE, offset=len(ids)
+            )
+            ids.extend(got["ids"])
+            texts.extend(got["documents"] or [])
+            metas.extend(got["metadatas"] or [])
+            if len(got["ids"]) < LOAD_PAGE:
+                return ids, texts, metas
