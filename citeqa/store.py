@@ -29,6 +29,7 @@ import chromadb
 import httpx
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
+from chromadb.api.types import Where
 from chromadb.config import Settings as ChromaSettings
 
 from citeqa.errors import EmbeddingMismatchError, StoreNotReadyError, StoreUnavailableError
@@ -167,6 +168,45 @@ def visible_chunks(metadatas: Sequence[Mapping[str, Any] | None]) -> list[int]:
         if len(rows) == expected and (doc_id not in newest or written > newest[doc_id][0]):
             newest[doc_id] = (written, rows)
     return sorted(i for _, rows in newest.values() for i in rows)
+
+
+GET_PAGE = 5000  # records per Chroma get when reading a whole collection or source
+
+
+@dataclass
+class Records:
+    """Ids, documents and metadatas of the records one :func:`get_all` read."""
+
+    ids: list[str]
+    documents: list[str]
+    metadatas: list[Any]
+
+
+def get_all(
+    collection: Collection,
+    include: list[str],
+    where: Where | None = None,
+    page: int | None = None,
+) -> Records:
+    """Every record of ``collection`` (matching ``where``), read in pages of ``page``.
+
+    One get of ~32k records or more fails in Chroma's SQLite ("too many SQL variables"):
+    a 100k-chunk store in BENCHMARKS.md, or a single source that large at ingest.
+    """
+    size = page or GET_PAGE
+    out = Records([], [], [])
+    while True:
+        got = collection.get(
+            where=where,
+            include=include,  # type: ignore[arg-type]
+            limit=size,
+            offset=len(out.ids),
+        )
+        out.ids.extend(got["ids"])
+        out.documents.extend(got["documents"] or [])
+        out.metadatas.extend(got["metadatas"] or [])
+        if len(got["ids"]) < size:
+            return out
 
 
 def batches(items: list[Any], size: int) -> list[list[Any]]:

@@ -31,7 +31,7 @@ from llama_index.core.vector_stores.utils import node_to_metadata_dict
 from tqdm import tqdm
 
 from citeqa.embedding import Embedder
-from citeqa.store import DOC_CHUNKS, INGESTED_AT, Index, batches
+from citeqa.store import DOC_CHUNKS, INGESTED_AT, Index, batches, get_all
 from ingest.chunker import SentenceChunker
 from ingest.readers import ReadResult
 
@@ -84,12 +84,18 @@ class Ingestor:
     """Writes documents of one source into an :class:`Index`."""
 
     def __init__(
-        self, index: Index, embedder: Embedder, chunker: SentenceChunker, max_batch: int
+        self,
+        index: Index,
+        embedder: Embedder,
+        chunker: SentenceChunker,
+        max_batch: int,
+        read_page: int | None = None,
     ) -> None:
         self.index = index
         self.embedder = embedder
         self.chunker = chunker
         self.max_batch = max_batch
+        self.read_page = read_page  # records per Chroma get when planning; None: the default
 
     def ingest(
         self,
@@ -118,17 +124,16 @@ class Ingestor:
                 nodes[node.node_id] = node
                 sentences.update(_sentence_records(document, node))
         where: Where = {"source": read.source}
-        existing = self.index.chunks.get(where=where, include=["metadatas"])
-        metadatas = [meta or {} for meta in existing["metadatas"] or []]
+        existing = get_all(self.index.chunks, ["metadatas"], where, self.read_page)
+        metadatas = [meta or {} for meta in existing.metadatas]
         existing_chunks = {
-            cid: str(meta.get("doc_id"))
-            for cid, meta in zip(existing["ids"], metadatas, strict=True)
+            cid: str(meta.get("doc_id")) for cid, meta in zip(existing.ids, metadatas, strict=True)
         }
         hashes = {
             cid: str(meta.get("doc_hash"))
-            for cid, meta in zip(existing["ids"], metadatas, strict=True)
+            for cid, meta in zip(existing.ids, metadatas, strict=True)
         }
-        existing_sentences = set(self.index.sentences.get(where=where, include=[])["ids"])
+        existing_sentences = set(get_all(self.index.sentences, [], where, self.read_page).ids)
         return _Plan(nodes, sentences, existing_chunks, existing_sentences, hashes)
 
     def _count_documents(

@@ -31,11 +31,10 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from citeqa.embedding import Embedder
 from citeqa.errors import StoreNotReadyError
-from citeqa.store import Index, visible_chunks
+from citeqa.store import Index, get_all, visible_chunks
 from citeqa.text import idf_table, stemmer
 
 MAX_TOP_K = 50
-LOAD_PAGE = 5000  # chunk records per Chroma get when loading the BM25 snapshot
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
 
 
@@ -252,26 +251,11 @@ class HybridRetriever(BaseRetriever):
             return self._lexical
 
     def _load_lexical(self) -> _LexicalIndex:
-        ids, texts, metas = self._all_chunks()
+        chunks = get_all(self.index.chunks, ["documents", "metadatas"])
+        ids, texts, metas = chunks.ids, chunks.documents, chunks.metadatas
         order = sorted(visible_chunks(metas), key=lambda i: ids[i])
         lexical = _LexicalIndex(
             [ids[i] for i in order], [texts[i] for i in order], [dict(metas[i]) for i in order]
         )
         lexical.known = frozenset(ids)
         return lexical
-
-    def _all_chunks(self) -> tuple[list[str], list[str], list[Any]]:
-        """Every chunk record, in pages: one get of ~32k records or more fails in Chroma's SQLite
-        ("too many SQL variables"; a 100k-chunk store in BENCHMARKS.md)."""
-        ids: list[str] = []
-        texts: list[str] = []
-        metas: list[Any] = []
-        while True:
-            got = self.index.chunks.get(
-                include=["documents", "metadatas"], limit=LOAD_PAGE, offset=len(ids)
-            )
-            ids.extend(got["ids"])
-            texts.extend(got["documents"] or [])
-            metas.extend(got["metadatas"] or [])
-            if len(got["ids"]) < LOAD_PAGE:
-                return ids, texts, metas

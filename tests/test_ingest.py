@@ -5,13 +5,17 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import chromadb
+import chromadb.errors
 import numpy as np
 import pytest
+from chromadb.api.types import Where
+from chromadb.config import Settings as ChromaSettings
 
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.errors import EmbeddingMismatchError
-from citeqa.store import connect, open_index
+from citeqa.store import batches, connect, get_all, open_index
 from ingest.chunker import SentenceChunker
 from ingest.pipeline import Ingestor
 from ingest.readers import read_folder
@@ -64,15 +68,23 @@ def _stored_ids(ingestor: Ingestor) -> set[str]:
     return set(ingestor.index.chunks.get(include=[])["ids"])
 
 
+def _ingested(
+    root: Path, settings: Settings, embedder: Embedder
+) -> tuple[CountingEmbedder, Ingestor]:
+    """A store holding the 8-document corpus written under ``root``; the embedder counts."""
+    _write_corpus(root)
+    counting = CountingEmbedder(embedder)
+    ingestor = _ingestor(settings, counting)
+    first = ingestor.ingest(read_folder(root))
+    assert first.added == 8 and first.chunks_written > 8
+    return counting, ingestor
+
+
 def test_reingest_of_unchanged_corpus_embeds_nothing(
     tmp_path: Path, fresh_settings: Settings, embedder: Embedder
 ) -> None:
     root = tmp_path / "docs"
-    _write_corpus(root)
-    counting = CountingEmbedder(embedder)
-    ingestor = _ingestor(fresh_settings, counting)
-    first = ingestor.ingest(read_folder(root))
-    assert first.added == 8 and first.chunks_written > 8
+    counting, ingestor = _ingested(root, fresh_settings, embedder)
     count, embedded = ingestor.index.chunks.count(), counting.count
     second = ingestor.ingest(read_folder(root))
     assert (second.unchanged, second.added, second.updated, second.deleted) == (8, 0, 0, 0)
@@ -150,3 +162,52 @@ def test_a_different_embedding_model_fails_fast(
     other.name, other.dim = "other-model", 768
     with pytest.raises(EmbeddingMismatchError, match=r"other-model.*CITEQA_COLLECTION"):
         open_index(connect(fresh_settings), fresh_settings.collection, other, create=True)
+
+
+def test_plan_reads_the_existing_records_in_pages(
+    tmp_path: Path, fresh_settings: Settings, embedder: Embedder
+) -> None:
+    root = tmp_path / "docs"
+    counting, ingestor = _ingested(root, fresh_settings, embedder)
+    ingestor.read_page = 3  # several pages per collection
+    limits: list[int] = []
+    for collection in (ingestor.index.chunks, ingestor.index.sentences):
+        original = collection.get
+
+        def recording(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            limits.append(kwargs.get("limit") or 0)
+            return _original(*args, **kwargs)
+
+        object.__setattr__(collection, "get", recording)
+    embedded = counting.count
+    again = ingestor.ingest(read_folder(root))
+    assert (again.unchanged, again.added, again.updated) == (8, 0, 0)
+    assert counting.count == embedded, "every page was read: nothing is embedded again"
+    assert len(limits) > 2 and 0 < max(limits) <= 3, "the plan reads in pages"
+    for name in ("doc2.md", "doc5.md", "doc7.md"):
+        (root / name).unlink()
+    removed = ingestor.ingest(read_folder(root))
+    assert removed.deleted == 3
+    assert _stored_ids(ingestor) == _expected_ids(ingestor, root)
+
+
+@pytest.mark.slow
+def test_a_source_of_more_than_32k_records_is_read_whole(tmp_path: Path) -> None:
+    """One Chroma get of ~32k records fails in SQLite ("too many SQL variables"); the ingest
+    plan reads a source's records with :func:`get_all`, in pages."""
+    client = chromadb.PersistentClient(
+        path=str(tmp_path / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+    collection = client.create_collection("big-source", embedding_function=None)
+    ids = [f"c{i}" for i in range(33_000)]
+    for group in batches(ids, client.get_max_batch_size()):
+        collection.add(
+            ids=group,
+            embeddings=np.ones((len(group), 2), dtype=np.float32),
+            metadatas=[{"source": "big", "doc_id": "d"}] * len(group),
+        )
+    where: Where = {"source": "big"}
+    with pytest.raises(chromadb.errors.InternalError, match="too many SQL variables"):
+        collection.get(where=where, include=["metadatas"])  # why get_all pages
+    got = get_all(collection, ["metadatas"], where)
+    assert sorted(got.ids) == sorted(ids) and len(got.metadatas) == len(ids)
