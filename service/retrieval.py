@@ -158,8 +158,9 @@ class HybridRetriever(BaseRetriever):
         if not lexical.ids:
             raise StoreNotReadyError("the index is empty: run `citeqa ingest`")
         k = max(self.candidate_k, top_k)
+        dense = self._dense_chunks(vector, k)
         rankings = {
-            "dense": self._dense_chunks(vector, k),
+            "dense": list(dense),
             "sentence": self._dense_sentences(vector, k),
             "lexical": [lexical.ids[i] for i, _ in lexical.search(question, k)],
         }
@@ -167,14 +168,17 @@ class HybridRetriever(BaseRetriever):
             self._stale = True  # written after the snapshot
         fused = self._fuse(rankings)
         hits = self._hits(fused[:top_k], rankings, lexical)
-        self._attach_dense(hits, vector)
+        self._attach_dense(hits, vector, dense)
         return Retrieval(question=question, query_vector=vector, hits=hits)
 
-    def _dense_chunks(self, vector: np.ndarray, k: int) -> list[str]:
+    def _dense_chunks(self, vector: np.ndarray, k: int) -> dict[str, float]:
+        """The k nearest chunks, best first: chunk id -> cosine similarity to the question."""
         result = self.index.chunks.query(
-            query_embeddings=[vector.tolist()], n_results=k, include=[]
+            query_embeddings=[vector.tolist()], n_results=k, include=["distances"]
         )
-        return list(result["ids"][0])
+        distances = result["distances"][0]  # type: ignore[index]
+        # The collections use Chroma's cosine space: distance = 1 - cosine similarity.
+        return {cid: 1.0 - float(d) for cid, d in zip(result["ids"][0], distances, strict=True)}
 
     def _dense_sentences(self, vector: np.ndarray, k: int) -> list[str]:
         # Ids only: a sentence id is "<chunk id>/s<position>" (ingest.pipeline), and fetching
@@ -221,14 +225,20 @@ class HybridRetriever(BaseRetriever):
             )
         return hits
 
-    def _attach_dense(self, hits: list[Hit], vector: np.ndarray) -> None:
-        if not hits:
-            return
-        got = self.index.chunks.get(ids=[h.chunk_id for h in hits], include=["embeddings"])
-        by_id = dict(zip(got["ids"], got["embeddings"], strict=True))  # type: ignore[arg-type]
-        if len(by_id) < len(hits):
-            self._stale = True  # deleted after the snapshot
+    def _attach_dense(self, hits: list[Hit], vector: np.ndarray, dense: dict[str, float]) -> None:
+        """Each hit's cosine similarity: from the dense search's distances when the hit is
+        among its results (nearly always), else from the chunk's stored embedding. A get of
+        the embeddings of every hit cost more than the dense search itself."""
         for hit in hits:
+            hit.dense = dense.get(hit.chunk_id, 0.0)
+        others = [h for h in hits if h.chunk_id not in dense]
+        if not others:
+            return
+        got = self.index.chunks.get(ids=[h.chunk_id for h in others], include=["embeddings"])
+        by_id = dict(zip(got["ids"], got["embeddings"], strict=True))  # type: ignore[arg-type]
+        if len(by_id) < len(others):
+            self._stale = True  # deleted after the snapshot
+        for hit in others:
             if by_id.get(hit.chunk_id) is not None:
                 hit.dense = float(np.dot(np.asarray(by_id[hit.chunk_id]), vector))
 
