@@ -140,15 +140,25 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     import uvicorn
 
+    from citeqa.embedding import build_embedder
     from ingest.run import ensure_ingested
     from service.api import create_app
+    from service.engine import Engine, build_engine
 
     updates = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
     settings = settings.model_copy(update=updates)
-    summary = ensure_ingested(settings, progress=sys.stderr.isatty())
+    # One embedding model for the ingest check and the engine: a second one cost 30-60 MB of
+    # RSS and 0.5 s of startup (BENCHMARKS.md).
+    embedder = build_embedder(settings)
+    summary = ensure_ingested(settings, progress=sys.stderr.isatty(), embedder=embedder)
     if summary:
         print(summary.line(), file=sys.stderr)
-    uvicorn.run(create_app(settings), host=settings.host, port=settings.port, log_config=None)
+
+    def engine_factory(engine_settings: Settings) -> Engine:
+        return build_engine(engine_settings, embedder=embedder)
+
+    app = create_app(settings, engine_factory)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
     return 0
 
 

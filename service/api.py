@@ -100,7 +100,7 @@ def create_app(
         app.state.engine = None
         app.state.startup_error = ""
         try:
-            app.state.engine = await run_in_threadpool(factory, settings)
+            app.state.engine = await run_in_threadpool(_open_engine, factory, settings)
         except CiteqaError as exc:  # serve healthz and 503s; readyz retries the store
             app.state.startup_error = exc.message
             log.error("engine not ready: %s", exc.message)
@@ -145,16 +145,29 @@ def _install_routes(app: FastAPI) -> None:
         return JSONResponse({"ready": ok, "detail": detail}, status_code=200 if ok else 503)
 
 
+def _open_engine(factory: Callable[[Settings], Engine], settings: Settings) -> Engine:
+    """The engine, with its BM25 snapshot built: /readyz is true only after this."""
+    engine = factory(settings)
+    try:
+        engine.retriever.warm()
+    except Exception as exc:  # the store went away; the first search (or /readyz) retries
+        log.warning("BM25 snapshot not built at startup: %s: %s", type(exc).__name__, exc)
+    return engine
+
+
 def _readiness(app: FastAPI) -> tuple[bool, str]:
-    """Store reachable, collections present and non-empty, embedding model matching."""
+    """Store reachable, collections present and non-empty, embedding model matching, the BM25
+    snapshot built."""
     if app.state.engine is None:
         try:
-            app.state.engine = app.state.factory(app.state.settings)
+            app.state.engine = _open_engine(app.state.factory, app.state.settings)
         except CiteqaError as exc:
             return False, exc.message
     engine: Engine = app.state.engine
     try:
         count = engine.index.chunks.count()
+        if count and not engine.retriever.warmed:
+            engine.retriever.warm()
     except Exception as exc:
         return False, f"Chroma is unavailable ({type(exc).__name__}: {exc})"
     if count == 0:

@@ -87,3 +87,37 @@ def test_ingest_folder_lists_skipped_files(tmp_path: Path) -> None:
     assert "skipped image.png: unsupported file type '.png'" in result.stdout
     again = citeqa("ingest", str(folder), data_dir=tmp_path / "store")
     assert "unchanged 1" in again.stdout and "0 texts embedded" in again.stdout
+
+
+def test_serve_builds_one_embedding_model_and_is_ready_with_bm25_built(
+    corpus_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`citeqa serve` in process; uvicorn's loop is replaced by a TestClient on the same app
+    (it runs the lifespan), so the ingest check, the engine and /readyz are the real ones."""
+    import uvicorn
+    from fastapi.testclient import TestClient
+
+    import citeqa.embedding
+    from citeqa.cli import main
+
+    built: list[object] = []
+    real_init = citeqa.embedding.MiniLMOnnxEmbedder.__init__
+
+    def counting_init(self: object, *args: object, **kwargs: object) -> None:
+        built.append(self)
+        real_init(self, *args, **kwargs)  # type: ignore[arg-type]
+
+    seen: dict[str, object] = {}
+
+    def serve_once(app: object, **_: object) -> None:
+        with TestClient(app) as client:  # type: ignore[arg-type]
+            seen["warmed"] = client.app.state.engine.retriever.warmed  # type: ignore[attr-defined]
+            seen["readyz"] = client.get("/readyz").status_code
+            seen["search"] = client.get("/v1/search", params={"q": "FastV"}).status_code
+
+    monkeypatch.setattr(citeqa.embedding.MiniLMOnnxEmbedder, "__init__", counting_init)
+    monkeypatch.setattr(uvicorn, "run", serve_once)
+    monkeypatch.setenv("CITEQA_DATA_DIR", str(corpus_settings.data_dir))
+    assert main(["serve"]) == 0
+    assert seen == {"warmed": True, "readyz": 200, "search": 200}
+    assert len(built) == 1, "one embedding model for the ingest check and the engine"
