@@ -67,6 +67,9 @@ class MiniLMOnnxEmbedder:
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
+        if len(texts) == 1:  # a query: no padding, so neither the lock nor the sort
+            encoding = self._tokenizer.encode(texts[0])
+            return self._run([encoding.ids], [encoding.attention_mask])
         # Sorting by length keeps padding (wasted compute) small within each batch.
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.empty((len(texts), self.dim), dtype=np.float32)
@@ -80,8 +83,11 @@ class MiniLMOnnxEmbedder:
             self._tokenizer.enable_padding(pad_id=0, pad_token="[PAD]")
             encodings = self._tokenizer.encode_batch(texts)
             self._tokenizer.no_padding()
-        ids = np.array([e.ids for e in encodings], dtype=np.int64)
-        mask = np.array([e.attention_mask for e in encodings], dtype=np.int64)
+        return self._run([e.ids for e in encodings], [e.attention_mask for e in encodings])
+
+    def _run(self, token_ids: list[list[int]], attention: list[list[int]]) -> np.ndarray:
+        ids = np.array(token_ids, dtype=np.int64)
+        mask = np.array(attention, dtype=np.int64)
         feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
         hidden = self._session.run(["last_hidden_state"], feeds)[0]
         weights = mask[..., None].astype(np.float32)
