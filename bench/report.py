@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from bench.baseline import BaselineResult
 from bench.fixes import ABResult
-from bench.ingest_bench import IngestResult
+from bench.ingest_bench import RAW_SHARE, IngestResult
 from bench.measure import Samples
 from bench.retrieval_bench import SearchResult
 from bench.service_bench import ServiceResult
@@ -187,6 +187,7 @@ def _targets(run: BenchRun) -> str:
 def _ingest(run: BenchRun) -> str:
     ing = run.ingest
     assert ing is not None
+    raw_label = f"Raw model, every {RAW_SHARE}nd of the same texts by length (A-B-A)"
     return f"""{SECTIONS[2]}
 
 {ing.documents} documents -> {ing.chunks} chunks; the pipeline embeds every chunk and every
@@ -196,7 +197,7 @@ sentence: {ing.texts} texts. {len(ing.ingest_s.values)} round(s) from an empty s
 | --- | --- |
 | Ingest from empty, wall | {ing.ingest_s.text(1)} |
 | Ingest throughput | {ing.ingest_rate.text(1)}; {ing.chunk_rate.text(2)} |
-| Raw model on the same texts (one `embed` call) | {ing.raw_rate.text(1)} ({ing.raw_s.text(1)}) |
+| {raw_label} | {ing.raw_rate.text(1)} ({ing.raw_s.text(1)} scaled to all the texts) |
 | Pipeline / raw throughput | {ing.ratio.text(0)} |
 | Inside the ingest: `embed` (batches of the pipeline) | {ing.embed_in_pipeline_s.text(1)} |
 | Inside the ingest: `count_tokens` (chunker) | {ing.count_tokens_s.text(2)} |
@@ -322,9 +323,17 @@ with keep-alive on 127.0.0.1, the dev-set questions.
 | /v1/ask p50, engine's own `timings_ms.total` | {engine.text()} |
 | Web-layer overhead p50 (per request: client time - engine time) | {svc.overhead_p50.text(2)} |
 | GET /healthz p50 (HTTP + FastAPI floor) | {healthz.text(2)} |
+| Web-layer overhead p50 in process (the app over ASGI, no socket) | {_in_process(svc)} |
 | Requests/s, concurrency 1 | {svc.rps.get(1, 0):.1f} |
 | Requests/s, concurrency 8 | {svc.rps.get(8, 0):.1f} |
 | Errors | {svc.errors} |"""
+
+
+def _in_process(svc: ServiceResult) -> str:
+    values = svc.in_process_overhead
+    if not values.values:
+        return "not measured"
+    return f"{values.percentile(50):.2f} ms (fastest {values.low:.2f}, n={len(values.values)})"
 
 
 def _memory(svc: ServiceResult) -> str:
@@ -389,6 +398,20 @@ they share the machine's load (median ms, min in brackets).
   half of a search; the profile showed it).
 - Applied, `service/retrieval.py`: the BM25 snapshot is loaded from Chroma in pages of 5,000:
   one `get` of the 100k-chunk collection failed in Chroma's SQLite ("too many SQL variables").
+- Applied, `service/retrieval.py`: each hit's cosine similarity to the question is the dense
+  search's own distance (cosine space: 1 - distance) instead of a Chroma `get` of the hits'
+  embeddings and a dot product; hits the dense search did not return (3 of 525 on the dev set)
+  still read their stored embedding. Same figures (largest difference, last column).
+- Applied, `citeqa/embedding.py`: one text (a query) skips the tokenizer's padding toggle under
+  a lock and the length sort of the batch path. Same vectors (tests/test_embedding.py).
+- Applied, `citeqa/cli.py`: `citeqa serve` builds one embedding model, not two (the probe's last
+  RSS figure under Service is what the second cost), and `/readyz` turns true only once the BM25
+  snapshot is built, so the first search does not pay for it.
+- Applied, `ingest/pipeline.py`: the ingest plan reads a source's existing records in pages (a
+  source of 33k chunks failed like the 100k-chunk snapshot below; tests/test_ingest.py).
+- Candidate, not applied, `service/retrieval.py`: the two Chroma queries in threads while BM25
+  runs in the caller. Chroma's bindings do not let them overlap usefully on 2 cores shared with
+  the ONNX threads and other work: no faster, often slower (row below), so they stay serial.
 - Candidate, not applied, `citeqa/embedding.py`: the ONNX session's idle threads sleep instead
   of spinning (`session.intra_op.allow_spinning=0`). Under heavy contention (load average 12-15
   on 2 cores) it cut the query embedding p50 by ~13% and batches by ~10%; under moderate load
@@ -419,8 +442,9 @@ def _method(run: BenchRun) -> str:
 
 - `python -m bench` (`make bench`) writes this file; `python -m bench --quick --no-write` is the
   smoke run (tests/test_bench.py). `pip install -e '.[bench]'` adds pyinstrument for the profiles.
-- Ingest: each round embeds half of the pipeline's texts raw, ingests, then embeds the other
-  half (A-B-A), so both see the same background load; ratio = raw time / ingest time per round.
+- Ingest: each round embeds half of a sample of the pipeline's texts raw (every
+  {RAW_SHARE}nd by length), ingests, then embeds the other half of the sample (A-B-A), so both see
+  the same background load; ratio = ingest rate / raw rate (texts/s) per round.
 - Latency: `time.perf_counter()` around each call; no warm-up call is counted.
 - Service: the client runs on the same 2 cores as the server, so HTTP figures include the client.
 - Synthetic stores: see the note under Retrieval.
@@ -490,10 +514,19 @@ def _why_web(run: BenchRun) -> str:
     svc = run.service
     assert svc is not None
     healthz = _percentiles(svc.healthz_runs, 50).median
+    app = svc.in_process_overhead
+    inside = (
+        f" The same app driven in process over ASGI (httpx's ASGI client, no socket, no "
+        f"uvicorn) adds {app.percentile(50):.2f} ms p50 to the engine's time: middleware, "
+        "validation, the threadpool hop and JSON together; the rest of the overhead is the "
+        "HTTP round trip between two processes (client, kernel, uvicorn) and waiting for a core."
+        if app.values
+        else ""
+    )
     return (
         f"GET /healthz, which does no engine work, takes {healthz:.1f} ms p50 here: that is the "
         "floor of one HTTP round trip (client, uvicorn, FastAPI) on this machine; /v1/ask adds "
-        "request/response validation, a threadpool hop and a larger JSON body."
+        f"request/response validation, a threadpool hop and a larger JSON body.{inside}"
         f"{_load_caveat(run)}"
     )
 
@@ -507,7 +540,7 @@ def _why_baseline(run: BenchRun) -> str:
     )
     return (
         f"hit@5 {run.hit_citeqa:.1%} vs {run.hit_baseline:.1%}; per query citeqa does a dense "
-        "search over chunks, one over sentences, BM25 and a fetch of 5 chunk embeddings where "
+        "search over chunks, one over sentences and BM25 where "
         f"llama-index does one dense search{embed_text}: p50 {base.citeqa_p50.median:.1f} vs "
         f"{base.p50.median:.1f} ms, fastest {base.citeqa_fastest:.1f} vs "
         f"{base.fastest:.1f} ms.{_load_caveat(run)}"

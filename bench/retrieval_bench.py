@@ -84,9 +84,6 @@ def components(engine: Engine, questions: list[str]) -> dict[str, Samples]:
             "dense over chunks (Chroma)": lambda q: retriever._dense_chunks(vectors[q], k),
             "dense over sentences (Chroma)": lambda q: retriever._dense_sentences(vectors[q], k),
             "BM25 (bm25s)": lambda q: lexical.search(q, k),
-            "chunk embeddings get (Chroma)": lambda q: engine.index.chunks.get(
-                ids=lexical.ids[:5], include=["embeddings"]
-            ),
         }
         return {name: latencies_ms(step, questions) for name, step in steps.items()}
     except AttributeError:

@@ -55,6 +55,7 @@ class ServiceResult:
     imports_s: Samples = field(default_factory=lambda: Samples("s"))
     model_s: Samples = field(default_factory=lambda: Samples("s"))
     memory: dict[str, float] = field(default_factory=dict)  # step -> RSS MB (last probe)
+    in_process_overhead: Samples = field(default_factory=lambda: Samples("ms"))
 
     @property
     def overhead_p50(self) -> Samples:
@@ -144,7 +145,8 @@ print(json.dumps(out))
 
 def startup_probe() -> dict[str, float]:
     """In a fresh interpreter: import time, model load time, and RSS (MB) after each step,
-    including after a second model is loaded and freed (as `citeqa serve` does today)."""
+    including after a second model is loaded and freed (as `citeqa serve` did before it
+    reused one model for its ingest check and its engine)."""
     done = subprocess.run(
         [sys.executable, "-c", PROBE], capture_output=True, text=True, check=True, timeout=600
     )
@@ -306,6 +308,21 @@ class WebLayer:
 
     def ask_all(self) -> None:
         self.loop.run_until_complete(self._ask(self.questions))
+
+    def overhead(self) -> Samples:
+        """Per request: time in the app (client included) minus the engine's own time."""
+        return self.loop.run_until_complete(self._overhead())
+
+    async def _overhead(self) -> Samples:
+        assert self.client is not None
+        out = Samples("ms")
+        for question in self.questions:
+            started = time.perf_counter()
+            response = await self.client.post("/v1/ask", json={"question": question})
+            elapsed = (time.perf_counter() - started) * 1000
+            response.raise_for_status()
+            out.add(elapsed - float(response.json()["timings_ms"]["total"]))
+        return out
 
     async def _open(self) -> None:
         await self.stack.enter_async_context(self.app.router.lifespan_context(self.app))
