@@ -183,3 +183,45 @@ def idf_table(texts: Sequence[str]) -> tuple[dict[str, float], float]:
             df[term] = df.get(term, 0) + 1
     idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
     return idf, math.log(1 + (n + 0.5) / 0.5)
+
+
+_QUANTITY = re.compile(r"\d+(?:[.,]\d+)*[A-Za-z]?")  # "671B", "13B", "2.5x", "8": amounts
+_MIXED_CASE = re.compile(r"[a-z][A-Z]|[A-Z]{2}|[A-Za-z]\d|\d[A-Za-z]{2,}")
+
+
+def _is_name_part(part: str, sentence_start: bool) -> bool:
+    lowered = part.lower()
+    if not part or lowered in stopwords() or lowered in QUESTION_WORDS or _QUANTITY.fullmatch(part):
+        return False
+    if _MIXED_CASE.search(part):  # "DeepSeek", "TPU", "MMBench", "V3", "INT2"
+        return True
+    return part[0].isupper() and not sentence_start  # "Whisper", "Kinetics", "Apple"
+
+
+def names(text: str) -> list[str]:
+    """Words of ``text`` that name something: "DeepSeek-V3", "TPU", "Kinetics-700", "Whisper".
+
+    A word counts when one of its hyphen-separated parts is written in mixed case, in capitals,
+    mixes letters and digits, or is capitalised away from the start of a sentence. Amounts
+    ("671B-parameter", "21k-class", "8-bit") and question words do not count.
+    """
+    found: list[str] = []
+    at_start = True
+    for match in _WORD_RE.finditer(text):
+        word = match.group().rstrip(".")
+        parts = word.split("-")
+        if any(_is_name_part(p, at_start and i == 0) for i, p in enumerate(parts)):
+            found.append(word)
+        following = text[match.end() : match.end() + 2]
+        at_start = following.startswith((". ", "? ", "! ")) or following.startswith(("?", "!"))
+    return found
+
+
+def mentions(text_lower: str, text_terms: set[str], name: str) -> bool:
+    """``name`` occurs in a text, given the text lower-cased and its :func:`term_set`."""
+    if re.search(rf"(?<![a-z0-9]){re.escape(name.lower())}(?![a-z0-9])", text_lower):
+        return True
+    if "-" not in name:  # "DeepNet" is not "DeepNets-1M": single names match exactly
+        return False
+    parts = {stem(p) for p in name.lower().split("-") if p and p not in stopwords()}
+    return bool(parts) and parts <= text_terms  # "Next-Block" in "next block prediction"

@@ -32,7 +32,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from citeqa.embedding import Embedder
 from citeqa.errors import StoreNotReadyError
 from citeqa.store import Index, get_all, visible_chunks
-from citeqa.text import idf_table, stemmer
+from citeqa.text import idf_table, mentions, names, stemmer, term_set
 
 MAX_TOP_K = 50
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
@@ -117,6 +117,30 @@ class _LexicalIndex:
         docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=False)
         return [(int(d), float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
 
+    def naming(self, question: str, found: list[int]) -> list[str]:
+        """Of the chunks BM25 ``found``, those that mention the names in the question
+        ("SHIKE", "DeepNet") exactly, most (IDF-weighted) names first. Stemmed BM25 conflates
+        "DeepNet" with "DeepNets-1M", and two dense rankings outvote one lexical ranking in
+        the fusion: a paper the question names must not lose to papers that are merely close."""
+        asked = list(dict.fromkeys(names(question)))
+        if not asked:
+            return []
+        weights = [
+            max((self.idf.get(t, self.default_idf) for t in term_set(n)), default=1.0)
+            for n in asked
+        ]
+        hyphenated = any("-" in n for n in asked)  # only these match by stemmed parts
+        scored = []
+        for rank, i in enumerate(found):
+            lowered = self.texts[i].lower()
+            terms = term_set(self.texts[i]) if hyphenated else set()
+            share = sum(
+                w for n, w in zip(asked, weights, strict=True) if mentions(lowered, terms, n)
+            )
+            if share:
+                scored.append((-share, rank, self.ids[i]))
+        return [cid for *_, cid in sorted(scored)]
+
 
 class HybridRetriever(BaseRetriever):
     """llama-index retriever over a citeqa :class:`Index`."""
@@ -159,10 +183,12 @@ class HybridRetriever(BaseRetriever):
             raise StoreNotReadyError("the index is empty: run `citeqa ingest`")
         k = max(self.candidate_k, top_k)
         dense = self._dense_chunks(vector, k)
+        found = [i for i, _ in lexical.search(question, k)]
         rankings = {
             "dense": list(dense),
             "sentence": self._dense_sentences(vector, k),
-            "lexical": [lexical.ids[i] for i, _ in lexical.search(question, k)],
+            "lexical": [lexical.ids[i] for i in found],
+            "names": lexical.naming(question, found),
         }
         if not lexical.known.issuperset(rankings["dense"]):
             self._stale = True  # written after the snapshot
