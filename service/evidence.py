@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,14 +29,15 @@ import numpy as np
 from chromadb.api.types import Where
 
 from citeqa.store import Index
-from citeqa.text import numbers, stopwords, term_set, words
+from citeqa.text import mentions, names, numbers, stopwords, term_set, words
 from service.retrieval import Hit, HybridRetriever, Retrieval
 
 _NUMERIC_Q = re.compile(
     r"\b(how (many|much|large|big|long|fast|deep|high|small|far|well|quickly)|percentage|percent|"
     r"fraction|proportion|number of|accuracy|error|score|speed ?up|factor|improvement|gain|"
     r"reduction|increase|decrease|faster|cheaper|smaller|fewer|top-1|top-5|pass@\w+|\bsize\b|"
-    r"throughput|latency|cost)\b",
+    r"throughput|latency|cost|rate|coefficient|ratio|resolution|temperature|epochs?|steps|"
+    r"dimensions?|hours|days)\b",
     re.IGNORECASE,
 )
 
@@ -86,21 +87,25 @@ def focus_phrase(question: str) -> str:
 
 # Fit by evals/calibrate.py on the development set; see the module docstring.
 ANSWERABILITY_WEIGHTS: dict[str, float] = {
-    "bias": -5.759,
-    "similarity": 0.773,
-    "max_similarity": 1.329,
-    "coverage": -0.641,
-    "detail": 1.316,
-    "doc_coverage": 2.174,
-    "chunk_similarity": 3.208,
-    "number_missing": 0.559,
-    "focus_similarity": 0.584,
-    "focus_coverage": 0.381,
-    "best_detail_any": 1.956,
-    "max_idf_missing": 0.614,
-    "focus_head_found": 0.493,
+    "bias": -4.29,
+    "names_missing_all": -1.376,
+    "names_elsewhere": -1.508,
+    "names_apart": -1.103,
+    "number_unrelated": -0.512,
+    "similarity": 1.437,
+    "max_similarity": 1.016,
+    "coverage": -1.489,
+    "detail": 1.8,
+    "doc_coverage": 0.815,
+    "chunk_similarity": 2.533,
+    "number_missing": -1.14,
+    "focus_similarity": 1.212,
+    "focus_coverage": 1.137,
+    "focus_head_found": 0.066,
+    "best_detail_any": 2.081,
+    "max_idf_missing": 0.869,
 }
-ANSWERABILITY_THRESHOLD = 0.307
+ANSWERABILITY_THRESHOLD = 0.2993
 
 
 @dataclass
@@ -118,6 +123,7 @@ class Candidate:
     has_number: bool
     matched: frozenset[str] = frozenset()  # question terms found in the sentence or title
     vector: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.float32), repr=False)
+    names_found: float = 1.0  # share of the names in the question that its document mentions
     score: float = 0.0
 
 
@@ -132,12 +138,16 @@ class Evidence:
     focus_similarity: float = 0.0  # best cosine of the focus phrase and a top-document sentence
     focus_coverage: float = 1.0  # share of focus terms found in the top document
     focus_head_found: float = 1.0  # the focus phrase's last (head) word is in the top document
+    names: NameMatch = field(default_factory=lambda: NameMatch())
     answerability: float = 0.0
     features: dict[str, float] = field(default_factory=dict)
 
+    missing_answer_type: str = ""  # "year" / "authors" when the question asks for one and the
+    # best document states none (see :func:`missing_answer_type`)
+
     @property
     def answerable(self) -> bool:
-        return self.answerability >= ANSWERABILITY_THRESHOLD
+        return self.answerability >= ANSWERABILITY_THRESHOLD and not self.missing_answer_type
 
     def best(self) -> Candidate | None:
         return max(self.candidates, key=lambda c: c.score, default=None)
@@ -159,12 +169,15 @@ class EvidenceBuilder:
         expects_number = bool(_NUMERIC_Q.search(question))
         candidates = self._candidates(retrieval, q_terms)
         subject = defined_subject(question)
+        named = NameMatch.find(question, retrieval.hits, self._name_weight)
         for cand in candidates:
+            cand.names_found = named.share(retrieval.hits[cand.hit_index].doc_id)
             cand.score = _sentence_score(cand, expects_number)
             if subject and _defines(cand.text, subject):
                 cand.score += DEFINITION_BONUS
         weights = {t: self.idf.get(t, self.default_idf) for t in q_terms}
         evidence = Evidence(question, retrieval.hits, candidates, expects_number, weights)
+        evidence.names = named
         self._score_focus(evidence)
         self._score_answerability(evidence)
         return evidence
@@ -219,6 +232,10 @@ class EvidenceBuilder:
             matched=frozenset(q_terms & (s_terms | title_terms)),
         )
 
+    def _name_weight(self, name: str) -> float:
+        terms = term_set(name)
+        return max((self.idf.get(t, self.default_idf) for t in terms), default=self.default_idf)
+
     def _weighted_share(self, wanted: set[str], found: set[str]) -> float:
         if not wanted:
             return 0.0
@@ -253,9 +270,13 @@ class EvidenceBuilder:
         evidence.focus_head_found = float(head <= doc_terms)
 
     def _score_answerability(self, evidence: Evidence) -> None:
-        if evidence.best() is None:
+        best = evidence.best()
+        if best is None:
             evidence.answerability = 0.0
             return
+        doc_id = evidence.hits[best.hit_index].doc_id
+        doc_text = "\n".join(h.title + "\n" + h.body for h in evidence.hits if h.doc_id == doc_id)
+        evidence.missing_answer_type = missing_answer_type(evidence.question, doc_text)
         evidence.features = answerability_features(evidence)
         evidence.answerability = answerability(evidence.features)
 
@@ -280,6 +301,19 @@ def answerability_features(evidence: Evidence) -> dict[str, float]:
     ]
     doc_terms = frozenset().union(*(c.matched for c in same_doc))
     return {
+        "names_missing_all": float(bool(evidence.names.unmentioned())),
+        "names_elsewhere": float(
+            evidence.names.elsewhere(evidence.hits[best.hit_index].doc_id)
+            and not asks_several(evidence.question)
+        ),
+        "names_apart": float(
+            max(c.names_found for c in evidence.candidates) < 1.0
+            and not evidence.names.unmentioned()
+            and not asks_several(evidence.question)
+        ),
+        "number_unrelated": float(
+            evidence.expects_number and not _number_near_focus(evidence, same_doc)
+        ),
         "similarity": best.similarity,
         "max_similarity": max(c.similarity for c in evidence.candidates),
         "coverage": best.coverage,
@@ -327,8 +361,110 @@ def _defines(sentence: str, subject: str) -> bool:
     return bool(_DEFINING_VERB.search(sentence) or copula)
 
 
+@dataclass
+class NameMatch:
+    """The names in a question ("TinyViT", "Kinetics-700") and which retrieved documents
+    mention them. Each name weighs its IDF: one most papers share, like "GPUs", says little
+    about which paper is meant."""
+
+    asked: list[str] = field(default_factory=list)
+    weight: dict[str, float] = field(default_factory=dict)
+    by_doc: dict[str, set[str]] = field(default_factory=dict)  # doc id -> names it mentions
+
+    @classmethod
+    def find(cls, question: str, hits: list[Hit], weight: Callable[[str], float]) -> NameMatch:
+        asked = list(dict.fromkeys(names(question)))
+        if not asked:
+            return cls()
+        texts: dict[str, str] = {}
+        for hit in hits:
+            texts[hit.doc_id] = texts.get(hit.doc_id, hit.title) + "\n" + hit.body
+        by_doc = {}
+        for doc_id, text in texts.items():
+            lowered, terms = text.lower(), term_set(text)
+            by_doc[doc_id] = {n for n in asked if mentions(lowered, terms, n)}
+        return cls(asked, {n: weight(n) for n in asked}, by_doc)
+
+    def share(self, doc_id: str) -> float:
+        """IDF-weighted share of the names that the document mentions (1.0 if none asked)."""
+        if not self.asked:
+            return 1.0
+        found = self.by_doc.get(doc_id, set())
+        return sum(self.weight[n] for n in found) / sum(self.weight.values())
+
+    def unmentioned(self) -> list[str]:
+        """Names no retrieved text mentions."""
+        seen = set().union(*self.by_doc.values()) if self.by_doc else set()
+        return [n for n in self.asked if n not in seen]
+
+    def elsewhere(self, doc_id: str) -> bool:
+        """The question's rarest name is missing from this document but another mentions it:
+        an answer from this document would be about some other paper."""
+        if not self.asked:
+            return False
+        rarest = max(self.asked, key=lambda n: self.weight[n])
+        others = (found for d, found in self.by_doc.items() if d != doc_id)
+        return rarest not in self.by_doc.get(doc_id, set()) and any(rarest in f for f in others)
+
+
+_YEAR_Q = re.compile(
+    r"\b(?:(?:what|which) year|when (?:was|were|did)\b.*\b(?:publish|releas|introduc|propos|"
+    r"present|written|appear))",
+    re.IGNORECASE,
+)
+_AUTHORS_Q = re.compile(r"\b(?:authors?|authored|who (?:wrote|write|writes)|written by)\b", re.I)
+_YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
+_AUTHOR_EVIDENCE = re.compile(r"\b(?:authors?|authored|et al\b|written by)", re.IGNORECASE)
+
+
+def missing_answer_type(question: str, document: str) -> str:
+    """Questions whose answer has a form no statistic can fake: a year needs a year in the
+    document, authors need the document to name its authors. Returns the missing kind, or ""."""
+    if _YEAR_Q.search(question) and not _YEAR.search(document):
+        return "year"
+    if _AUTHORS_Q.search(question) and not _AUTHOR_EVIDENCE.search(document):
+        return "authors"
+    return ""
+
+
+_MULTI_CUES = re.compile(
+    r"\b(both|each|respectively|compare[ds]?|comparison|versus|vs\.?|difference|differ|"
+    r"which (?:one|of)|two|three|across|between)\b",
+    re.IGNORECASE,
+)
+_JOINED_QUESTIONS = re.compile(r"\band (?:what|how|which|who|when|where|does|do|is|are)\b", re.I)
+
+
+def asks_several(question: str) -> bool:
+    """Words that ask about several things at once: "both", "compare", "and what ..."."""
+    return bool(_MULTI_CUES.search(question) or _JOINED_QUESTIONS.search(question))
+
+
+NUMBER_WINDOW = 6  # words either side of a number that may name what it counts
+
+
+def _number_near_focus(evidence: Evidence, sentences: list[Candidate]) -> bool:
+    """Some sentence states a number within a few words of a term of the asked focus ("128
+    TPU chips" for "how many TPU chips"); True when the focus has no content terms."""
+    focus_terms = term_set(evidence.focus, drop_question_words=True)
+    if not focus_terms:
+        return True
+    for cand in sentences:
+        tokens = words(cand.text)
+        for i, token in enumerate(tokens):
+            if numbers(token):
+                window = " ".join(tokens[max(0, i - NUMBER_WINDOW) : i + NUMBER_WINDOW + 1])
+                if focus_terms & term_set(window):
+                    return True
+    return False
+
+
+NAME_WEIGHT = 0.6
+
+
 def _sentence_score(cand: Candidate, expects_number: bool) -> float:
     score = cand.similarity + 0.6 * cand.coverage + 0.6 * cand.detail
+    score += NAME_WEIGHT * cand.names_found
     if expects_number and not cand.has_number:
         score -= 0.3
     return score - 0.01 * cand.hit_index

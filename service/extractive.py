@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 from service.answer import Draft
 from service.citations import claim_with_markers
-from service.evidence import Candidate, Evidence
+from service.evidence import Candidate, Evidence, asks_several
 
 MAX_SENTENCES = 5
 SAME_CHUNK_RATIO = 0.85  # a second sentence of the best chunk scoring this close is kept
@@ -48,15 +48,9 @@ class ExtractiveGenerator:
         yield from re.findall(r"\S+\s*", draft.text)
 
 
-_MULTI_CUES = re.compile(
-    r"\b(both|each|respectively|compare[ds]?|comparison|versus|vs\.?|difference|differ|"
-    r"which (?:one|of)|two|three|across|between)\b",
-    re.IGNORECASE,
-)
 MAX_DOCUMENTS = 3
 
 
-_JOINED_QUESTIONS = re.compile(r"\band (?:what|how|which|who|when|where|does|do|is|are)\b", re.I)
 _ENTITY = re.compile(r"\b[\w\-\.]*(?:[a-z][A-Z]|[A-Z]{2}|\d)[\w\-\.]*\b")
 
 
@@ -64,7 +58,7 @@ def is_multi_part(question: str, titles: list[str] | None = None) -> bool:
     """The question asks about several things at once: "both", "each", "compare", two joined
     questions, or names (like "EMOv2", "GLM-130B") that appear in the titles of different
     retrieved papers."""
-    if _MULTI_CUES.search(question) or _JOINED_QUESTIONS.search(question):
+    if asks_several(question):
         return True
     names = {m.group(0).lower() for m in _ENTITY.finditer(question)}
     named = {t for t in titles or [] if any(n in t.lower() for n in names)}

@@ -138,9 +138,9 @@ def test_ask_follow_up_open_a_citation_and_see_a_refusal(
     assert first.find_elements(By.CSS_SELECTOR, ".answer-text button.cite")
     assert "DeepSeek-V3 Technical Report" in first.find_element(By.CSS_SELECTOR, ".sources").text
 
-    follow_up = ask(browser, "and how fast is it?")
+    follow_up = ask(browser, "and how long did its training take?")
     standalone = follow_up.find_element(By.CSS_SELECTOR, ".standalone")
-    assert standalone.text == "Searched for: How fast is DeepSeek-V3?"
+    assert standalone.text == "Searched for: How long did DeepSeek-V3's training take?"
     assert "2.788M" in follow_up.find_element(By.CSS_SELECTOR, ".answer-text").text
 
     follow_up.find_element(By.CSS_SELECTOR, ".answer-text button.cite").click()

@@ -31,7 +31,8 @@ pytestmark = pytest.mark.integration
 
 GOLD = "DeepSeek-V3 Technical Report"
 FIRST = "How many parameters does DeepSeek-V3 have?"
-FOLLOW_UP = "and how fast is it?"
+FOLLOW_UP = "and how long did its training take?"
+STANDALONE = "How long did DeepSeek-V3's training take?"
 OFF_TOPIC = "How do I prepare a pizza margherita?"
 KEEPALIVE_S = 0.2
 
@@ -196,9 +197,9 @@ def test_follow_up_retrieves_the_paper_of_the_previous_turn(server: LiveServer) 
         ],
     )
     extra = follow_up.model_extra or {}
-    assert extra["standalone_question"] == "How fast is DeepSeek-V3?"
+    assert extra["standalone_question"] == STANDALONE
     assert GOLD in titles(extra["citations"])
-    # the raw follow-up alone retrieves another paper: the rewrite is what finds the right one
+    # the raw follow-up alone answers from another paper: the rewrite is what finds the right one
     alone = openai_client.chat.completions.create(
         model="citeqa", messages=[{"role": "user", "content": FOLLOW_UP}]
     )
@@ -355,7 +356,7 @@ def test_llm_stream_and_non_stream(llm_engine: Engine, fake_llm: FakeOpenAIServe
 
 
 def test_llm_condenses_the_follow_up(llm_engine: Engine, fake_llm: FakeOpenAIServer) -> None:  # noqa: F811
-    question = "How fast is DeepSeek-V3?"
+    question = STANDALONE
     n = cite(llm_engine, question, "2.788M")
     text = f"DeepSeek-V3 requires only 2.788M H800 GPU hours for its full training [{n}]."
     fake_llm.enqueue(Reply(question), Reply(text))
@@ -381,7 +382,7 @@ def test_llm_condense_failure_falls_back_to_the_offline_rewrite(
     llm_engine: Engine,
     fake_llm: FakeOpenAIServer,  # noqa: F811
 ) -> None:
-    n = cite(llm_engine, "How fast is DeepSeek-V3?", "2.788M")
+    n = cite(llm_engine, STANDALONE, "2.788M")
     text = f"DeepSeek-V3 requires only 2.788M H800 GPU hours for its full training [{n}]."
     fake_llm.enqueue(Error(400, "bad request"), Reply(text))
     with serve(llm_engine) as live:
@@ -393,7 +394,7 @@ def test_llm_condense_failure_falls_back_to_the_offline_rewrite(
                 {"role": "user", "content": FOLLOW_UP},
             ],
         )
-    assert (completion.model_extra or {})["standalone_question"] == "How fast is DeepSeek-V3?"
+    assert (completion.model_extra or {})["standalone_question"] == STANDALONE
     assert completion.choices[0].message.content == text
 
 

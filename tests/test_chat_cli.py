@@ -25,7 +25,7 @@ def test_chat_streams_cited_answers_and_follows_up(
     questions = [
         "How many parameters does DeepSeek-V3 have?",
         "x" * 2001,  # too long: one error line, and the chat goes on
-        "and how fast is it?",
+        "and how long did its training take?",
         "/quit",
         "What is never asked?",
     ]
@@ -40,7 +40,7 @@ def test_chat_streams_cited_answers_and_follows_up(
     )
     assert done.returncode == 0, done.stderr
     out = done.stdout
-    first, follow_up = out.split("(searching for: How fast is DeepSeek-V3?)")
+    first, follow_up = out.split("(searching for: How long did DeepSeek-V3's training take?)")
     assert "671B" in first
     cited = [line for line in first.splitlines() if line.startswith("[")]
     assert cited and "DeepSeek-V3 Technical Report" in cited[0]

@@ -71,7 +71,7 @@ def test_extractive_answers_state_the_fact_and_cite_the_gold_paper(engine: Engin
 
 def test_unanswerable_questions_are_refused_with_closest_sources(engine: Engine) -> None:
     answers = [engine.ask(item.question) for item in UNANSWERABLE]
-    assert sum(a.refused for a in answers) / len(answers) >= 0.6
+    assert sum(a.refused for a in answers) / len(answers) >= 0.7
     for answer in answers:
         if answer.refused:
             assert answer.citations == []

@@ -1,0 +1,165 @@
+"""The pieces of the refusal decision: names in a question, answer types, generated near-miss
+questions and the calibration that fits the answerability model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from citeqa.text import mentions, names, term_set
+from evals.calibrate import class_weights, cross_validate, fit_with, predict, threshold_for
+from evals.nearmiss import TEMPLATES, Paper, near_miss_questions, paper_name
+from service.engine import Engine
+from service.evidence import NameMatch, missing_answer_type
+from service.retrieval import Hit
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("How many TPU chips were used to train ViT-22B?", ["TPU", "ViT-22B"]),
+        ("What FVD does it reach on Kinetics-700?", ["FVD", "Kinetics-700"]),
+        ("How much time did DeepSeek's 671B-parameter model take?", ["DeepSeek"]),
+        ("What accuracy on the 21k-class set with 8-bit weights?", []),
+        ("On how many hours of audio was OpenAI's Whisper trained?", ["OpenAI", "Whisper"]),
+        ("Which method is best? Dropout or not?", []),  # capitals that start sentences
+    ],
+)
+def test_names_finds_what_a_question_names(question: str, expected: list[str]) -> None:
+    assert names(question) == expected
+
+
+def test_mentions_matches_whole_names_and_stemmed_parts() -> None:
+    text = "We evaluate on Kinetics-400 and train DeepSeek-V3 models."
+    lowered, terms = text.lower(), term_set(text)
+    assert mentions(lowered, terms, "Kinetics-400")
+    assert mentions(lowered, terms, "deepseek-v3")
+    assert not mentions(lowered, terms, "Kinetics-700")
+    assert not mentions(lowered, terms, "DeepSeek-V")  # not a prefix of a longer name
+
+
+@pytest.mark.parametrize(
+    ("question", "document", "missing"),
+    [
+        ("In what year was EfficientNet published?", "EfficientNet scales depth.", "year"),
+        ("In what year was EfficientNet published?", "Presented at ICML 2019.", ""),
+        ("When was GLM-130B released?", "GLM-130B is a bilingual model.", "year"),
+        ("Who are the authors of the Switch Transformers paper?", "Switch is sparse.", "authors"),
+        ("Who wrote it?", "Written by Ada Lovelace.", ""),
+        ("What accuracy does it reach?", "It reaches 84.3%.", ""),
+    ],
+)
+def test_missing_answer_type(question: str, document: str, missing: str) -> None:
+    assert missing_answer_type(question, document) == missing
+
+
+CORPUS = [
+    Paper("FooNet: Fast Nets", "FooNet reaches 80% on ImageNet with a learning rate of 0.1."),
+    Paper("BarFormer: Long Context", "BarFormer is trained on 300 GPUs and scores 70 on MMLU."),
+    Paper("Baz: A Study", "Baz improves MMLU and ImageNet results over the authors' baseline."),
+]
+
+
+def test_near_miss_questions_ask_only_details_the_paper_never_states() -> None:
+    questions = near_miss_questions(CORPUS, per_paper=30)
+    assert questions == near_miss_questions(CORPUS, per_paper=30)  # deterministic
+    assert {q.type for q in questions} == {"unanswerable"}
+    foo = [q.question for q in questions if "FooNet" in q.question]
+    bar = [q.question for q in questions if "BarFormer" in q.question]
+    baz = [q.question for q in questions if "Baz" in q.question]
+    assert not any("learning rate" in q for q in foo), "FooNet states its learning rate"
+    assert any("learning rate" in q for q in bar)
+    assert not any("GPUs" in q for q in bar), "BarFormer states its GPUs"
+    assert not any(q.startswith("Who are the authors") for q in baz)
+    # a benchmark question names a benchmark other papers mention and this one does not
+    assert "What score does FooNet achieve on MMLU?" in foo
+    assert "What score does BarFormer achieve on ImageNet?" in bar
+    assert not any("achieve on" in q for q in baz), "Baz mentions both benchmarks"
+    assert len(foo) == len(TEMPLATES) - 1 + 1  # every template but the learning rate, + score
+
+
+def test_paper_name_is_how_a_question_would_name_the_paper() -> None:
+    assert paper_name("DeepSeek-V3 Technical Report") == "DeepSeek-V3 Technical Report"
+    assert paper_name("FooNet: Fast Nets") == "FooNet"
+    assert paper_name("Scaling Vision Transformers to 22 Billion Parameters (ViT-22B)") == (
+        "ViT-22B"
+    )
+    assert paper_name("Deep Networks with Stochastic Depth and More") == (
+        'the paper "Deep Networks with Stochastic Depth and More"'
+    )
+
+
+def test_class_weights_balance_the_classes_and_the_generated_share() -> None:
+    y = np.array([1, 1, 1, 0, 0, 0, 0])
+    generated = np.array([False, False, False, False, True, True, True])
+    weight = class_weights(y, generated, share=0.25)
+    assert weight[y == 1].sum() == pytest.approx(0.5)
+    assert weight[generated].sum() == pytest.approx(0.125)
+    assert weight[(y == 0) & ~generated].sum() == pytest.approx(0.375)
+
+
+def test_calibration_separates_separable_data_and_cross_validates_it() -> None:
+    rng = np.random.default_rng(1)
+    x = np.r_[rng.normal(1.0, 0.2, (60, 2)), rng.normal(-1.0, 0.2, (20, 2))]
+    y = np.r_[np.ones(60), np.zeros(20)]
+    gx = rng.normal(-1.0, 0.2, (40, 2))
+    w = fit_with(x, y, gx, share=0.5, steps=3000)
+    p = predict(w, x)
+    threshold = threshold_for(p, y, 0.05)
+    assert np.mean(p[y == 0] < threshold) == 1.0
+    assert np.mean(p[y == 1] < threshold) <= 0.05
+    recall, false_refusal = cross_validate(x, y, gx, 0.5, 0.05, folds=4, repeats=2)
+    assert recall == 1.0 and false_refusal <= 0.05
+
+
+def test_a_named_thing_no_source_mentions_lowers_answerability(engine: Engine) -> None:
+    """The same question about a benchmark the corpus has and one it never mentions."""
+    known = engine.prepare("What top-1 accuracy does EfficientNet-B7 reach on ImageNet?", 5)
+    unknown = engine.prepare("What top-1 accuracy does EfficientNet-B7 reach on Places365?", 5)
+    assert known.features["names_missing_all"] == 0.0
+    assert unknown.features["names_missing_all"] == 1.0
+    assert unknown.answerability < known.answerability
+
+
+@pytest.mark.parametrize(
+    ("question", "title_start"),
+    [
+        ("What learning rate does DeepNet use?", "DeepNet: Scaling Transformers"),
+        ("How many GPUs were used to train TinyViT?", "TinyViT: Fast Pretraining"),
+        ("What accuracy does SHIKE achieve on ImageNet-LT?", "Long-Tailed Visual Recognition"),
+    ],
+)
+def test_the_paper_a_question_names_is_retrieved(
+    engine: Engine, question: str, title_start: str
+) -> None:
+    """Stemmed BM25 conflates "DeepNet" with "DeepNets-1M" and two dense rankings outvote the
+    lexical one: the exact-name ranking keeps the named paper in the sources."""
+    hits = engine.search(question, 5)
+    named = [h for h in hits if h.title.startswith(title_start)]
+    assert named, [h.title for h in hits]
+    assert named[0].ranks.get("names") == 1
+
+
+def _hit(doc_id: str, text: str) -> Hit:
+    return Hit(
+        chunk_id=doc_id, doc_id=doc_id, title=doc_id, text=text, score=1.0, url="", metadata={}
+    )
+
+
+def test_name_match_weighs_rare_names_and_spots_an_answer_about_another_paper() -> None:
+    hits = [
+        _hit("glm", "GLM-130B runs inference on 8 GPUs."),
+        _hit("tinyvit", "TinyViT reaches 84.8% with 21M parameters."),
+        _hit("other", "Training used 64 GPUs for a week."),
+    ]
+    idf = {"gpus": 1.0, "tinyvit": 5.0}
+    match = NameMatch.find(
+        "How many GPUs were used to train TinyViT?", hits, lambda n: idf[n.lower()]
+    )
+    assert match.asked == ["GPUs", "TinyViT"]
+    assert match.share("tinyvit") == pytest.approx(5 / 6)
+    assert match.share("glm") == pytest.approx(1 / 6)
+    assert match.elsewhere("glm") and not match.elsewhere("tinyvit")
+    assert match.unmentioned() == []
+    nothing = NameMatch.find("What is dropout?", hits, lambda n: 1.0)
+    assert nothing.share("glm") == 1.0 and not nothing.elsewhere("glm")
