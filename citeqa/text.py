@@ -217,11 +217,29 @@ def names(text: str) -> list[str]:
     return found
 
 
-def mentions(text_lower: str, text_terms: set[str], name: str) -> bool:
-    """``name`` occurs in a text, given the text lower-cased and its :func:`term_set`."""
-    if re.search(rf"(?<![a-z0-9]){re.escape(name.lower())}(?![a-z0-9])", text_lower):
+@lru_cache(maxsize=4096)
+def _name_patterns(name: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """(substring, word pattern) for the whole name, then (for "Next-Block") for each of its
+    parts, plurals allowed. The substring is a cheap test before the regex."""
+    lowered = name.lower()
+    whole = (lowered, re.compile(rf"(?<![a-z0-9]){re.escape(lowered)}(?![a-z0-9])"))
+    if "-" not in name:
+        return (whole,)
+    parts = [p for p in lowered.split("-") if p and p not in stopwords()]
+    return (
+        whole,
+        *((p, re.compile(rf"(?<![a-z0-9]){re.escape(p)}(?:e?s)?(?![a-z0-9])")) for p in parts),
+    )
+
+
+def _occurs(text_lower: str, pattern: tuple[str, re.Pattern[str]]) -> bool:
+    return pattern[0] in text_lower and pattern[1].search(text_lower) is not None
+
+
+def mentions(text_lower: str, name: str) -> bool:
+    """``name`` occurs in a lower-cased text: exactly ("DeepNet" is not "DeepNets-1M"), or, for
+    a hyphenated name, as its parts ("Next-Block" in "next block prediction")."""
+    whole, *parts = _name_patterns(name)
+    if _occurs(text_lower, whole):
         return True
-    if "-" not in name:  # "DeepNet" is not "DeepNets-1M": single names match exactly
-        return False
-    parts = {stem(p) for p in name.lower().split("-") if p and p not in stopwords()}
-    return bool(parts) and parts <= text_terms  # "Next-Block" in "next block prediction"
+    return bool(parts) and all(_occurs(text_lower, p) for p in parts)

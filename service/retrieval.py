@@ -129,14 +129,10 @@ class _LexicalIndex:
             max((self.idf.get(t, self.default_idf) for t in term_set(n)), default=1.0)
             for n in asked
         ]
-        hyphenated = any("-" in n for n in asked)  # only these match by stemmed parts
         scored = []
         for rank, i in enumerate(found):
             lowered = self.texts[i].lower()
-            terms = term_set(self.texts[i]) if hyphenated else set()
-            share = sum(
-                w for n, w in zip(asked, weights, strict=True) if mentions(lowered, terms, n)
-            )
+            share = sum(w for n, w in zip(asked, weights, strict=True) if mentions(lowered, n))
             if share:
                 scored.append((-share, rank, self.ids[i]))
         return [cid for *_, cid in sorted(scored)]
