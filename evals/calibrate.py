@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,19 +34,26 @@ from service.engine import Engine, build_engine
 from service.evidence import answerability_features
 
 
-def collect(
-    engine: Engine, items: Sequence[EvalItem], top_k: int
-) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Feature names, the feature matrix and the labels (1 = answerable) of ``items``."""
+@dataclass
+class Features:
+    names: list[str]
+    x: np.ndarray  # one row of features per item
+    y: np.ndarray  # 1 = answerable
+    ruled: np.ndarray  # refused by a rule (a missing answer type), whatever the model says
+
+
+def collect(engine: Engine, items: Sequence[EvalItem], top_k: int) -> Features:
+    """The answerability features of ``items``, their labels, and which a rule refuses."""
     names: list[str] = []
-    rows, labels = [], []
+    rows, labels, ruled = [], [], []
     for item in items:
         evidence = engine.evidence.build(engine.retriever.retrieve_hits(item.question, top_k))
         features = answerability_features(evidence)
         names = list(features)
         rows.append([features[n] for n in names])
         labels.append(0.0 if item.type == "unanswerable" else 1.0)
-    return names, np.array(rows), np.array(labels)
+        ruled.append(bool(evidence.missing_answer_type))
+    return Features(names, np.array(rows), np.array(labels), np.array(ruled, dtype=bool))
 
 
 def class_weights(y: np.ndarray, generated: np.ndarray, share: float) -> np.ndarray:
@@ -75,8 +83,10 @@ def fit(
     return w
 
 
-def predict(w: np.ndarray, x: np.ndarray) -> np.ndarray:
-    return np.asarray(1 / (1 + np.exp(-(np.hstack([np.ones((len(x), 1)), x]) @ w))))
+def predict(w: np.ndarray, x: np.ndarray, ruled: np.ndarray | None = None) -> np.ndarray:
+    """The model's answerability; 0 for items a rule refuses, so thresholds account for them."""
+    p = np.asarray(1 / (1 + np.exp(-(np.hstack([np.ones((len(x), 1)), x]) @ w))))
+    return np.where(ruled, 0.0, p) if ruled is not None else p
 
 
 def threshold_for(p: np.ndarray, y: np.ndarray, max_false_refusal: float) -> float:
@@ -112,10 +122,12 @@ def cross_validate(
     max_false_refusal: float,
     folds: int = 5,
     repeats: int = 10,
+    ruled: np.ndarray | None = None,
 ) -> tuple[float, float]:
     """Refusal recall and false-refusal rate on held-out folds of the development set
     (stratified, repeated): what to expect on questions the fit never saw."""
     rng = np.random.default_rng(0)
+    ruled = np.zeros(len(y), dtype=bool) if ruled is None else ruled
     recall, false_refusal = [], []
     for _ in range(repeats):
         pos, neg = rng.permutation(np.flatnonzero(y == 1)), rng.permutation(np.flatnonzero(y == 0))
@@ -124,8 +136,9 @@ def cross_validate(
             test = np.r_[pos[k::folds], neg[k::folds]]
             train = np.setdiff1d(np.arange(len(y)), test)
             w = fit_with(x[train], y[train], gx, share, steps=5000)
-            threshold = threshold_for(predict(w, x[train]), y[train], max_false_refusal)
-            answered[test] = predict(w, x[test]) >= threshold
+            p_train = predict(w, x[train], ruled[train])
+            threshold = threshold_for(p_train, y[train], max_false_refusal)
+            answered[test] = predict(w, x[test], ruled[test]) >= threshold
         recall.append(float(np.mean(~answered[y == 0])))
         false_refusal.append(float(np.mean(~answered[y == 1])))
     return float(np.mean(recall)), float(np.mean(false_refusal))
@@ -143,17 +156,18 @@ def main() -> None:
     args = parser.parse_args()
     settings = Settings()
     engine = build_engine(settings)
-    names, x, y = collect(engine, load_dataset(args.dataset), settings.top_k)
+    dev = collect(engine, load_dataset(args.dataset), settings.top_k)
     generated = near_miss_questions(papers(engine.index), per_paper=args.near_miss_per_paper)
-    _, gx, _ = collect(engine, generated, settings.top_k)
-    keep = [i for i, n in enumerate(names) if n not in args.drop]
-    x, gx, names = x[:, keep], gx[:, keep], [names[i] for i in keep]
+    gen = collect(engine, generated, settings.top_k)
+    keep = [i for i, n in enumerate(dev.names) if n not in args.drop]
+    x, y, gx, names = dev.x[:, keep], dev.y, gen.x[:, keep], [dev.names[i] for i in keep]
 
     w = fit_with(x, y, gx, args.near_miss_share)
-    p = predict(w, x)
+    p = predict(w, x, dev.ruled)
     threshold = threshold_for(p, y, args.max_false_refusal)
-    cv = cross_validate(x, y, gx, args.near_miss_share, args.max_false_refusal)
-    cv_written_only = cross_validate(x, y, gx[:0], 0.0, args.max_false_refusal)
+    share, budget = args.near_miss_share, args.max_false_refusal
+    cv = cross_validate(x, y, gx, share, budget, ruled=dev.ruled)
+    cv_written_only = cross_validate(x, y, gx[:0], 0.0, budget, ruled=dev.ruled)
     weights = {"bias": round(float(w[0]), 3)} | {
         n: round(float(v), 3) for n, v in zip(names, w[1:], strict=True)
     }
@@ -163,7 +177,13 @@ def main() -> None:
         "in_sample": {
             "refusal_recall": round(float(np.mean(p[y == 0] < threshold)), 3),
             "false_refusal_rate": round(float(np.mean(p[y == 1] < threshold)), 3),
-            "generated_near_miss_refused": round(float(np.mean(predict(w, gx) < threshold)), 3),
+            "generated_near_miss_refused": round(
+                float(np.mean(predict(w, gx, gen.ruled) < threshold)), 3
+            ),
+            "refused_by_rules": {
+                "unanswerable": int(dev.ruled[y == 0].sum()),
+                "answerable": int(dev.ruled[y == 1].sum()),
+            },
         },
         "cross_validated": {
             "refusal_recall": round(cv[0], 3),
