@@ -87,25 +87,25 @@ def focus_phrase(question: str) -> str:
 
 # Fit by evals/calibrate.py on the development set; see the module docstring.
 ANSWERABILITY_WEIGHTS: dict[str, float] = {
-    "bias": -3.178,
-    "names_missing_all": -1.789,
-    "names_elsewhere": -1.127,
-    "names_apart": -1.012,
-    "number_unrelated": -0.554,
-    "similarity": 0.532,
-    "max_similarity": 0.398,
-    "coverage": -1.526,
-    "detail": 1.138,
-    "doc_coverage": 1.347,
-    "chunk_similarity": 2.148,
-    "number_missing": -1.601,
-    "focus_similarity": 0.852,
-    "focus_coverage": 1.255,
-    "focus_head_found": -0.26,
-    "best_detail_any": 1.794,
-    "max_idf_missing": 0.98,
+    "bias": -3.191,
+    "names_missing_all": -1.788,
+    "names_elsewhere": -1.147,
+    "names_apart": -0.959,
+    "number_unrelated": -0.558,
+    "similarity": 0.531,
+    "max_similarity": 0.394,
+    "coverage": -1.514,
+    "detail": 1.141,
+    "doc_coverage": 1.351,
+    "chunk_similarity": 2.161,
+    "number_missing": -1.603,
+    "focus_similarity": 0.859,
+    "focus_coverage": 1.256,
+    "focus_head_found": -0.258,
+    "best_detail_any": 1.796,
+    "max_idf_missing": 0.977,
 }
-ANSWERABILITY_THRESHOLD = 0.2572
+ANSWERABILITY_THRESHOLD = 0.2511
 
 
 @dataclass
@@ -142,7 +142,7 @@ class Evidence:
     answerability: float = 0.0
     features: dict[str, float] = field(default_factory=dict)
 
-    missing_answer_type: str = ""  # "number" / "year" / "authors" when the question asks for
+    missing_answer_type: str = ""  # "number", "year", "authors", "license": the question asks for
     # one and the evidence states none (see :func:`missing_answer_type`)
 
     @property
@@ -413,6 +413,11 @@ _YEAR_Q = re.compile(
     re.IGNORECASE,
 )
 _AUTHORS_Q = re.compile(r"\b(?:authors?|authored|who (?:wrote|write|writes)|written by)\b", re.I)
+_LICENSE_Q = re.compile(r"\blicen[cs](?:e|ed|es|ing)\b", re.IGNORECASE)
+_LICENSE_EVIDENCE = re.compile(
+    r"\b(?:licen[cs]e[ds]?|MIT|Apache|GPL|LGPL|BSD|Creative Commons|CC[- ]BY|public domain)\b",
+    re.IGNORECASE,
+)
 _YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
 _AUTHOR_EVIDENCE = re.compile(r"\b(?:authors?|authored|et al\b|written by)", re.IGNORECASE)
 
@@ -422,8 +427,9 @@ _COUNT_Q = re.compile(r"\bhow (?:many|much)\b", re.IGNORECASE)
 
 def missing_answer_type(question: str, document: str, best_sentence: str = "") -> str:
     """Questions whose answer has a form no statistic can fake: a year needs a year in the
-    document, authors need the document to name its authors, "how many" needs a number in the
-    best sentence (unless the question asks several things). Returns the missing kind, or ""."""
+    document, authors need the document to name its authors, a license question a license,
+    "how many" a number in the best sentence (unless the question asks several things).
+    Returns the missing kind, or ""."""
     if (
         best_sentence
         and _COUNT_Q.search(question)
@@ -435,6 +441,8 @@ def missing_answer_type(question: str, document: str, best_sentence: str = "") -
         return "year"
     if _AUTHORS_Q.search(question) and not _AUTHOR_EVIDENCE.search(document):
         return "authors"
+    if _LICENSE_Q.search(question) and not _LICENSE_EVIDENCE.search(document):
+        return "license"
     return ""
 
 

@@ -51,6 +51,8 @@ def test_mentions_matches_whole_names_and_hyphenated_parts() -> None:
         ("How many videos does VNBench hold?", "VNBench probes long videos.", "number"),
         ("How many videos does VNBench hold?", "VNBench holds 1,350 videos.", ""),
         ("Compare: how many layers do both use?", "Both are deep.", ""),  # several things
+        ("Under which license is X released?", "Code is at https://github.com/x.", "license"),
+        ("Under which license is X released?", "X is released under the MIT License.", ""),
     ],
 )
 def test_missing_answer_type(question: str, document: str, missing: str) -> None:
