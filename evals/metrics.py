@@ -47,12 +47,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from citeqa.text import numbers, sentence_spans, term_set
+from service.citations import parse_markers, strip_markers
 
 # Mirrors service.citations.MIN_COVERAGE at the time the metric was defined; kept separate so
 # tuning the engine's validator does not silently change what the eval measures.
 MIN_COVERAGE = 0.6
 
-_MARKER_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 # Metric names, in report order.
 RETRIEVAL_METRICS = ("hit_at_1", "hit_at_5", "mrr", "all_gold_at_5")
@@ -112,21 +112,6 @@ def fact_in_text(fact: str, text: str) -> bool:
     before = r"(?<![\d.])" if needle[0].isdigit() else ""
     after = r"(?!\d|\.\d)" if needle[-1].isdigit() else ""
     return re.search(before + re.escape(needle) + after, hay) is not None
-
-
-def strip_markers(text: str) -> str:
-    """The text without ``[n]`` citation markers (and the space left before punctuation)."""
-    return re.sub(r"\s+([.,;:!?])", r"\1", _MARKER_RE.sub("", text)).strip()
-
-
-def parse_markers(sentence: str) -> list[int]:
-    """The citation numbers of ``[n]`` / ``[n, m]`` markers, in order of first appearance."""
-    found: list[int] = []
-    for group in _MARKER_RE.findall(sentence):
-        for number in group.split(","):
-            if int(number) not in found:
-                found.append(int(number))
-    return found
 
 
 # --------------------------------------------------------------------------- retrieval

@@ -23,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from citeqa.config import Settings
 from citeqa.errors import CiteqaError, StoreUnavailableError
+from service.answer import Citation
 from service.chat_api import OPENAI_PREFIXES, ask_event_stream, chat_router, openai_error_response
 from service.engine import Engine, build_engine
 from service.observability import MetricsDep, configure_logging, install_observability
@@ -40,17 +41,6 @@ class AskRequest(BaseModel):
     stream: bool = Field(False, description="Server-sent events (see service/chat_api.py).")
 
 
-class CitationOut(BaseModel):
-    n: int
-    doc_id: str
-    title: str
-    chunk_id: str
-    quote: str
-    start: int
-    end: int
-    url: str | None
-
-
 class SourceOut(BaseModel):
     n: int
     chunk_id: str
@@ -65,7 +55,7 @@ class AskResponse(BaseModel):
     question: str
     answer: str
     refused: bool
-    citations: list[CitationOut]
+    citations: list[Citation]  # the engine's dataclass: one definition of a citation
     sources: list[SourceOut]
     timings_ms: dict[str, float]
     generator: str

@@ -35,6 +35,7 @@ class Validated:
 
 
 def parse_markers(sentence: str) -> list[int]:
+    """The citation numbers of ``[n]`` / ``[n, m]`` markers, in order of first appearance."""
     found: list[int] = []
     for group in _MARKER_RE.findall(sentence):
         for number in group.split(","):
@@ -44,6 +45,7 @@ def parse_markers(sentence: str) -> list[int]:
 
 
 def strip_markers(sentence: str) -> str:
+    """The text without ``[n]`` citation markers (and the space left before punctuation)."""
     return re.sub(r"\s+([.,;:!?])", r"\1", _MARKER_RE.sub("", sentence)).strip()
 
 
