@@ -19,15 +19,20 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
+from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.store import SENTENCE_SUFFIX, Index
 from ingest.chunker import SentenceChunker
 from ingest.readers import read_source
+from ingest.run import ingest_paths
 
 CHROMA_BIN = Path(sys.executable).with_name("chroma")
 TOPICS = [
@@ -129,6 +134,30 @@ class ChromaServer:
     def thaw(self) -> None:
         if self.process is not None and self.process.poll() is None:
             self.process.send_signal(signal.SIGCONT)
+
+
+@contextmanager
+def running_chroma(path: Path) -> Iterator[ChromaServer]:
+    """A ``chroma run`` server on ``path`` for the duration of the block."""
+    server = ChromaServer(path).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def ingested_corpus(
+    chroma: ChromaServer, collection: str, root: Path, count: int, embedder: Embedder
+) -> tuple[Settings, Any]:
+    """``count`` made-up papers written under ``root`` and ingested over HTTP into
+    ``collection``: the settings that reach them, and the ingest summary."""
+    folder = write_corpus(root / "papers", count)
+    settings = Settings(
+        chroma_url=chroma.url, collection=collection, data_dir=root / "data", generator="extractive"
+    )
+    (summary,) = ingest_paths(settings, [folder], embedder=embedder)
+    settings.corpus_path = folder
+    return settings, summary
 
 
 def paper_name(i: int) -> str:

@@ -25,10 +25,11 @@ from tests.servers import (
     ChromaServer,
     child_env,
     expected_ids,
+    ingested_corpus,
     paper,
     paper_name,
+    running_chroma,
     store_state,
-    write_corpus,
     write_paper,
 )
 
@@ -41,9 +42,8 @@ FLIP_DOC = f"file:paper-{FLIP_PAPER:03d}.md"
 
 @pytest.fixture(scope="module")
 def chroma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
-    server = ChromaServer(tmp_path_factory.mktemp("chroma") / "db").start()
-    yield server
-    server.stop()
+    with running_chroma(tmp_path_factory.mktemp("chroma") / "db") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
@@ -51,16 +51,9 @@ def small_store(
     chroma: ChromaServer, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
 ) -> Settings:
     """The collection ``small``: 20 made-up papers ingested over HTTP."""
-    folder = write_corpus(tmp_path_factory.mktemp("small") / "papers", SMALL)
-    settings = Settings(
-        chroma_url=chroma.url,
-        collection="small",
-        data_dir=tmp_path_factory.mktemp("small-data"),
-        generator="extractive",
-    )
-    (summary,) = ingest_paths(settings, [folder], embedder=embedder)
+    root = tmp_path_factory.mktemp("small")
+    settings, summary = ingested_corpus(chroma, "small", root, SMALL, embedder)
     assert summary.added == SMALL and not summary.skipped
-    settings.corpus_path = folder
     return settings
 
 

@@ -35,7 +35,9 @@ from tests.servers import (
     ChromaServer,
     child_env,
     expected_ids,
+    ingested_corpus,
     paper_name,
+    running_chroma,
     store_state,
     write_corpus,
     write_paper,
@@ -49,23 +51,15 @@ REQUEST_BOUND_S = 15.0  # what "never hangs" means here: an answer, whatever it 
 
 @pytest.fixture(scope="module")
 def chroma(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChromaServer]:
-    server = ChromaServer(tmp_path_factory.mktemp("chroma") / "db").start()
-    yield server
-    server.stop()
+    with running_chroma(tmp_path_factory.mktemp("chroma") / "db") as server:
+        yield server
 
 
 @pytest.fixture(scope="module")
 def store(
     chroma: ChromaServer, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder
 ) -> Settings:
-    folder = write_corpus(tmp_path_factory.mktemp("faults") / "papers", 12)
-    settings = Settings(
-        chroma_url=chroma.url,
-        collection="faults",
-        data_dir=tmp_path_factory.mktemp("faults-data"),
-        generator="extractive",
-    )
-    ingest_paths(settings, [folder], embedder=embedder)
+    settings, _ = ingested_corpus(chroma, "faults", tmp_path_factory.mktemp("faults"), 12, embedder)
     return settings
 
 
