@@ -45,6 +45,7 @@ class Answer:
     answerability: float
     standalone_question: str | None = None
     dropped: list[dict[str, str]] = field(default_factory=list)
+    usage: dict[str, int] = field(default_factory=dict)  # LLM tokens; empty without an LLM
 
     def public(self) -> dict[str, Any]:
         """The JSON shape of /v1/ask and `citeqa ask --json`."""
@@ -58,6 +59,7 @@ class Answer:
             "generator": self.generator,
             "answerability": round(self.answerability, 4),
             "dropped": self.dropped,
+            "usage": self.usage,
         }
 
 

@@ -61,6 +61,9 @@ class AskResponse(BaseModel):
     generator: str
     answerability: float
     dropped: list[dict[str, str]]
+    usage: dict[str, int] = Field(
+        description="LLM tokens of this answer (prompt_tokens, completion_tokens); {} offline."
+    )
 
 
 class SearchResponse(BaseModel):

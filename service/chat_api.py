@@ -418,6 +418,15 @@ def _final_fields(answer: Answer) -> dict[str, Any]:
     }
 
 
+def _openai_usage(usage: dict[str, int]) -> dict[str, int] | None:
+    """OpenAI's usage object from the answer's LLM tokens; None when no LLM was called."""
+    if not usage:
+        return None
+    prompt, completion = usage.get("prompt_tokens", 0), usage.get("completion_tokens", 0)
+    total = prompt + completion
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": total}
+
+
 def completion_body(answer: Answer, model: str) -> dict[str, Any]:
     """A ``chat.completion`` with citeqa's extra fields."""
     public = answer.public()
@@ -429,7 +438,7 @@ def completion_body(answer: Answer, model: str) -> dict[str, Any]:
         "model": model,
         "system_fingerprint": None,
         "choices": [{"index": 0, "message": message, "logprobs": None, "finish_reason": "stop"}],
-        "usage": None,
+        "usage": _openai_usage(answer.usage),
         "standalone_question": answer.standalone_question,
         "sources": public["sources"],
         **_final_fields(answer),

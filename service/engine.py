@@ -95,11 +95,14 @@ class Engine:
         """Validate a generator's draft into the final answer (or a refusal)."""
         hits = evidence.hits
         if draft.refused:
-            return self.refusal(question, evidence)
+            refused = self.refusal(question, evidence)
+            refused.usage = draft.usage  # the LLM was paid for its refusal too
+            return refused
         checked = validate(draft.text, hits)
         if not checked.citations:
             refusal = self.refusal(question, evidence)
             refusal.dropped = checked.dropped
+            refusal.usage = draft.usage
             return refusal
         return Answer(
             question=question,
@@ -111,6 +114,7 @@ class Engine:
             generator=self.generator.name,
             answerability=evidence.answerability,
             dropped=checked.dropped,
+            usage=draft.usage,
         )
 
     def refusal(self, question: str, evidence: Evidence) -> Answer:

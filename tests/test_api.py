@@ -64,6 +64,7 @@ def test_ask_answers_with_a_cited_fact(base_url: str) -> None:
     assert "37B" in citation["quote"] and citation["end"] > citation["start"]
     assert set(body["timings_ms"]) == {"retrieve", "generate", "total"}
     assert [s["n"] for s in body["sources"]] == list(range(1, len(body["sources"]) + 1))
+    assert body["usage"] == {}  # no LLM, no tokens
 
 
 def test_ask_refuses_off_topic(base_url: str) -> None:

@@ -396,6 +396,9 @@ def test_llm_condense_failure_falls_back_to_the_offline_rewrite(
         )
     assert (completion.model_extra or {})["standalone_question"] == STANDALONE
     assert completion.choices[0].message.content == text
+    usage = completion.usage  # the answer's LLM call, as OpenAI reports it
+    assert usage is not None and usage.prompt_tokens > 0 and usage.completion_tokens > 0
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens
 
 
 def test_llm_error_mid_stream_is_an_error_event(

@@ -202,6 +202,9 @@ def test_normal_answer_is_kept_with_quote_and_offsets(
     assert request.body["model"] == engine.settings.llm_model
     assert request.body["temperature"] == 0.0 and not request.body.get("stream")
     assert _client(engine).prompt_tokens > 0 and _client(engine).completion_tokens > 0
+    # the answer carries its own tokens (what this answer cost), not the client's totals
+    assert answer.usage["prompt_tokens"] > 0 and answer.usage["completion_tokens"] > 0
+    assert answer.public()["usage"] == answer.usage
 
 
 @pytest.mark.integration
