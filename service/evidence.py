@@ -10,11 +10,16 @@ that say how well it *answers* the question, not just how close it is to it:
   detail: "learning rate", "how many GPUs") found in the sentence. A near-miss question names a
   paper that is in the corpus but asks a detail its text never mentions: coverage is high
   thanks to the title, detail is low;
-* ``expects_number`` / ``has_number``: "how many", "what percentage" need a number.
+* ``expects_number`` / ``has_number``: "how many", "what percentage" need a number;
+* ``names_found``: the IDF-weighted share of the names in the question ("TinyViT", "GPUs")
+  that the sentence's paper mentions (:class:`NameMatch`).
 
-``answerability`` is a logistic function of the best candidate's features. Its weights were fit
-on the development set (evals/datasets/dev.jsonl) as a whole and are kept in
-:data:`ANSWERABILITY_WEIGHTS`; ``evals/calibrate.py`` refits them.
+``answerability`` is a logistic function of features of the best candidate and its paper (the
+above, the asked focus, names no source mentions, an answer from a paper without the rarest
+name, no number near the asked focus). Its weights are fit by ``evals/calibrate.py`` on the
+whole development set plus generated near-miss questions (``evals/nearmiss.py``) and kept in
+:data:`ANSWERABILITY_WEIGHTS`. Answers of a fixed form are checked by rule instead
+(:func:`missing_answer_type`): a year, authors, a license, a number for "how many".
 """
 
 from __future__ import annotations
