@@ -71,7 +71,7 @@ def class_weights(y: np.ndarray, generated: np.ndarray, share: float) -> np.ndar
 
 
 def fit(
-    x: np.ndarray, y: np.ndarray, weight: np.ndarray, l2: float = 0.003, steps: int = 20000
+    x: np.ndarray, y: np.ndarray, weight: np.ndarray, l2: float = 0.01, steps: int = 20000
 ) -> np.ndarray:
     """Weighted logistic regression by gradient descent; returns [bias, *weights]."""
     xb = np.hstack([np.ones((len(x), 1)), x])
@@ -148,7 +148,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", type=Path, default=Path("evals/datasets/dev.jsonl"))
     parser.add_argument("--max-false-refusal", type=float, default=0.04)
-    parser.add_argument("--near-miss-share", type=float, default=0.4)
+    parser.add_argument("--near-miss-share", type=float, default=0.2)
     parser.add_argument("--near-miss-per-paper", type=int, default=2)
     parser.add_argument(
         "--drop", action="append", default=[], help="leave this feature out (weight 0); repeatable"

@@ -92,25 +92,25 @@ def focus_phrase(question: str) -> str:
 
 # Fit by evals/calibrate.py on the development set; see the module docstring.
 ANSWERABILITY_WEIGHTS: dict[str, float] = {
-    "bias": -3.191,
-    "names_missing_all": -1.788,
-    "names_elsewhere": -1.147,
-    "names_apart": -0.959,
-    "number_unrelated": -0.558,
-    "similarity": 0.531,
-    "max_similarity": 0.394,
-    "coverage": -1.514,
-    "detail": 1.141,
-    "doc_coverage": 1.351,
-    "chunk_similarity": 2.161,
-    "number_missing": -1.603,
-    "focus_similarity": 0.859,
-    "focus_coverage": 1.256,
-    "focus_head_found": -0.258,
-    "best_detail_any": 1.796,
-    "max_idf_missing": 0.977,
+    "bias": -2.297,
+    "names_missing_all": -1.269,
+    "names_elsewhere": -0.579,
+    "names_apart": -0.762,
+    "number_unrelated": -0.556,
+    "similarity": 0.509,
+    "max_similarity": 0.441,
+    "coverage": -0.382,
+    "detail": 0.839,
+    "doc_coverage": 0.702,
+    "chunk_similarity": 1.143,
+    "number_missing": -1.095,
+    "focus_similarity": 0.585,
+    "focus_coverage": 0.97,
+    "focus_head_found": 0.024,
+    "best_detail_any": 1.101,
+    "max_idf_missing": 0.386,
 }
-ANSWERABILITY_THRESHOLD = 0.2511
+ANSWERABILITY_THRESHOLD = 0.3042
 
 
 @dataclass
