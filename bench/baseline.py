@@ -23,7 +23,7 @@ from llama_index.core.schema import Document
 from llama_index.vector_stores.chroma import ChromaVectorStore
 from pydantic import PrivateAttr
 
-from bench.measure import Samples, latencies_ms, percentile_runs
+from bench.measure import Samples, fastest_of, latencies_ms, percentile_runs
 from citeqa.embedding import Embedder
 from evals.dataset import EvalItem
 
@@ -69,7 +69,7 @@ class BaselineResult:
 
     @property
     def fastest(self) -> float:
-        return min(min(run.values) for run in self.runs)
+        return fastest_of(self.runs)
 
     @property
     def citeqa_p50(self) -> Samples:
@@ -81,7 +81,7 @@ class BaselineResult:
 
     @property
     def citeqa_fastest(self) -> float:
-        return min(min(run.values) for run in self.citeqa_runs)
+        return fastest_of(self.citeqa_runs)
 
 
 def build_index(

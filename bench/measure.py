@@ -71,6 +71,11 @@ def latencies_ms(fn: Callable[[str], object], queries: Iterable[str]) -> Samples
     return out
 
 
+def fastest_of(runs: list[Samples]) -> float:
+    """The fastest single call over all runs: close to the uncontended cost."""
+    return min(min(run.values) for run in runs)
+
+
 def percentile_runs(runs: list[Samples], p: float) -> Samples:
     """The p-th percentile of each run, as samples over runs (median, min, max across runs)."""
     out = Samples(runs[0].unit if runs else "ms")

@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from bench.measure import Samples, latencies_ms, percentile_runs
+from bench.measure import Samples, fastest_of, latencies_ms, percentile_runs
 from bench.synthetic import hnsw_of
 from service.engine import Engine
 
@@ -35,7 +35,7 @@ class SearchResult:
     @property
     def fastest(self) -> float:
         """The fastest single search: close to the uncontended cost on a shared machine."""
-        return min(min(run.values) for run in self.runs)
+        return fastest_of(self.runs)
 
 
 def open_search(label: str, engine: Engine, questions: list[str], k: int = 5) -> SearchResult:

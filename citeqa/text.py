@@ -174,6 +174,11 @@ def numbers(text: str) -> set[str]:
     return {normalise_number(m.group(1)) for m in _NUMBER_RE.finditer(text)}
 
 
+def name_weight(name: str, idf: dict[str, float], default_idf: float) -> float:
+    """How much a name says about which document is meant: the IDF of its rarest term."""
+    return max((idf.get(t, default_idf) for t in term_set(name)), default=default_idf)
+
+
 def idf_table(texts: Sequence[str]) -> tuple[dict[str, float], float]:
     """BM25-style IDF of each stemmed term over ``texts``, and the IDF of an unseen term."""
     n = len(texts)

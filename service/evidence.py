@@ -34,7 +34,7 @@ import numpy as np
 from chromadb.api.types import Where
 
 from citeqa.store import Index
-from citeqa.text import mentions, names, numbers, stopwords, term_set, words
+from citeqa.text import mentions, name_weight, names, numbers, stopwords, term_set, words
 from service.retrieval import Hit, HybridRetriever, Retrieval
 
 _NUMERIC_Q = re.compile(
@@ -174,7 +174,9 @@ class EvidenceBuilder:
         expects_number = bool(_NUMERIC_Q.search(question))
         candidates = self._candidates(retrieval, q_terms)
         subject = defined_subject(question)
-        named = NameMatch.find(question, retrieval.hits, self._name_weight)
+        named = NameMatch.find(
+            question, retrieval.hits, lambda n: name_weight(n, self.idf, self.default_idf)
+        )
         for cand in candidates:
             cand.names_found = named.share(retrieval.hits[cand.hit_index].doc_id)
             cand.score = _sentence_score(cand, expects_number)
@@ -237,10 +239,6 @@ class EvidenceBuilder:
             matched=frozenset(q_terms & (s_terms | title_terms)),
         )
 
-    def _name_weight(self, name: str) -> float:
-        terms = term_set(name)
-        return max((self.idf.get(t, self.default_idf) for t in terms), default=self.default_idf)
-
     def _weighted_share(self, wanted: set[str], found: set[str]) -> float:
         if not wanted:
             return 0.0
@@ -279,8 +277,7 @@ class EvidenceBuilder:
         if best is None:
             evidence.answerability = 0.0
             return
-        doc_id = evidence.hits[best.hit_index].doc_id
-        doc_text = "\n".join(h.title + "\n" + h.body for h in evidence.hits if h.doc_id == doc_id)
+        doc_text = document_texts(evidence.hits)[evidence.hits[best.hit_index].doc_id]
         evidence.missing_answer_type = missing_answer_type(evidence.question, doc_text, best.text)
         evidence.features = answerability_features(evidence)
         evidence.answerability = answerability(evidence.features)
@@ -305,16 +302,17 @@ def answerability_features(evidence: Evidence) -> dict[str, float]:
         if evidence.hits[c.hit_index].doc_id == evidence.hits[best.hit_index].doc_id
     ]
     doc_terms = frozenset().union(*(c.matched for c in same_doc))
+    unmentioned = bool(evidence.names.unmentioned())
+    single_subject = not asks_several(evidence.question)
     return {
-        "names_missing_all": float(bool(evidence.names.unmentioned())),
+        "names_missing_all": float(unmentioned),
         "names_elsewhere": float(
-            evidence.names.elsewhere(evidence.hits[best.hit_index].doc_id)
-            and not asks_several(evidence.question)
+            evidence.names.elsewhere(evidence.hits[best.hit_index].doc_id) and single_subject
         ),
         "names_apart": float(
             max(c.names_found for c in evidence.candidates) < 1.0
-            and not evidence.names.unmentioned()
-            and not asks_several(evidence.question)
+            and not unmentioned
+            and single_subject
         ),
         "number_unrelated": float(
             evidence.expects_number and not _number_near_focus(evidence, same_doc)
@@ -366,6 +364,14 @@ def _defines(sentence: str, subject: str) -> bool:
     return bool(_DEFINING_VERB.search(sentence) or copula)
 
 
+def document_texts(hits: list[Hit]) -> dict[str, str]:
+    """doc id -> its title and the retrieved text of its chunks: what the sources say of it."""
+    texts: dict[str, str] = {}
+    for hit in hits:
+        texts[hit.doc_id] = texts.get(hit.doc_id, hit.title) + "\n" + hit.body
+    return texts
+
+
 @dataclass
 class NameMatch:
     """The names in a question ("TinyViT", "Kinetics-700") and which retrieved documents
@@ -381,11 +387,8 @@ class NameMatch:
         asked = list(dict.fromkeys(names(question)))
         if not asked:
             return cls()
-        texts: dict[str, str] = {}
-        for hit in hits:
-            texts[hit.doc_id] = texts.get(hit.doc_id, hit.title) + "\n" + hit.body
         by_doc = {}
-        for doc_id, text in texts.items():
+        for doc_id, text in document_texts(hits).items():
             lowered = text.lower()
             by_doc[doc_id] = {n for n in asked if mentions(lowered, n)}
         return cls(asked, {n: weight(n) for n in asked}, by_doc)

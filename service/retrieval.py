@@ -32,7 +32,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from citeqa.embedding import Embedder
 from citeqa.errors import StoreNotReadyError
 from citeqa.store import Index, get_all, visible_chunks
-from citeqa.text import idf_table, mentions, names, stemmer, term_set
+from citeqa.text import idf_table, mentions, name_weight, names, stemmer
 
 MAX_TOP_K = 50
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
@@ -125,10 +125,7 @@ class _LexicalIndex:
         asked = list(dict.fromkeys(names(question)))
         if not asked:
             return []
-        weights = [
-            max((self.idf.get(t, self.default_idf) for t in term_set(n)), default=1.0)
-            for n in asked
-        ]
+        weights = [name_weight(n, self.idf, self.default_idf) for n in asked]
         scored = []
         for rank, i in enumerate(found):
             lowered = self.texts[i].lower()
