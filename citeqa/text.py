@@ -222,6 +222,25 @@ def names(text: str) -> list[str]:
     return found
 
 
+def squashed(text: str) -> str:
+    """Lower case, letters and digits only: "Human-Eval", "HumanEval" -> "humaneval"."""
+    return re.sub(r"[^a-z0-9]+", "", text.lower())
+
+
+def name_keys(name: str) -> list[str]:
+    """How to look a name up in a corpus, spelling aside, squashed. Plain lower-case words
+    joined to it go ("PPO-based" -> "ppo", "T3-enhanced" -> "t3"); what is left is one key
+    when it carries a digit ("Kinetics-700" is not "Kinetics-600"), else a key per part that is
+    itself a name ("English-to-German" -> "english", "german"). Keys shorter than three
+    characters ("XL") are too short to tell anything."""
+    parts = [p for p in name.split("-") if p and not (p.isalpha() and p.islower())]
+    if any(ch.isdigit() for p in parts for ch in p):
+        keys = [squashed("-".join(parts))]
+    else:
+        keys = [squashed(p) for p in parts if _is_name_part(p, sentence_start=False)]
+    return [k for k in keys if len(k) >= 3]
+
+
 @lru_cache(maxsize=4096)
 def _name_patterns(name: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
     """(substring, word pattern) for the whole name, then (for "Next-Block") for each of its

@@ -39,7 +39,7 @@ class Features:
     names: list[str]
     x: np.ndarray  # one row of features per item
     y: np.ndarray  # 1 = answerable
-    ruled: np.ndarray  # refused by a rule (a missing answer type), whatever the model says
+    ruled: np.ndarray  # refused by a rule (Evidence.ruled_out), whatever the model says
 
 
 def collect(engine: Engine, items: Sequence[EvalItem], top_k: int) -> Features:
@@ -52,7 +52,7 @@ def collect(engine: Engine, items: Sequence[EvalItem], top_k: int) -> Features:
         names = list(features)
         rows.append([features[n] for n in names])
         labels.append(0.0 if item.type == "unanswerable" else 1.0)
-        ruled.append(bool(evidence.missing_answer_type))
+        ruled.append(evidence.ruled_out)
     return Features(names, np.array(rows), np.array(labels), np.array(ruled, dtype=bool))
 
 

@@ -63,10 +63,14 @@ class Answer:
         }
 
 
-def refusal_text(hits: list[Hit], limit: int = 3) -> str:
-    """The refusal, listing the closest sources so the user can look for themselves."""
+def refusal_text(hits: list[Hit], limit: int = 3, unknown: list[str] | None = None) -> str:
+    """The refusal, saying which names of the question the corpus never mentions, and listing
+    the closest sources so the user can look for themselves."""
+    text = REFUSAL_TEXT
+    if unknown:
+        text += f" No document mentions {', '.join(unknown)}."
     if not hits:
-        return REFUSAL_TEXT
+        return text
     seen: list[str] = []
     lines = []
     for i, hit in enumerate(hits):
@@ -76,4 +80,4 @@ def refusal_text(hits: list[Hit], limit: int = 3) -> str:
         lines.append(f"[{i + 1}] {hit.title}")
         if len(lines) == limit:
             break
-    return f"{REFUSAL_TEXT} Closest sources: " + "; ".join(lines) + "."
+    return f"{text} Closest sources: " + "; ".join(lines) + "."

@@ -120,7 +120,7 @@ class Engine:
     def refusal(self, question: str, evidence: Evidence) -> Answer:
         return Answer(
             question=question,
-            answer=refusal_text(evidence.hits),
+            answer=refusal_text(evidence.hits, unknown=evidence.unknown_names),
             refused=True,
             citations=[],
             sources=evidence.hits,

@@ -147,12 +147,19 @@ class Evidence:
     answerability: float = 0.0
     features: dict[str, float] = field(default_factory=dict)
 
+    unknown_names: list[str] = field(default_factory=list)  # names no document mentions
     missing_answer_type: str = ""  # "number", "year", "authors", "license": the question asks for
     # one and the evidence states none (see :func:`missing_answer_type`)
 
     @property
     def answerable(self) -> bool:
-        return self.answerability >= ANSWERABILITY_THRESHOLD and not self.missing_answer_type
+        return self.answerability >= ANSWERABILITY_THRESHOLD and not self.ruled_out
+
+    @property
+    def ruled_out(self) -> bool:
+        """Refused by a rule, whatever the model says: a missing answer type, or a name the
+        corpus never mentions."""
+        return bool(self.missing_answer_type or self.unknown_names)
 
     def best(self) -> Candidate | None:
         return max(self.candidates, key=lambda c: c.score, default=None)
@@ -185,6 +192,7 @@ class EvidenceBuilder:
         weights = {t: self.idf.get(t, self.default_idf) for t in q_terms}
         evidence = Evidence(question, retrieval.hits, candidates, expects_number, weights)
         evidence.names = named
+        evidence.unknown_names = self.retriever.unknown_names(question)
         self._score_focus(evidence)
         self._score_answerability(evidence)
         return evidence
@@ -277,8 +285,11 @@ class EvidenceBuilder:
         if best is None:
             evidence.answerability = 0.0
             return
-        doc_text = document_texts(evidence.hits)[evidence.hits[best.hit_index].doc_id]
-        evidence.missing_answer_type = missing_answer_type(evidence.question, doc_text, best.text)
+        texts = document_texts(evidence.hits)
+        doc_text, sources = texts[evidence.hits[best.hit_index].doc_id], "\n".join(texts.values())
+        evidence.missing_answer_type = missing_answer_type(
+            evidence.question, doc_text, best.text, sources
+        )
         evidence.features = answerability_features(evidence)
         evidence.answerability = answerability(evidence.features)
 
@@ -431,19 +442,50 @@ _AUTHOR_EVIDENCE = re.compile(r"\b(?:authors?|authored|et al\b|written by)", re.
 
 
 _COUNT_Q = re.compile(r"\bhow (?:many|much)\b", re.IGNORECASE)
+# "how many attention heads in total were ..." -> "attention heads": up to four words after
+# "how many", ending before a verb, a preposition or punctuation. "How many times" is a ratio.
+_COUNTED = re.compile(
+    r"\bhow many\s+(?!times\b|of\b)(?P<thing>(?:[\w\-/]+\s+){0,3}?[\w\-/]+?)"
+    r"(?=\s+(?:were|was|did|does|do|are|is|in|of|for|and|to|per|has|have|had|can|could|would|"
+    r"will|on|at)\b|\s*[,?;.]|\s*$)",
+    re.IGNORECASE,
+)
+COUNT_WINDOW = 5  # words either side of a number that may say what it counts
 
 
-def missing_answer_type(question: str, document: str, best_sentence: str = "") -> str:
+def counted_things(question: str) -> list[str]:
+    """What each "how many" of the question counts: "How many TPU chips were used ..." ->
+    ["TPU chips"]."""
+    return [m.group("thing") for m in _COUNTED.finditer(question)]
+
+
+def counts_stated(things: list[str], text: str) -> bool:
+    """Whether ``text`` states a number within a few words of one of the counted things
+    ("6,000 TPU chips", "chips: 6,000"); True when nothing is counted."""
+    if not things:
+        return True
+    wanted = [term_set(t, drop_question_words=True) for t in things]
+    tokens = words(text)
+    for i, token in enumerate(tokens):
+        if numbers(token):
+            window = term_set(" ".join(tokens[max(0, i - COUNT_WINDOW) : i + COUNT_WINDOW + 1]))
+            if any(terms & window for terms in wanted):
+                return True
+    return False
+
+
+def missing_answer_type(
+    question: str, document: str, best_sentence: str = "", sources: str = ""
+) -> str:
     """Questions whose answer has a form no statistic can fake: a year needs a year in the
     document, authors need the document to name its authors, a license question a license,
-    "how many" a number in the best sentence (unless the question asks several things).
-    Returns the missing kind, or ""."""
-    if (
-        best_sentence
-        and _COUNT_Q.search(question)
-        and not asks_several(question)
-        and not numbers(best_sentence)
-    ):
+    "how many X" a number next to X in the document (in any source when the question asks
+    several things, where the answer may come from several papers) and a number in the best
+    sentence. Returns the missing kind, or ""."""
+    several = asks_several(question)
+    if best_sentence and _COUNT_Q.search(question) and not several and not numbers(best_sentence):
+        return "number"
+    if not counts_stated(counted_things(question), sources if several and sources else document):
         return "number"
     if _YEAR_Q.search(question) and not _YEAR.search(document):
         return "year"

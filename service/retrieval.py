@@ -32,7 +32,16 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 from citeqa.embedding import Embedder
 from citeqa.errors import StoreNotReadyError
 from citeqa.store import Index, get_all, visible_chunks
-from citeqa.text import idf_table, mentions, name_weight, names, stemmer
+from citeqa.text import (
+    idf_table,
+    mentions,
+    name_keys,
+    name_weight,
+    names,
+    squashed,
+    stemmer,
+    words,
+)
 
 MAX_TOP_K = 50
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
@@ -94,6 +103,10 @@ class _LexicalIndex:
         self.known: frozenset[str] = frozenset(ids)  # every id in the collection, shown or not
         self.retriever = bm25s.BM25()
         self.idf, self.default_idf = idf_table(texts)
+        # For names the corpus never mentions: every word squashed (the usual, quick answer),
+        # and the whole corpus squashed, for names written across words ("Human Eval").
+        self.vocabulary = frozenset(squashed(w) for t in texts for w in words(t))
+        self.squashed = "|".join(squashed(t) for t in texts)
         if texts:
             tokens = bm25s.tokenize(
                 [with_compounds(t) for t in texts],
@@ -116,6 +129,14 @@ class _LexicalIndex:
         k = min(k, len(self.texts))
         docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=False)
         return [(int(d), float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+
+    def unknown(self, name: str) -> bool:
+        """No chunk mentions the name, however it is spelled ("Places365", "Kinetics-700")."""
+        return any(not self._known(k) for k in name_keys(name))
+
+    def _known(self, key: str) -> bool:
+        spellings = (key, key[:-1]) if key.endswith("s") and len(key) > 3 else (key,)  # "A100s"
+        return any(s in self.vocabulary or s in self.squashed for s in spellings)
 
     def naming(self, question: str, found: list[int]) -> list[str]:
         """Of the chunks BM25 ``found``, those that mention the names in the question
@@ -270,6 +291,11 @@ class HybridRetriever(BaseRetriever):
     def warmed(self) -> bool:
         """Whether the BM25 snapshot has been built."""
         return self._lexical is not None
+
+    def unknown_names(self, question: str) -> list[str]:
+        """The names in the question that no document of the corpus mentions."""
+        lexical = self._lexical_index()
+        return [n for n in dict.fromkeys(names(question)) if lexical.unknown(n)]
 
     def idf(self) -> tuple[dict[str, float], float]:
         """IDF of stemmed terms over the chunks, and the IDF of an unseen term."""

@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from citeqa.text import mentions, names
+from citeqa.text import mentions, name_keys, names
 from evals.calibrate import class_weights, cross_validate, fit_with, predict, threshold_for
 from evals.nearmiss import TEMPLATES, Paper, near_miss_questions, paper_name
 from service.engine import Engine
-from service.evidence import NameMatch, missing_answer_type
+from service.evidence import NameMatch, counted_things, counts_stated, missing_answer_type
 from service.retrieval import Hit
 
 
@@ -50,7 +50,9 @@ def test_mentions_matches_whole_names_and_hyphenated_parts() -> None:
         ("What accuracy does it reach?", "It reaches 84.3%.", ""),
         ("How many videos does VNBench hold?", "VNBench probes long videos.", "number"),
         ("How many videos does VNBench hold?", "VNBench holds 1,350 videos.", ""),
-        ("Compare: how many layers do both use?", "Both are deep.", ""),  # several things
+        # several things: the count may be in any sentence, but it must be there
+        ("Compare: how many layers do both use?", "They use 152 and 1,001 layers. Both.", ""),
+        ("Compare: how many layers do both use?", "Both are deep.", "number"),
         ("Under which license is X released?", "Code is at https://github.com/x.", "license"),
         ("Under which license is X released?", "X is released under the MIT License.", ""),
     ],
@@ -119,13 +121,67 @@ def test_calibration_separates_separable_data_and_cross_validates_it() -> None:
     assert recall == 1.0 and false_refusal <= 0.05
 
 
-def test_a_named_thing_no_source_mentions_lowers_answerability(engine: Engine) -> None:
+def test_a_named_thing_the_corpus_never_mentions_is_refused(engine: Engine) -> None:
     """The same question about a benchmark the corpus has and one it never mentions."""
     known = engine.prepare("What top-1 accuracy does EfficientNet-B7 reach on ImageNet?", 5)
     unknown = engine.prepare("What top-1 accuracy does EfficientNet-B7 reach on Places365?", 5)
     assert known.features["names_missing_all"] == 0.0
     assert unknown.features["names_missing_all"] == 1.0
-    assert unknown.answerability < known.answerability
+    assert known.unknown_names == [] and known.answerable
+    assert unknown.unknown_names == ["Places365"] and not unknown.answerable
+    answer = engine.ask("What top-1 accuracy does EfficientNet-B7 reach on Places365?")
+    assert answer.refused and "No document mentions Places365." in answer.answer
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How does the Human Eval benchmark score DeepSeek-Coder?",  # "Human-Eval" in the corpus
+        "How many A100s does the improved LLaVA baseline train on?",  # a plural of "A100"
+        "Which ResNet-based baseline detects diabetic retinopathy?",  # "based" is a word
+    ],
+)
+def test_names_spelled_differently_from_the_corpus_are_known(engine: Engine, question: str) -> None:
+    assert engine.retriever.unknown_names(question) == []
+
+
+@pytest.mark.parametrize(
+    ("name", "keys"),
+    [
+        ("Kinetics-700", ["kinetics700"]),  # a version is part of the name
+        ("English-to-German", ["english", "german"]),
+        ("dilated-ResNet", ["resnet"]),
+        ("T3-enhanced", []),  # too short to tell
+        ("Human-Eval", ["human", "eval"]),
+    ],
+)
+def test_name_keys(name: str, keys: list[str]) -> None:
+    assert name_keys(name) == keys
+
+
+@pytest.mark.parametrize(
+    ("question", "things"),
+    [
+        ("How many TPU chips were used to train ViT-22B?", ["TPU chips"]),
+        ("How many GPUs, and of which type, were used, and for how many days?", ["GPUs", "days"]),
+        ("On how many tokens was Falcon2-11B trained?", ["tokens"]),
+        ("How many times fewer parameters does it need?", []),  # a ratio, not a count
+        ("How much memory does it save?", []),
+    ],
+)
+def test_counted_things(question: str, things: list[str]) -> None:
+    assert counted_things(question) == things
+
+
+def test_a_count_must_stand_next_to_what_it_counts() -> None:
+    assert counts_stated(["TPU chips"], "ViT-22B was trained on 6,144 TPU v4 chips.")
+    assert counts_stated(["attention heads"], "Each layer has 128 heads.")
+    assert not counts_stated(["attention heads"], "A single layer is 3.1x faster on a CPU.")
+    assert counts_stated([], "No count is asked.")
+    # the model states numbers, none of them a count of chips: refused by rule
+    question = "How many TPU chips were used to train ViT-22B?"
+    document = "ViT-22B has 22B parameters and reaches 89.5% on ImageNet."
+    assert missing_answer_type(question, document, document) == "number"
 
 
 @pytest.mark.parametrize(
