@@ -34,7 +34,16 @@ import numpy as np
 from chromadb.api.types import Where
 
 from citeqa.store import Index
-from citeqa.text import mentions, name_weight, names, numbers, stopwords, term_set, words
+from citeqa.text import (
+    mentions,
+    name_weight,
+    names,
+    numbers,
+    squashed,
+    stopwords,
+    term_set,
+    words,
+)
 from service.retrieval import Hit, HybridRetriever, Retrieval
 
 _NUMERIC_Q = re.compile(
@@ -474,6 +483,22 @@ def counts_stated(things: list[str], text: str) -> bool:
     return False
 
 
+# "Which GPU ...", "what LLM backbone ...": kinds of things that are answered by a name.
+_NAMED_KIND_Q = re.compile(
+    r"\b(?:which|what)\s+(?:[\w\-]+\s+){0,3}?(?:backbones?|GPUs?|CPUs?|hardware|frameworks?|"
+    r"librar(?:y|ies)|toolkits?|optimi[sz]ers?|solvers?|LLMs?|language models?|conferences?|"
+    r"venues?|compan(?:y|ies)|organi[sz]ations?|institutions?|programming languages?|"
+    r"tokeni[sz]ers?)\b",
+    re.IGNORECASE,
+)
+
+
+def names_new(question: str, sentence: str) -> list[str]:
+    """The names of ``sentence`` that the question does not already name."""
+    asked = {squashed(n) for n in names(question)}
+    return [n for n in names(sentence) if squashed(n) not in asked]
+
+
 def missing_answer_type(
     question: str, document: str, best_sentence: str = "", sources: str = ""
 ) -> str:
@@ -481,8 +506,11 @@ def missing_answer_type(
     document, authors need the document to name its authors, a license question a license,
     "how many X" a number next to X in the document (in any source when the question asks
     several things, where the answer may come from several papers) and a number in the best
-    sentence. Returns the missing kind, or ""."""
+    sentence, "which GPU / framework / LLM backbone" a name the question does not already
+    give in the best sentence. Returns the missing kind, or ""."""
     several = asks_several(question)
+    if best_sentence and _NAMED_KIND_Q.search(question) and not names_new(question, best_sentence):
+        return "name"
     if best_sentence and _COUNT_Q.search(question) and not several and not numbers(best_sentence):
         return "number"
     if not counts_stated(counted_things(question), sources if several and sources else document):

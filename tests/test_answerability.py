@@ -55,6 +55,11 @@ def test_mentions_matches_whole_names_and_hyphenated_parts() -> None:
         ("Compare: how many layers do both use?", "Both are deep.", "number"),
         ("Under which license is X released?", "Code is at https://github.com/x.", "license"),
         ("Under which license is X released?", "X is released under the MIT License.", ""),
+        # a kind of thing answered by a name, and a best sentence that names nothing new
+        ("Which GPUs was Dyn-Perceiver timed on?", "Dyn-Perceiver is fast on GPUs.", "name"),
+        ("Which GPUs was Dyn-Perceiver timed on?", "Dyn-Perceiver runs at 2x on an A100.", ""),
+        ("Which LLM backbone is NVLM built on?", "NVLM improves over its LLM backbone.", "name"),
+        ("Which LLM backbone is NVLM built on?", "NVLM is built on Qwen2-72B.", ""),
     ],
 )
 def test_missing_answer_type(question: str, document: str, missing: str) -> None:
