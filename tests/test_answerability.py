@@ -6,11 +6,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from citeqa.text import mentions, name_keys, names
+from citeqa.text import mentions, name_keys, names, term_set
 from evals.calibrate import class_weights, cross_validate, fit_with, predict, threshold_for
 from evals.nearmiss import TEMPLATES, Paper, near_miss_questions, paper_name
 from service.engine import Engine
-from service.evidence import NameMatch, counted_things, counts_stated, missing_answer_type
+from service.evidence import (
+    NameMatch,
+    counted_things,
+    counts_stated,
+    missing_answer_type,
+    numbers_next_to,
+)
 from service.retrieval import Hit
 
 
@@ -231,3 +237,12 @@ def test_name_match_weighs_rare_names_and_spots_an_answer_about_another_paper() 
     assert match.unmentioned() == []
     nothing = NameMatch.find("What is dropout?", hits, lambda n: 1.0)
     assert nothing.share("glm") == 1.0 and not nothing.elsewhere("glm")
+
+
+def test_numbers_next_to_what_a_question_asks_about() -> None:
+    """The sentence scoring's bonus for numeric questions: of two sentences with numbers, the
+    one that states a number next to the asked detail ("samples")."""
+    asked = term_set("How large is MEGA-Bench in samples?", drop_question_words=True)
+    assert numbers_next_to(asked, "We collected 505 tasks with over 8,000 samples.")
+    assert not numbers_next_to(asked, "We developed over 40 metrics to evaluate these tasks.")
+    assert not numbers_next_to(asked, "Samples were collected by experts.")  # no number at all
