@@ -528,7 +528,41 @@ def missing_answer_type(
         return "authors"
     if _LICENSE_Q.search(question) and not _LICENSE_EVIDENCE.search(document):
         return "license"
+    unit = asked_unit(question)
+    if unit and not _UNITS[unit].search(sources if several and sources else document):
+        return "unit"
     return ""
+
+
+# A unit the question asks the answer in ("in milliseconds", "how many ms"), and a number
+# written in it.
+_UNITS = {
+    name: re.compile(rf"\d(?:[\d.,]*\d)?\s*(?:{unit})(?![A-Za-z])", re.IGNORECASE)
+    for name, unit in {
+        "milliseconds": r"ms|milliseconds?",
+        "seconds": r"s|sec|secs|seconds?",
+        "minutes": r"min|mins|minutes?",
+        "hours": r"h|hrs?|hours?|GPU[- ]hours?",
+        "days": r"days?",
+        "GB": r"GB|G|GiB",
+        "MB": r"MB|M|MiB",
+        "dB": r"dB",
+    }.items()
+}
+_UNIT_Q = re.compile(
+    r"\b(?i:in|how many)\s+(?P<unit>milliseconds|ms|seconds|minutes|hours|days|GB|GiB|MB|MiB|dB)\b"
+)
+_UNIT_NAMES = {"ms": "milliseconds", "GiB": "GB", "MiB": "MB"}
+
+
+def asked_unit(question: str) -> str:
+    """The unit the question wants the answer in: "What latency (in milliseconds) ..." ->
+    "milliseconds"; ""."""
+    match = _UNIT_Q.search(question)
+    if not match:
+        return ""
+    unit = match.group("unit")
+    return _UNIT_NAMES.get(unit, unit)
 
 
 _MULTI_CUES = re.compile(

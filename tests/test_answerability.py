@@ -61,6 +61,12 @@ def test_mentions_matches_whole_names_and_hyphenated_parts() -> None:
         ("Compare: how many layers do both use?", "Both are deep.", "number"),
         ("Under which license is X released?", "Code is at https://github.com/x.", "license"),
         ("Under which license is X released?", "X is released under the MIT License.", ""),
+        # a unit asked for, and a number written in it
+        ("What latency (in milliseconds) does X reach?", "X runs at 12 ms per frame.", ""),
+        ("What latency (in milliseconds) does X reach?", "X is 2.5x faster than Y.", "unit"),
+        ("How many GPU hours did X take?", "X took 2.788M H800 GPU hours.", ""),
+        ("How many dB does X gain?", "X gains 1.5 dB PSNR.", ""),
+        ("What PSNR gain in dB does X report?", "X improves PSNR by 3%.", "unit"),
         # a kind of thing answered by a name, and a best sentence that names nothing new
         ("Which GPUs was Dyn-Perceiver timed on?", "Dyn-Perceiver is fast on GPUs.", "name"),
         ("Which GPUs was Dyn-Perceiver timed on?", "Dyn-Perceiver runs at 2x on an A100.", ""),
