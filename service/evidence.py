@@ -36,6 +36,7 @@ from chromadb.api.types import Where
 from citeqa.store import Index
 from citeqa.text import (
     mentions,
+    name_keys,
     name_weight,
     names,
     numbers,
@@ -301,6 +302,10 @@ class EvidenceBuilder:
         evidence.missing_answer_type = missing_answer_type(
             evidence.question, doc_text, best.text, sources
         )
+        if not asks_several(evidence.question) and evidence.names.rare_elsewhere(
+            evidence.hits[best.hit_index].doc_id
+        ):
+            evidence.missing_answer_type = evidence.missing_answer_type or "subject"
         evidence.features = answerability_features(evidence)
         evidence.answerability = answerability(evidence.features)
 
@@ -394,6 +399,10 @@ def document_texts(hits: list[Hit]) -> dict[str, str]:
     return texts
 
 
+RARE_NAME = 4.5  # IDF of a name that only a few documents mention (the bundled corpus: <= 3)
+DISTINCTIVE_NAME = 3.5
+
+
 @dataclass
 class NameMatch:
     """The names in a question ("TinyViT", "Kinetics-700") and which retrieved documents
@@ -427,6 +436,23 @@ class NameMatch:
         seen = set().union(*self.by_doc.values()) if self.by_doc else set()
         return [n for n in self.asked if n not in seen]
 
+    def rare_elsewhere(self, doc_id: str) -> bool:
+        """:meth:`elsewhere`, for a rare name (few papers mention it) of a question about one
+        subject: the names are not split between papers, as in "X of Apollo-7B and of
+        LongVA-7B"."""
+        if not self.asked or not self.elsewhere(doc_id):
+            return False
+        return max(self.weight.values()) >= RARE_NAME and not self.split()
+
+    def split(self) -> bool:
+        """Two documents each mention a distinctive name the other does not: the question
+        is about several papers."""
+        distinctive = [
+            {n for n in found if self.weight[n] >= DISTINCTIVE_NAME}
+            for found in self.by_doc.values()
+        ]
+        return any(a - b and b - a for a in distinctive for b in distinctive)
+
     def elsewhere(self, doc_id: str) -> bool:
         """The question's rarest name is missing from this document but another mentions it:
         an answer from this document would be about some other paper."""
@@ -442,7 +468,12 @@ _YEAR_Q = re.compile(
     r"present|written|appear))",
     re.IGNORECASE,
 )
-_AUTHORS_Q = re.compile(r"\b(?:authors?|authored|who (?:wrote|write|writes)|written by)\b", re.I)
+# Asks who wrote it ("Who are the authors of X?"), not what "the X authors built".
+_AUTHORS_Q = re.compile(
+    r"\b(?:authors? of|authored|who (?:wrote|write|writes)|written by|(?:who|name|list) "
+    r"(?:are |were )?the authors|the authors are)\b",
+    re.IGNORECASE,
+)
 _LICENSE_Q = re.compile(r"\blicen[cs](?:e|ed|es|ing)\b", re.IGNORECASE)
 _LICENSE_EVIDENCE = re.compile(
     r"\b(?:licen[cs]e[ds]?|MIT|Apache|GPL|LGPL|BSD|Creative Commons|CC[- ]BY|public domain)\b",
@@ -492,7 +523,8 @@ def numbers_next_to(terms: set[str], text: str, window: int = COUNT_WINDOW) -> b
 
 # "Which GPU ...", "what LLM backbone ...": kinds of things that are answered by a name.
 _NAMED_KIND_Q = re.compile(
-    r"\b(?:which|what)\s+(?:[\w\-]+\s+){0,3}?(?:backbones?|GPUs?|CPUs?|hardware|frameworks?|"
+    r"\b(?:which|what)\s+(?:(?!(?:is|are|was|were|does|do|did|has|have|had)\b)[\w\-]+\s+){0,3}?"
+    r"(?:backbones?|GPUs?|CPUs?|hardware|frameworks?|"
     r"librar(?:y|ies)|toolkits?|optimi[sz]ers?|solvers?|LLMs?|language models?|conferences?|"
     r"venues?|compan(?:y|ies)|organi[sz]ations?|institutions?|programming languages?|"
     r"tokeni[sz]ers?)\b",
@@ -500,10 +532,18 @@ _NAMED_KIND_Q = re.compile(
 )
 
 
+_KIND_OF_THING = re.compile(r"[A-Z]{2,}s")  # "LLMs", "GPUs": kinds of things, not names
+
+
 def names_new(question: str, sentence: str) -> list[str]:
-    """The names of ``sentence`` that the question does not already name."""
-    asked = {squashed(n) for n in names(question)}
-    return [n for n in names(sentence) if squashed(n) not in asked]
+    """The names of ``sentence`` that the question does not already name ("LLM-like" is
+    named by "LLM"), kinds of things ("LMMs") aside."""
+    asked = {k for n in names(question) for k in [squashed(n), *name_keys(n)]}
+    return [
+        n
+        for n in names(sentence)
+        if not _KIND_OF_THING.fullmatch(n) and not {squashed(n), *name_keys(n)} & asked
+    ]
 
 
 def missing_answer_type(

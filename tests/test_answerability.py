@@ -61,6 +61,7 @@ def test_mentions_matches_whole_names_and_hyphenated_parts() -> None:
         ("Compare: how many layers do both use?", "Both are deep.", "number"),
         ("Under which license is X released?", "Code is at https://github.com/x.", "license"),
         ("Under which license is X released?", "X is released under the MIT License.", ""),
+        ("What baseline MLLM did the MVBench authors build?", "They build VideoChat2.", ""),
         # a unit asked for, and a number written in it
         ("What latency (in milliseconds) does X reach?", "X runs at 12 ms per frame.", ""),
         ("What latency (in milliseconds) does X reach?", "X is 2.5x faster than Y.", "unit"),
@@ -72,6 +73,10 @@ def test_mentions_matches_whole_names_and_hyphenated_parts() -> None:
         ("Which GPUs was Dyn-Perceiver timed on?", "Dyn-Perceiver runs at 2x on an A100.", ""),
         ("Which LLM backbone is NVLM built on?", "NVLM improves over its LLM backbone.", "name"),
         ("Which LLM backbone is NVLM built on?", "NVLM is built on Qwen2-72B.", ""),
+        ("Which LLM does Imp-3B use?", "Imp-3B beats all lightweight LMMs.", "name"),  # a kind
+        ("Which LLM does POVID tune?", "POVID shows LLM-like scaling.", "name"),  # "LLM" again
+        # the kind must follow the question word: this asks for a quantity, not a framework
+        ("What quantity does the framework compute?", "It computes a score.", ""),
     ],
 )
 def test_missing_answer_type(question: str, document: str, missing: str) -> None:
@@ -243,6 +248,22 @@ def test_name_match_weighs_rare_names_and_spots_an_answer_about_another_paper() 
     assert match.unmentioned() == []
     nothing = NameMatch.find("What is dropout?", hits, lambda n: 1.0)
     assert nothing.share("glm") == 1.0 and not nothing.elsewhere("glm")
+    # TinyViT is rare: an answer from the GLM paper is about another paper
+    assert match.rare_elsewhere("glm") and not match.rare_elsewhere("tinyvit")
+
+
+def test_names_split_between_papers_make_a_question_about_several() -> None:
+    hits = [
+        _hit("apollo", "Apollo-7B reaches 63.3 on Video-MME."),
+        _hit("t3", "T3 lifts LongVA-7B to 49.7 on Video-MME."),
+    ]
+    idf = {"video-mme": 4.3, "apollo-7b": 5.4, "longva-7b": 4.8}
+    question = "What Video-MME numbers are reported for Apollo-7B and for LongVA-7B?"
+    match = NameMatch.find(question, hits, lambda n: idf[n.lower()])
+    assert match.split()
+    assert match.elsewhere("t3") and not match.rare_elsewhere("t3")  # both papers are asked
+    one = NameMatch.find("What does Apollo-7B reach?", hits, lambda n: idf[n.lower()])
+    assert not one.split() and one.rare_elsewhere("t3")
 
 
 def test_numbers_next_to_what_a_question_asks_about() -> None:
