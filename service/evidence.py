@@ -102,25 +102,25 @@ def focus_phrase(question: str) -> str:
 
 # Fit by evals/calibrate.py on the development set; see the module docstring.
 ANSWERABILITY_WEIGHTS: dict[str, float] = {
-    "bias": -2.478,
-    "names_missing_all": -1.27,
-    "names_elsewhere": -0.765,
-    "names_apart": -0.711,
-    "number_unrelated": -0.574,
-    "similarity": 0.476,
-    "max_similarity": 0.421,
-    "coverage": -0.26,
-    "detail": 0.755,
-    "doc_coverage": 0.967,
-    "chunk_similarity": 1.159,
-    "number_missing": -1.204,
-    "focus_similarity": 0.55,
-    "focus_coverage": 0.923,
-    "focus_head_found": 0.05,
-    "best_detail_any": 1.148,
-    "max_idf_missing": 0.395,
+    "bias": -2.773,
+    "names_missing_all": -1.175,
+    "names_elsewhere": -0.168,
+    "names_apart": -0.286,
+    "number_unrelated": -0.619,
+    "similarity": 0.582,
+    "max_similarity": 0.46,
+    "coverage": -0.223,
+    "detail": 0.695,
+    "doc_coverage": 1.063,
+    "chunk_similarity": 1.312,
+    "number_missing": -1.14,
+    "focus_similarity": 0.592,
+    "focus_coverage": 0.884,
+    "focus_head_found": 0.071,
+    "best_detail_any": 1.099,
+    "max_idf_missing": 0.384,
 }
-ANSWERABILITY_THRESHOLD = 0.2825
+ANSWERABILITY_THRESHOLD = 0.2933
 
 
 @dataclass
@@ -330,7 +330,7 @@ def answerability_features(evidence: Evidence) -> dict[str, float]:
     ]
     doc_terms = frozenset().union(*(c.matched for c in same_doc))
     unmentioned = bool(evidence.names.unmentioned())
-    single_subject = not asks_several(evidence.question)
+    single_subject = not asks_several(evidence.question) and not evidence.names.split()
     return {
         "names_missing_all": float(unmentioned),
         "names_elsewhere": float(
@@ -485,19 +485,21 @@ _AUTHOR_EVIDENCE = re.compile(r"\b(?:authors?|authored|et al\b|written by)", re.
 
 _COUNT_Q = re.compile(r"\bhow (?:many|much)\b", re.IGNORECASE)
 # "how many attention heads in total were ..." -> "attention heads": up to four words after
-# "how many", ending before a verb, a preposition or punctuation. "How many times" is a ratio.
+# "how many" or "number of", ending before a verb, a preposition or punctuation. "How many
+# times" is a ratio, "a number of" no question.
 _COUNTED = re.compile(
-    r"\bhow many\s+(?!times\b|of\b)(?P<thing>(?:[\w\-/]+\s+){0,3}?[\w\-/]+?)"
+    r"\b(?:how many|(?<!a )number of)\s+(?!times\b|of\b|the\b)"
+    r"(?P<thing>(?:[\w\-/]+\s+){0,3}?[\w\-/]+?)"
     r"(?=\s+(?:were|was|did|does|do|are|is|in|of|for|and|to|per|has|have|had|can|could|would|"
-    r"will|on|at)\b|\s*[,?;.]|\s*$)",
+    r"will|on|at|with|from|by)\b|\s*[,?;.]|\s*$)",
     re.IGNORECASE,
 )
 COUNT_WINDOW = 5  # words either side of a number that may say what it counts
 
 
 def counted_things(question: str) -> list[str]:
-    """What each "how many" of the question counts: "How many TPU chips were used ..." ->
-    ["TPU chips"]."""
+    """What each "how many" (or "number of") of the question counts: "How many TPU chips
+    were used ..." -> ["TPU chips"]; "DeepNet: number of warmup steps?" -> ["warmup steps"]."""
     return [m.group("thing") for m in _COUNTED.finditer(question)]
 
 

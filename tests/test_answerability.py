@@ -188,6 +188,9 @@ def test_name_keys(name: str, keys: list[str]) -> None:
         ("How many GPUs, and of which type, were used, and for how many days?", ["GPUs", "days"]),
         ("On how many tokens was Falcon2-11B trained?", ["tokens"]),
         ("How many times fewer parameters does it need?", []),  # a ratio, not a count
+        ("DeepNet: number of warmup steps?", ["warmup steps"]),
+        ("What is the number of layers with learnable weights?", ["layers"]),
+        ("It uses a number of tricks. Which ones?", []),
         ("How much memory does it save?", []),
     ],
 )
