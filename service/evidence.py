@@ -102,25 +102,25 @@ def focus_phrase(question: str) -> str:
 
 # Fit by evals/calibrate.py on the development set; see the module docstring.
 ANSWERABILITY_WEIGHTS: dict[str, float] = {
-    "bias": -2.773,
-    "names_missing_all": -1.175,
-    "names_elsewhere": -0.168,
-    "names_apart": -0.286,
-    "number_unrelated": -0.619,
-    "similarity": 0.582,
-    "max_similarity": 0.46,
-    "coverage": -0.223,
-    "detail": 0.695,
-    "doc_coverage": 1.063,
-    "chunk_similarity": 1.312,
-    "number_missing": -1.14,
-    "focus_similarity": 0.592,
-    "focus_coverage": 0.884,
-    "focus_head_found": 0.071,
-    "best_detail_any": 1.099,
-    "max_idf_missing": 0.384,
+    "bias": -2.471,
+    "names_missing_all": -0.925,
+    "names_elsewhere": -0.739,
+    "names_apart": -0.375,
+    "number_unrelated": -0.759,
+    "similarity": 0.97,
+    "max_similarity": 0.887,
+    "coverage": -0.362,
+    "detail": 0.531,
+    "doc_coverage": 0.446,
+    "chunk_similarity": 1.214,
+    "number_missing": -1.117,
+    "focus_similarity": 0.41,
+    "focus_coverage": 0.717,
+    "focus_head_found": 0.14,
+    "best_detail_any": 0.768,
+    "max_idf_missing": 0.141,
 }
-ANSWERABILITY_THRESHOLD = 0.2933
+ANSWERABILITY_THRESHOLD = 0.2796
 
 
 @dataclass

@@ -96,13 +96,14 @@ def test_outputs_are_written(runs: dict[str, Any], tmp_path: Path) -> None:
         "report.md",
     }
     lines = paths["items"].read_text(encoding="utf-8").splitlines()
-    assert len(lines) == len(run.records) == 145
+    assert len(lines) == len(run.records) == len(load_dataset(DEV_SET))
     first = json.loads(lines[0])
     for key in ("id", "question", "type", "answer", "refused", "citations", "retrieved"):
         assert key in first
     assert "hit_at_5" in first["metrics"] and "total" in first["timings_ms"]
     summary = json.loads(paths["summary"].read_text(encoding="utf-8"))
-    assert summary["dataset"]["items"] == 145 and len(summary["dataset"]["sha256"]) == 64
+    assert summary["dataset"]["items"] == len(run.records)
+    assert len(summary["dataset"]["sha256"]) == 64
     assert len(summary["corpus"]["fingerprint"]) == 64
     assert "llm_api_key" not in summary["settings"]
     assert set(summary["metrics"]["by_type"]) == {"fact", "paraphrase", "multi", "unanswerable"}
