@@ -447,11 +447,15 @@ class NameMatch:
     def split(self) -> bool:
         """Two documents each mention a distinctive name the other does not: the question
         is about several papers."""
-        distinctive = [
-            {n for n in found if self.weight[n] >= DISTINCTIVE_NAME}
-            for found in self.by_doc.values()
-        ]
+        distinctive = list(self.distinctive_by_doc().values())
         return any(a - b and b - a for a in distinctive for b in distinctive)
+
+    def distinctive_by_doc(self) -> dict[str, set[str]]:
+        """doc id -> the distinctive (rare enough) names of the question it mentions."""
+        return {
+            doc: {n for n in found if self.weight[n] >= DISTINCTIVE_NAME}
+            for doc, found in self.by_doc.items()
+        }
 
     def elsewhere(self, doc_id: str) -> bool:
         """The question's rarest name is missing from this document but another mentions it:

@@ -68,16 +68,39 @@ def is_multi_part(question: str, titles: list[str] | None = None) -> bool:
 def _best_of_other_documents(
     evidence: Evidence, chosen: list[Candidate], best_score: float
 ) -> list[Candidate]:
-    """The best sentence of each further document that scores close enough to the best."""
+    """The best sentence of each further document that scores close enough to the best, and
+    of each document that alone mentions a name the question asks about ("... of Apollo-7B
+    and of LongVA-7B"), however it scores: that part of the question is about that paper."""
     doc_of = [hit.doc_id for hit in evidence.hits]
     used = {doc_of[c.hit_index] for c in chosen}
     added: list[Candidate] = []
+    named = evidence.names.distinctive_by_doc()
+    covered = set().union(*(named.get(d, set()) for d in used))
     for cand in sorted(evidence.candidates, key=lambda c: -c.score):
-        if len(used) >= MAX_DOCUMENTS or cand.score < MIN_RATIO * best_score:
-            break
-        if doc_of[cand.hit_index] not in used:
-            used.add(doc_of[cand.hit_index])
+        doc = doc_of[cand.hit_index]
+        if len(used) >= MAX_DOCUMENTS or doc in used:
+            continue
+        if cand.score >= MIN_RATIO * best_score or named.get(doc, set()) - covered:
+            used.add(doc)
+            covered |= named.get(doc, set())
             added.append(cand)
+    return added
+
+
+def _runners_up(evidence: Evidence, chosen: list[Candidate]) -> list[Candidate]:
+    """For a question about several papers, each paper's second sentence when it scores
+    nearly as well as its first: each part of the question may be answered by another one."""
+    added = []
+    for first in list(chosen):
+        doc = evidence.hits[first.hit_index].doc_id
+        rest = [
+            c
+            for c in evidence.candidates
+            if evidence.hits[c.hit_index].doc_id == doc and c not in chosen and c not in added
+        ]
+        second = max(rest, key=lambda c: c.score, default=None)
+        if second is not None and second.score >= SAME_CHUNK_RATIO * first.score:
+            added.append(second)
     return added
 
 
@@ -97,8 +120,12 @@ def select_sentences(evidence: Evidence) -> list[Candidate]:
     runner_up = max(same_chunk, key=lambda c: c.score, default=None)
     if runner_up is not None and runner_up.score >= SAME_CHUNK_RATIO * best.score:
         chosen.append(runner_up)  # facts often run over two sentences
-    if is_multi_part(evidence.question, list({h.title for h in evidence.hits})):
+    if evidence.names.split() or is_multi_part(
+        evidence.question, list({h.title for h in evidence.hits})
+    ):
         chosen.extend(_best_of_other_documents(evidence, chosen, best.score))
+        if len({evidence.hits[c.hit_index].doc_id for c in chosen}) > 1:
+            chosen.extend(_runners_up(evidence, chosen)[: MAX_SENTENCES - len(chosen)])
     covered = set().union(*(c.matched for c in chosen))
     total = sum(evidence.term_weights.values()) or 1.0
     while len(chosen) < MAX_SENTENCES:
