@@ -195,7 +195,10 @@ class EvidenceBuilder:
         named = NameMatch.find(
             question, retrieval.hits, lambda n: name_weight(n, self.idf, self.default_idf)
         )
+        unit = asked_unit(question)
         for cand in candidates:
+            if unit:  # "how long did it take": a number of hours, not any number near "train"
+                cand.number_bound = bool(_UNITS[unit].search(cand.text))
             cand.names_found = named.share(retrieval.hits[cand.hit_index].doc_id)
             cand.score = _sentence_score(cand, expects_number)
             if subject and _defines(cand.text, subject):
@@ -599,16 +602,28 @@ _UNIT_Q = re.compile(
     r"\b(?i:in|how many)\s+(?P<unit>milliseconds|ms|seconds|minutes|hours|days|GB|GiB|MB|MiB|dB)\b"
 )
 _UNIT_NAMES = {"ms": "milliseconds", "GiB": "GB", "MiB": "MB"}
+# A duration: "2.788M H800 GPU hours", "in 3 days", "0.3 seconds", "12 ms".
+_UNITS["time"] = re.compile(
+    r"\d(?:[\d.,]*\d)?\s*[KMB]?\s+(?:[\w\-]+\s+){0,2}?"
+    r"(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?|months?)\b"
+    r"|\d(?:[\d.,]*\d)?\s*(?:ms|s|h|min)\b"
+)
+_DURATION_Q = re.compile(
+    r"\bhow long\b.*\b(?:take|takes|took|taken|train|trained|training|last|lasts|lasted|spend|"
+    r"spent|run|runs|ran|require|requires|required|need|needs|needed)\b|\bhow much (?:wall-clock |"
+    r"GPU |accelerator |training )?time\b",
+    re.IGNORECASE,
+)
 
 
 def asked_unit(question: str) -> str:
     """The unit the question wants the answer in: "What latency (in milliseconds) ..." ->
-    "milliseconds"; ""."""
+    "milliseconds"; "How long did training take?" -> "time"; ""."""
     match = _UNIT_Q.search(question)
-    if not match:
-        return ""
-    unit = match.group("unit")
-    return _UNIT_NAMES.get(unit, unit)
+    if match:
+        unit = match.group("unit")
+        return _UNIT_NAMES.get(unit, unit)
+    return "time" if _DURATION_Q.search(question) else ""
 
 
 _MULTI_CUES = re.compile(

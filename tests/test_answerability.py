@@ -68,6 +68,10 @@ def test_mentions_matches_whole_names_and_hyphenated_parts() -> None:
         ("How many GPU hours did X take?", "X took 2.788M H800 GPU hours.", ""),
         ("How many dB does X gain?", "X gains 1.5 dB PSNR.", ""),
         ("What PSNR gain in dB does X report?", "X improves PSNR by 3%.", "unit"),
+        # "how long did it take" asks for a duration, not any number
+        ("How long did X's training take?", "X needs 2.788M H800 GPU hours in all.", ""),
+        ("How long did X's training take?", "X is trained on 14.8 trillion tokens.", "unit"),
+        ("How long is X's context window?", "X reads 128K tokens.", ""),  # a length
         # a kind of thing answered by a name, and a best sentence that names nothing new
         ("Which GPUs was Dyn-Perceiver timed on?", "Dyn-Perceiver is fast on GPUs.", "name"),
         ("Which GPUs was Dyn-Perceiver timed on?", "Dyn-Perceiver runs at 2x on an A100.", ""),
