@@ -18,8 +18,13 @@ that say how well it *answers* the question, not just how close it is to it:
 above, the asked focus, names no source mentions, an answer from a paper without the rarest
 name, no number near the asked focus). Its weights are fit by ``evals/calibrate.py`` on the
 whole development set plus generated near-miss questions (``evals/nearmiss.py``) and kept in
-:data:`ANSWERABILITY_WEIGHTS`. Answers of a fixed form are checked by rule instead
-(:func:`missing_answer_type`): a year, authors, a license, a number for "how many".
+:data:`ANSWERABILITY_WEIGHTS`.
+
+Some refusals are rules instead (:attr:`Evidence.ruled_out`): answers of a fixed form
+(:func:`missing_answer_type`: a year, authors, a license, a count next to what is counted, a
+name for "which GPU", a number in the unit asked for), a name no document of the corpus
+mentions (:meth:`HybridRetriever.unknown_names`), and an answer from a paper without the
+question's rare name (:meth:`NameMatch.rare_elsewhere`).
 """
 
 from __future__ import annotations
