@@ -45,6 +45,7 @@ from citeqa.text import (
     name_weight,
     names,
     numbers,
+    sentence_spans,
     squashed,
     stopwords,
     term_set,
@@ -496,14 +497,18 @@ _AUTHOR_EVIDENCE = re.compile(r"\b(?:authors?|authored|et al\b|written by)", re.
 
 
 _COUNT_Q = re.compile(r"\bhow (?:many|much)\b", re.IGNORECASE)
-# "how many attention heads in total were ..." -> "attention heads": up to four words after
-# "how many" or "number of", ending before a verb, a preposition or punctuation. "How many
-# times" is a ratio, "a number of" no question.
+# "how many attention heads in total were ..." -> "attention heads": up to six words after
+# "how many" or a question's "(what is the) number of", ending before a verb, a preposition or
+# punctuation. "How many times" is a ratio; "because the number of entries shrinks" asks
+# nothing.
 _COUNTED = re.compile(
-    r"\b(?:how many|(?<!a )number of)\s+(?!times\b|of\b|the\b)"
-    r"(?P<thing>(?:[\w\-/]+\s+){0,3}?[\w\-/]+?)"
+    r"(?:\bhow many|(?:\b(?:what|which)(?:'s|\s+is|\s+was|\s+are|\s+were)?\s+(?:the\s+)?"
+    r"(?:(?:total|maximum|minimum|exact|average)\s+)?|^\s*|:\s*)number of)\s+"
+    r"(?!times\b|of\b|the\b)"
+    r"(?P<thing>(?:[\w\-/]+\s+){0,5}?[\w\-/]+?)"
     r"(?=\s+(?:were|was|did|does|do|are|is|in|of|for|and|to|per|has|have|had|can|could|would|"
-    r"will|on|at|with|from|by)\b|\s*[,?;.]|\s*$)",
+    r"will|on|at|with|from|by|used|trained|required|needed|evaluated|collected|generated)\b"
+    r"|\s*[,?;.]|\s*$)",
     re.IGNORECASE,
 )
 COUNT_WINDOW = 5  # words either side of a number that may say what it counts
@@ -538,12 +543,22 @@ def numbers_next_to(terms: set[str], text: str, window: int = COUNT_WINDOW) -> b
 # "Which GPU ...", "what LLM backbone ...": kinds of things that are answered by a name.
 _NAMED_KIND_Q = re.compile(
     r"\b(?:which|what)\s+(?:(?!(?:is|are|was|were|does|do|did|has|have|had)\b)[\w\-]+\s+){0,3}?"
-    r"(?:backbones?|GPUs?|CPUs?|hardware|frameworks?|"
-    r"librar(?:y|ies)|toolkits?|optimi[sz]ers?|solvers?|LLMs?|language models?|conferences?|"
-    r"venues?|compan(?:y|ies)|organi[sz]ations?|institutions?|programming languages?|"
-    r"tokeni[sz]ers?)\b",
+    r"(?P<kind>backbone|GPU|CPU|hardware|framework|librar(?:y|ie)|toolkit|optimi[sz]er|solver|"
+    r"(?:V|M)?LLM|V?LMM|VLM|language model|conference|venue|compan(?:y|ie)|organi[sz]ation|"
+    r"institution|programming language|tokeni[sz]er|platform)s?\b",
     re.IGNORECASE,
 )
+# "Which method performed best?", "which of the models scored highest": a name answers it.
+_BEST_ONE_Q = re.compile(
+    r"\bwhich\b(?:\s+[\w\-]+){0,6}?\s+(?:performed|performs|scored|scores|achieved|achieves|"
+    r"obtained|obtains|was|is|ranked|ranks|did)\s+(?:the\s+)?(?:best|highest|top|strongest|"
+    r"lowest|first)\b",
+    re.IGNORECASE,
+)
+_URL = re.compile(r"https?://\S+")
+# Kinds whose name stands right next to the word ("8 RTX 3090 GPUs"), in any sentence; an
+# LLM or a backbone is named all over an abstract, so for those only the best sentence counts.
+_NAMED_NEARBY = frozenset(["gpu", "cpu", "hardware", "platform"])
 
 
 _KIND_OF_THING = re.compile(r"[A-Z]{2,}s")  # "LLMs", "GPUs": kinds of things, not names
@@ -555,9 +570,30 @@ def names_new(question: str, sentence: str) -> list[str]:
     asked = {k for n in names(question) for k in [squashed(n), *name_keys(n)]}
     return [
         n
-        for n in names(sentence)
+        for n in names(_URL.sub(" ", sentence))
         if not _KIND_OF_THING.fullmatch(n) and not {squashed(n), *name_keys(n)} & asked
     ]
+
+
+def _names_an_answer(question: str, document: str, best_sentence: str) -> bool:
+    """For "which GPU ..." (a kind answered by a name) or "which method performed best": the
+    best sentence, or for hardware the words around that kind anywhere in the document ("...
+    on 8 RTX 3090 GPUs"), name something the question does not. True for other questions."""
+    kind = _NAMED_KIND_Q.search(question)
+    if not kind and not _BEST_ONE_Q.search(question):
+        return True
+    if names_new(question, best_sentence):
+        return True
+    if not kind or kind.group("kind").lower() not in _NAMED_NEARBY:
+        return False
+    kind_word = re.compile(rf"{re.escape(kind.group('kind'))}s?", re.IGNORECASE)
+    for start, end in sentence_spans(document):
+        tokens = words(document[start:end])
+        for i, token in enumerate(tokens):
+            near = " ".join(tokens[max(0, i - 3) : i + 4])  # a name next to it: "RTX 3090 GPUs"
+            if kind_word.fullmatch(token) and names_new(question, near):
+                return True
+    return False
 
 
 def missing_answer_type(
@@ -570,7 +606,7 @@ def missing_answer_type(
     sentence, "which GPU / framework / LLM backbone" a name the question does not already
     give in the best sentence. Returns the missing kind, or ""."""
     several = asks_several(question)
-    if best_sentence and _NAMED_KIND_Q.search(question) and not names_new(question, best_sentence):
+    if best_sentence and not _names_an_answer(question, document, best_sentence):
         return "name"
     if best_sentence and _COUNT_Q.search(question) and not several and not numbers(best_sentence):
         return "number"
@@ -604,7 +640,8 @@ _UNITS = {
     }.items()
 }
 _UNIT_Q = re.compile(
-    r"\b(?i:in|how many)\s+(?P<unit>milliseconds|ms|seconds|minutes|hours|days|GB|GiB|MB|MiB|dB)\b"
+    r"\b(?i:in|how many)\s+(?i:total\s+|wall-clock\s+)?"
+    r"(?P<unit>milliseconds|ms|seconds|minutes|hours|days|GB|GiB|MB|MiB|dB)\b"
 )
 _UNIT_NAMES = {"ms": "milliseconds", "GiB": "GB", "MiB": "MB"}
 # A duration: "2.788M H800 GPU hours", "in 3 days", "0.3 seconds", "12 ms".
