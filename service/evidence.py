@@ -63,6 +63,24 @@ _NUMERIC_Q = re.compile(
 )
 
 _WH_RE = re.compile(r"\b(what|which|how many|how much|who|whom|whose)\b", re.IGNORECASE)
+_PREPOSITIONS = frozenset(["in", "of", "for", "by", "on", "at", "with", "from", "to", "under"])
+
+
+def _question_word(question: str) -> re.Match[str] | None:
+    """The first wh-word that asks, not one that opens a relative clause ("the LLM in which
+    every layer keeps ...", but "On which dataset ...?" asks)."""
+    for match in _WH_RE.finditer(question):
+        before = question[: match.start()].split()
+        relative = (
+            len(before) >= 2
+            and before[-1].lower() in _PREPOSITIONS
+            and not before[-2].endswith((",", ":", ";"))
+        )
+        if not relative:
+            return match
+    return None
+
+
 _SKIP_AFTER_WH = frozenset(
     [
         "is",
@@ -91,7 +109,7 @@ _SKIP_AFTER_WH = frozenset(
 def focus_phrase(question: str) -> str:
     """The thing asked for: the words after the first wh-word ("What peak learning rate was
     used..." -> "peak learning rate"; "Who are the authors of..." -> "authors"), or ""."""
-    match = _WH_RE.search(question)
+    match = _question_word(question)
     if not match:
         return ""
     stop = stopwords()
@@ -108,25 +126,25 @@ def focus_phrase(question: str) -> str:
 
 # Fit by evals/calibrate.py on the development set; see the module docstring.
 ANSWERABILITY_WEIGHTS: dict[str, float] = {
-    "bias": -2.471,
-    "names_missing_all": -0.925,
-    "names_elsewhere": -0.739,
-    "names_apart": -0.375,
-    "number_unrelated": -0.759,
-    "similarity": 0.97,
-    "max_similarity": 0.887,
-    "coverage": -0.362,
-    "detail": 0.531,
-    "doc_coverage": 0.446,
-    "chunk_similarity": 1.214,
-    "number_missing": -1.117,
-    "focus_similarity": 0.41,
-    "focus_coverage": 0.717,
-    "focus_head_found": 0.14,
-    "best_detail_any": 0.768,
-    "max_idf_missing": 0.141,
+    "bias": -2.408,
+    "names_missing_all": -0.962,
+    "names_elsewhere": -0.743,
+    "names_apart": -0.433,
+    "number_unrelated": -1.059,
+    "similarity": 0.935,
+    "max_similarity": 0.849,
+    "coverage": -0.426,
+    "detail": 0.458,
+    "doc_coverage": 0.475,
+    "chunk_similarity": 1.209,
+    "number_missing": -1.023,
+    "focus_similarity": 0.578,
+    "focus_coverage": 0.773,
+    "focus_head_found": 0.117,
+    "best_detail_any": 0.745,
+    "max_idf_missing": 0.155,
 }
-ANSWERABILITY_THRESHOLD = 0.2796
+ANSWERABILITY_THRESHOLD = 0.2346
 
 
 @dataclass
@@ -684,20 +702,22 @@ def asks_several(question: str) -> bool:
 NUMBER_WINDOW = 6  # words either side of a number that may name what it counts
 
 
+# Measures any number can state ("how much data", "what fraction"): no word to look for.
+_GENERIC_MEASURES = term_set(
+    "data amount number value size fraction share ratio percentage percent proportion score "
+    "accuracy performance speed speedup improvement gain boost cost compute time memory factor "
+    "rate result results"
+)
+
+
 def _number_near_focus(evidence: Evidence, sentences: list[Candidate]) -> bool:
     """Some sentence states a number within a few words of a term of the asked focus ("128
-    TPU chips" for "how many TPU chips"); True when the focus has no content terms."""
-    focus_terms = term_set(evidence.focus, drop_question_words=True)
+    TPU chips" for "how many TPU chips"); True when the focus has no content terms but
+    generic measures."""
+    focus_terms = term_set(evidence.focus, drop_question_words=True) - _GENERIC_MEASURES
     if not focus_terms:
         return True
-    for cand in sentences:
-        tokens = words(cand.text)
-        for i, token in enumerate(tokens):
-            if numbers(token):
-                window = " ".join(tokens[max(0, i - NUMBER_WINDOW) : i + NUMBER_WINDOW + 1])
-                if focus_terms & term_set(window):
-                    return True
-    return False
+    return any(numbers_next_to(focus_terms, c.text, NUMBER_WINDOW) for c in sentences)
 
 
 NAME_WEIGHT = 0.6

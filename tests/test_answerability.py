@@ -14,6 +14,7 @@ from service.evidence import (
     NameMatch,
     counted_things,
     counts_stated,
+    focus_phrase,
     missing_answer_type,
     numbers_next_to,
 )
@@ -298,3 +299,16 @@ def test_hardware_is_named_next_to_its_kind_in_any_sentence() -> None:
     best = "NVLM improves over its LLM backbone."
     document = f"{best} NVLM-D rivals GPT-4o, an LLM of OpenAI."
     assert missing_answer_type(question, document, best) == "name"
+
+
+@pytest.mark.parametrize(
+    ("question", "focus"),
+    [
+        ("What peak learning rate was used to pre-train DeepSeek-V3?", "peak learning rate"),
+        ("On which dataset were the NFNets pre-trained?", "dataset"),  # asks
+        # "in which" opens a relative clause; the question is asked after it
+        ("For the LLM in which every layer keeps fewer tokens, what share of compute?", "share"),
+    ],
+)
+def test_focus_phrase_is_what_the_question_asks(question: str, focus: str) -> None:
+    assert focus_phrase(question) == focus
