@@ -329,9 +329,10 @@ class EvidenceBuilder:
         evidence.missing_answer_type = missing_answer_type(
             evidence.question, doc_text, best.text, sources
         )
-        if not asks_several(evidence.question) and evidence.names.rare_elsewhere(
-            evidence.hits[best.hit_index].doc_id
-        ):
+        doc_id = evidence.hits[best.hit_index].doc_id
+        if not asks_several(evidence.question) and evidence.names.rare_elsewhere(doc_id):
+            evidence.missing_answer_type = evidence.missing_answer_type or "subject"
+        if _YES_NO_Q.match(evidence.question) and evidence.names.unconfirmed(doc_id):
             evidence.missing_answer_type = evidence.missing_answer_type or "subject"
         evidence.features = answerability_features(evidence)
         evidence.answerability = answerability(evidence.features)
@@ -426,6 +427,7 @@ def document_texts(hits: list[Hit]) -> dict[str, str]:
     return texts
 
 
+_YES_NO_Q = re.compile(r"\s*(?:does|did|do|is|are|was|were|can|has|have)\b", re.IGNORECASE)
 RARE_NAME = 4.5  # IDF of a name that only a few documents mention (the bundled corpus: <= 3)
 DISTINCTIVE_NAME = 3.5
 
@@ -476,6 +478,12 @@ class NameMatch:
         is about several papers."""
         distinctive = list(self.distinctive_by_doc().values())
         return any(a - b and b - a for a in distinctive for b in distinctive)
+
+    def unconfirmed(self, doc_id: str) -> list[str]:
+        """The distinctive names of the question the document does not mention: a yes/no
+        question ("Does EASTER use CTC loss?") that its paper cannot confirm."""
+        found = self.by_doc.get(doc_id, set())
+        return [n for n in self.asked if self.weight[n] >= DISTINCTIVE_NAME and n not in found]
 
     def distinctive_by_doc(self) -> dict[str, set[str]]:
         """doc id -> the distinctive (rare enough) names of the question it mentions."""

@@ -312,3 +312,14 @@ def test_hardware_is_named_next_to_its_kind_in_any_sentence() -> None:
 )
 def test_focus_phrase_is_what_the_question_asks(question: str, focus: str) -> None:
     assert focus_phrase(question) == focus
+
+
+def test_a_yes_no_question_needs_its_names_in_the_answering_paper() -> None:
+    hits = [
+        _hit("easter", "EASTER uses 1-D convolutions without recurrence."),
+        _hit("returnn", "RETURNN trains CTC models."),
+    ]
+    idf = {"easter": 5.4, "ctc": 4.8}
+    match = NameMatch.find("Does EASTER use CTC loss?", hits, lambda n: idf[n.lower()])
+    assert match.unconfirmed("easter") == ["CTC"]
+    assert match.unconfirmed("returnn") == ["EASTER"]
