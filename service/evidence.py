@@ -126,25 +126,25 @@ def focus_phrase(question: str) -> str:
 
 # Fit by evals/calibrate.py on the development set; see the module docstring.
 ANSWERABILITY_WEIGHTS: dict[str, float] = {
-    "bias": -2.408,
-    "names_missing_all": -0.962,
-    "names_elsewhere": -0.743,
-    "names_apart": -0.433,
-    "number_unrelated": -1.059,
-    "similarity": 0.935,
-    "max_similarity": 0.849,
-    "coverage": -0.426,
-    "detail": 0.458,
-    "doc_coverage": 0.475,
-    "chunk_similarity": 1.209,
-    "number_missing": -1.023,
-    "focus_similarity": 0.578,
-    "focus_coverage": 0.773,
-    "focus_head_found": 0.117,
-    "best_detail_any": 0.745,
-    "max_idf_missing": 0.155,
+    "bias": -2.26,
+    "names_missing_all": -0.948,
+    "names_elsewhere": -0.653,
+    "names_apart": -0.303,
+    "number_unrelated": -0.977,
+    "similarity": 0.874,
+    "max_similarity": 0.852,
+    "coverage": -0.586,
+    "detail": 0.43,
+    "doc_coverage": 0.28,
+    "chunk_similarity": 1.221,
+    "number_missing": -1.033,
+    "focus_similarity": 0.408,
+    "focus_coverage": 0.851,
+    "focus_head_found": 0.104,
+    "best_detail_any": 0.641,
+    "max_idf_missing": 0.28,
 }
-ANSWERABILITY_THRESHOLD = 0.2346
+ANSWERABILITY_THRESHOLD = 0.2756
 
 
 @dataclass
