@@ -183,8 +183,10 @@ class Evidence:
     features: dict[str, float] = field(default_factory=dict)
 
     unknown_names: list[str] = field(default_factory=list)  # names no document mentions
-    missing_answer_type: str = ""  # "number", "year", "authors", "license": the question asks for
-    # one and the evidence states none (see :func:`missing_answer_type`)
+    # Why a rule refuses: the question asks for a "number", "year", "authors", "license",
+    # "name" or "unit" the evidence does not state (:func:`missing_answer_type`), or the answer
+    # would be about another "subject" than the question's names.
+    missing_answer_type: str = ""
 
     @property
     def answerable(self) -> bool:
@@ -192,8 +194,8 @@ class Evidence:
 
     @property
     def ruled_out(self) -> bool:
-        """Refused by a rule, whatever the model says: a missing answer type, or a name the
-        corpus never mentions."""
+        """Refused by a rule, whatever the model says: a missing answer type, another subject,
+        or a name the corpus never mentions."""
         return bool(self.missing_answer_type or self.unknown_names)
 
     def best(self) -> Candidate | None:
@@ -324,12 +326,11 @@ class EvidenceBuilder:
         if best is None:
             evidence.answerability = 0.0
             return
-        texts = document_texts(evidence.hits)
-        doc_text, sources = texts[evidence.hits[best.hit_index].doc_id], "\n".join(texts.values())
-        evidence.missing_answer_type = missing_answer_type(
-            evidence.question, doc_text, best.text, sources
-        )
         doc_id = evidence.hits[best.hit_index].doc_id
+        texts = document_texts(evidence.hits)
+        evidence.missing_answer_type = missing_answer_type(
+            evidence.question, texts[doc_id], best.text, "\n".join(texts.values())
+        )
         if not asks_several(evidence.question) and evidence.names.rare_elsewhere(doc_id):
             evidence.missing_answer_type = evidence.missing_answer_type or "subject"
         if _YES_NO_Q.match(evidence.question) and evidence.names.unconfirmed(doc_id):
@@ -630,7 +631,8 @@ def missing_answer_type(
     "how many X" a number next to X in the document (in any source when the question asks
     several things, where the answer may come from several papers) and a number in the best
     sentence, "which GPU / framework / LLM backbone" a name the question does not already
-    give in the best sentence. Returns the missing kind, or ""."""
+    give in the best sentence, a unit asked for ("in milliseconds", "how long did it take") a
+    number in that unit. Returns the missing kind, or ""."""
     several = asks_several(question)
     if best_sentence and not _names_an_answer(question, document, best_sentence):
         return "name"
