@@ -216,15 +216,13 @@ class EvidenceBuilder:
         self.idf, self.default_idf = self.retriever.idf()
         q_terms = term_set(question, drop_question_words=True)
         expects_number = bool(_NUMERIC_Q.search(question))
-        candidates = self._candidates(retrieval, q_terms)
+        unit = asked_unit(question)
+        candidates = self._candidates(retrieval, q_terms, unit)
         subject = defined_subject(question)
         named = NameMatch.find(
             question, retrieval.hits, lambda n: name_weight(n, self.idf, self.default_idf)
         )
-        unit = asked_unit(question)
         for cand in candidates:
-            if unit:  # "how long did it take": a number of hours, not any number near "train"
-                cand.number_bound = bool(_UNITS[unit].search(cand.text))
             cand.names_found = named.share(retrieval.hits[cand.hit_index].doc_id)
             cand.score = _sentence_score(cand, expects_number)
             if subject and _defines(cand.text, subject):
@@ -237,7 +235,7 @@ class EvidenceBuilder:
         self._score_answerability(evidence)
         return evidence
 
-    def _candidates(self, retrieval: Retrieval, q_terms: set[str]) -> list[Candidate]:
+    def _candidates(self, retrieval: Retrieval, q_terms: set[str], unit: str) -> list[Candidate]:
         hits = retrieval.hits
         if not hits:
             return []
@@ -257,7 +255,7 @@ class EvidenceBuilder:
         ):
             hit_index = position[str(meta["chunk_id"])]
             title_terms = term_set(hits[hit_index].title)
-            cand = self._candidate(hit_index, meta, text, float(sim), q_terms, title_terms)
+            cand = self._candidate(hit_index, meta, text, float(sim), q_terms, title_terms, unit)
             cand.vector = vectors[len(out)]
             out.append(cand)
         out.sort(key=lambda c: (c.hit_index, c.position))
@@ -271,11 +269,12 @@ class EvidenceBuilder:
         sim: float,
         q_terms: set[str],
         title_terms: set[str],
+        unit: str,
     ) -> Candidate:
         s_terms = term_set(text)
         detail_terms = q_terms - title_terms
         return Candidate(
-            number_bound=bool(detail_terms) and numbers_next_to(detail_terms, text),
+            number_bound=_number_bound(text, detail_terms, unit),
             hit_index=hit_index,
             position=int(meta["position"]),
             text=text,
@@ -728,6 +727,14 @@ def _number_near_focus(evidence: Evidence, sentences: list[Candidate]) -> bool:
     if not focus_terms:
         return True
     return any(numbers_next_to(focus_terms, c.text, NUMBER_WINDOW) for c in sentences)
+
+
+def _number_bound(sentence: str, detail_terms: set[str], unit: str) -> bool:
+    """The sentence states the asked number: one in the unit asked for ("how long did it
+    take": hours, not any number near "train"), else one next to a term of the asked detail."""
+    if unit:
+        return bool(_UNITS[unit].search(sentence))
+    return bool(detail_terms) and numbers_next_to(detail_terms, sentence)
 
 
 NAME_WEIGHT = 0.6

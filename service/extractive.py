@@ -90,18 +90,21 @@ def _best_of_other_documents(
 def _runners_up(evidence: Evidence, chosen: list[Candidate]) -> list[Candidate]:
     """For a question about several papers, each paper's second sentence when it scores
     nearly as well as its first: each part of the question may be answered by another one."""
-    added = []
+    added: list[Candidate] = []
     for first in list(chosen):
         doc = evidence.hits[first.hit_index].doc_id
-        rest = [
-            c
-            for c in evidence.candidates
-            if evidence.hits[c.hit_index].doc_id == doc and c not in chosen and c not in added
-        ]
-        second = max(rest, key=lambda c: c.score, default=None)
-        if second is not None and second.score >= SAME_CHUNK_RATIO * first.score:
+        same_doc = [c for c in evidence.candidates if evidence.hits[c.hit_index].doc_id == doc]
+        second = _runner_up(first, same_doc, chosen + added)
+        if second is not None:
             added.append(second)
     return added
+
+
+def _runner_up(first: Candidate, pool: list[Candidate], taken: list[Candidate]) -> Candidate | None:
+    """The best sentence of ``pool`` not yet taken, when it scores nearly as well as
+    ``first``."""
+    second = max((c for c in pool if c not in taken), key=lambda c: c.score, default=None)
+    return second if second is not None and second.score >= SAME_CHUNK_RATIO * first.score else None
 
 
 def select_sentences(evidence: Evidence) -> list[Candidate]:
@@ -116,9 +119,9 @@ def select_sentences(evidence: Evidence) -> list[Candidate]:
     if best is None:
         return []
     chosen = [best]
-    same_chunk = [c for c in evidence.candidates if c.hit_index == best.hit_index and c is not best]
-    runner_up = max(same_chunk, key=lambda c: c.score, default=None)
-    if runner_up is not None and runner_up.score >= SAME_CHUNK_RATIO * best.score:
+    same_chunk = [c for c in evidence.candidates if c.hit_index == best.hit_index]
+    runner_up = _runner_up(best, same_chunk, chosen)
+    if runner_up is not None:
         chosen.append(runner_up)  # facts often run over two sentences
     if evidence.names.split() or is_multi_part(
         evidence.question, list({h.title for h in evidence.hits})
