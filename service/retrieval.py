@@ -44,6 +44,11 @@ from citeqa.text import (
 )
 
 MAX_TOP_K = 50
+# BM25 scores equal to this many decimals are a tie (float32 sums differ in the last bits between
+# SIMD kernels), broken by chunk id; TIE_MARGIN more candidates are read so that a tie across
+# the k-th place is broken the same way everywhere.
+SCORE_DECIMALS = 4
+TIE_MARGIN = 10
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
 
 
@@ -126,9 +131,15 @@ class _LexicalIndex:
             show_progress=False,
             allow_empty=True,
         )
-        k = min(k, len(self.texts))
-        docs, scores = self.retriever.retrieve(tokens, k=k, show_progress=False)
-        return [(int(d), float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+        # bm25s picks its top k with numpy's argpartition, whose order among equal scores
+        # depends on the CPU's SIMD kernel (AVX-512 and AVX2 disagree): two chunks of one paper
+        # often score the same. So take a margin past k, and order by the score rounded past
+        # float noise, then by chunk id: the same ranking on every machine.
+        wanted = min(k + TIE_MARGIN, len(self.texts))
+        docs, scores = self.retriever.retrieve(tokens, k=wanted, show_progress=False)
+        found = [(int(d), float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
+        found.sort(key=lambda hit: (-round(hit[1], SCORE_DECIMALS), self.ids[hit[0]]))
+        return found[:k]
 
     def unknown(self, name: str) -> bool:
         """No chunk mentions the name, however it is spelled ("Places365", "Kinetics-700")."""

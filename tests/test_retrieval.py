@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
 import numpy as np
 import pytest
 
+from citeqa.embedding import Embedder
 from service.engine import Engine
 from service.retrieval import HybridRetriever
 
@@ -36,3 +44,92 @@ def test_each_hit_carries_the_cosine_of_its_chunk_and_the_question(
             outside += "dense" not in hit.ranks
     if candidate_k == 1:
         assert outside > 0, "the stored-embedding path is exercised"
+
+
+# numpy picks its sort/partition kernels by CPU (x86-simd-sort on AVX-512); these are the
+# AVX-512 feature groups of numpy 2.x. Disabling a feature the CPU lacks is a no-op.
+_NO_AVX512 = "X86_V4 AVX512_ICL AVX512_SPR"
+_LEXICAL_ORDER = """
+import json, sys
+from service.retrieval import _LexicalIndex
+ids, texts, questions = json.load(open(sys.argv[1]))
+index = _LexicalIndex(ids, texts, [{} for _ in ids])
+print(json.dumps([[ids[i] for i, _ in index.search(q, 30)] for q in questions]))
+"""
+
+
+def test_the_lexical_ranking_is_the_same_under_another_cpu_kernel(
+    engine: Engine, tmp_path: Path
+) -> None:
+    """BM25 ties (two chunks of one paper often score the same) were ordered by numpy's
+    argpartition, whose AVX-512 kernel orders ties differently from the AVX2 one: the
+    DeepNet question ranked another chunk first on other machines. Forced to the other
+    kernel (NPY_DISABLE_CPU_FEATURES), the ranking is the same."""
+    lexical = engine.retriever._lexical_index()
+    questions = ["What learning rate does DeepNet use?", *QUESTIONS, "deep learning model"]
+    payload = tmp_path / "lexical.json"
+    payload.write_text(json.dumps([lexical.ids, lexical.texts, questions]), encoding="utf-8")
+    env = {**os.environ, "NPY_DISABLE_CPU_FEATURES": _NO_AVX512}
+    run = subprocess.run(
+        [sys.executable, "-c", _LEXICAL_ORDER, str(payload)],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).parents[1],
+    )
+    here = [[lexical.ids[i] for i, _ in lexical.search(q, 30)] for q in questions]
+    assert json.loads(run.stdout) == here
+
+
+NAMED = [
+    ("What learning rate does DeepNet use?", "DeepNet: Scaling Transformers"),
+    ("How many GPUs were used to train TinyViT?", "TinyViT: Fast Pretraining"),
+    ("What accuracy does SHIKE achieve on ImageNet-LT?", "Long-Tailed Visual Recognition"),
+]
+
+
+@pytest.mark.parametrize(("question", "title_start"), NAMED)
+def test_the_paper_a_question_names_is_retrieved(
+    engine: Engine, question: str, title_start: str
+) -> None:
+    """Stemmed BM25 conflates "DeepNet" with "DeepNets-1M" and two dense rankings outvote the
+    lexical one: the exact-name ranking keeps the named paper in the sources, and one of its
+    chunks is that ranking's first (which chunk of the paper is first is not the point)."""
+    hits = engine.search(question, 5)
+    named = [h for h in hits if h.title.startswith(title_start)]
+    assert named, [h.title for h in hits]
+    assert min(h.ranks.get("names", 99) for h in named) == 1, [h.ranks for h in named]
+
+
+class _Perturbed:
+    """The real embedder with each vector moved by noise of norm ``size`` (then renormalised):
+    int8 kernels of other CPUs change embeddings by less than int8 does fp32 (cosine 0.9995)."""
+
+    def __init__(self, embedder: Embedder, size: float, seed: int) -> None:
+        self.embedder, self.size = embedder, size
+        self.rng = np.random.default_rng(seed)
+        self.name, self.dim = embedder.name, embedder.dim
+
+    def count_tokens(self, text: str) -> int:
+        return self.embedder.count_tokens(text)
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        vectors = self.embedder.embed(texts)
+        noise = self.rng.normal(size=vectors.shape)
+        noise *= self.size / np.linalg.norm(noise, axis=1, keepdims=True)
+        moved = vectors + noise
+        return moved / np.linalg.norm(moved, axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_a_named_paper_survives_embedding_noise_of_another_cpu(engine: Engine, seed: int) -> None:
+    """The named paper stays among the sources, first in the exact-name ranking, when the query
+    embedding moves by twice the int8-vs-fp32 difference (cosine ~0.998)."""
+    noisy = _Perturbed(engine.embedder, 0.06, seed)
+    retriever = HybridRetriever(engine.index, noisy, engine.settings.candidate_k)
+    for question, title_start in NAMED:
+        hits = retriever.retrieve_hits(question, 5).hits
+        named = [h for h in hits if h.title.startswith(title_start)]
+        assert named, (question, [h.title for h in hits])
+        assert min(h.ranks.get("names", 99) for h in named) == 1
