@@ -94,6 +94,13 @@ class Settings(BaseSettings):
     llm_deadline_s: float = Field(
         90.0, gt=0, description="Total time budget of one LLM call, retries included."
     )
+    judge_max_failed_share: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="`citeqa eval --judge llm` exits 1 when the judge fails (no valid judgement) "
+        "on more than this share of the answers it had to judge.",
+    )
 
     # API
     host: str = Field("127.0.0.1", description="Address `citeqa serve` binds to.")

@@ -11,12 +11,13 @@ from __future__ import annotations
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from citeqa.config import Settings
 from citeqa.errors import InputError
 from evals.dataset import DatasetError, load_dataset
 from evals.judge import DEFAULT_CACHE_DIR, LLMJudge
-from evals.runner import format_table, run_eval, write_outputs
+from evals.runner import describe_judge_health, format_table, run_eval, write_outputs
 
 GENERATORS = ("extractive", "llm")
 JUDGES = ("none", "llm")
@@ -37,7 +38,8 @@ def eval_command(
     progress: bool = True,
     judge_cache: Path = DEFAULT_CACHE_DIR,
 ) -> int:
-    """Run the eval; 0 on success, 2 on a usage or dataset error (message on stderr).
+    """Run the eval; 0 on success, 2 on a usage or dataset error (message on stderr), 1 when
+    the LLM judge failed on more than ``settings.judge_max_failed_share`` of the answers.
 
     Store errors (``StoreNotReadyError`` when nothing was ingested...) and LLM errors propagate
     as :class:`citeqa.errors.CiteqaError` for the ``citeqa`` command line to report.
@@ -94,4 +96,22 @@ def eval_command(
         + (f" ({llm_judge.calls} LLM judge calls)" if llm_judge is not None else "")
     )
     print(f"wrote {paths['items']}, {paths['summary']}, {paths['report']}")
-    return 0
+    return _judge_verdict(run.summary.get("judge_health"), settings.judge_max_failed_share)
+
+
+def _judge_verdict(health: dict[str, Any] | None, max_failed_share: float) -> int:
+    """1 (with the reason on stderr) when the judge failed on more than ``max_failed_share``
+    of the answers it had to judge: its figure would stand for a part of the run only."""
+    if health is None:
+        return 0
+    print(f"LLM judge: {describe_judge_health(health)}")
+    if health["failed_share"] <= max_failed_share:
+        return 0
+    print(
+        f"error: the LLM judge failed on {health['failed']} of "
+        f"{health['failed'] + health['judged']} answers ({health['failed_share']:.0%}, more than "
+        f"the {max_failed_share:.0%} allowed by CITEQA_JUDGE_MAX_FAILED_SHARE); faithfulness_llm "
+        "covers only the answers it judged",
+        file=sys.stderr,
+    )
+    return 1

@@ -7,6 +7,22 @@ reported beside the offline, deterministic ``faithfulness`` of :mod:`evals.metri
 instead of it. The prompt is ``prompts/judge_claims.md`` (a Jinja2 template rendered with
 ``StrictUndefined``; variables ``answer`` and ``sources``, a list of ``{n, title, text}``).
 
+Structured output
+-----------------
+The reply is asked for as JSON that matches :class:`JudgementReply`, in the strongest form the
+server accepts, tried in this order and remembered once one is accepted:
+
+1. ``json_schema``: ``response_format={"type": "json_schema", "json_schema": {...}}`` (OpenAI,
+   vLLM, Ollama, llama.cpp's server, which enforce it with a grammar);
+2. ``json_object+schema``: ``{"type": "json_object", "schema": {...}}`` (llama-cpp-python's
+   server enforces the schema this way);
+3. ``json_object``: any JSON object;
+4. ``text``: no ``response_format``; the JSON is looked for in the prose.
+
+A server that refuses a form (HTTP 400 or 422) is asked again in the next one. Whatever the
+form, the reply is validated with the pydantic model; a reply that fails is a
+:class:`JudgeError` whose ``reason`` groups it ("not JSON", "not a judgement") in the reports.
+
 Response cache
 --------------
 LLM responses are cached on disk so that re-running an eval costs nothing and gives the same
@@ -40,6 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from citeqa.config import REPO_ROOT, Settings
 from evals.metrics import parse_markers
@@ -56,7 +73,60 @@ Messages = list[dict[str, str]]
 
 
 class JudgeError(ValueError):
-    """The LLM's reply is not a valid judgement."""
+    """The judge gave no valid judgement; ``reason`` names the kind of failure, the message
+    adds the detail (a part of the reply)."""
+
+    def __init__(self, reason: str, detail: str = "") -> None:
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+
+
+NOT_JSON = "the reply is not JSON"
+NOT_A_JUDGEMENT = "the reply is JSON but not a judgement"
+
+
+class ClaimVerdict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    claim: str
+    supported: bool
+
+
+class JudgementReply(BaseModel):
+    """What the judge must reply: ``{"claims": [{"claim": str, "supported": bool}]}``."""
+
+    model_config = ConfigDict(extra="forbid")
+    claims: list[ClaimVerdict]
+
+
+def inline_schema(schema: dict[str, Any]) -> dict[str, Any]:
+    """A pydantic JSON schema with its ``$ref`` resolved and titles and descriptions dropped:
+    the plain form grammar-constrained servers (llama.cpp) and strict OpenAI outputs take."""
+    defs = schema.get("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node:
+                return walk(defs[node["$ref"].rsplit("/", 1)[-1]])
+            dropped = {"title", "description", "$defs"}
+            return {k: walk(v) for k, v in node.items() if k not in dropped}
+        if isinstance(node, list):
+            return [walk(v) for v in node]
+        return node
+
+    inlined: dict[str, Any] = walk(schema)
+    return inlined
+
+
+JUDGEMENT_SCHEMA = inline_schema(JudgementReply.model_json_schema())
+RESPONSE_FORMATS: dict[str, dict[str, Any] | None] = {
+    "json_schema": {
+        "type": "json_schema",
+        "json_schema": {"name": "judgement", "strict": True, "schema": JUDGEMENT_SCHEMA},
+    },
+    "json_object+schema": {"type": "json_object", "schema": JUDGEMENT_SCHEMA},
+    "json_object": {"type": "json_object"},
+    "text": None,
+}
 
 
 @dataclass(frozen=True)
@@ -135,35 +205,30 @@ def render_prompt(answer: str, sources: Sequence[Mapping[str, Any]], template_pa
 
 
 def parse_judgement(response: str) -> list[Claim]:
-    """Claims from the LLM's reply: a JSON object ``{"claims": [{"claim", "supported"}]}``,
-    possibly wrapped in a code fence or surrounded by prose."""
+    """Claims from the LLM's reply: a :class:`JudgementReply` as JSON, possibly wrapped in a
+    code fence or surrounded by prose (a server that ignores ``response_format``)."""
     text = response.strip()
     fenced = re.search(r"```(?:json)?\s*(.*?)```", text, re.DOTALL)
     if fenced:
         text = fenced.group(1).strip()
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError:
-        start, end = text.find("{"), text.rfind("}")
-        if start < 0 or end <= start:
-            raise JudgeError(f"the judge's reply is not JSON: {response[:200]!r}") from None
+    start, end = text.find("{"), text.rfind("}")
+    candidates = [text, text[start : end + 1]] if 0 <= start < end else [text]
+    data: Any = None
+    for candidate in candidates:
         try:
-            data = json.loads(text[start : end + 1])
-        except json.JSONDecodeError as exc:
-            raise JudgeError(f"the judge's reply is not JSON: {response[:200]!r}") from exc
-    if not isinstance(data, dict) or not isinstance(data.get("claims"), list):
-        raise JudgeError('the judge\'s reply has no "claims" list')
-    claims: list[Claim] = []
-    for entry in data["claims"]:
-        if not isinstance(entry, dict) or not isinstance(entry.get("claim"), str):
-            raise JudgeError(f"malformed claim in the judge's reply: {entry!r}")
-        supported = entry.get("supported")
-        if isinstance(supported, str) and supported.lower() in {"true", "false"}:
-            supported = supported.lower() == "true"
-        if not isinstance(supported, bool):
-            raise JudgeError(f"claim without a boolean 'supported': {entry!r}")
-        claims.append(Claim(entry["claim"].strip(), supported))
-    return claims
+            data = json.loads(candidate)
+            break
+        except json.JSONDecodeError:
+            continue
+    else:
+        raise JudgeError(NOT_JSON, repr(response[:200]))
+    try:
+        reply = JudgementReply.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "reply"
+        raise JudgeError(NOT_A_JUDGEMENT, f"{where}: {first['msg']}") from None
+    return [Claim(c.claim.strip(), c.supported) for c in reply.claims]
 
 
 def cited_sources(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -194,6 +259,7 @@ class LLMJudge:
         self.template_path = template_path
         self._client = client
         self.calls = 0  # requests actually sent to the LLM
+        self.formats = list(RESPONSE_FORMATS)  # the forms not refused yet, strongest first
 
     @property
     def name(self) -> str:
@@ -228,17 +294,41 @@ class LLMJudge:
         cached = self.cache.get(self.model, messages)
         if cached is not None:
             return Judgement(parse_judgement(cached), cached=True)
-        self.calls += 1
-        completion = self.client().chat.completions.create(
-            model=self.model,
-            messages=messages,
-            temperature=0,
-            max_tokens=max(MIN_MAX_TOKENS, self.settings.llm_max_tokens),
-        )
-        response = completion.choices[0].message.content or ""
+        response = self._complete(messages)
         claims = parse_judgement(response)
         self.cache.put(self.model, messages, response)
         return Judgement(claims, cached=False)
+
+    @property
+    def response_format(self) -> str:
+        """The strongest form of structured output the server has not refused."""
+        return self.formats[0]
+
+    def _complete(self, messages: Messages) -> str:
+        """The reply's text, asked for in the strongest form of structured output the server
+        accepts; a form it refuses (400, 422) is dropped for the rest of the run."""
+        import openai
+
+        while True:
+            extra: dict[str, Any] = {}
+            response_format = RESPONSE_FORMATS[self.response_format]
+            if response_format is not None:
+                extra["response_format"] = response_format
+            self.calls += 1
+            try:
+                completion = self.client().chat.completions.create(
+                    model=self.model,
+                    messages=messages,
+                    temperature=0,
+                    max_tokens=max(MIN_MAX_TOKENS, self.settings.llm_max_tokens),
+                    **extra,
+                )
+            except (openai.BadRequestError, openai.UnprocessableEntityError):
+                if response_format is None:
+                    raise
+                self.formats.pop(0)
+                continue
+            return completion.choices[0].message.content or ""
 
     def judge_answer(self, answer: Mapping[str, Any]) -> Judgement | None:
         """Judge an ``Answer.public()`` dict against the sources it cites; ``None`` for a

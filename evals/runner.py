@@ -165,23 +165,65 @@ def run_eval(
         answers.append(answer)
     summary = summarise(records, judged=judge is not None)
     summary.update(_context(engine, items, dataset_path, top_k, judge))
+    if judge is not None:
+        health = judge_health(records)
+        summary["judge_health"] = {**health, "response_format": judge.response_format}
     return EvalRun(records=records, summary=_ordered(summary), answers=answers)
 
 
 def _judge_into(judge: LLMJudge, answer: Mapping[str, Any], record: dict[str, Any]) -> None:
+    """The judgement of one answer into its record; ``record["judge"]["status"]`` says whether
+    it was judged, the judge failed (with a grouped ``reason``), or there was nothing to judge
+    (a refusal, an answer that cites nothing)."""
+    import openai
+
     from evals.judge import JudgeError
 
+    record["metrics"]["faithfulness_llm"] = None
     try:
         judgement = judge.judge_answer(answer)
     except JudgeError as exc:
-        record["metrics"]["faithfulness_llm"] = None
-        record["judge"] = {"error": str(exc)}
+        record["judge"] = {"status": "failed", "reason": exc.reason, "error": str(exc)}
+        return
+    except openai.APIError as exc:  # after the client's own retries
+        reason = f"the request failed ({type(exc).__name__})"
+        record["judge"] = {"status": "failed", "reason": reason, "error": str(exc)[:300]}
         return
     if judgement is None:
-        record["metrics"]["faithfulness_llm"] = None
+        record["judge"] = {"status": "not_applicable"}
         return
     record["metrics"]["faithfulness_llm"] = rounded(judgement.faithfulness, ITEM_DIGITS)
-    record["judge"] = judgement.public()
+    record["judge"] = {"status": "judged", **judgement.public()}
+
+
+def judge_health(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """How the judge fared: items judged, failed (reasons grouped, most frequent first) and
+    not applicable. A judge that failed everywhere must not read as one with nothing to do."""
+    statuses = [r["judge"]["status"] for r in records if "judge" in r]
+    reasons: dict[str, int] = {}
+    for record in records:
+        if record.get("judge", {}).get("status") == "failed":
+            reason = record["judge"]["reason"]
+            reasons[reason] = reasons.get(reason, 0) + 1
+    failed = statuses.count("failed")
+    attempted = failed + statuses.count("judged")
+    return {
+        "judged": statuses.count("judged"),
+        "failed": failed,
+        "not_applicable": statuses.count("not_applicable"),
+        "failed_share": round(failed / attempted, 4) if attempted else 0.0,
+        "failure_reasons": dict(sorted(reasons.items(), key=lambda kv: (-kv[1], kv[0]))),
+    }
+
+
+def describe_judge_health(health: Mapping[str, Any]) -> str:
+    """One line for reports: ``judged 6, failed 2 (2 the reply is not JSON), not applicable 1``."""
+    reasons = "; ".join(f"{n} {reason}" for reason, n in health["failure_reasons"].items())
+    failed = f"failed {health['failed']}" + (f" ({reasons})" if reasons else "")
+    line = f"judged {health['judged']}, {failed}, not applicable {health['not_applicable']}"
+    if health.get("response_format"):
+        line += f"; structured output: {health['response_format']}"
+    return line
 
 
 def metric_names(judged: bool) -> tuple[str, ...]:
@@ -243,6 +285,7 @@ _SUMMARY_ORDER = (
     "corpus",
     "generator",
     "judge",
+    "judge_health",
     "top_k",
     "package_version",
     "metrics",
@@ -375,6 +418,11 @@ def format_report(run: EvalRun, n_worst: int = WORST_ITEMS) -> str:
         "",
         "Metric definitions: `evals/metrics.py`. `-`: the metric applies to no item of that type.",
         "",
+        *(
+            [f"LLM judge: {describe_judge_health(summary['judge_health'])}.", ""]
+            if "judge_health" in summary
+            else []
+        ),
         f"## Worst items (up to {n_worst})",
         "",
     ]
