@@ -17,6 +17,7 @@ from pathlib import Path
 
 from citeqa.config import Settings
 from citeqa.errors import CiteqaError
+from citeqa.lock import hold_store
 
 EXIT_USAGE = 2
 
@@ -92,17 +93,19 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from ingest.run import ingest_paths
 
     paths = args.paths or [settings.corpus_path]
-    for summary in ingest_paths(settings, paths, progress=sys.stderr.isatty()):
-        print(summary.line())
-        for path, reason in summary.skipped:
-            print(f"  skipped {path}: {reason}")
+    with hold_store(settings, "ingest"):
+        for summary in ingest_paths(settings, paths, progress=sys.stderr.isatty()):
+            print(summary.line())
+            for path, reason in summary.skipped:
+                print(f"  skipped {path}: {reason}")
     return 0
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     from service.engine import build_engine
 
-    hits = build_engine(settings).search(args.query, args.k)
+    with hold_store(settings, "search"):
+        hits = build_engine(settings).search(args.query, args.k)
     if args.json:
         print(json.dumps([dict(h.public(), n=i + 1) for i, h in enumerate(hits)], indent=2))
         return 0
@@ -115,7 +118,8 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from service.engine import build_engine
 
-    answer = build_engine(settings).ask(args.question, args.top_k)
+    with hold_store(settings, "ask"):
+        answer = build_engine(settings).ask(args.question, args.top_k)
     if args.json:
         print(json.dumps(answer.public(), indent=2, ensure_ascii=False))
         return 0
@@ -132,12 +136,21 @@ def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
     from service.chat import ChatService, run_terminal_chat
     from service.engine import build_engine
 
-    chat = ChatService(build_engine(settings))
-    print("citeqa chat: ask about the corpus; /quit or Ctrl-D to leave.", file=sys.stderr)
-    return run_terminal_chat(chat, sys.stdin, sys.stdout, sys.stderr, prompt=sys.stdin.isatty())
+    with hold_store(settings, "chat"):
+        chat = ChatService(build_engine(settings))
+        print("citeqa chat: ask about the corpus; /quit or Ctrl-D to leave.", file=sys.stderr)
+        return run_terminal_chat(chat, sys.stdin, sys.stdout, sys.stderr, prompt=sys.stdin.isatty())
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
+    updates = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
+    settings = settings.model_copy(update=updates)
+    # The embedded store is this server's alone while it runs (citeqa.lock).
+    with hold_store(settings, "serve", f"http://{settings.host}:{settings.port}"):
+        return _serve(settings)
+
+
+def _serve(settings: Settings) -> int:
     import uvicorn
 
     from citeqa.embedding import build_embedder
@@ -145,8 +158,6 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     from service.api import create_app
     from service.engine import Engine, build_engine
 
-    updates = {k: v for k, v in {"host": args.host, "port": args.port}.items() if v is not None}
-    settings = settings.model_copy(update=updates)
     # One embedding model for the ingest check and the engine: a second one cost 30-60 MB of
     # RSS and 0.5 s of startup (BENCHMARKS.md).
     embedder = build_embedder(settings)
@@ -165,7 +176,10 @@ def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
     from evals.cli import eval_command
 
-    return eval_command(args.dataset, args.out, args.generator, args.judge, args.top_k, settings)
+    with hold_store(settings, "eval"):
+        return eval_command(
+            args.dataset, args.out, args.generator, args.judge, args.top_k, settings
+        )
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ CiteqaError                  base; ``status`` is the HTTP status it maps to
 ├── StoreUnavailableError    Chroma cannot be reached (503, Retry-After)
 ├── StoreNotReadyError       the collection is missing or empty (503)
 ├── EmbeddingMismatchError   the collection was built with another embedding model (409)
+├── StoreBusyError           another process holds the embedded store (409)
 └── LLMError                 the LLM endpoint failed after retries (502)
     └── LLMTimeoutError      ... or ran out of its deadline (504)
 """
@@ -43,6 +44,12 @@ class StoreNotReadyError(CiteqaError):
 
 
 class EmbeddingMismatchError(CiteqaError):
+    status = 409
+
+
+class StoreBusyError(CiteqaError):
+    """Another citeqa process holds the embedded store's data folder (:mod:`citeqa.lock`)."""
+
     status = 409
 
 
