@@ -171,6 +171,8 @@ def _readiness(app: FastAPI) -> tuple[bool, str]:
 def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(CiteqaError)
     async def citeqa_error(request: Request, exc: CiteqaError) -> JSONResponse:
+        if exc.status >= 500:
+            _log_failure(request, exc)
         headers = {"Retry-After": str(exc.retry_after)} if exc.retry_after else None
         return _error(request, exc.status, type(exc).__name__, exc.message, headers)
 
@@ -180,6 +182,7 @@ def _install_error_handlers(app: FastAPI) -> None:
         return _error(request, 422, "InvalidRequest", message)
 
     async def store_failure(request: Request, exc: Exception) -> JSONResponse:
+        _log_failure(request, exc)
         detail = f"Chroma is unavailable: {type(exc).__name__}: {exc}"
         return _error(request, 503, "StoreUnavailableError", detail, {"Retry-After": "5"})
 
@@ -192,15 +195,16 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception) -> JSONResponse:
         if _is_store_failure(exc):
-            return _error(
-                request,
-                503,
-                "StoreUnavailableError",
-                f"Chroma is unavailable: {exc}",
-                {"Retry-After": "5"},
-            )
+            return await store_failure(request, exc)
         log.exception("unhandled error on %s", request.url.path)
         return _error(request, 500, "InternalError", "internal error; see the server log")
+
+
+def _log_failure(request: Request, exc: Exception) -> None:
+    """A server-side failure answered with a 5xx: its cause goes to the log (the client only
+    sees the response; the operator needs the type and message to act)."""
+    message = exc.message if isinstance(exc, CiteqaError) else str(exc)
+    log.error("%s %s failed: %s: %s", request.method, request.url.path, type(exc).__name__, message)
 
 
 STORE_FAILURES: tuple[type[Exception], ...] = (httpx.HTTPError, ChromaError, ConnectionError)

@@ -9,6 +9,7 @@ document. All real processes: ``citeqa serve`` and ``citeqa ingest`` as subproce
 
 from __future__ import annotations
 
+import logging
 import shutil
 import subprocess
 import sys
@@ -16,10 +17,16 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from bench.load import ApiProcess
 from citeqa.config import Settings
-from tests.servers import child_env, paper, paper_name, write_paper
+from citeqa.embedding import Embedder
+from citeqa.store import connect
+from ingest.run import ingest_paths
+from service.api import create_app
+from service.engine import build_engine
+from tests.servers import child_env, paper, paper_name, write_corpus, write_paper
 
 pytestmark = pytest.mark.integration
 
@@ -83,3 +90,25 @@ def test_ingest_while_serving_is_refused_and_the_documented_way_works(
     with ApiProcess(env, tmp_path / "api2.log").start(180) as api:
         assert_answers_new_paper(api.url)
 
+
+def test_a_store_failure_503_is_logged_with_its_cause(
+    fresh_settings: Settings,
+    embedder: Embedder,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The 503 of the issue left nothing in the log. A real Chroma error: the collection an
+    engine holds is deleted under it."""
+    ingest_paths(fresh_settings, [write_corpus(tmp_path / "papers", 3)], embedder=embedder)
+    app = create_app(fresh_settings, lambda s: build_engine(s, embedder=embedder))
+    with TestClient(app) as client:
+        assert client.get("/v1/search", params={"q": paper_name(1)}).status_code == 200
+        connect(fresh_settings).delete_collection(fresh_settings.collection)
+        caplog.clear()
+        response = client.post("/v1/ask", json={"question": f"What is {paper_name(1)}?"})
+    assert response.status_code == 503, response.text
+    logged = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert logged, [r.getMessage() for r in caplog.records]
+    message = logged[0].getMessage()
+    assert "NotFoundError" in message and "does not exist" in message, message
+    assert "/v1/ask" in message, message
