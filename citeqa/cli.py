@@ -27,6 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("bm25s").setLevel(logging.WARNING)
+    logging.getLogger("ingest.progress").setLevel(logging.INFO)  # seen when not on a terminal
     try:
         settings = Settings()
         return int(args.handler(args, settings) or 0)
@@ -90,11 +91,12 @@ def _add(
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from ingest.progress import for_stream
     from ingest.run import ingest_paths
 
     paths = args.paths or [settings.corpus_path]
     with hold_store(settings, "ingest"):
-        for summary in ingest_paths(settings, paths, progress=sys.stderr.isatty()):
+        for summary in ingest_paths(settings, paths, progress=for_stream(sys.stderr)):
             print(summary.line())
             for path, reason in summary.skipped:
                 print(f"  skipped {path}: {reason}")
@@ -154,14 +156,19 @@ def _serve(settings: Settings) -> int:
     import uvicorn
 
     from citeqa.embedding import build_embedder
+    from ingest.progress import for_stream
     from ingest.run import ensure_ingested
     from service.api import create_app
     from service.engine import Engine, build_engine
+    from service.observability import configure_logging
 
+    # The first ingest's progress lines go out in the server's log format (the app's lifespan
+    # configures logging again, once uvicorn has set up its own).
+    configure_logging(settings)
     # One embedding model for the ingest check and the engine: a second one cost 30-60 MB of
     # RSS and 0.5 s of startup (BENCHMARKS.md).
     embedder = build_embedder(settings)
-    summary = ensure_ingested(settings, progress=sys.stderr.isatty(), embedder=embedder)
+    summary = ensure_ingested(settings, progress=for_stream(sys.stderr), embedder=embedder)
     if summary:
         print(summary.line(), file=sys.stderr)
 

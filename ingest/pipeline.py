@@ -28,11 +28,11 @@ from dataclasses import dataclass, field
 from chromadb.api.types import Where
 from llama_index.core.schema import Document, TextNode
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
-from tqdm import tqdm
 
 from citeqa.embedding import Embedder
 from citeqa.store import DOC_CHUNKS, INGESTED_AT, Index, batches, get_all
 from ingest.chunker import SentenceChunker
+from ingest.progress import Reporter, stage_meter
 from ingest.readers import ReadResult
 
 EMBED_BATCH = 64
@@ -100,29 +100,33 @@ class Ingestor:
     def ingest(
         self,
         read: ReadResult,
-        progress: bool = False,
+        progress: Reporter | None = None,
         on_batch: Callable[[int], None] | None = None,
     ) -> IngestSummary:
+        """Write ``read`` into the index; ``progress`` reports chunking and embedding."""
         started = time.perf_counter()
         summary = IngestSummary(source=read.source, documents=len(read.documents))
         summary.skipped = list(read.skipped)
-        plan = self._plan(read)
+        plan = self._plan(read, progress)
         self._count_documents(plan, read.documents, summary)
         self._write(plan, summary, progress, on_batch)
         self._delete_stale(plan, summary)
         summary.seconds = time.perf_counter() - started
         return summary
 
-    def _plan(self, read: ReadResult) -> _Plan:
+    def _plan(self, read: ReadResult, progress: Reporter | None) -> _Plan:
         nodes: dict[str, TextNode] = {}
         sentences: dict[str, tuple[str, dict[str, object]]] = {}
         ingested_at = time.time()
+        meter = stage_meter(progress, f"{read.source}: chunking", len(read.documents), "document")
         for document in read.documents:
             chunks = self.chunker.chunk_document(document)
             for node in chunks:
                 node.metadata.update({DOC_CHUNKS: len(chunks), INGESTED_AT: ingested_at})
                 nodes[node.node_id] = node
                 sentences.update(_sentence_records(document, node))
+            meter.update(1)
+        meter.close()
         where: Where = {"source": read.source}
         existing = get_all(self.index.chunks, ["metadatas"], where, self.read_page)
         metadatas = [meta or {} for meta in existing.metadatas]
@@ -158,7 +162,7 @@ class Ingestor:
         self,
         plan: _Plan,
         summary: IngestSummary,
-        progress: bool,
+        progress: Reporter | None,
         on_batch: Callable[[int], None] | None,
     ) -> None:
         rewrite = plan.to_write()
@@ -178,23 +182,25 @@ class Ingestor:
             key=lambda sid: len(plan.sentences[sid][0]),
         )
         total = len(missing_chunks) + len(missing_sentences)
-        bar = tqdm(total=total, unit="text", desc="embedding", disable=not progress or not total)
+        documents = summary.added + summary.updated
+        label = f"{summary.source}: embedding ({documents} documents)"
+        meter = stage_meter(progress, label, total, "text")
         step = min(EMBED_BATCH, self.max_batch)
         # Sentences first: a chunk that exists always has its sentences.
         for group in batches(missing_sentences, step):
             self._upsert_sentences(plan, group)
-            bar.update(len(group))
+            meter.update(len(group))
             summary.embedded += len(group)
             if on_batch:
                 on_batch(len(group))
         for group in batches(missing_chunks, step):
             self._upsert_chunks(plan, group)
-            bar.update(len(group))
+            meter.update(len(group))
             summary.embedded += len(group)
             summary.chunks_written += len(group)
             if on_batch:
                 on_batch(len(group))
-        bar.close()
+        meter.close()
 
     def _upsert_sentences(self, plan: _Plan, ids: list[str]) -> None:
         texts = [plan.sentences[sid][0] for sid in ids]

@@ -10,6 +10,7 @@ from citeqa.embedding import Embedder, build_embedder
 from citeqa.store import Index, connect, open_index
 from ingest.chunker import SentenceChunker
 from ingest.pipeline import Ingestor, IngestSummary
+from ingest.progress import Reporter
 from ingest.readers import read_source
 
 
@@ -28,7 +29,7 @@ def build_ingestor(
 def ingest_paths(
     settings: Settings,
     paths: Sequence[Path],
-    progress: bool = False,
+    progress: Reporter | None = None,
     embedder: Embedder | None = None,
 ) -> list[IngestSummary]:
     """Ingest each path (a folder, a paper listing or a file) as its own source."""
@@ -37,7 +38,7 @@ def ingest_paths(
 
 
 def ensure_ingested(
-    settings: Settings, progress: bool = False, embedder: Embedder | None = None
+    settings: Settings, progress: Reporter | None = None, embedder: Embedder | None = None
 ) -> IngestSummary | None:
     """Ingest the configured corpus when the store is empty; None when it already has chunks."""
     ingestor = build_ingestor(settings, embedder)
