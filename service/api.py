@@ -135,6 +135,8 @@ def _install_routes(app: FastAPI) -> None:
     @app.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
         ok, detail = await run_in_threadpool(_readiness, request.app)
+        if not ok:
+            log.warning("not ready: %s", detail)
         return JSONResponse({"ready": ok, "detail": detail}, status_code=200 if ok else 503)
 
 

@@ -106,9 +106,13 @@ def test_a_store_failure_503_is_logged_with_its_cause(
         connect(fresh_settings).delete_collection(fresh_settings.collection)
         caplog.clear()
         response = client.post("/v1/ask", json={"question": f"What is {paper_name(1)}?"})
+        ready = client.get("/readyz")
     assert response.status_code == 503, response.text
     logged = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert logged, [r.getMessage() for r in caplog.records]
     message = logged[0].getMessage()
     assert "NotFoundError" in message and "does not exist" in message, message
     assert "/v1/ask" in message, message
+    assert ready.status_code == 503, ready.text
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any(m.startswith("not ready: ") and "NotFoundError" in m for m in warned), warned
