@@ -19,7 +19,8 @@ server accepts, tried in this order and remembered once one is accepted:
 3. ``json_object``: any JSON object;
 4. ``text``: no ``response_format``; the JSON is looked for in the prose.
 
-A server that refuses a form (HTTP 400 or 422) is asked again in the next one. Whatever the
+A server that refuses a form (HTTP 400 or 422, or an error that names ``response_format``) is
+asked again in the next one. Whatever the
 form, the reply is validated with the pydantic model; a reply that fails is a
 :class:`JudgeError` whose ``reason`` groups it ("not JSON", "not a judgement") in the reports.
 
@@ -231,6 +232,13 @@ def parse_judgement(response: str) -> list[Claim]:
     return [Claim(c.claim.strip(), c.supported) for c in reply.claims]
 
 
+def _refuses_format(error: Any) -> bool:
+    """Whether an HTTP error refuses the ``response_format`` sent: a 400 or 422, or any status
+    whose message names the parameter (llama-cpp-python's server answers 500 to a request
+    that fails its validation: ``Input should be 'text' or 'json_object'``)."""
+    return error.status_code in (400, 422) or "response_format" in str(error.message)
+
+
 def cited_sources(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The sources an answer (``Answer.public()`` shape) cites, in order of first citation."""
     sources = list(answer.get("sources", []))
@@ -306,7 +314,7 @@ class LLMJudge:
 
     def _complete(self, messages: Messages) -> str:
         """The reply's text, asked for in the strongest form of structured output the server
-        accepts; a form it refuses (400, 422) is dropped for the rest of the run."""
+        accepts; a form it refuses is dropped for the rest of the run."""
         import openai
 
         while True:
@@ -323,8 +331,8 @@ class LLMJudge:
                     max_tokens=max(MIN_MAX_TOKENS, self.settings.llm_max_tokens),
                     **extra,
                 )
-            except (openai.BadRequestError, openai.UnprocessableEntityError):
-                if response_format is None:
+            except openai.APIStatusError as exc:
+                if response_format is None or not _refuses_format(exc):
                     raise
                 self.formats.pop(0)
                 continue
