@@ -3,7 +3,8 @@
 The app runs in uvicorn on 127.0.0.1 over the session's corpus store; Selenium drives the page:
 a question, its streamed and cited answer, a follow-up, a citation opened, a refusal. A second
 store holds a document whose title and text carry an HTML payload, to check that the page shows
-model and document output as text. The screenshot is kept in tests/artifacts/chat.png.
+model and document output as text. The screenshot is kept in tests/artifacts/chat.png (an
+ignored folder: a clone stays clean after its tests).
 """
 
 from __future__ import annotations
