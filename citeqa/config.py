@@ -105,7 +105,9 @@ class Settings(BaseSettings):
     # API
     host: str = Field("127.0.0.1", description="Address `citeqa serve` binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port `citeqa serve` listens on.")
-    max_question_chars: int = Field(2000, ge=1, description="Longest accepted question.")
+    max_question_chars: int = Field(
+        2000, ge=1, description="Longest accepted question (ask, search, chat, the web page)."
+    )
     sse_keepalive_s: float = Field(
         10.0, gt=0, description="Seconds between keep-alive comments on a quiet event stream."
     )

@@ -234,8 +234,25 @@ class ObservabilityMiddleware:
         """The route template that served (or would serve) the request, never the raw path."""
         route = scope.get("route")
         if route is None:  # refused before routing (401, 413, 429): match it ourselves
-            route = next((r for r in self.routes() if r.matches(scope)[0] != Match.NONE), None)
+            route = _matching_route(self.routes(), scope)
         return str(getattr(route, "path", None) or UNMATCHED_ROUTE)
+
+
+def _matching_route(routes: Iterable[BaseRoute], scope: Scope) -> BaseRoute | None:
+    """The route that would serve ``scope``, looking inside included routers (FastAPI keeps
+    an included router as one entry of ``app.routes`` that has no path of its own)."""
+    for route in routes:
+        included = getattr(getattr(route, "original_router", None), "routes", None)
+        found = (
+            _matching_route(included, scope)
+            if included is not None
+            else route
+            if route.matches(dict(scope))[0] != Match.NONE
+            else None
+        )
+        if found is not None:
+            return found
+    return None
 
 
 def incoming_request_id(scope: Scope) -> str | None:

@@ -326,3 +326,21 @@ def test_llm_counters_and_no_secret_in_logs(
     for secret in (KEY, LLM_KEY, KEY[::-1]):
         assert secret not in server_log  # ... and no secret reached the log
         assert secret not in natural
+
+
+def test_refusals_on_included_routers_are_labelled_by_their_route(tmp_path: Any) -> None:
+    """401/429/413 come before routing; the chat and models routes live in an included router."""
+    settings = Settings(data_dir=tmp_path, api_keys=SecretStr(KEY), max_body_bytes=1024)
+    client = TestClient(create_app(settings))
+    assert client.post("/v1/chat/completions", json={}).status_code == 401
+    assert client.get("/v1/models/citeqa").status_code == 401
+    auth = {"Authorization": f"Bearer {KEY}"}
+    big = {"model": "citeqa", "messages": [{"role": "user", "content": "x" * 2000}]}
+    assert client.post("/v1/chat/completions", json=big, headers=auth).status_code == 413
+    text = client.get("/metrics", headers=auth).text
+    total = "citeqa_http_requests_total"
+    chat = "/v1/chat/completions"
+    assert value(text, total, method="POST", route=chat, status="401") == 1
+    assert value(text, total, method="POST", route=chat, status="413") == 1
+    assert value(text, total, method="GET", route="/v1/models/{model_id}", status="401") == 1
+    assert 'route="<unmatched>"' not in text
