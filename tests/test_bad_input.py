@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
+from citeqa.errors import InputError
 from service.api import create_app
 from service.engine import Engine
 from tests.live_server import LiveServer
@@ -114,3 +115,58 @@ def test_the_page_text_box_takes_what_the_server_takes(server: LiveServer) -> No
     page = httpx.get(server.url, timeout=30).text
     box: Any = re.search(r'<textarea id="question"[^>]*maxlength="(\d+)"', page)
     assert box is not None and int(box.group(1)) == LIMIT
+
+
+# --------------------------------------------------------------------------- lone surrogates
+# JSON's "\ud800" escape decodes to a Python str the tokenizer cannot take (it raised TypeError:
+# a 500, or a 200 stream ending in server_error). Every route refuses it as bad input.
+
+LONE = "What is \\ud800 GLM-130B?"  # the JSON escape, as a client sends it
+
+
+def chat_raw(*contents: str, stream: bool = False) -> bytes:
+    roles = ["user", "assistant"] * len(contents)
+    messages = ",".join(
+        f'{{"role":"{role}","content":"{text}"}}'
+        for role, text in zip(roles, contents, strict=False)
+    )
+    return f'{{"model":"citeqa","stream":{str(stream).lower()},"messages":[{messages}]}}'.encode()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        pytest.param(chat_raw(LONE), id="question"),
+        pytest.param(chat_raw(LONE, stream=True), id="question-streamed"),
+        pytest.param(chat_raw(LONE, "GLM-130B is a model [1].", "How big is it?"), id="history"),
+        pytest.param(
+            chat_raw("What is GLM-130B?", "It is [1] \\udfff.", "How big?", stream=True),
+            id="assistant-turn-streamed",
+        ),
+        pytest.param(
+            b'{"model":"citeqa","messages":[{"role":"user","content":'
+            b'[{"type":"text","text":"What is \\ud800?"}]}]}',
+            id="content-part",
+        ),
+    ],
+)
+def test_a_lone_surrogate_in_any_chat_message_is_a_422(server: LiveServer, body: bytes) -> None:
+    url = f"{server.url}/v1/chat/completions"
+    response = httpx.post(url, content=body, headers=JSON, timeout=30)
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["type"] == "invalid_request_error" and "lone surrogate" in error["message"]
+
+
+def test_a_lone_surrogate_in_a_question_is_a_422_on_the_native_api(server: LiveServer) -> None:
+    body = f'{{"question":"{LONE}"}}'.encode()
+    response = httpx.post(f"{server.url}/v1/ask", content=body, headers=JSON, timeout=30)
+    assert response.status_code == 422
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def test_the_engine_refuses_a_lone_surrogate_from_any_caller(engine: Engine) -> None:
+    """The CLI passes argv to the engine: undecodable bytes arrive as surrogate escapes."""
+    for call in (engine.ask, engine.search, engine.check_question):
+        with pytest.raises(InputError, match="lone surrogate"):
+            call("What is \udcff GLM-130B?")
