@@ -27,6 +27,7 @@ from citeqa.config import Settings
 from citeqa.errors import CiteqaError, StoreUnavailableError
 from service.answer import Citation
 from service.chat_api import OPENAI_PREFIXES, ask_event_stream, chat_router, openai_error_response
+from service.docs import install_docs
 from service.engine import Engine, build_engine
 from service.observability import MetricsDep, configure_logging, install_observability
 from service.retrieval import MAX_TOP_K
@@ -104,11 +105,14 @@ def create_app(
             log.error("engine not ready: %s", exc.message)
         yield
 
-    app = FastAPI(title="citeqa", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(
+        title="citeqa", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
     app.state.factory = factory
     _install_error_handlers(app)
     _install_routes(app)
+    install_docs(app)
     app.include_router(chat_router)
     install_security(app, settings)
     install_observability(app)  # last: outermost, so it sees the security refusals too
