@@ -116,7 +116,15 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(
         None,
         description="Comma-separated API keys (16+ characters each). When set, every endpoint "
-        "except /healthz, GET / and /static/* needs `Authorization: Bearer <key>`. Never logged.",
+        "except /healthz, /readyz, /metrics, GET / and /static/* needs `Authorization: Bearer "
+        "<key>`. Never logged.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token (16+ characters) of the Prometheus scraper: when set, /metrics "
+        "needs `Authorization: Bearer <token>` (client API keys do not open it; it spends no "
+        "client's rate limit). Unset: /metrics is open when api_keys is unset, closed (403) when "
+        "it is set. Never logged.",
     )
     rate_limit_per_min: int = Field(
         120,
@@ -147,6 +155,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _api_keys_usable(self) -> Settings:
+        token = self.metrics_token.get_secret_value() if self.metrics_token else None
+        if token is not None and not _API_KEY_RE.fullmatch(token):
+            raise ValueError(
+                f"CITEQA_METRICS_TOKEN needs {MIN_API_KEY_CHARS}+ visible ASCII characters"
+            )
         for key in self.api_key_list:
             if not _API_KEY_RE.fullmatch(key):
                 raise ValueError(

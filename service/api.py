@@ -105,9 +105,7 @@ def create_app(
             log.error("engine not ready: %s", exc.message)
         yield
 
-    app = FastAPI(
-        title="citeqa", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None
-    )
+    app = FastAPI(title="citeqa", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.factory = factory
     _install_error_handlers(app)
@@ -146,10 +144,15 @@ def _install_routes(app: FastAPI) -> None:
 
     @app.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
+        """Public (probes need no key); while API keys are set it says ready or not and nothing
+        more: the reason of a 503 goes to the log."""
         ok, detail = await run_in_threadpool(_readiness, request.app)
         if not ok:
             log.warning("not ready: %s", detail)
-        return JSONResponse({"ready": ok, "detail": detail}, status_code=200 if ok else 503)
+        body: dict[str, Any] = {"ready": ok}
+        if not request.app.state.settings.api_key_list:
+            body["detail"] = detail
+        return JSONResponse(body, status_code=200 if ok else 503)
 
 
 def _open_engine(factory: Callable[[Settings], Engine], settings: Settings) -> Engine:

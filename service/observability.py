@@ -342,8 +342,9 @@ class RedactingFilter(logging.Filter):
 def settings_secrets(settings: Settings) -> list[str]:
     """Every secret value in ``settings`` (the filter redacts them verbatim)."""
     secrets = list(settings.api_key_list)
-    if settings.llm_api_key is not None:
-        secrets.append(settings.llm_api_key.get_secret_value())
+    for secret in (settings.llm_api_key, settings.metrics_token):
+        if secret is not None:
+            secrets.append(secret.get_secret_value())
     return secrets
 
 
