@@ -113,7 +113,7 @@ def create_app(
     install_docs(app)
     app.include_router(chat_router)
     install_security(app, settings)
-    install_observability(app)  # last: outermost, so it sees the security refusals too
+    install_observability(app, settings)  # last: outermost, so it sees the security refusals too
     return app
 
 

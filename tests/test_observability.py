@@ -357,3 +357,37 @@ def test_refusals_on_included_routers_are_labelled_by_their_route(tmp_path: Any)
     assert value(text, total, method="POST", route=chat, status="413") == 1
     assert value(text, total, method="GET", route="/v1/models/{model_id}", status="401") == 1
     assert 'route="<unmatched>"' not in text
+
+
+def test_a_secret_in_the_path_or_the_request_id_is_never_logged_nor_echoed(
+    tmp_path: Any,
+) -> None:
+    """A client pastes its key where it does not belong: the URL path, X-Request-ID."""
+    settings = Settings(data_dir=tmp_path, api_keys=SecretStr(KEY), log_format="json")
+    stream = io.StringIO()
+    configure_logging(settings, stream)
+    client = TestClient(create_app(settings))
+    for request_id in (KEY, "sk-proj-abcdefghijklmnop1234", f"req-{KEY}"):
+        response = client.get(f"/static/{KEY}", headers={"X-Request-ID": request_id})
+        assert response.status_code == 404
+        echoed = response.headers["x-request-id"]
+        assert KEY not in echoed and not echoed.startswith("sk-")
+        assert len(echoed) == 32 and echoed.isalnum()  # a fresh one
+    kept = client.get("/healthz", headers={"X-Request-ID": "trace-42"})
+    assert kept.headers["x-request-id"] == "trace-42"  # an ordinary id still goes through
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    access = [x for x in lines if x["logger"] == ACCESS_LOGGER]
+    assert len(access) == 4
+    assert access[0]["path"] == "/static/[REDACTED]"
+    assert KEY not in stream.getvalue() and "sk-proj" not in stream.getvalue()
+
+
+def test_the_filter_redacts_every_field_of_a_record() -> None:
+    record = logging.LogRecord("citeqa.access", logging.INFO, __file__, 1, "GET", None, None)
+    record.path = f"/static/{KEY}"
+    record.request_id = "sk-abcdefghijklmnop1234"
+    RedactingFilter([KEY]).filter(record)
+    payload = json.loads(JsonFormatter().format(record))
+    assert payload["path"] == "/static/[REDACTED]"
+    assert payload["request_id"] == "[REDACTED]"
