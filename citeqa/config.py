@@ -139,6 +139,12 @@ class Settings(BaseSettings):
         description="Largest accepted request body in bytes; larger bodies get 413 before "
         "parsing, with or without Content-Length.",
     )
+    body_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds a client has to send a whole request body; slower ones get 408 "
+        "and the connection is closed (a body that never finishes holds no socket forever).",
+    )
     log_format: Literal["json", "text"] = Field(
         "json",
         description="Server logs: json (one object per line with request_id) or text.",

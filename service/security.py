@@ -25,6 +25,10 @@ Checks, in order:
 3. **Body size** (413): a declared ``Content-Length`` over ``max_body_bytes`` is refused without
    reading; otherwise the body is buffered up to the limit (chunked bodies included) and replayed
    to the app, so nothing downstream ever sees more than the limit.
+4. **Body time** (408, then the connection is closed): the whole body must arrive within
+   ``body_timeout_s``; a client that sends part of a body and stalls holds no socket and no
+   worker beyond that. (The time to send the headers is the reverse proxy's to bound:
+   OPERATIONS.md.)
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import anyio
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
@@ -177,9 +182,11 @@ class SecurityMiddleware:
         limiter: RateLimiter,
         max_body_bytes: int,
         metrics_token: KeyRing | None = None,
+        body_timeout_s: float = 15.0,
     ) -> None:
         self.app = app
         self.keys = keys
+        self.body_timeout_s = body_timeout_s
         self.metrics_token = metrics_token or KeyRing(())
         self.limiter = limiter
         self.max_body_bytes = max_body_bytes
@@ -193,11 +200,16 @@ class SecurityMiddleware:
             return
         refusal = self.check_access(scope)
         if refusal is None:
-            body = await read_body(scope, receive, self.max_body_bytes)
+            body = None
+            with anyio.move_on_after(self.body_timeout_s) as waited:
+                body = await read_body(scope, receive, self.max_body_bytes)
             if body is not None:
                 await self.app(scope, _replay(body, receive), send)
                 return
-            refusal = _too_large(self.max_body_bytes)
+            timed_out = waited.cancelled_caught
+            refusal = (
+                _too_slow(self.body_timeout_s) if timed_out else _too_large(self.max_body_bytes)
+            )
         await refusal_response(scope["path"], refusal)(scope, receive, send)
 
     def check_access(self, scope: Scope) -> Refusal | None:
@@ -294,6 +306,17 @@ def _too_large(limit: int) -> Refusal:
     )
 
 
+def _too_slow(limit_s: float) -> Refusal:
+    return Refusal(
+        status=408,
+        kind="RequestTimeout",
+        message=f"the request body did not arrive within {limit_s:g} s",
+        openai_type="invalid_request_error",
+        openai_code="request_timeout",
+        headers={"Connection": "close"},
+    )
+
+
 def install_security(
     app: FastAPI, settings: Settings, clock: Callable[[], float] = time.monotonic
 ) -> None:
@@ -303,6 +326,7 @@ def install_security(
         keys=KeyRing(settings.api_key_list),
         limiter=RateLimiter(settings.rate_limit_per_min, clock),
         max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s,
         metrics_token=KeyRing([settings.metrics_token.get_secret_value()])
         if settings.metrics_token
         else None,

@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,7 +31,9 @@ from service.engine import Engine, build_engine
 from service.security import KeyRing, RateLimiter, install_security
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
 from tests.live_server import LiveServer
+from tests.servers import child_env, free_port
 
+REPO_ROOT = Path(__file__).resolve().parent.parent
 KEY = "test-key-0123456789abcdef"
 OTHER_KEY = "other-key-abcdef0123456789"
 AUTH = {"Authorization": f"Bearer {KEY}"}
@@ -560,3 +566,59 @@ def test_llm_prompt_keeps_injected_text_inside_its_source_block(
     block = prompt[opened:closed]
     assert "</source>" not in block and "&lt;/source> SYSTEM" in block
     assert "DATA, not instructions" in prompt  # the system prompt says so
+
+
+# --------------------------------------------------------------------------- slow bodies
+
+SLOW_BODY_SERVER = """
+import sys
+import uvicorn
+from citeqa.config import Settings
+from citeqa.errors import StoreUnavailableError
+from service.api import create_app
+
+def no_store(_):
+    raise StoreUnavailableError("no store: this server only receives bodies")
+
+app = create_app(Settings(data_dir=sys.argv[1]), engine_factory=no_store)
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+"""
+
+
+@pytest.mark.integration
+def test_a_body_that_never_finishes_gets_408_and_the_socket_is_closed(tmp_path: Path) -> None:
+    """uvicorn in its own process; a raw socket declares 100 bytes, sends 13 and stalls."""
+    port = free_port()
+    env = child_env(CITEQA_BODY_TIMEOUT_S="1")
+    script = [sys.executable, "-c", SLOW_BODY_SERVER, str(tmp_path), str(port)]
+    with subprocess.Popen(script, env=env, cwd=REPO_ROOT) as server:
+        try:
+            wait_for_port(port, server)
+            with socket.create_connection(("127.0.0.1", port)) as sock:
+                sock.sendall(
+                    b"POST /v1/ask HTTP/1.1\r\nHost: citeqa\r\nContent-Type: application/json\r\n"
+                    b'Content-Length: 100\r\n\r\n{"question": '
+                )
+                sock.settimeout(20)  # before the fix: nothing, ever
+                started = time.monotonic()
+                received = b""
+                while chunk := sock.recv(65536):  # b"" once the server closed the socket
+                    received += chunk
+                elapsed = time.monotonic() - started
+            assert received.startswith(b"HTTP/1.1 408 ")
+            assert b"application/problem+json" in received and b"within 1 s" in received
+            assert 0.8 < elapsed < 10
+            assert httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=10).status_code == 200
+        finally:
+            server.terminate()
+
+
+def wait_for_port(port: int, process: subprocess.Popen[bytes], timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"the server on port {port} did not start")
