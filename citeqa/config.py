@@ -105,7 +105,9 @@ class Settings(BaseSettings):
     # API
     host: str = Field("127.0.0.1", description="Address `citeqa serve` binds to.")
     port: int = Field(8000, ge=1, le=65535, description="Port `citeqa serve` listens on.")
-    max_question_chars: int = Field(2000, ge=1, description="Longest accepted question.")
+    max_question_chars: int = Field(
+        2000, ge=1, description="Longest accepted question (ask, search, chat, the web page)."
+    )
     sse_keepalive_s: float = Field(
         10.0, gt=0, description="Seconds between keep-alive comments on a quiet event stream."
     )
@@ -114,7 +116,15 @@ class Settings(BaseSettings):
     api_keys: SecretStr | None = Field(
         None,
         description="Comma-separated API keys (16+ characters each). When set, every endpoint "
-        "except /healthz, GET / and /static/* needs `Authorization: Bearer <key>`. Never logged.",
+        "except /healthz, /readyz, /metrics, GET / and /static/* needs `Authorization: Bearer "
+        "<key>`. Never logged.",
+    )
+    metrics_token: SecretStr | None = Field(
+        None,
+        description="Bearer token (16+ characters) of the Prometheus scraper: when set, /metrics "
+        "needs `Authorization: Bearer <token>` (client API keys do not open it; it spends no "
+        "client's rate limit). Unset: /metrics is open when api_keys is unset, closed (403) when "
+        "it is set. Never logged.",
     )
     rate_limit_per_min: int = Field(
         120,
@@ -128,6 +138,12 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest accepted request body in bytes; larger bodies get 413 before "
         "parsing, with or without Content-Length.",
+    )
+    body_timeout_s: float = Field(
+        15.0,
+        gt=0,
+        description="Seconds a client has to send a whole request body; slower ones get 408 "
+        "and the connection is closed (a body that never finishes holds no socket forever).",
     )
     log_format: Literal["json", "text"] = Field(
         "json",
@@ -145,6 +161,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _api_keys_usable(self) -> Settings:
+        token = self.metrics_token.get_secret_value() if self.metrics_token else None
+        if token is not None and not _API_KEY_RE.fullmatch(token):
+            raise ValueError(
+                f"CITEQA_METRICS_TOKEN needs {MIN_API_KEY_CHARS}+ visible ASCII characters"
+            )
         for key in self.api_key_list:
             if not _API_KEY_RE.fullmatch(key):
                 raise ValueError(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from http import HTTPStatus
 from typing import Annotated, Any
 
 import httpx
@@ -20,11 +21,13 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from citeqa.config import Settings
 from citeqa.errors import CiteqaError, StoreUnavailableError
 from service.answer import Citation
 from service.chat_api import OPENAI_PREFIXES, ask_event_stream, chat_router, openai_error_response
+from service.docs import install_docs
 from service.engine import Engine, build_engine
 from service.observability import MetricsDep, configure_logging, install_observability
 from service.retrieval import MAX_TOP_K
@@ -34,7 +37,10 @@ log = logging.getLogger("citeqa.api")
 
 
 class AskRequest(BaseModel):
-    question: str = Field(min_length=1, max_length=2000, description="The question to answer.")
+    question: str = Field(
+        min_length=1,
+        description="The question to answer (at most CITEQA_MAX_QUESTION_CHARS characters).",
+    )
     top_k: int | None = Field(
         None, ge=1, le=MAX_TOP_K, description="Sources to retrieve (default from settings)."
     )
@@ -99,14 +105,15 @@ def create_app(
             log.error("engine not ready: %s", exc.message)
         yield
 
-    app = FastAPI(title="citeqa", version="0.1.0", lifespan=lifespan)
+    app = FastAPI(title="citeqa", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
     app.state.settings = settings
     app.state.factory = factory
     _install_error_handlers(app)
     _install_routes(app)
+    install_docs(app)
     app.include_router(chat_router)
     install_security(app, settings)
-    install_observability(app)  # last: outermost, so it sees the security refusals too
+    install_observability(app, settings)  # last: outermost, so it sees the security refusals too
     return app
 
 
@@ -122,7 +129,10 @@ def _install_routes(app: FastAPI) -> None:
     @app.get("/v1/search", response_model=SearchResponse)
     async def search(
         engine: EngineDep,
-        q: Annotated[str, Query(min_length=1, max_length=2000, description="Query text.")],
+        q: Annotated[
+            str,
+            Query(min_length=1, description="Query text (at most CITEQA_MAX_QUESTION_CHARS)."),
+        ],
         k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="Hits to return.")] = 5,
     ) -> dict[str, Any]:
         hits = await run_in_threadpool(engine.search, q, k)
@@ -134,10 +144,15 @@ def _install_routes(app: FastAPI) -> None:
 
     @app.get("/readyz")
     async def readyz(request: Request) -> JSONResponse:
+        """Public (probes need no key); while API keys are set it says ready or not and nothing
+        more: the reason of a 503 goes to the log."""
         ok, detail = await run_in_threadpool(_readiness, request.app)
         if not ok:
             log.warning("not ready: %s", detail)
-        return JSONResponse({"ready": ok, "detail": detail}, status_code=200 if ok else 503)
+        body: dict[str, Any] = {"ready": ok}
+        if not request.app.state.settings.api_key_list:
+            body["detail"] = detail
+        return JSONResponse(body, status_code=200 if ok else 503)
 
 
 def _open_engine(factory: Callable[[Settings], Engine], settings: Settings) -> Engine:
@@ -180,8 +195,20 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+        if _body_not_json(request, exc):
+            return _error(request, 422, "InvalidRequest", _NOT_JSON)
         message = "; ".join(_describe(err) for err in exc.errors())
         return _error(request, 422, "InvalidRequest", message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        unparsable = _unparsable_body(exc)
+        if unparsable is not None:
+            return _error(request, 422, "InvalidRequest", unparsable)
+        kind = HTTPStatus(exc.status_code).phrase.replace(" ", "")
+        detail = exc.detail if isinstance(exc.detail, str) else HTTPStatus(exc.status_code).phrase
+        headers = dict(exc.headers) if exc.headers else None
+        return _error(request, exc.status_code, kind, detail, headers)
 
     async def store_failure(request: Request, exc: Exception) -> JSONResponse:
         _log_failure(request, exc)
@@ -215,6 +242,30 @@ STORE_FAILURES: tuple[type[Exception], ...] = (httpx.HTTPError, ChromaError, Con
 def _is_store_failure(exc: Exception) -> bool:
     module = type(exc).__module__
     return module.startswith(("chromadb", "httpx", "httpcore")) or isinstance(exc, ConnectionError)
+
+
+_NOT_JSON = "the body must be a JSON object sent with `Content-Type: application/json`"
+
+
+def _body_not_json(request: Request, exc: RequestValidationError) -> bool:
+    """FastAPI passes a body that is not declared JSON on as bytes, and the model then says
+    "Input should be a valid dictionary": say what is wrong instead."""
+    content_type = request.headers.get("content-type", "")
+    declared_json = content_type.split(";")[0].strip().lower().endswith(("/json", "+json"))
+    return not declared_json and any(tuple(e.get("loc", ())) == ("body",) for e in exc.errors())
+
+
+def _unparsable_body(exc: StarletteHTTPException) -> str | None:
+    """What is wrong with a body FastAPI could not parse (its 400 "There was an error parsing
+    the body" keeps the cause in ``__cause__``), or None for any other HTTP error."""
+    cause = exc.__cause__
+    if exc.status_code != 400 or cause is None:
+        return None
+    if isinstance(cause, UnicodeDecodeError):
+        return f"the body is not valid UTF-8 (byte {cause.start}): send JSON encoded as UTF-8"
+    if isinstance(cause, RecursionError):
+        return "the body is not acceptable JSON: it is nested too deeply"
+    return f"the body is not acceptable JSON: {str(cause).split(';')[0]}"  # not Python's advice
 
 
 def _describe(error: dict[str, Any]) -> str:

@@ -31,7 +31,7 @@ from typing import IO, TypedDict
 
 from citeqa.errors import CiteqaError, InputError, LLMError
 from service.answer import Answer, Draft
-from service.engine import Engine
+from service.engine import Engine, check_text
 from service.followup import standalone_question
 from service.retrieval import Hit
 
@@ -78,6 +78,7 @@ def check_conversation(messages: Sequence[Message]) -> None:
     if len(messages) > MAX_MESSAGES:
         raise InputError(f"messages: at most {MAX_MESSAGES} messages, got {len(messages)}")
     for i, message in enumerate(messages):
+        check_text(message["content"], f"messages.{i}.content")
         if len(message["content"]) > MAX_MESSAGE_CHARS:
             raise InputError(f"messages.{i}.content: at most {MAX_MESSAGE_CHARS} characters")
     if messages[-1]["role"] != "user":

@@ -10,7 +10,8 @@ Routes (``chat_router``, included by :func:`service.api.create_app`):
   characters, the last one from the user). Sampling options (``temperature``...) are accepted
   and ignored. ``top_k`` is an extension.
 * ``GET /v1/models``, ``GET /v1/models/{id}``.
-* ``GET /`` and ``GET /static/{app.js,style.css}``: the web page (``service/static``).
+* ``GET``/``HEAD`` ``/`` and ``/static/{app.js,style.css}``: the web page (``service/static``);
+  the page's text box takes ``max_question_chars`` characters, rendered in from the settings.
 
 Extra fields, which clients that do not know them ignore (the openai SDK keeps them in
 ``model_extra``). Non-stream: ``citations`` (the objects of ``/v1/ask``), ``sources``,
@@ -63,7 +64,7 @@ import anyio.to_thread
 from anyio.abc import ObjectSendStream
 from fastapi import APIRouter, Depends, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import FileResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.types import Receive, Scope, Send
 
@@ -543,12 +544,16 @@ async def retrieve_model(model_id: str) -> dict[str, Any]:
     return _model_card(model_id)
 
 
-@chat_router.get("/", include_in_schema=False)
-async def web_page() -> FileResponse:
-    return FileResponse(STATIC_DIR / "index.html", media_type="text/html", headers=PAGE_HEADERS)
+@chat_router.api_route("/", methods=["GET", "HEAD"], include_in_schema=False)
+async def web_page(request: Request) -> HTMLResponse:
+    """The page, with the server's limits rendered in (the text box takes what the API takes)."""
+    limit = request.app.state.settings.max_question_chars
+    page = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+    page = page.replace("{{max_question_chars}}", str(int(limit)))
+    return HTMLResponse(page, headers=PAGE_HEADERS)
 
 
-@chat_router.get("/static/{name}", include_in_schema=False)
+@chat_router.api_route("/static/{name}", methods=["GET", "HEAD"], include_in_schema=False)
 async def web_asset(name: str) -> FileResponse:
     if name not in STATIC_FILES:  # a fixed list: no path ever reaches the file system
         raise HTTPException(404)

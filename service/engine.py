@@ -37,6 +37,19 @@ class Generator(Protocol):
         ...
 
 
+def check_text(text: str, what: str) -> str:
+    """``text`` when the tokenizer can take it, else :class:`InputError`: the one check of every
+    text a client sends (question, search query, each chat message). JSON's ``\\ud800`` escape
+    and Python strings allow a lone surrogate; UTF-8 and the tokenizer do not."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise InputError(
+            f"{what} is not valid Unicode text: a lone surrogate at character {exc.start}"
+        ) from None
+    return text
+
+
 @dataclass
 class Engine:
     settings: Settings
@@ -53,7 +66,7 @@ class Engine:
         return k
 
     def check_question(self, question: str) -> str:
-        question = question.strip()
+        question = check_text(question, "the question").strip()
         if not question:
             raise InputError("the question is empty")
         if len(question) > self.settings.max_question_chars:

@@ -6,12 +6,13 @@
   generation time histograms and a refusal counter. :class:`EngineCollector` reads the index
   size and the LLM client's counters at scrape time, through ``getattr``, so neither the engine
   nor the client knows about Prometheus.
-* :class:`ObservabilityMiddleware` (outermost) gives every request an id (a safe incoming
-  ``X-Request-ID`` or a new one), returns it in ``X-Request-ID``, counts and times the request,
-  and writes one access log line.
+* :class:`ObservabilityMiddleware` (outermost) gives every request an id (an incoming
+  ``X-Request-ID`` of a safe shape that holds nothing the log would redact, or a new one),
+  returns it in ``X-Request-ID``, counts and times the request, and writes one access log line.
 * :func:`configure_logging` installs one root handler: JSON lines (``ts, level, logger, msg,
   request_id`` and, for access lines, ``method, path, status, ms``) or text; a filter redacts
-  bearer tokens, ``sk-`` keys, ``api_key=...`` pairs and the configured secrets themselves.
+  bearer tokens, ``sk-`` keys, ``api_key=...`` pairs and the configured secrets themselves, in
+  every field of a record (a key pasted into a URL path is redacted from ``path`` too).
 """
 
 from __future__ import annotations
@@ -182,17 +183,24 @@ MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 class ObservabilityMiddleware:
     """Request id, metrics and the access log line for every HTTP request."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics, routes: Callable[[], list[BaseRoute]]):
+    def __init__(
+        self,
+        app: ASGIApp,
+        metrics: Metrics,
+        routes: Callable[[], list[BaseRoute]],
+        redactor: RedactingFilter | None = None,
+    ):
         self.app = app
         self.metrics = metrics
         self.routes = routes
+        self.redactor = redactor or RedactingFilter()
         self.log = logging.getLogger(ACCESS_LOGGER)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        request_id = incoming_request_id(scope) or uuid.uuid4().hex
+        request_id = incoming_request_id(scope, self.redactor) or uuid.uuid4().hex
         # Not reset afterwards on purpose: each request runs in its own task (its own context),
         # and the server's error handler, outside this middleware, still logs with the id.
         request_id_var.set(request_id)
@@ -234,14 +242,34 @@ class ObservabilityMiddleware:
         """The route template that served (or would serve) the request, never the raw path."""
         route = scope.get("route")
         if route is None:  # refused before routing (401, 413, 429): match it ourselves
-            route = next((r for r in self.routes() if r.matches(scope)[0] != Match.NONE), None)
+            route = _matching_route(self.routes(), scope)
         return str(getattr(route, "path", None) or UNMATCHED_ROUTE)
 
 
-def incoming_request_id(scope: Scope) -> str | None:
-    """The client's ``X-Request-ID`` when it is short and safe to log, else None."""
+def _matching_route(routes: Iterable[BaseRoute], scope: Scope) -> BaseRoute | None:
+    """The route that would serve ``scope``, looking inside included routers (FastAPI keeps
+    an included router as one entry of ``app.routes`` that has no path of its own)."""
+    for route in routes:
+        included = getattr(getattr(route, "original_router", None), "routes", None)
+        found = (
+            _matching_route(included, scope)
+            if included is not None
+            else route
+            if route.matches(dict(scope))[0] != Match.NONE
+            else None
+        )
+        if found is not None:
+            return found
+    return None
+
+
+def incoming_request_id(scope: Scope, redactor: RedactingFilter) -> str | None:
+    """The client's ``X-Request-ID`` when it is short, of a safe shape and nothing the log
+    would redact (a key sent there by mistake is neither logged nor echoed), else None."""
     value = Headers(scope=scope).get(REQUEST_ID_HEADER)
-    return value if value and _REQUEST_ID_RE.fullmatch(value) else None
+    if not value or not _REQUEST_ID_RE.fullmatch(value):
+        return None
+    return value if redactor.redact(value) == value else None
 
 
 # --------------------------------------------------------------------------- logging
@@ -292,7 +320,8 @@ _SECRET_PATTERNS = (
 
 
 class RedactingFilter(logging.Filter):
-    """Rewrites a record's message (and traceback) with secrets replaced by ``[REDACTED]``.
+    """Rewrites a record's message, traceback and every other text field (``path``,
+    ``request_id``...) with secrets replaced by ``[REDACTED]``.
 
     Attached to the handler; the record is changed in place, so handlers that see it later
     (pytest's caplog among them) get the redacted text too.
@@ -315,6 +344,12 @@ class RedactingFilter(logging.Filter):
         redacted = self.redact(message)
         if redacted != message:
             record.msg, record.args = redacted, None
+        context_id = request_id_var.get()
+        if context_id is not None and not hasattr(record, "request_id"):
+            record.request_id = context_id  # what the formatters would read, redacted below
+        for name, value in list(vars(record).items()):  # every field: path, request_id...
+            if isinstance(value, str) and name != "msg":
+                setattr(record, name, self.redact(value))
         if record.exc_info and not record.exc_text:
             record.exc_text = logging.Formatter().formatException(record.exc_info)
         if record.exc_text:
@@ -325,8 +360,9 @@ class RedactingFilter(logging.Filter):
 def settings_secrets(settings: Settings) -> list[str]:
     """Every secret value in ``settings`` (the filter redacts them verbatim)."""
     secrets = list(settings.api_key_list)
-    if settings.llm_api_key is not None:
-        secrets.append(settings.llm_api_key.get_secret_value())
+    for secret in (settings.llm_api_key, settings.metrics_token):
+        if secret is not None:
+            secrets.append(secret.get_secret_value())
     return secrets
 
 
@@ -374,9 +410,10 @@ def configure_logging(settings: Settings, stream: Any = None) -> logging.Handler
 # --------------------------------------------------------------------------- wiring
 
 
-def install_observability(app: FastAPI) -> Metrics:
+def install_observability(app: FastAPI, settings: Settings | None = None) -> Metrics:
     """Metrics, /metrics and the request-id middleware. Install it last: it must be outermost,
-    so that refusals of the other middleware are counted and logged too."""
+    so that refusals of the other middleware are counted and logged too. ``settings`` gives the
+    secrets an incoming request id must not contain."""
     metrics = Metrics()
     metrics.registry.register(EngineCollector(lambda: getattr(app.state, "engine", None)))
     app.state.metrics = metrics
@@ -393,5 +430,8 @@ def install_observability(app: FastAPI) -> Metrics:
         response_class=Response,
         responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
     )
-    app.add_middleware(ObservabilityMiddleware, metrics=metrics, routes=lambda: app.routes)
+    redactor = RedactingFilter(settings_secrets(settings) if settings else ())
+    app.add_middleware(
+        ObservabilityMiddleware, metrics=metrics, routes=lambda: app.routes, redactor=redactor
+    )
     return metrics

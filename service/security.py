@@ -9,8 +9,12 @@ refusals itself, in the shape the clients of the path expect: the OpenAI error e
 
 Checks, in order:
 
-1. **API key** (401) when ``api_keys`` is set. Public: ``/healthz``, and ``GET``/``HEAD`` of ``/``
-   and ``/static/*`` (the web page's assets; the page then sends the key its user types).
+1. **API key** (401) when ``api_keys`` is set. Public: ``/healthz``, ``/readyz`` (it says ready or
+   not and nothing else while keys are set), and ``GET``/``HEAD`` of ``/`` and ``/static/*`` (the
+   web page's assets; the page then sends the key its user types). ``/metrics`` has its own
+   credential, ``metrics_token`` (the scraper's bearer token): with it set, only that token opens
+   it; unset, it is open without ``api_keys`` and closed (403) with them. Probes and scrapers
+   never spend a client's rate-limit budget.
    Keys are compared with :func:`hmac.compare_digest` against every configured key.
    A websocket without a key is closed with code 1008 (there is none today; a future one is
    covered too).
@@ -21,6 +25,10 @@ Checks, in order:
 3. **Body size** (413): a declared ``Content-Length`` over ``max_body_bytes`` is refused without
    reading; otherwise the body is buffered up to the limit (chunked bodies included) and replayed
    to the app, so nothing downstream ever sees more than the limit.
+4. **Body time** (408, then the connection is closed): the whole body must arrive within
+   ``body_timeout_s``; a client that sends part of a body and stalls holds no socket and no
+   worker beyond that. (The time to send the headers is the reverse proxy's to bound:
+   OPERATIONS.md.)
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import anyio
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
@@ -54,9 +63,12 @@ class Refusal:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+METRICS_PATH = "/metrics"
+
+
 def is_public(method: str, path: str) -> bool:
-    """Endpoints served without a key: liveness and the static web page."""
-    if path == "/healthz":
+    """Endpoints served without a key: the probes and the static web page."""
+    if path in ("/healthz", "/readyz"):
         return True
     return method in _READ_METHODS and (path == "/" or path.startswith("/static/"))
 
@@ -169,9 +181,13 @@ class SecurityMiddleware:
         keys: KeyRing,
         limiter: RateLimiter,
         max_body_bytes: int,
+        metrics_token: KeyRing | None = None,
+        body_timeout_s: float = 15.0,
     ) -> None:
         self.app = app
         self.keys = keys
+        self.body_timeout_s = body_timeout_s
+        self.metrics_token = metrics_token or KeyRing(())
         self.limiter = limiter
         self.max_body_bytes = max_body_bytes
 
@@ -184,15 +200,22 @@ class SecurityMiddleware:
             return
         refusal = self.check_access(scope)
         if refusal is None:
-            body = await read_body(scope, receive, self.max_body_bytes)
+            body = None
+            with anyio.move_on_after(self.body_timeout_s) as waited:
+                body = await read_body(scope, receive, self.max_body_bytes)
             if body is not None:
                 await self.app(scope, _replay(body, receive), send)
                 return
-            refusal = _too_large(self.max_body_bytes)
+            timed_out = waited.cancelled_caught
+            refusal = (
+                _too_slow(self.body_timeout_s) if timed_out else _too_large(self.max_body_bytes)
+            )
         await refusal_response(scope["path"], refusal)(scope, receive, send)
 
     def check_access(self, scope: Scope) -> Refusal | None:
-        """401 or 429 for this request, or None to let it through."""
+        """401, 403 or 429 for this request, or None to let it through."""
+        if scope["path"] == METRICS_PATH:
+            return self.check_scraper(scope)
         if not self.keys or is_public(scope.get("method", "GET"), scope["path"]):
             return None
         key = self.keys.match(Headers(scope=scope).get("authorization"))
@@ -200,6 +223,13 @@ class SecurityMiddleware:
             return _unauthorized()
         wait = self.limiter.wait_for(key)
         return _rate_limited(wait) if wait > 0 else None
+
+    def check_scraper(self, scope: Scope) -> Refusal | None:
+        """/metrics: the metrics token when one is set; else open without keys, closed with."""
+        if self.metrics_token:
+            found = self.metrics_token.match(Headers(scope=scope).get("authorization"))
+            return None if found is not None else _unauthorized("metrics token")
+        return _metrics_closed() if self.keys else None
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> list[Message] | None:
@@ -231,14 +261,25 @@ def _replay(messages: list[Message], receive: Receive) -> Receive:
     return replay
 
 
-def _unauthorized() -> Refusal:
+def _unauthorized(credential: str = "API key") -> Refusal:
     return Refusal(
         status=401,
         kind="Unauthorized",
-        message="a valid API key is required: send `Authorization: Bearer <key>`",
+        message=f"a valid {credential} is required: send `Authorization: Bearer <key>`",
         openai_type="invalid_request_error",
         openai_code="invalid_api_key",
         headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
+def _metrics_closed() -> Refusal:
+    return Refusal(
+        status=403,
+        kind="Forbidden",
+        message="/metrics is closed while API keys are set: give the scraper its own token "
+        "(CITEQA_METRICS_TOKEN)",
+        openai_type="invalid_request_error",
+        openai_code=None,
     )
 
 
@@ -265,6 +306,17 @@ def _too_large(limit: int) -> Refusal:
     )
 
 
+def _too_slow(limit_s: float) -> Refusal:
+    return Refusal(
+        status=408,
+        kind="RequestTimeout",
+        message=f"the request body did not arrive within {limit_s:g} s",
+        openai_type="invalid_request_error",
+        openai_code="request_timeout",
+        headers={"Connection": "close"},
+    )
+
+
 def install_security(
     app: FastAPI, settings: Settings, clock: Callable[[], float] = time.monotonic
 ) -> None:
@@ -274,4 +326,8 @@ def install_security(
         keys=KeyRing(settings.api_key_list),
         limiter=RateLimiter(settings.rate_limit_per_min, clock),
         max_body_bytes=settings.max_body_bytes,
+        body_timeout_s=settings.body_timeout_s,
+        metrics_token=KeyRing([settings.metrics_token.get_secret_value()])
+        if settings.metrics_token
+        else None,
     )

@@ -92,7 +92,7 @@ def test_health_and_readiness(base_url: str) -> None:
     ("request_kwargs", "fragment"),
     [
         ({"json": {"question": ""}}, "question"),
-        ({"json": {"question": "x" * 2001}}, "at most 2000"),
+        ({"json": {"question": "x" * 2001}}, "the limit is 2000"),
         ({"json": {"question": "hi", "top_k": 0}}, "top_k"),
         ({"json": {"question": "hi", "top_k": 51}}, "top_k"),
         ({"json": {}}, "question: Field required"),

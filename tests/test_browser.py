@@ -3,7 +3,8 @@
 The app runs in uvicorn on 127.0.0.1 over the session's corpus store; Selenium drives the page:
 a question, its streamed and cited answer, a follow-up, a citation opened, a refusal. A second
 store holds a document whose title and text carry an HTML payload, to check that the page shows
-model and document output as text. The screenshot is kept in tests/artifacts/chat.png.
+model and document output as text. The screenshot is kept in tests/artifacts/chat.png (an
+ignored folder: a clone stays clean after its tests).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import json
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from selenium import webdriver
 from selenium.common.exceptions import NoAlertPresentException
@@ -55,6 +57,9 @@ def browser(tmp_path: Path) -> Iterator[webdriver.Chrome]:
         "--disable-component-update",
         "--disable-sync",
         "--no-first-run",
+        # Every host but loopback (always direct) goes to a closed port: the tests prove the
+        # pages need no network, on a machine that has one too.
+        "--proxy-server=http://127.0.0.1:9",
         "--window-size=1360,1300",
         f"--user-data-dir={tmp_path / 'chromium-profile'}",
     ):
@@ -179,4 +184,29 @@ def test_document_and_answer_html_is_shown_as_text(
     assert browser.execute_script("return document.images.length") == 0
     with pytest.raises(NoAlertPresentException):
         browser.switch_to.alert.accept()
+    assert severe_console_messages(browser) == []
+
+
+def same_origin_resources(driver: webdriver.Chrome, server: LiveServer) -> list[str]:
+    """The URLs the page loaded, after asserting that none left the server."""
+    urls: list[str] = driver.execute_script(
+        "return performance.getEntriesByType('resource').map(e => e.name)"
+    )
+    assert [u for u in urls if not u.startswith(server.url + "/")] == []
+    return urls
+
+
+def test_api_docs_render_without_network(browser: webdriver.Chrome, server: LiveServer) -> None:
+    browser.get(server.url + "/docs")
+    wait = WebDriverWait(browser, WAIT_S)
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, ".opblock-summary-path"))
+    paths = {
+        e.get_attribute("data-path")
+        for e in browser.find_elements(By.CSS_SELECTOR, ".opblock-summary-path")
+    }
+    assert {"/v1/ask", "/v1/search", "/v1/chat/completions", "/readyz"} <= paths
+    loaded = same_origin_resources(browser, server)
+    assert any(u.endswith("/swagger-ui-bundle.js") for u in loaded)
+    assert httpx.get(server.url + "/redoc", timeout=30).status_code == 404  # its logo: a CDN
+
     assert severe_console_messages(browser) == []

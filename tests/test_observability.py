@@ -35,6 +35,8 @@ from tests.fakes.openai_server import Error, FakeOpenAIServer, Reply
 from tests.live_server import LiveServer
 
 KEY = "obs-key-0123456789abcdef"
+METRICS_TOKEN = "obs-scraper-0123456789abcdef"
+SCRAPER = {"Authorization": f"Bearer {METRICS_TOKEN}"}
 LLM_KEY = "sk-llm-secret-9876543210fedcba"
 
 
@@ -111,14 +113,14 @@ def test_each_request_gets_its_own_id(tmp_path: Any) -> None:
 
 
 def test_requests_are_labelled_by_route_template_never_raw_path(tmp_path: Any) -> None:
-    app = routed_app(tmp_path, api_keys=SecretStr(KEY))
+    app = routed_app(tmp_path, api_keys=SecretStr(KEY), metrics_token=SecretStr(METRICS_TOKEN))
     client = TestClient(app)
     auth = {"Authorization": f"Bearer {KEY}"}
     for item in ("a", "b", "c"):
         assert client.get(f"/items/{item}", headers=auth).status_code == 200
     assert client.get("/items/zzz").status_code == 401  # refused before routing
     assert client.get("/no/such/path/12345", headers=auth).status_code == 404
-    text = client.get("/metrics", headers=auth).text
+    text = client.get("/metrics", headers=SCRAPER).text
     total = "citeqa_http_requests_total"
     assert value(text, total, method="GET", route="/items/{item_id}", status="200") == 3
     assert value(text, total, method="GET", route="/items/{item_id}", status="401") == 1
@@ -297,7 +299,12 @@ def test_llm_counters_and_no_secret_in_logs(
         }
     )
     engine = build_engine(llm_settings, embedder=embedder)
-    server, _ = live(engine, api_keys=SecretStr(KEY), llm_api_key=SecretStr(LLM_KEY))
+    server, _ = live(
+        engine,
+        api_keys=SecretStr(KEY),
+        llm_api_key=SecretStr(LLM_KEY),
+        metrics_token=SecretStr(METRICS_TOKEN),
+    )
     fake_llm.enqueue(
         Error(503, headers={"Retry-After": "0"}),
         Reply("DeepNorm modifies the residual connection in Transformer [1]."),
@@ -307,8 +314,9 @@ def test_llm_counters_and_no_secret_in_logs(
         answer = client.post("/v1/ask", json={"question": "What is DeepNorm?"}, headers=auth)
         assert answer.status_code == 200, answer.text
         for wrong in (f"Bearer {KEY[::-1]}", f"Bearer {LLM_KEY}", KEY):
-            assert client.get("/readyz", headers={"Authorization": wrong}).status_code == 401
-        text = client.get("/metrics", headers=auth).text
+            assert client.get("/v1/models", headers={"Authorization": wrong}).status_code == 401
+        assert client.get("/metrics", headers=auth).status_code == 401  # a client key: no
+        text = client.get("/metrics", headers=SCRAPER).text
         # Something does log a secret by mistake: the server's log shows it redacted.
         logging.getLogger("citeqa.test").warning("auth was Bearer %s, llm %s", KEY, LLM_KEY)
 
@@ -323,6 +331,63 @@ def test_llm_counters_and_no_secret_in_logs(
     assert "LLM attempt 1 of 2 failed" in server_log  # the retry was logged ...
     assert "auth was Bearer [REDACTED], llm [REDACTED]" in server_log
     natural = "\n".join(r.getMessage() for r in caplog.records if r.name != "citeqa.test")
-    for secret in (KEY, LLM_KEY, KEY[::-1]):
+    for secret in (KEY, LLM_KEY, KEY[::-1], METRICS_TOKEN):
         assert secret not in server_log  # ... and no secret reached the log
         assert secret not in natural
+
+
+def test_refusals_on_included_routers_are_labelled_by_their_route(tmp_path: Any) -> None:
+    """401/429/413 come before routing; the chat and models routes live in an included router."""
+    settings = Settings(
+        data_dir=tmp_path,
+        api_keys=SecretStr(KEY),
+        max_body_bytes=1024,
+        metrics_token=SecretStr(METRICS_TOKEN),
+    )
+    client = TestClient(create_app(settings))
+    assert client.post("/v1/chat/completions", json={}).status_code == 401
+    assert client.get("/v1/models/citeqa").status_code == 401
+    auth = {"Authorization": f"Bearer {KEY}"}
+    big = {"model": "citeqa", "messages": [{"role": "user", "content": "x" * 2000}]}
+    assert client.post("/v1/chat/completions", json=big, headers=auth).status_code == 413
+    text = client.get("/metrics", headers=SCRAPER).text
+    total = "citeqa_http_requests_total"
+    chat = "/v1/chat/completions"
+    assert value(text, total, method="POST", route=chat, status="401") == 1
+    assert value(text, total, method="POST", route=chat, status="413") == 1
+    assert value(text, total, method="GET", route="/v1/models/{model_id}", status="401") == 1
+    assert 'route="<unmatched>"' not in text
+
+
+def test_a_secret_in_the_path_or_the_request_id_is_never_logged_nor_echoed(
+    tmp_path: Any,
+) -> None:
+    """A client pastes its key where it does not belong: the URL path, X-Request-ID."""
+    settings = Settings(data_dir=tmp_path, api_keys=SecretStr(KEY), log_format="json")
+    stream = io.StringIO()
+    configure_logging(settings, stream)
+    client = TestClient(create_app(settings))
+    for request_id in (KEY, "sk-proj-abcdefghijklmnop1234", f"req-{KEY}"):
+        response = client.get(f"/static/{KEY}", headers={"X-Request-ID": request_id})
+        assert response.status_code == 404
+        echoed = response.headers["x-request-id"]
+        assert KEY not in echoed and not echoed.startswith("sk-")
+        assert len(echoed) == 32 and echoed.isalnum()  # a fresh one
+    kept = client.get("/healthz", headers={"X-Request-ID": "trace-42"})
+    assert kept.headers["x-request-id"] == "trace-42"  # an ordinary id still goes through
+
+    lines = [json.loads(line) for line in stream.getvalue().splitlines()]
+    access = [x for x in lines if x["logger"] == ACCESS_LOGGER]
+    assert len(access) == 4
+    assert access[0]["path"] == "/static/[REDACTED]"
+    assert KEY not in stream.getvalue() and "sk-proj" not in stream.getvalue()
+
+
+def test_the_filter_redacts_every_field_of_a_record() -> None:
+    record = logging.LogRecord("citeqa.access", logging.INFO, __file__, 1, "GET", None, None)
+    record.path = f"/static/{KEY}"
+    record.request_id = "sk-abcdefghijklmnop1234"
+    RedactingFilter([KEY]).filter(record)
+    payload = json.loads(JsonFormatter().format(record))
+    assert payload["path"] == "/static/[REDACTED]"
+    assert payload["request_id"] == "[REDACTED]"

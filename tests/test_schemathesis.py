@@ -26,7 +26,14 @@ from tests.live_server import LiveServer
 
 MAX_EXAMPLES = 25
 # Pages for browsers, not API operations: FastAPI's docs and the web page with its assets.
-PAGES = {"/openapi.json", "/docs", "/docs/oauth2-redirect", "/redoc", "/", "/static/{name}"}
+PAGES = {
+    "/openapi.json",
+    "/docs",
+    "/docs/oauth2-redirect",
+    "/",
+    "/static/{name}",
+    "/static/docs/{name}",
+}
 CASES: Counter[str] = Counter()
 
 
