@@ -46,7 +46,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from typing import Any
 
 from citeqa.text import QUESTION_WORDS, stopwords
@@ -118,6 +118,8 @@ _NUMERIC = re.compile(r"[\d.,/]+[A-Za-z%]{0,3}")
 MAX_SHORT_TERMS = 3
 _SUBJECT, _POSSESSIVE = "\x00", "\x01"
 MAX_FRAGMENT_WORDS = 4  # "FastV?", "The learning rate?": no question word, a few words
+HISTORY_QUESTIONS = 4  # earlier user questions the rewrite reads (the LLM's condense: 8 turns)
+HISTORY_QUESTION_CHARS = 1000  # of each: the subject is named early; the rest is only work
 
 
 @dataclass
@@ -126,16 +128,30 @@ class _Turn:
     standalone: str
     reply: str = ""
 
+    @cached_property
+    def names(self) -> list[str]:
+        """The named entities of the standalone question, found once: every later turn asks."""
+        return named_entities(self.standalone)
+
 
 def standalone_question(messages: Sequence[Mapping[str, Any]]) -> str:
     """The last user message of ``messages`` as a standalone question.
 
     ``messages`` are chat messages (``role``, ``content`` as text); system messages are ignored.
+    Only the last :data:`HISTORY_QUESTIONS` earlier questions, each cut to
+    :data:`HISTORY_QUESTION_CHARS`, are read: each rewritten question carries the subject
+    forward, so older turns add nothing but work (a client may send 50 long messages).
     """
+    users = [i for i, m in enumerate(messages) if m.get("role") == "user"]
+    if not users:
+        return ""
+    first = users[max(0, len(users) - 1 - HISTORY_QUESTIONS)]
     turns: list[_Turn] = []
-    for message in messages:
+    for i, message in enumerate(messages[first:], start=first):
         role, content = message.get("role"), str(message.get("content") or "").strip()
         if role == "user":
+            if i != users[-1]:
+                content = content[:HISTORY_QUESTION_CHARS]
             turns.append(_Turn(content, rewrite(content, turns)))
         elif role == "assistant" and turns:
             turns[-1].reply = content
@@ -213,7 +229,7 @@ def conversation_subject(history: Sequence[_Turn]) -> str | None:
     if cited and _ASKS_WHICH.search(previous.standalone):  # the answer named the subject
         return short_title(cited[0][1])
     for turn in reversed(history):
-        entities = named_entities(turn.standalone)
+        entities = turn.names
         if entities:
             return " and ".join(entities[:3])
     if cited:
@@ -231,12 +247,12 @@ def named_entities(text: str, fragment: bool = False) -> list[str]:
     found = [q.strip() for q in _QUOTED.findall(text)]
     text = _QUOTED.sub(" , ", text)
     run: list[tuple[str, bool]] = []
+    previous = ""  # the token before: a sentence starts after one ending in . ? ! or :
     for match in re.finditer(r"\S+", text):
         raw = match.group()
         word = re.sub(r"['’]s$", "", raw.strip(_PUNCT))
-        initial = (match.start() == 0 and not fragment) or bool(
-            re.search(r"[.?!:]\s*$", text[: match.start()])
-        )
+        initial = (match.start() == 0 and not fragment) or previous[-1:] in (".", "?", "!", ":")
+        previous = raw
         if word and (_capitalised(word) or (word == "of" and run)):
             run.append((word, initial))
         else:
@@ -360,7 +376,7 @@ def _is_demonstrative_pronoun(question: str, match: re.Match[str]) -> bool:
 
 def _replace_ordinals(question: str, previous: _Turn) -> str:
     listed = numbered_sources(previous.reply)
-    entities = named_entities(previous.standalone)
+    entities = previous.names
 
     def by_position(match: re.Match[str]) -> str:
         word = (match.group("pos") or match.group("bare")).lower()
