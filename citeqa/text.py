@@ -129,6 +129,24 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
+_QUOTATION_RE = re.compile(r"\u201c[^\u201c\u201d\n]*\u201d|\"[^\"\n]*\"")
+
+
+def answer_sentence_spans(text: str) -> list[tuple[int, int]]:
+    """Spans of the sentences of a written answer: as :func:`sentence_spans`, except that a
+    sentence end inside a closed quotation is none. A quoted title ending in "?" ("MMBench: Is
+    Your Multi-modal Model an All-around Player?") or holding a full stop ("E.T. Bench") stays
+    part of the sentence that quotes it, so no citation marker lands inside it."""
+    quoted = [m.span() for m in _QUOTATION_RE.finditer(text)]
+    spans: list[tuple[int, int]] = []
+    for start, end in sentence_spans(text):
+        if spans and any(q_start < spans[-1][1] < q_end for q_start, q_end in quoted):
+            spans[-1] = (spans[-1][0], end)
+        else:
+            spans.append((start, end))
+    return spans
+
+
 @lru_cache(maxsize=1)
 def stemmer() -> Any:
     """The Snowball English stemmer (PyStemmer), shared with the BM25 index."""

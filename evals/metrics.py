@@ -46,7 +46,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from citeqa.text import numbers, sentence_spans, term_set
+from citeqa.text import answer_sentence_spans, numbers, term_set
 from service.citations import parse_markers, strip_markers
 
 # Mirrors service.citations.MIN_COVERAGE at the time the metric was defined; kept separate so
@@ -209,14 +209,15 @@ class Sentence:
 
 
 def answer_sentences(answer: str) -> list[Sentence]:
-    """The answer's sentences: paragraphs split on newlines, then ``citeqa.text.sentence_spans``.
+    """The answer's sentences: paragraphs split on newlines, then
+    ``citeqa.text.answer_sentence_spans`` (a quoted title is no sentence of its own).
 
     Fragments with neither content terms nor numbers (a stray marker, punctuation) are skipped,
     as the engine's citation validator does.
     """
     out: list[Sentence] = []
     for paragraph in answer.split("\n"):
-        for start, end in sentence_spans(paragraph):
+        for start, end in answer_sentence_spans(paragraph):
             raw = paragraph[start:end]
             claim = strip_markers(raw)
             if not term_set(claim) and not numbers(claim):

@@ -19,7 +19,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from citeqa.text import numbers, sentence_spans, term_set
+from citeqa.text import answer_sentence_spans, numbers, sentence_spans, term_set
 from service.answer import Citation
 from service.retrieval import Hit
 
@@ -96,7 +96,7 @@ def validate(answer: str, hits: list[Hit]) -> Validated:
     dropped: list[dict[str, str]] = []
     for paragraph in answer.split("\n"):
         kept: list[str] = []
-        for start, end in sentence_spans(paragraph):
+        for start, end in answer_sentence_spans(paragraph):
             sentence = _validate_sentence(paragraph[start:end], hits, citations, dropped)
             if sentence:
                 kept.append(sentence)
@@ -126,7 +126,9 @@ def _validate_sentence(
         dropped.append({"sentence": claim, "reason": reason})
         return None
     for n in supported:
-        citations.append(_citation(n, claim, hits[n - 1]))
+        citation = _citation(n, claim, hits[n - 1])
+        if citation not in citations:  # two sentences may quote the same span: listed once
+            citations.append(citation)
     return claim_with_markers(claim, supported)
 
 

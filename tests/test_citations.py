@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 
 from service.citations import parse_markers, validate
+from service.engine import Engine
 from service.retrieval import Hit
 
 TEXT = (
@@ -51,3 +53,42 @@ def test_unsupported_words_drop_the_sentence() -> None:
     result = validate("The model cures diseases in hospitals worldwide [1].", [_hit(1)])
     assert result.text == "" and result.citations == []
     assert "content words" in result.dropped[0]["reason"]
+
+
+QUESTION_TITLE = "MMBench: Is Your Multi-modal Model an All-around Player?"
+MMBENCH = "We propose MMBench, a novel multi-modality benchmark. It has 3000 questions."
+
+
+def test_a_quoted_title_ending_in_a_question_mark_is_no_sentence_of_its_own() -> None:
+    meta = {"start": 0, "prefix_len": len(QUESTION_TITLE) + 1}
+    hit = Hit("c1", "d1", QUESTION_TITLE, f"{QUESTION_TITLE}\n{MMBENCH}", 1.0, "", meta)
+    result = validate(
+        f"\u201c{QUESTION_TITLE}\u201d: We propose MMBench [1]. It has 3000 [1].", [hit]
+    )
+    assert result.text == (
+        f"\u201c{QUESTION_TITLE}\u201d: We propose MMBench [1]. It has 3000 [1]."
+    )
+    assert [c.quote for c in result.citations] == [
+        "We propose MMBench, a novel multi-modality benchmark.",
+        "It has 3000 questions.",
+    ]
+
+
+def test_two_sentences_quoting_the_same_span_list_it_once() -> None:
+    result = validate("DeepSeek-V3 has 671B parameters [1]. It has 671B parameters [1].", [_hit(1)])
+    assert len(result.citations) == 1
+
+
+def test_markers_stay_out_of_quoted_titles_of_the_corpus(engine: Engine) -> None:
+    """Titles of the bundled corpus with "?" (and "E.T. Bench", with a full stop)."""
+    for question in (
+        "What is MMBench?",
+        "Is wide attention the way forward for transformers?",
+        "How many samples does E.T. Bench encompass?",
+    ):
+        answer = engine.ask(question)
+        assert not answer.refused, question
+        for quoted in re.findall(r"\u201c[^\u201d]*\u201d", answer.answer):
+            assert not parse_markers(quoted), answer.answer
+        spans = [(c.n, c.chunk_id, c.start, c.end) for c in answer.citations]
+        assert len(spans) == len(set(spans)), answer.citations

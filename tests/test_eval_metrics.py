@@ -554,3 +554,9 @@ def test_write_baseline_keeps_floors_and_tolerance(tmp_path: Path) -> None:
     assert second["metrics"]["mrr"] == 0.5
     assert check(summary_of(dict(BASE, mrr=0.5)), path) == []
     assert check(summary_of(dict(BASE, mrr=0.4)), path)[0].startswith("mrr: 0.5000")
+
+
+def test_answer_sentences_keep_a_quoted_title_whole() -> None:
+    answer = "\u201cIs Your Model an All-around Player?\u201d: It proposes MMBench [1]."
+    (sentence,) = m.answer_sentences(answer)
+    assert sentence.cited == (1,)
