@@ -12,7 +12,8 @@ REFUSAL_TEXT = "The corpus does not contain an answer to this question."
 
 @dataclass
 class Citation:
-    """Where a cited sentence comes from: the exact span of a document."""
+    """Where a cited sentence comes from: the exact span of a document, and the document's
+    provenance (:attr:`Hit.source`, the collection), so a reader can judge the source."""
 
     n: int
     doc_id: str
@@ -22,6 +23,8 @@ class Citation:
     start: int
     end: int
     url: str | None
+    source: str
+    collection: str
 
 
 @dataclass

@@ -158,4 +158,6 @@ def _citation(n: int, claim: str, hit: Hit) -> Citation:
         start=start,
         end=end,
         url=hit.url or None,
+        source=hit.source,
+        collection=hit.collection,
     )

@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -557,13 +557,17 @@ def counts_stated(things: list[str], text: str) -> bool:
 def numbers_next_to(terms: set[str], text: str, window: int = COUNT_WINDOW) -> bool:
     """Whether ``text`` states a number within ``window`` words of one of the (stemmed)
     terms."""
+    return any(terms & term_set(near) for _, _, near in number_windows(text, window))
+
+
+def number_windows(text: str, window: int) -> Iterator[tuple[set[str], str, str]]:
+    """Each word of ``text`` that states numbers: the numbers, the word ("671B", or a name
+    like "GLM-130B") and the text of the ``window`` words either side of it."""
     tokens = words(text)
     for i, token in enumerate(tokens):
-        if numbers(token) and terms & term_set(
-            " ".join(tokens[max(0, i - window) : i + window + 1])
-        ):
-            return True
-    return False
+        stated = numbers(token)
+        if stated:
+            yield stated, token, " ".join(tokens[max(0, i - window) : i + window + 1])
 
 
 # "Which GPU ...", "what LLM backbone ...": kinds of things that are answered by a name.
@@ -719,14 +723,31 @@ _GENERIC_MEASURES = term_set(
 )
 
 
+def focus_terms(focus: str) -> set[str]:
+    """The terms of the asked focus that say what a number measures ("TPU chips"), generic
+    measures ("accuracy", "speedup") aside."""
+    return term_set(focus, drop_question_words=True) - _GENERIC_MEASURES
+
+
+def stated_values(evidence: Evidence, text: str) -> set[str]:
+    """The numbers ``text`` states within a few words of a term of the asked focus: its
+    answer to "how many parameters" ("671B total parameters" -> {"671"}). The digits of a
+    name ("GLM-130B") are no value."""
+    terms = focus_terms(evidence.focus)
+    windows = number_windows(text, NUMBER_WINDOW)
+    return set().union(
+        *(s for s, word, near in windows if not names(word) and terms & term_set(near))
+    )
+
+
 def _number_near_focus(evidence: Evidence, sentences: list[Candidate]) -> bool:
     """Some sentence states a number within a few words of a term of the asked focus ("128
     TPU chips" for "how many TPU chips"); True when the focus has no content terms but
     generic measures."""
-    focus_terms = term_set(evidence.focus, drop_question_words=True) - _GENERIC_MEASURES
-    if not focus_terms:
+    terms = focus_terms(evidence.focus)
+    if not terms:
         return True
-    return any(numbers_next_to(focus_terms, c.text, NUMBER_WINDOW) for c in sentences)
+    return any(numbers_next_to(terms, c.text, NUMBER_WINDOW) for c in sentences)
 
 
 def _number_bound(sentence: str, detail_terms: set[str], unit: str) -> bool:

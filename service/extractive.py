@@ -3,7 +3,10 @@
 It picks the best-scoring candidate sentence (see :mod:`service.evidence`), adds the sentence
 next to it when that one also answers the question (facts often span two sentences), and, for
 questions that span papers, the best sentence of each other document that scores nearly as
-well. Every sentence is quoted verbatim and followed by the number of its source.
+well. When another paper states a different value for the number asked of the same subject
+(:func:`disagreeing`), its statement is quoted too: the answer shows that the sources differ
+instead of picking one silently. Every sentence is quoted verbatim and followed by the number
+of its source.
 """
 
 from __future__ import annotations
@@ -11,14 +14,24 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
+from citeqa.text import mentions, squashed, words
 from service.answer import Draft
 from service.citations import claim_with_markers
-from service.evidence import Candidate, Evidence, asks_several
+from service.evidence import (
+    DISTINCTIVE_NAME,
+    NUMBER_WINDOW,
+    Candidate,
+    Evidence,
+    asks_several,
+    number_windows,
+    stated_values,
+)
 
 MAX_SENTENCES = 5
 SAME_CHUNK_RATIO = 0.85  # a second sentence of the best chunk scoring this close is kept
 MIN_RATIO = 0.6  # an added sentence scores at least this share of the best one
 MIN_GAIN = 0.12  # ... and covers at least this (IDF-weighted) share of the question anew
+SOURCES_DIFFER = "The sources differ; "  # leads the paper that states another value
 
 
 class ExtractiveGenerator:
@@ -28,24 +41,100 @@ class ExtractiveGenerator:
         chosen = select_sentences(evidence)
         if not chosen:
             return Draft(text="", refused=True)
-        # One paragraph per paper, led by its title: the reader sees where each quote is from.
-        paragraphs: dict[str, list[str]] = {}
-        titles: dict[str, str] = {}
-        for cand in chosen:
-            hit = evidence.hits[cand.hit_index]
-            titles.setdefault(hit.doc_id, hit.title)
-            paragraphs.setdefault(hit.doc_id, []).append(
-                claim_with_markers(cand.text, [cand.hit_index + 1])
-            )
-        text = "\n".join(
-            f"\u201c{titles[doc]}\u201d: {' '.join(p)}" for doc, p in paragraphs.items()
-        )
-        return Draft(text=text)
+        other = disagreeing(evidence)
+        if other is not None and other not in chosen:
+            chosen.append(other)
+        return Draft(text=render(evidence, chosen, other))
 
     def stream(self, evidence: Evidence) -> Iterator[str]:
         """The same draft, in word-sized pieces (for streaming APIs)."""
         draft = self.generate(evidence)
         yield from re.findall(r"\S+\s*", draft.text)
+
+
+def render(evidence: Evidence, chosen: list[Candidate], other: Candidate | None = None) -> str:
+    """One paragraph per paper, led by its quoted title so the reader sees where each quote
+    is from. With a disagreeing statement (:func:`disagreeing`), the later of the two
+    papers' paragraphs opens with :data:`SOURCES_DIFFER`."""
+    paragraphs: dict[str, list[str]] = {}
+    leads: dict[str, str] = {}
+    for cand in chosen:
+        hit = evidence.hits[cand.hit_index]
+        leads.setdefault(hit.doc_id, f"\u201c{hit.title}\u201d: ")
+        paragraphs.setdefault(hit.doc_id, []).append(
+            claim_with_markers(cand.text, [cand.hit_index + 1])
+        )
+    best = evidence.best()
+    if other is not None and best is not None:
+        differing = {evidence.hits[c.hit_index].doc_id for c in (best, other)}
+        later = [doc for doc in paragraphs if doc in differing][-1]
+        leads[later] = SOURCES_DIFFER + leads[later]
+    return "\n".join(leads[doc] + " ".join(p) for doc, p in paragraphs.items())
+
+
+def disagreeing(evidence: Evidence) -> Candidate | None:
+    """A statement of another paper that gives another value for the fact asked, or None.
+
+    The same fact: the question asks a number about one subject, named by distinctive names
+    (ones few documents mention: "DeepSeek-V3", not "ImageNet") that the title of one of the
+    two papers bears (the subject is what that paper is about; a benchmark both papers report
+    on, "CIFAR-10", is not); the best sentence and this one both state a number next to a
+    term of the asked focus ("5 parameters", "671B total parameters") and state it of the
+    subject (:func:`_states_of`); this one scores at least :data:`MIN_RATIO` of the best.
+    Another value: no number the two papers state next to the focus, in their titles or
+    retrieved sentences, is common to both (a title's "1,000 Layers" agrees with "1,000
+    layers" anywhere). A question about several papers expects several values: None."""
+    best = evidence.best()
+    names = evidence.names
+    subject = [n for n in names.asked if names.weight[n] >= DISTINCTIVE_NAME]
+    if best is None or not evidence.expects_number or not subject:
+        return None
+    if names.split() or asks_several(evidence.question):
+        return None
+    best_hit = evidence.hits[best.hit_index]
+    if not _states_of(subject, best_hit.title, best.text, stated_values(evidence, best.text)):
+        return None
+    values = _values_by_doc(evidence)
+    for cand in sorted(evidence.candidates, key=lambda c: -c.score):
+        if cand.score < MIN_RATIO * best.score:
+            return None
+        hit = evidence.hits[cand.hit_index]
+        if hit.doc_id == best_hit.doc_id or values[hit.doc_id] & values[best_hit.doc_id]:
+            continue
+        if not (_titled(subject, hit.title) or _titled(subject, best_hit.title)):
+            continue
+        if _states_of(subject, hit.title, cand.text, stated_values(evidence, cand.text)):
+            return cand
+    return None
+
+
+def _values_by_doc(evidence: Evidence) -> dict[str, set[str]]:
+    """doc id -> the numbers its title and retrieved sentences state next to the focus."""
+    values: dict[str, set[str]] = {}
+    for hit in evidence.hits:
+        values.setdefault(hit.doc_id, stated_values(evidence, hit.title))
+    for cand in evidence.candidates:
+        values[evidence.hits[cand.hit_index].doc_id] |= stated_values(evidence, cand.text)
+    return values
+
+
+def _titled(subject: list[str], title: str) -> bool:
+    return all(mentions(title.lower(), name) for name in subject)
+
+
+def _states_of(subject: list[str], title: str, sentence: str, stated: set[str]) -> bool:
+    """The sentence states one of the ``stated`` numbers of the subject: its paper's title
+    names the subject, or the number stands a few words from the name itself ("DeepSeek-V3
+    has 5 parameters"; "LLaVA-HR" is not "LLaVA")."""
+    if not stated:
+        return False
+    if _titled(subject, title):
+        return True
+    keys = {squashed(name) for name in subject}
+    return any(
+        found & stated and keys <= {squashed(w) for w in words(near)}
+        for found, _, near in number_windows(sentence, NUMBER_WINDOW)
+    )
 
 
 MAX_DOCUMENTS = 3

@@ -65,6 +65,17 @@ class Hit:
     metadata: dict[str, Any]
     dense: float = 0.0  # cosine similarity of chunk and question
     ranks: dict[str, int] = field(default_factory=dict)
+    collection: str = ""  # the Chroma collection it was retrieved from
+
+    @property
+    def source(self) -> str:
+        """Where the document was ingested from, without the server's own paths: the file
+        relative to the ingested folder ("notes/kettle.md"), the paper listing
+        ("ml_papers.txt"), or for a JSONL record its id ("jsonl:<id>")."""
+        if self.doc_id.startswith("file:"):
+            return self.doc_id.removeprefix("file:")
+        kind, _, where = str(self.metadata.get("source", "")).partition(":")
+        return where if kind == "listing" else self.doc_id
 
     @property
     def body(self) -> str:
@@ -272,6 +283,7 @@ class HybridRetriever(BaseRetriever):
                     url=str(meta.get("url") or ""),
                     metadata=meta,
                     ranks=ranks,
+                    collection=self.index.chunks.name,
                 )
             )
         return hits

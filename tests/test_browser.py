@@ -180,6 +180,8 @@ def test_document_and_answer_html_is_shown_as_text(
     turn.find_element(By.CSS_SELECTOR, "button.cite").click()
     assert PAYLOAD in browser.find_element(By.ID, "citation-title").text
     assert PAYLOAD in browser.find_element(By.ID, "citation-quote").text
+    # provenance: where the document was ingested from, and the collection
+    assert "jsonl:zorblax (collection citeqa)" in browser.find_element(By.ID, "citation-where").text
     assert PAYLOAD in turn.find_element(By.CSS_SELECTOR, ".sources").text
     assert browser.execute_script("return document.images.length") == 0
     with pytest.raises(NoAlertPresentException):

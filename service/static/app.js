@@ -209,7 +209,8 @@
       context.textContent = source ? source.text : "";
     }
     $("citation-where").textContent =
-      `${citation.doc_id}, characters ${citation.start}–${citation.end}`;
+      `${citation.source} (collection ${citation.collection}), ` +
+      `characters ${citation.start}–${citation.end}`;
   }
 
   // ------------------------------------------------------------------ asking
