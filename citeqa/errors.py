@@ -7,8 +7,9 @@ CiteqaError                  base; ``status`` is the HTTP status it maps to
 ├── StoreNotReadyError       the collection is missing or empty (503)
 ├── EmbeddingMismatchError   the collection was built with another embedding model (409)
 ├── StoreBusyError           another process holds the embedded store (409)
-└── LLMError                 the LLM endpoint failed after retries (502)
-    └── LLMTimeoutError      ... or ran out of its deadline (504)
+├── LLMError                 the LLM endpoint failed after retries (502)
+│   └── LLMTimeoutError      ... or ran out of its deadline (504)
+└── ClientGoneError          the client disconnected; the answer was abandoned (499, never sent)
 """
 
 from __future__ import annotations
@@ -59,3 +60,10 @@ class LLMError(CiteqaError):
 
 class LLMTimeoutError(LLMError):
     status = 504
+
+
+class ClientGoneError(CiteqaError):
+    """The client went away before its answer was ready: the work stopped between two stages.
+    499 is nginx's "client closed request"; no one is left to read it."""
+
+    status = 499

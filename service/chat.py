@@ -29,7 +29,7 @@ from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 from typing import IO, TypedDict
 
-from citeqa.errors import CiteqaError, InputError, LLMError
+from citeqa.errors import CiteqaError, ClientGoneError, InputError, LLMError
 from service.answer import Answer, Draft
 from service.engine import Engine, check_text
 from service.followup import standalone_question
@@ -113,15 +113,26 @@ class ChatService:
             log.warning("condensing the follow-up failed (%s); using the offline rewrite", exc)
             return None
 
-    def complete(self, messages: Sequence[Message], top_k: int | None = None) -> Answer:
-        """The whole answer to the conversation's last question."""
+    def complete(
+        self,
+        messages: Sequence[Message],
+        top_k: int | None = None,
+        gone: Callable[[], bool] = lambda: False,
+    ) -> Answer:
+        """The whole answer to the conversation's last question. ``gone`` says whether the
+        client has disconnected: checked before retrieval and before generation (the LLM call
+        that costs most), it raises :class:`ClientGoneError` so abandoned work stops there."""
         started = time.perf_counter()
         question = self.standalone_question(messages)
+        _stop_if(gone)
         condensed = time.perf_counter()
-        answer = self.engine.ask(question, top_k)
+        evidence = self.engine.prepare(question, top_k)
+        _stop_if(gone)
+        retrieved = time.perf_counter()
+        answer = self.engine.answer(question, evidence)
+        done = time.perf_counter()
         answer.standalone_question = question
-        answer.timings_ms["condense"] = (condensed - started) * 1000
-        answer.timings_ms["total"] = (time.perf_counter() - started) * 1000
+        answer.timings_ms = _timings(started, condensed, retrieved, done)
         return answer
 
     def stream(
@@ -153,13 +164,22 @@ class ChatService:
             yield Delta(("\n\n" if "".join(draft).strip() else "") + answer.answer)
         done = time.perf_counter()
         answer.standalone_question = question
-        answer.timings_ms = {
-            "condense": (condensed - started) * 1000,
-            "retrieve": (retrieved - condensed) * 1000,
-            "generate": (done - retrieved) * 1000,
-            "total": (done - started) * 1000,
-        }
+        answer.timings_ms = _timings(started, condensed, retrieved, done)
         yield Finished(answer)
+
+
+def _timings(started: float, condensed: float, retrieved: float, done: float) -> dict[str, float]:
+    return {
+        "condense": (condensed - started) * 1000,
+        "retrieve": (retrieved - condensed) * 1000,
+        "generate": (done - retrieved) * 1000,
+        "total": (done - started) * 1000,
+    }
+
+
+def _stop_if(gone: Callable[[], bool]) -> None:
+    if gone():
+        raise ClientGoneError("the client disconnected; the answer was abandoned")
 
 
 def assistant_turn(answer: Answer) -> str:

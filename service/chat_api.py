@@ -523,10 +523,23 @@ async def chat_completions(
             lambda: chat_frames(chat, messages, body.top_k, body.model, observe),
             keepalive_seconds(chat.engine),
         )
-    answer = await run_in_threadpool(chat.complete, messages, body.top_k)
+    answer = await _until_disconnected(request, chat, messages, body.top_k)
     if observe is not None:
         observe(answer)
     return completion_body(answer, body.model)
+
+
+async def _until_disconnected(
+    request: Request, chat: ChatService, messages: list[Message], top_k: int | None
+) -> Answer:
+    """The whole answer, computed in a worker thread that asks the event loop, between its
+    stages (before retrieval, before generation), whether the client is still connected: once
+    it is gone, the work stops there instead of finishing an answer no one will read."""
+
+    def gone() -> bool:
+        return bool(anyio.from_thread.run(request.is_disconnected))
+
+    return await run_in_threadpool(chat.complete, messages, top_k, gone)
 
 
 def _model_card(model_id: str) -> dict[str, Any]:

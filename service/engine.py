@@ -90,7 +90,7 @@ class Engine:
         started = time.perf_counter()
         evidence = self.prepare(question, top_k)
         retrieved = time.perf_counter()
-        answer = self._answer(evidence.question, evidence)
+        answer = self.answer(evidence.question, evidence)
         done = time.perf_counter()
         answer.timings_ms = {
             "retrieve": (retrieved - started) * 1000,
@@ -99,7 +99,8 @@ class Engine:
         }
         return answer
 
-    def _answer(self, question: str, evidence: Evidence) -> Answer:
+    def answer(self, question: str, evidence: Evidence) -> Answer:
+        """The answer from prepared evidence: generated and validated, or a refusal."""
         if not evidence.answerable:
             return self.refusal(question, evidence)
         return self.finish(question, evidence, self.generator.generate(evidence))

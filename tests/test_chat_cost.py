@@ -2,16 +2,28 @@
 
 A client may send :data:`~service.chat.MAX_MESSAGES` messages of
 :data:`~service.chat.MAX_MESSAGE_CHARS` characters each (about 400 KB, under the body cap);
-the answer needs only the last few turns, so the work must not grow with the rest.
+the answer needs only the last few turns, so the work must not grow with the rest. And work
+for a client that has gone away stops.
 """
 
 from __future__ import annotations
 
+import threading
 import time
+from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
-from service.answer import Answer
+import httpx
+import pytest
+
+from service.answer import Answer, Draft
+from service.api import create_app
 from service.chat import MAX_MESSAGE_CHARS, MAX_MESSAGES, ChatService, Message
 from service.engine import Engine
+from service.evidence import Evidence
+from service.extractive import ExtractiveGenerator
+from tests.live_server import LiveServer
 
 MAX_RATIO = 3.0
 REPEATS = 5
@@ -54,3 +66,52 @@ def test_a_maximal_conversation_costs_a_small_multiple_of_a_short_one(engine: En
         f"{maximal_s * 1000:.0f} ms for {MAX_MESSAGES} messages vs {short_s * 1000:.0f} ms "
         f"for 3 ({ratio:.1f}x)"
     )
+
+
+class SlowCondense:
+    """The extractive generator behind a slow ``condense`` (an LLM rewriting the follow-up):
+    counts the answers it generates."""
+
+    name = "slow-condense"
+
+    def __init__(self, seconds: float) -> None:
+        self.inner, self.seconds = ExtractiveGenerator(), seconds
+        self.condensed = threading.Event()
+        self.generated = 0
+
+    def condense(self, history: list[Message], question: str) -> str:
+        time.sleep(self.seconds)
+        self.condensed.set()
+        return "How long did DeepSeek-V3's training take?"
+
+    def generate(self, evidence: Evidence) -> Draft:
+        self.generated += 1
+        return self.inner.generate(evidence)
+
+    def stream(self, evidence: Evidence) -> Iterator[str]:
+        return self.inner.stream(evidence)
+
+
+def _follow_up() -> dict[str, Any]:
+    messages = [
+        {"role": "user", "content": QUESTION},
+        {"role": "assistant", "content": "..."},
+        {"role": "user", "content": FOLLOW_UP},
+    ]
+    return {"model": "citeqa", "messages": messages}
+
+
+@pytest.mark.integration
+def test_a_client_that_hangs_up_gets_no_answer_generated(engine: Engine) -> None:
+    """A non-streamed chat answer stops at its next stage once the client has disconnected."""
+    slow = SlowCondense(seconds=1.0)
+    app = create_app(engine.settings, engine_factory=lambda _: replace(engine, generator=slow))
+    with LiveServer(app) as live:
+        url = f"{live.url}/v1/chat/completions"
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(url, json=_follow_up(), timeout=0.3)  # hangs up during condense
+        assert slow.condensed.wait(5)
+        time.sleep(1.0)  # time enough to retrieve and generate, had the work gone on
+        assert slow.generated == 0
+        reply = httpx.post(url, json=_follow_up(), timeout=60)  # a client that waits
+        assert reply.status_code == 200 and slow.generated == 1
