@@ -377,7 +377,12 @@ def escape_tags(text: str) -> str:
 def numbered_sources(hits: list[Hit]) -> list[dict[str, Any]]:
     """The hits as prompt sources, numbered from 1 in order (citation n is hits[n-1])."""
     return [
-        {"n": n, "title": html.escape(hit.title, quote=True), "text": escape_tags(hit.body)}
+        {
+            "n": n,
+            "title": html.escape(hit.title, quote=True),
+            "origin": html.escape(hit.source, quote=True),
+            "text": escape_tags(hit.body),
+        }
         for n, hit in enumerate(hits, start=1)
     ]
 
