@@ -29,9 +29,10 @@ from bench import (
     service_bench,
     synthetic,
 )
+from bench.load import REPO_ROOT
 from bench.measure import load_average, machine, versions
 from bench.report import BenchRun, Profile, evaluate_targets, explain, render
-from citeqa.config import REPO_ROOT, Settings
+from citeqa.config import Settings
 from citeqa.embedding import MiniLMOnnxEmbedder
 from evals.dataset import load_dataset
 from service.engine import build_engine

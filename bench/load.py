@@ -23,7 +23,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -50,12 +50,24 @@ def free_port() -> int:
 
 
 class ApiProcess:
-    """``citeqa serve`` in a subprocess on 127.0.0.1; ``start()`` returns once /readyz is 200."""
+    """``citeqa serve`` in a subprocess on 127.0.0.1; ``start()`` returns once /readyz is 200.
 
-    def __init__(self, env: Mapping[str, str], log: Path, port: int | None = None) -> None:
+    ``citeqa`` is this interpreter's checkout (run in the repository) unless ``citeqa`` names
+    another command, e.g. an installed package's script run from ``cwd``.
+    """
+
+    def __init__(
+        self,
+        env: Mapping[str, str],
+        log: Path,
+        port: int | None = None,
+        citeqa: Sequence[str] = (sys.executable, "-m", "citeqa.cli"),
+        cwd: Path = REPO_ROOT,
+    ) -> None:
         self.env = dict(env)
         self.log = log
         self.port = port or free_port()
+        self.citeqa, self.cwd = list(citeqa), cwd
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -73,12 +85,11 @@ class ApiProcess:
 
     def launch(self) -> None:
         """Start the process without waiting for it to be ready."""
-        command = [sys.executable, "-m", "citeqa.cli", "serve"]
-        command += ["--host", "127.0.0.1", "--port", str(self.port)]
+        command = [*self.citeqa, "serve", "--host", "127.0.0.1", "--port", str(self.port)]
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with self.log.open("ab") as log:
             self.process = subprocess.Popen(
-                command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT
+                command, env=self.env, stdout=log, stderr=subprocess.STDOUT, cwd=self.cwd
             )
 
     def wait_ready(self, timeout: float) -> None:

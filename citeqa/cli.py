@@ -15,6 +15,7 @@ import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
+from citeqa import __version__
 from citeqa.config import Settings
 from citeqa.errors import CiteqaError
 from citeqa.lock import hold_store
@@ -53,6 +54,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="citeqa", description="Question answering with verified citations."
     )
+    parser.add_argument("--version", action="version", version=f"citeqa {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
     _add(sub, "ingest", cmd_ingest, "Ingest files or folders (default: the bundled corpus).")
     sub.choices["ingest"].add_argument("paths", nargs="*", type=Path)

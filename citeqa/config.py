@@ -18,8 +18,8 @@ from typing import Literal
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-BUNDLED_CORPUS = REPO_ROOT / "data" / "ml_papers.txt"
+from citeqa.resources import BUNDLED_CORPUS
+
 MIN_API_KEY_CHARS = 16
 _API_KEY_RE = re.compile(rf"[\x21-\x7e]{{{MIN_API_KEY_CHARS},}}")
 
@@ -44,6 +44,11 @@ class Settings(BaseSettings):
     collection: str = Field("citeqa", description="Chroma collection holding the chunks.")
     corpus_path: Path = Field(
         BUNDLED_CORPUS, description="Corpus ingested by `citeqa serve` when the store is empty."
+    )
+    prompts_dir: Path | None = Field(
+        None,
+        description="Folder of your own prompt templates (Jinja2 `.md`, named as in `prompts/`); "
+        "a template it lacks comes from the package.",
     )
 
     # Embeddings

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from citeqa.resources import TOKENIZER_PATH
+
 if TYPE_CHECKING:
     from citeqa.config import Settings
 
-TOKENIZER_PATH = Path(__file__).parent / "assets" / "minilm-tokenizer.json"
 MAX_SEQ_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length in sentence-transformers
 
 

@@ -1,7 +1,7 @@
 """The README's configuration table, generated from :class:`citeqa.config.Settings`.
 
     python -m citeqa.settings_doc        # print the table
-    python -m citeqa.settings_doc --write  # rewrite it in README.md between the markers
+    python -m citeqa.settings_doc --write  # rewrite it in ./README.md between the markers
 
 tests/test_settings_doc.py fails when README.md and Settings disagree.
 """
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from pydantic.fields import FieldInfo
 
-from citeqa.config import REPO_ROOT, Settings
+from citeqa.config import Settings
 
 BEGIN = "<!-- settings-table:begin -->"
 END = "<!-- settings-table:end -->"
@@ -24,7 +24,7 @@ def _default(name: str, field: FieldInfo) -> str:
         return "(unset)"
     value = field.get_default()
     if name == "corpus_path":
-        return "data/ml_papers.txt"
+        return "the bundled `ml_papers.txt`"
     if value is None:
         return "(unset)"
     return f"`{value}`"
@@ -47,6 +47,6 @@ def rewrite(readme: Path) -> None:
 
 if __name__ == "__main__":
     if "--write" in sys.argv:
-        rewrite(REPO_ROOT / "README.md")
+        rewrite(Path("README.md"))  # a maintainer's command, run in the repository
     else:
         print(settings_table())

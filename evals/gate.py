@@ -26,9 +26,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from citeqa.resources import package_path
 from evals.metrics import LOWER_IS_BETTER, OPTIONAL_METRICS
 
-BASELINE_PATH = Path(__file__).resolve().parent / "baseline.json"
+BASELINE_PATH = package_path("evals", "baseline.json")
 DEFAULT_FLOORS: dict[str, float] = {
     "hit_at_5": 0.95,
     "citation_hit": 0.90,

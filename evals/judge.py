@@ -5,7 +5,8 @@ is given an answer and the texts it cites, splits the answer into claims and jud
 as supported or not by those texts. ``faithfulness_llm`` = supported claims / claims. It is
 reported beside the offline, deterministic ``faithfulness`` of :mod:`evals.metrics`, never
 instead of it. The prompt is ``prompts/judge_claims.md`` (a Jinja2 template rendered with
-``StrictUndefined``; variables ``answer`` and ``sources``, a list of ``{n, title, text}``).
+``StrictUndefined``; variables ``answer`` and ``sources``, a list of ``{n, title, text}``), or
+the file of that name in ``settings.prompts_dir`` when there is one.
 
 Structured output
 -----------------
@@ -56,14 +57,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import jinja2
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from citeqa.config import REPO_ROOT, Settings
+from citeqa.config import Settings
 from evals.metrics import parse_markers
+from service.prompts import render
 
 DEFAULT_CACHE_DIR = Path("evals/cache/llm")
-PROMPT_PATH = REPO_ROOT / "prompts" / "judge_claims.md"
+PROMPT = "judge_claims"
 SYSTEM_MESSAGE = (
     "You are a meticulous fact-checker. You judge answers only against the sources you are "
     "given, and you reply with a single JSON object."
@@ -196,13 +197,11 @@ class ResponseCache:
         return path
 
 
-def render_prompt(answer: str, sources: Sequence[Mapping[str, Any]], template_path: Path) -> str:
-    """The user message: the template rendered with ``StrictUndefined``."""
-    env = jinja2.Environment(
-        undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False
-    )
-    template = env.from_string(template_path.read_text(encoding="utf-8"))
-    return template.render(answer=answer, sources=list(sources))
+def render_prompt(
+    answer: str, sources: Sequence[Mapping[str, Any]], prompts_dir: Path | None = None
+) -> str:
+    """The user message: the judge's template (``prompts_dir``'s, else the packaged one)."""
+    return render(PROMPT, prompts_dir, answer=answer, sources=list(sources))
 
 
 def parse_judgement(response: str) -> list[Claim]:
@@ -258,13 +257,11 @@ class LLMJudge:
         settings: Settings,
         cache_dir: Path = DEFAULT_CACHE_DIR,
         model: str | None = None,
-        template_path: Path = PROMPT_PATH,
         client: Any = None,
     ) -> None:
         self.settings = settings
         self.model = model or settings.llm_model
         self.cache = ResponseCache(cache_dir)
-        self.template_path = template_path
         self._client = client
         self.calls = 0  # requests actually sent to the LLM
         self.formats = list(RESPONSE_FORMATS)  # the forms not refused yet, strongest first
@@ -289,7 +286,7 @@ class LLMJudge:
     def messages(self, answer: str, sources: Sequence[Mapping[str, Any]]) -> Messages:
         return [
             {"role": "system", "content": SYSTEM_MESSAGE},
-            {"role": "user", "content": render_prompt(answer, sources, self.template_path)},
+            {"role": "user", "content": render_prompt(answer, sources, self.settings.prompts_dir)},
         ]
 
     def judge(self, answer: str, sources: Sequence[Mapping[str, Any]]) -> Judgement:

@@ -22,7 +22,6 @@ store, dataset, settings and offline generator.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -32,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from tqdm import tqdm
 
+import citeqa
 from evals.dataset import ITEM_TYPES, EvalItem
 from evals.metrics import (
     LOWER_IS_BETTER,
@@ -75,10 +75,7 @@ class EvalRun:
 
 
 def package_version() -> str:
-    try:
-        return importlib.metadata.version("citeqa")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
+    return citeqa.__version__
 
 
 def corpus_fingerprint(engine: Engine) -> dict[str, Any]:

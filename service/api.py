@@ -23,6 +23,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from citeqa import __version__
 from citeqa.config import Settings
 from citeqa.errors import CiteqaError, StoreUnavailableError
 from service.answer import Citation
@@ -105,7 +106,9 @@ def create_app(
             log.error("engine not ready: %s", exc.message)
         yield
 
-    app = FastAPI(title="citeqa", version="0.1.0", lifespan=lifespan, docs_url=None, redoc_url=None)
+    app = FastAPI(
+        title="citeqa", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
+    )
     app.state.settings = settings
     app.state.factory = factory
     _install_error_handlers(app)

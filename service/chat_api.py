@@ -55,7 +55,6 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
 from contextlib import closing
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -69,6 +68,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from starlette.types import Receive, Scope, Send
 
 from citeqa.errors import CiteqaError
+from citeqa.resources import STATIC_DIR
 from service.answer import Answer
 from service.chat import (
     MAX_MESSAGE_CHARS,
@@ -91,7 +91,6 @@ OPENAI_PREFIXES = ("/v1/chat", "/v1/models")
 KEEPALIVE_S = 10.0
 KEEPALIVE = ": keep-alive\n\n"
 DONE = "data: [DONE]\n\n"
-STATIC_DIR = Path(__file__).parent / "static"
 STATIC_FILES = {
     "app.js": "text/javascript",
     "style.css": "text/css",

@@ -29,6 +29,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
@@ -387,13 +388,18 @@ def numbered_sources(hits: list[Hit]) -> list[dict[str, Any]]:
     ]
 
 
-def answer_messages(question: str, hits: list[Hit]) -> Messages:
+def answer_messages(question: str, hits: list[Hit], prompts_dir: Path | None = None) -> Messages:
+    """The chat messages asking for an answer (templates of ``prompts_dir`` first, if set)."""
     return [
-        {"role": "system", "content": render("answer_system", cannot_answer=CANNOT_ANSWER)},
+        {
+            "role": "system",
+            "content": render("answer_system", prompts_dir, cannot_answer=CANNOT_ANSWER),
+        },
         {
             "role": "user",
             "content": render(
                 "answer_user",
+                prompts_dir,
                 sources=numbered_sources(hits),
                 question=question,
                 cannot_answer=CANNOT_ANSWER,
@@ -435,7 +441,7 @@ class LLMGenerator:
         return cls(ChatClient.from_settings(settings), settings)
 
     def messages(self, evidence: Evidence) -> Messages:
-        return answer_messages(evidence.question, evidence.hits)
+        return answer_messages(evidence.question, evidence.hits, self.settings.prompts_dir)
 
     def generate(self, evidence: Evidence) -> Draft:
         if not evidence.hits:  # nothing to answer from: do not ask the model to improvise
@@ -465,7 +471,9 @@ class LLMGenerator:
             return question
         for turn in turns:
             turn["content"] = escape_tags(turn["content"][:CONDENSE_TURN_CHARS])
-        prompt = render("condense", history=turns, question=escape_tags(question))
+        prompt = render(
+            "condense", self.settings.prompts_dir, history=turns, question=escape_tags(question)
+        )
         reply = self.client.complete([{"role": "user", "content": prompt}]).text
         standalone = _standalone(reply)
         if not standalone or len(standalone) > self.settings.max_question_chars:

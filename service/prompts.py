@@ -1,4 +1,5 @@
-"""Prompt templates: every prompt is a Jinja2 file under the repository's ``prompts/`` folder.
+"""Prompt templates: every prompt is a Jinja2 file, shipped in the package (``citeqa.prompts``,
+the repository's ``prompts/`` folder) and overridable one by one from ``prompts_dir``.
 
 Templates are rendered strictly (``StrictUndefined``): a variable the caller forgot to pass is an
 error, never an empty string silently sent to the model. Nothing is HTML-escaped (the output is
@@ -11,28 +12,32 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template
+from jinja2 import ChoiceLoader, Environment, FileSystemLoader, StrictUndefined, Template
 
-PROMPTS_DIR = Path(__file__).resolve().parents[1] / "prompts"
+from citeqa.resources import PROMPTS_DIR
 
 
-@lru_cache(maxsize=1)
-def _environment() -> Environment:
+@lru_cache(maxsize=4)
+def _environment(prompts_dir: Path | None) -> Environment:
+    """Templates from ``prompts_dir`` first (the user's), then the packaged ones."""
+    folders = [prompts_dir, PROMPTS_DIR] if prompts_dir is not None else [PROMPTS_DIR]
     return Environment(
-        loader=FileSystemLoader(PROMPTS_DIR),
+        loader=ChoiceLoader([FileSystemLoader(folder) for folder in folders]),
         undefined=StrictUndefined,
         autoescape=False,
         keep_trailing_newline=True,
     )
 
 
-@lru_cache(maxsize=32)
-def template(name: str) -> Template:
-    """The template ``prompts/<name>`` (``.md`` added when ``name`` has no suffix), cached."""
+def template(name: str, prompts_dir: Path | None = None) -> Template:
+    """The template ``<name>`` (``.md`` added when ``name`` has no suffix).
+
+    jinja2 caches compiled templates and recompiles one whose file changed.
+    """
     filename = name if Path(name).suffix else f"{name}.md"
-    return _environment().get_template(filename)
+    return _environment(prompts_dir).get_template(filename)
 
 
-def render(name: str, **variables: Any) -> str:
-    """Render ``prompts/<name>`` with ``variables``; a missing variable raises."""
-    return template(name).render(**variables)
+def render(name: str, prompts_dir: Path | None = None, **variables: Any) -> str:
+    """Render the template ``name`` with ``variables``; a missing variable raises."""
+    return template(name, prompts_dir).render(**variables)

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from citeqa.config import REPO_ROOT, Settings
+from citeqa.config import Settings
+from tests.paths import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 

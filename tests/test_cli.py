@@ -121,3 +121,16 @@ def test_serve_builds_one_embedding_model_and_is_ready_with_bm25_built(
     assert main(["serve"]) == 0
     assert seen == {"warmed": True, "readyz": 200, "search": 200}
     assert len(built) == 1, "one embedding model for the ingest check and the engine"
+
+
+def test_version_is_pyprojects(capsys: pytest.CaptureFixture[str]) -> None:
+    import tomllib
+
+    from citeqa.cli import main
+    from tests.paths import REPO_ROOT
+
+    version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]
+    with pytest.raises(SystemExit) as exit_:
+        main(["--version"])
+    assert exit_.value.code == 0
+    assert capsys.readouterr().out.strip() == f"citeqa {version}"

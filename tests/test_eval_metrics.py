@@ -377,15 +377,18 @@ def judge_settings(srv: FakeOpenAIServer) -> Settings:
 def test_judge_prompt_is_strict_and_delimited(tmp_path: Path) -> None:
     from jinja2 import UndefinedError
 
-    from evals.judge import PROMPT_PATH
-
-    text = render_prompt(
-        "It uses semantic softmax [1].", [{"n": 1, "title": PAPER, "text": BODY}], PROMPT_PATH
-    )
+    text = render_prompt("It uses semantic softmax [1].", [{"n": 1, "title": PAPER, "text": BODY}])
     assert f'<source n="1" title="{PAPER}">' in text and "</source>" in text
     assert "<answer>\nIt uses semantic softmax [1].\n</answer>" in text
     with pytest.raises(UndefinedError):
-        render_prompt("x", [{"n": 1, "title": PAPER}], PROMPT_PATH)  # no "text": strict
+        render_prompt("x", [{"n": 1, "title": PAPER}])  # no "text": strict
+
+
+def test_judge_prompt_from_the_prompts_dir_setting(tmp_path: Path) -> None:
+    (tmp_path / "judge_claims.md").write_text("Mine: {{ answer }}", encoding="utf-8")
+    settings = Settings.model_validate({"data_dir": "unused", "prompts_dir": tmp_path})
+    judge = LLMJudge(settings, cache_dir=tmp_path / "cache")
+    assert judge.messages("It is 37B.", [])[1]["content"] == "Mine: It is 37B."
 
 
 def test_judge_cache_hit_does_not_call_network(tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from citeqa.config import REPO_ROOT, Settings
+from citeqa.config import Settings
 from evals.cli import _judge_verdict
 from evals.dataset import load_dataset
 from evals.judge import (
@@ -22,6 +22,7 @@ from evals.judge import (
 from evals.runner import format_report, run_eval
 from service.engine import Engine
 from tests.fakes.openai_server import Error, FakeOpenAIServer, Reply
+from tests.paths import REPO_ROOT
 
 SOURCES = [{"n": 1, "title": "A paper", "text": "The model has 7B parameters."}]
 VALID = json.dumps({"claims": [{"claim": "The model has 7B parameters.", "supported": True}]})

@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from pathlib import Path
 
 import httpx
 import openai
@@ -133,6 +134,19 @@ def test_answer_prompt_numbers_delimits_and_guards_sources() -> None:
     assert "&lt;/source>" in blocks[1][3]
     assert content.rstrip().endswith(CANNOT_ANSWER)
     assert content.index("Question: How many GPUs?") > content.rindex("</source>")
+
+
+def test_prompts_dir_overrides_a_prompt_and_the_package_supplies_the_rest(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "answer_system.md").write_text("Mine. Else say: {{ cannot_answer }}")
+    settings = Settings.model_validate({"data_dir": str(tmp_path), "prompts_dir": tmp_path})
+    generator = LLMGenerator(ChatClient.from_settings(settings), settings)
+    hits = [_hit(1, "Paper One", "It uses 8 GPUs.")]
+    evidence = Evidence(question="How many GPUs?", hits=hits, candidates=[], expects_number=True)
+    system, user = generator.messages(evidence)
+    assert system["content"] == f"Mine. Else say: {CANNOT_ANSWER}"
+    assert user["content"] == answer_messages("How many GPUs?", evidence.hits)[1]["content"]
 
 
 @pytest.mark.parametrize(

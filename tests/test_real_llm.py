@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from citeqa.config import REPO_ROOT, Settings
+from citeqa.config import Settings
 from evals.dataset import load_dataset
 from evals.judge import LLMJudge
 from evals.runner import format_report, run_eval
 from service.engine import Engine
 from tests.llama_server import MODEL_NAME, assemble_model, running_llama
+from tests.paths import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

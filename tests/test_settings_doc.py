@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from citeqa.config import REPO_ROOT, Settings
+from citeqa.config import Settings
 from citeqa.settings_doc import BEGIN, END, settings_table
+from tests.paths import REPO_ROOT
 
 
 def test_readme_table_is_generated_from_settings() -> None:
