@@ -1,5 +1,24 @@
 # citeqa API image: `docker build -t citeqa .`, then `docker compose up` (see docker-compose.yml).
 # Configuration is by environment only (CITEQA_*, see README); nothing secret is baked in.
+#
+# Two stages: the first builds citeqa's wheel from the source, the second installs that wheel
+# and the lock's pins into a slim image. No source tree and no editable install in the image:
+# the wheel carries the prompts, the web page, the tokenizer and the bundled corpus.
+
+FROM python:3.11-slim AS build
+
+ENV PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+
+WORKDIR /src
+# The build tools from the lock (pip, setuptools, build), then the wheel without build isolation:
+# nothing unpinned takes part in the build.
+COPY requirements/build.txt requirements/build.txt
+RUN pip install --require-hashes -r requirements/build.txt
+COPY . .
+RUN python -m build --no-isolation --wheel --outdir /dist .
+
+
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -11,22 +30,21 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     CITEQA_DATA_DIR=/data \
     CITEQA_PORT=8000
 
-WORKDIR /app
+# Dependencies first, exactly the lock (versions and file hashes): a code change reuses this layer.
+COPY requirements/runtime.txt /tmp/runtime.txt
+RUN pip install --require-hashes -r /tmp/runtime.txt \
+ && rm /tmp/runtime.txt
 
-# Dependencies first, from pyproject.toml alone: a code change reuses this layer.
-COPY pyproject.toml ./
-RUN python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
- && pip install -r /tmp/requirements.txt \
- && rm /tmp/requirements.txt
-
-# Editable install: the bundled corpus (data/) and the prompts (prompts/) are read from /app.
-COPY . .
-RUN pip install --no-deps -e . \
+COPY --from=build /dist/ /tmp/dist/
+RUN pip install --no-deps /tmp/dist/citeqa-*.whl \
+ && pip check \
+ && rm -r /tmp/dist \
  && useradd --create-home --uid 10001 --shell /usr/sbin/nologin citeqa \
  && mkdir -p /data \
  && chown citeqa:citeqa /data
 
 USER citeqa
+WORKDIR /home/citeqa
 EXPOSE 8000
 
 # Liveness only (/healthz checks nothing external); readiness is /readyz. The first start

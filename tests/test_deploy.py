@@ -113,6 +113,21 @@ def test_dockerfile_base_user_and_command() -> None:
     assert json.loads(instruction("CMD")) == ["citeqa", "serve", "--host", "0.0.0.0"]
 
 
+def test_dockerfile_installs_the_built_wheel_with_the_locks_pins() -> None:
+    text = dockerfile().replace("\\\n", " ")
+    froms = [line for line in text.splitlines() if line.startswith("FROM ")]
+    assert len(froms) == 2 and froms[0].endswith(" AS build")  # build stage, runtime stage
+    runtime = text[text.rindex("\nFROM ") :]
+    assert not re.search(r"pip install\b[^\n]*(\s-e\s|--editable)", text)
+    assert "pip install --require-hashes -r /tmp/runtime.txt" in runtime
+    assert "pip install --no-deps /tmp/dist/citeqa-*.whl" in runtime
+    assert "COPY . ." not in runtime  # no source tree in the image: the wheel has it all
+    sources = [line.split()[1] for line in text.splitlines() if line.startswith("COPY ")]
+    for source in sources:
+        if not source.startswith("--from") and source != ".":
+            assert (ROOT / source).is_file(), source
+
+
 def test_dockerignore_keeps_secrets_and_local_state_out() -> None:
     ignored = set((ROOT / ".dockerignore").read_text().split())
     assert {".env", ".git", ".venv", ".citeqa"} <= ignored
