@@ -3,27 +3,34 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
-LOCK   := requirements/dev.txt
+RUN_STAMP := $(VENV)/.installed-run
+LOCKS  := requirements/build.txt requirements/runtime.txt
 
 .PHONY: run test deps lint typecheck eval bench clean lock
 
-# The venv holds exactly the lock (requirements/dev.txt: every package pinned with its hashes,
-# setuptools and pip included), so the project is built with --no-build-isolation from the
+# The venv holds exactly the lock files (requirements/*.txt: every package pinned with its
+# hashes, pip and setuptools included), so citeqa is built with --no-build-isolation by the
 # pinned setuptools and nothing unpinned enters. --clear: a changed lock starts from an empty
 # venv, so no package of an older lock stays behind. pip's output stays visible: it is the
-# minute or two of a first `make run`.
-$(STAMP): pyproject.toml $(LOCK)
+# minute or two of a first `make run`. `make run` needs only the runtime lock; the dev lock
+# (the same versions plus the test tools, one of which builds from source) comes with `make test`.
+$(RUN_STAMP): pyproject.toml $(LOCKS)
 	$(PYTHON) -m venv --clear $(VENV)
-	$(BIN)/python -m pip install --require-hashes --progress-bar on -r $(LOCK)
+	$(BIN)/python -m pip install --require-hashes --progress-bar on $(LOCKS:%=-r %)
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check
-	touch $(STAMP)
+	touch $@
+
+$(STAMP): $(RUN_STAMP) requirements/dev.txt
+	$(BIN)/python -m pip install --require-hashes --progress-bar on -r requirements/dev.txt
+	$(BIN)/python -m pip check
+	touch $@
 
 # Re-resolve the lock files after a change of pyproject.toml's dependencies (see README).
 lock:
 	bash scripts/lock.sh
 
-run: $(STAMP)
+run: $(RUN_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/citeqa serve
 
 lint: $(STAMP)
