@@ -76,6 +76,34 @@ def child_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def wait_until_up(
+    process: subprocess.Popen[bytes], url: str, timeout: float, log: Path, poll_s: float = 0.1
+) -> None:
+    """Return once ``url`` answers 200; raise (with the log's tail) when the process exits or
+    ``timeout`` seconds pass first."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args!r} exited: {log.read_text()[-2000:]}")
+        try:
+            if httpx.get(url, timeout=2.0).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(poll_s)
+    raise TimeoutError(f"{url} not up after {timeout} s: {log.read_text()[-2000:]}")
+
+
+def stop_process(process: subprocess.Popen[bytes], grace_s: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL after ``grace_s`` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=grace_s)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout=10)
+
+
 class ChromaServer:
     """``chroma run --path PATH --host 127.0.0.1 --port PORT`` that tests can stop and restart."""
 
@@ -99,31 +127,15 @@ class ChromaServer:
         return self
 
     def wait_ready(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process is not None
-            if self.process.poll() is not None:
-                raise RuntimeError(f"chroma run exited: {self.log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{self.url}/api/v2/heartbeat", timeout=1.0).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        tail = self.log.read_text()[-2000:]
-        raise TimeoutError(f"chroma run not ready after {timeout} s: {tail}")
+        assert self.process is not None
+        wait_until_up(self.process, f"{self.url}/api/v2/heartbeat", timeout, self.log)
 
     def stop(self) -> None:
         """Stop the server (SIGTERM, then SIGKILL after 10 s); the data stays on disk."""
         if self.process is None:
             return
         self.thaw()
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
+        stop_process(self.process)
         self.process = None
 
     def freeze(self) -> None:
