@@ -4,6 +4,11 @@ Each chunk holds whole sentences of one document (a sentence longer than the bud
 chunk of its own), starts with the document title so that every chunk says what it is about,
 and records the character offsets of its sentences in the document so answers can quote exact
 spans. Chunk ids are deterministic: document id, position and a hash of the content.
+
+Given the document's :class:`~citeqa.layout.Layout`, a chunk never spans two sections, and it
+records its ``section`` (heading trail), ``page_start``/``page_end`` and ``page_map`` (the page
+starts within it, so that any quote of it can say its page); ``file`` is the document's path
+relative to the folder read.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from llama_index.core.node_parser import NodeParser
 from llama_index.core.schema import BaseNode, NodeRelationship, TextNode
 from pydantic import Field
 
+from citeqa.layout import Layout
 from citeqa.text import sentence_spans
 
 Span = tuple[int, int]
@@ -27,8 +33,10 @@ def chunk_id(doc_id: str, index: int, text: str) -> str:
     return f"{doc_id}#{index}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
 
-def doc_hash(title: str, text: str) -> str:
-    return hashlib.sha1(f"{title}\n{text}".encode()).hexdigest()[:16]
+def doc_hash(title: str, text: str, layout: Layout | None = None) -> str:
+    """The version of a document: its title, text and (when it has one) layout."""
+    where = f"\n{json.dumps([layout.pages, layout.sections])}" if layout else ""
+    return hashlib.sha1(f"{title}\n{text}{where}".encode()).hexdigest()[:16]
 
 
 class SentenceChunker(NodeParser):
@@ -45,15 +53,15 @@ class SentenceChunker(NodeParser):
             out.extend(self.chunk_document(node))
         return out
 
-    def chunk_document(self, document: BaseNode) -> list[TextNode]:
+    def chunk_document(self, document: BaseNode, layout: Layout | None = None) -> list[TextNode]:
         text = document.get_content()
         title = str(document.metadata["title"])
         spans = sentence_spans(text) or [(0, len(text))]
         budget = max(16, self.max_tokens - self.count_tokens(title))
-        groups = self._pack(text, spans, budget)
-        digest = doc_hash(title, text)
+        groups = [g for part in _by_section(spans, layout) for g in self._pack(text, part, budget)]
+        digest = doc_hash(title, text, layout)
         return [
-            self._node(document, title, text, group, index, digest)
+            self._node(document, title, text, group, index, digest, layout)
             for index, group in enumerate(groups)
         ]
 
@@ -73,7 +81,14 @@ class SentenceChunker(NodeParser):
         return groups
 
     def _node(
-        self, document: BaseNode, title: str, text: str, group: list[Span], index: int, digest: str
+        self,
+        document: BaseNode,
+        title: str,
+        text: str,
+        group: list[Span],
+        index: int,
+        digest: str,
+        layout: Layout | None,
     ) -> TextNode:
         start, end = group[0][0], group[-1][1]
         prefix = f"{title}\n"
@@ -89,9 +104,42 @@ class SentenceChunker(NodeParser):
             "prefix_len": len(prefix),
             "sentences": json.dumps(group),
         }
+        if document.metadata.get("file"):
+            metadata["file"] = document.metadata["file"]
+        if layout is not None:
+            metadata.update(_where(layout, start, end))
         return TextNode(
             id_=chunk_id(str(document.metadata["doc_id"]), index, content),
             text=content,
             metadata=metadata,
             relationships={NodeRelationship.SOURCE: document.as_related_node_info()},
         )
+
+
+def _by_section(spans: list[Span], layout: Layout | None) -> list[list[Span]]:
+    """The sentence spans in runs of one section each (one run without sections)."""
+    if layout is None or not layout.sections:
+        return [spans]
+    runs: list[list[Span]] = []
+    current: str | None = None
+    for span in spans:
+        section = layout.section_at(span[0])
+        if not runs or section != current:
+            runs.append([])
+            current = section
+        runs[-1].append(span)
+    return runs
+
+
+def _where(layout: Layout, start: int, end: int) -> dict[str, Any]:
+    """Chunk metadata: section, first and last page, and the page starts within the chunk."""
+    found: dict[str, Any] = {}
+    section = layout.section_at(start)
+    if section:
+        found["section"] = section
+    pages = layout.page_map(start, end)
+    if pages:
+        found["page_start"] = pages[0][1]
+        found["page_end"] = pages[-1][1]
+        found["page_map"] = json.dumps(pages)
+    return found

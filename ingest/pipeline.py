@@ -120,7 +120,7 @@ class Ingestor:
         ingested_at = time.time()
         meter = stage_meter(progress, f"{read.source}: chunking", len(read.documents), "document")
         for document in read.documents:
-            chunks = self.chunker.chunk_document(document)
+            chunks = self.chunker.chunk_document(document, read.layouts.get(document.doc_id))
             for node in chunks:
                 node.metadata.update({DOC_CHUNKS: len(chunks), INGESTED_AT: ingested_at})
                 nodes[node.node_id] = node

@@ -4,10 +4,13 @@ Two sources:
 
 * a *paper listing* (the bundled corpus): 2 header lines, then title / abstract line pairs;
   the first title is glued to the word "Subscribe";
-* a folder of the user's own files: ``.txt`` and ``.md`` (title from the first heading, else
-  the file name) and ``.jsonl`` (one ``{"id", "title", "text"}`` object per line). Anything
-  else, binary or non-UTF-8 files are skipped with a reason; paths that resolve outside the
-  folder (symlinks) are refused.
+* a folder of the user's own files: PDF, HTML, DOCX, Markdown and text (one reader per
+  format in :mod:`ingest.formats`; title from the document itself, else the file name) and
+  ``.jsonl`` (one ``{"id", "title", "text"}`` object per line). Each document comes with its
+  :class:`~citeqa.layout.Layout` (page and section starts). Other files, empty ones, files
+  whose bytes are not what their extension says, and files a reader cannot read (encrypted,
+  damaged, no text layer, zip bombs...) are skipped with a reason, and the rest is read;
+  paths that resolve outside the folder (symlinks) are refused.
 """
 
 from __future__ import annotations
@@ -22,27 +25,37 @@ from pathlib import Path
 from llama_index.core.schema import Document
 
 from citeqa.errors import CorpusFormatError, InputError
+from citeqa.layout import Layout
+from ingest.formats import Extracted
+from ingest.formats.docx import read_docx
+from ingest.formats.html import read_html
+from ingest.formats.pdf import read_pdf
+from ingest.formats.sniff import KINDS, MAX_FILE_BYTES, check_kind
+from ingest.formats.text import read_text
 
 LISTING_HEADER_LINES = 2
 _URL_RE = re.compile(r"https?://[^\s)\]}>,;\"']+")
 _SLUG_RE = re.compile(r"[^a-z0-9]+")
-_HEADING_RE = re.compile(r"^\s{0,3}#{1,6}\s+(.+?)\s*#*\s*$")
-TEXT_SUFFIXES = {".txt", ".md", ".markdown"}
 
 
 @dataclass
 class ReadResult:
-    """Documents read from one source, the files skipped (path, reason), and the source key."""
+    """Documents read from one source, their layouts (by doc id; none for listings and
+    records), the files skipped (path, reason), and the source key."""
 
     source: str
     documents: list[Document] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    layouts: dict[str, Layout] = field(default_factory=dict)
 
 
-def make_document(doc_id: str, title: str, text: str, source: str) -> Document:
-    """A Document whose metadata the chunker and the store rely on."""
+def make_document(doc_id: str, title: str, text: str, source: str, file: str = "") -> Document:
+    """A Document whose metadata the chunker and the store rely on; ``file`` is its path
+    relative to the folder read (what a citation names as its source), when it has one."""
     urls = [u.rstrip(".") for u in _URL_RE.findall(text)]
     metadata = {"doc_id": doc_id, "title": title, "source": source, "url": urls[0] if urls else ""}
+    if file:
+        metadata["file"] = file
     return Document(id_=doc_id, text=text, metadata=metadata)
 
 
@@ -118,46 +131,61 @@ def read_folder(root: Path) -> ReadResult:
             result.skipped.append((relative, reason))
             continue
         try:  # a file is read whole or skipped whole, never half
-            result.documents.extend(list(_read_file(path, relative, result.source)))
+            _add(result, _read_file(path, relative, result.source))
         except CorpusFormatError as exc:
             result.skipped.append((relative, exc.message))
     return result
+
+
+def _add(result: ReadResult, read: list[tuple[Document, Layout | None]]) -> None:
+    for document, layout in read:
+        result.documents.append(document)
+        if layout is not None:
+            result.layouts[document.doc_id] = layout
 
 
 def _refusal(root: Path, path: Path) -> str | None:
     resolved = path.resolve()
     if not resolved.is_relative_to(root):
         return f"resolves outside {root} (symlink to {resolved}); refused"
-    if path.suffix.lower() not in TEXT_SUFFIXES | {".jsonl"}:
+    if path.suffix.lower() not in KINDS:
         return f"unsupported file type {path.suffix or '(none)'!r}"
-    head = resolved.read_bytes()[:8192]
-    if b"\x00" in head:
-        return "binary file"
+    size = resolved.stat().st_size
+    if size == 0:
+        return "empty file"
+    if size > MAX_FILE_BYTES:
+        return f"file of {size / 2**20:.0f} MB is larger than {MAX_FILE_BYTES / 2**20:.0f} MB"
     return None
 
 
-def _read_file(path: Path, relative: str, source: str) -> Iterator[Document]:
+def _read_file(path: Path, relative: str, source: str) -> list[tuple[Document, Layout | None]]:
+    data = path.read_bytes()
+    kind = check_kind(path.suffix.lower(), data[:8192])
+    if kind == "jsonl":
+        return [(d, None) for d in _jsonl_documents(_utf8(data), relative, source)]
+    extracted = _extract(kind, data)
+    if not extracted.text.strip():
+        raise CorpusFormatError("no text in the file")
+    title = extracted.title or path.stem.replace("_", " ").replace("-", " ")
+    document = make_document(f"file:{relative}", title, extracted.text, source, file=relative)
+    return [(document, extracted.layout)]
+
+
+def _extract(kind: str, data: bytes) -> Extracted:
+    if kind == "pdf":
+        return read_pdf(data)
+    if kind == "docx":
+        return read_docx(data)
+    if kind == "html":
+        return read_html(data)
+    return read_text(_utf8(data))
+
+
+def _utf8(data: bytes) -> str:
     try:
-        text = path.read_text(encoding="utf-8")
+        return data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise CorpusFormatError(f"not UTF-8 text (byte {exc.start})") from exc
-    if path.suffix.lower() == ".jsonl":
-        yield from _jsonl_documents(text, relative, source)
-        return
-    title, body = _split_title(text, path)
-    if not body.strip():
-        raise CorpusFormatError("empty file")
-    yield make_document(f"file:{relative}", title, body, source)
-
-
-def _split_title(text: str, path: Path) -> tuple[str, str]:
-    """Title from a leading markdown heading (removed from the body), else the file name."""
-    stripped = text.lstrip()
-    first, _, rest = stripped.partition("\n")
-    match = _HEADING_RE.match(first)
-    if match:
-        return match.group(1), rest.strip("\n")
-    return path.stem.replace("_", " ").replace("-", " "), text
 
 
 def _jsonl_documents(text: str, relative: str, source: str) -> Iterator[Document]:
@@ -173,7 +201,9 @@ def _jsonl_documents(text: str, relative: str, source: str) -> Iterator[Document
             for key in ("id", "title", "text")
         ):
             raise CorpusFormatError(f"line {line_no}: needs non-empty string id, title and text")
-        yield make_document(f"jsonl:{record['id']}", record["title"], record["text"], source)
+        yield make_document(
+            f"jsonl:{record['id']}", record["title"], record["text"], source, file=relative
+        )
 
 
 def read_source(path: Path) -> ReadResult:
@@ -189,7 +219,7 @@ def read_source(path: Path) -> ReadResult:
     if reason:
         raise InputError(f"{path}: {reason}")
     try:
-        result.documents.extend(_read_file(path, path.name, result.source))
+        _add(result, _read_file(path, path.name, result.source))
     except CorpusFormatError as exc:
         raise CorpusFormatError(f"{path}: {exc.message}") from exc
     return result

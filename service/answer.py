@@ -12,8 +12,10 @@ REFUSAL_TEXT = "The corpus does not contain an answer to this question."
 
 @dataclass
 class Citation:
-    """Where a cited sentence comes from: the exact span of a document, and the document's
-    provenance (:attr:`Hit.source`, the collection), so a reader can judge the source."""
+    """Where a cited sentence comes from: the exact span of a document, the document's
+    provenance (:attr:`Hit.source`, the collection), so a reader can judge the source, and,
+    when known, its physical page (1-based; ``page_end`` when the quote runs onto another
+    page) and section (heading trail)."""
 
     n: int
     doc_id: str
@@ -25,6 +27,9 @@ class Citation:
     url: str | None
     source: str
     collection: str
+    page: int | None = None
+    page_end: int | None = None
+    section: str | None = None
 
 
 @dataclass

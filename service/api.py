@@ -56,6 +56,10 @@ class SourceOut(BaseModel):
     url: str | None
     score: float
     text: str
+    page: int | None = None
+    page_end: int | None = None
+    section: str | None = None
+    source: str | None = None
 
 
 class AskResponse(BaseModel):

@@ -19,6 +19,7 @@ import json
 import re
 from dataclasses import dataclass
 
+from citeqa.layout import location
 from citeqa.text import answer_sentence_spans, numbers, sentence_spans, term_set
 from service.answer import Citation
 from service.retrieval import Hit
@@ -160,4 +161,5 @@ def _citation(n: int, claim: str, hit: Hit) -> Citation:
         url=hit.url or None,
         source=hit.source,
         collection=hit.collection,
+        **location(hit.metadata, start, end),
     )

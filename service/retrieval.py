@@ -90,6 +90,19 @@ class Hit:
             "url": self.url or None,
             "score": round(self.score, 6),
             "text": self.body,
+            **self.where(),
+        }
+
+    def where(self) -> dict[str, Any]:
+        """The chunk's first page (``page_end`` when it runs onto others), section and source
+        file; None where unknown (the bundled listing has no pages, sections or files)."""
+        meta = self.metadata
+        first, last = meta.get("page_start"), meta.get("page_end")
+        return {
+            "page": first,
+            "page_end": last if last != first else None,
+            "section": meta.get("section") or None,
+            "source": meta.get("file") or None,
         }
 
 

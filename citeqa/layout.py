@@ -1,0 +1,55 @@
+"""Where a span of a document's text is: its physical page (1-based) and its section path.
+
+Ingest records, per document, the offset where each page starts and where each section (a
+heading trail such as "3 Model fitting > 3.2 Priors") starts; each chunk keeps the part of that
+map it covers, so a citation of any span of the chunk can say its page and section.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+
+@dataclass
+class Layout:
+    """Page starts and section starts of one document's text, both sorted by offset."""
+
+    pages: list[tuple[int, int]] = field(default_factory=list)  # (offset, page number)
+    sections: list[tuple[int, str]] = field(default_factory=list)  # (offset, heading trail)
+
+    def page_at(self, offset: int) -> int | None:
+        return _at(self.pages, offset)
+
+    def section_at(self, offset: int) -> str:
+        return _at(self.sections, offset) or ""
+
+    def page_map(self, start: int, end: int) -> list[tuple[int, int]]:
+        """The page starts that matter for [start, end): the page at ``start``, then each later
+        page start before ``end``."""
+        first = bisect.bisect_right(self.pages, (start, 2**31)) - 1
+        return [p for i, p in enumerate(self.pages) if i >= max(first, 0) and p[0] < end]
+
+
+def _at(starts: list[tuple[int, Any]], offset: int) -> Any:
+    i = bisect.bisect_right([s for s, _ in starts], offset) - 1
+    return starts[i][1] if i >= 0 else None
+
+
+def location(metadata: Mapping[str, Any], start: int, end: int) -> dict[str, Any]:
+    """``page`` (and ``page_end`` when the span crosses pages) and ``section`` of the span
+    [start, end) of a chunk, from the chunk's metadata; {} keys left out when unknown."""
+    found: dict[str, Any] = {}
+    pages = [(int(o), int(p)) for o, p in json.loads(str(metadata.get("page_map") or "[]"))]
+    if pages:
+        layout = Layout(pages=pages)
+        first, last = layout.page_at(start), layout.page_at(max(start, end - 1))
+        found["page"] = first if first is not None else pages[0][1]
+        if last is not None and last != found["page"]:
+            found["page_end"] = last
+    if metadata.get("section"):
+        found["section"] = str(metadata["section"])
+    return found
