@@ -246,6 +246,7 @@ def _front_matter(lines: list[Line], body: float) -> set[int]:
 def _assemble(lines: list[Line]) -> TextBuilder:
     builder = TextBuilder()
     previous: Line | None = None
+    anchor: Line | None = None  # the first piece of the visual line ``previous`` is on
     heading: list[Line] = []
     for line in lines:
         if heading and not (line.heading == heading[-1].heading and _same_block(heading[-1], line)):
@@ -253,14 +254,30 @@ def _assemble(lines: list[Line]) -> TextBuilder:
             heading = []
         if line.heading:
             heading.append(line)
-        elif previous is None or previous.heading or not _continues(previous, line):
+        elif previous is not None and anchor is not None and _same_visual_line(previous, line):
+            builder.continue_paragraph(line.text, line.page)  # after a sub- or superscript
+            previous = line
+            continue
+        elif previous is None or previous.heading or not _continues(anchor or previous, line):
             builder.paragraph(line.text, line.page)
         else:
-            builder.continue_paragraph(line.text, line.page, "" if previous.hyphen_end else " ")
-        previous = line
+            joiner = "" if previous.hyphen_end else " "
+            builder.continue_paragraph(line.text, line.page, joiner)
+        previous = anchor = line
     if heading:
         builder.heading(heading[0].heading, " ".join(h.text for h in heading), heading[0].page)
     return builder
+
+
+def _same_visual_line(previous: Line, line: Line) -> bool:
+    """PDFium breaks a line at each sub- or superscript: the pieces go on rightwards with a
+    baseline within a font size of each other."""
+    return (
+        line.page == previous.page
+        and not previous.heading
+        and line.x > previous.x
+        and abs(line.y - previous.y) < 0.8 * max(line.size, previous.size)
+    )
 
 
 def _same_block(previous: Line, line: Line) -> bool:
@@ -274,7 +291,8 @@ def _same_block(previous: Line, line: Line) -> bool:
 
 
 def _continues(previous: Line, line: Line) -> bool:
-    """Whether ``line`` goes on with the paragraph of ``previous``."""
+    """Whether ``line`` goes on with the paragraph whose last visual line starts with
+    ``previous``."""
     if previous.title or line.title:
         return previous.title and line.title
     if line.page != previous.page:  # a paragraph running over the page break
