@@ -18,6 +18,7 @@ from pathlib import Path
 from citeqa import __version__
 from citeqa.config import Settings
 from citeqa.errors import CiteqaError
+from citeqa.layout import describe
 from citeqa.lock import hold_store
 
 EXIT_USAGE = 2
@@ -114,7 +115,8 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
         print(json.dumps([dict(h.public(), n=i + 1) for i, h in enumerate(hits)], indent=2))
         return 0
     for i, hit in enumerate(hits, start=1):
-        print(f"[{i}] {hit.score:.4f}  {hit.title}")
+        place = describe(**hit.where())
+        print(f"[{i}] {hit.score:.4f}  {hit.title}" + (f" ({place})" if place else ""))
         print(textwrap.indent(textwrap.shorten(hit.body, 240), "      "))
     return 0
 
@@ -131,7 +133,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     print()
     for citation in answer.citations:
         link = f" <{citation.url}>" if citation.url else ""
-        print(f"[{citation.n}] {citation.title}{link}")
+        place = describe(citation.source, citation.page, citation.page_end, citation.section)
+        print(f"[{citation.n}] {citation.title}" + (f" ({place})" if place else "") + link)
         print(textwrap.indent(textwrap.fill(f"\u201c{citation.quote}\u201d", 96), "    "))
     return 0
 

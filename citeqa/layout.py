@@ -53,3 +53,17 @@ def location(metadata: Mapping[str, Any], start: int, end: int) -> dict[str, Any
     if metadata.get("section"):
         found["section"] = str(metadata["section"])
     return found
+
+
+def describe(
+    source: str | None, page: int | None, page_end: int | None, section: str | None
+) -> str:
+    """How a person reads a place: "paper.pdf, p. 7-8 · 3 Model fitting > 3.2 Priors"
+    (the parts that are known)."""
+    parts = [source] if source else []
+    if page is not None:
+        parts.append(f"p. {page}" + (f"-{page_end}" if page_end is not None else ""))
+    place = ", ".join(parts)
+    if section:
+        place = f"{place} · {section}" if place else section
+    return place

@@ -12,8 +12,10 @@ from pathlib import Path
 import docx
 import pytest
 
+from citeqa.cli import main
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
+from citeqa.layout import describe
 from citeqa.store import get_all
 from ingest.readers import read_folder
 from ingest.run import ingest_paths
@@ -53,11 +55,16 @@ def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def documents(folder: Path, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Engine:
+def store(folder: Path, tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Settings:
     settings = Settings(data_dir=tmp_path_factory.mktemp("store"), generator="extractive")
     [summary] = ingest_paths(settings, [folder], embedder=embedder)
     assert summary.added == 3 and not summary.skipped
-    return build_engine(settings, embedder=embedder)
+    return settings
+
+
+@pytest.fixture(scope="module")
+def documents(store: Settings, embedder: Embedder) -> Engine:
+    return build_engine(store, embedder=embedder)
 
 
 def _cite(engine: Engine, sentence: str) -> dict[str, object]:
@@ -78,6 +85,17 @@ def test_a_sentence_of_page_7_is_cited_with_page_7_its_section_and_file(
     assert citation["page"] == 7 and citation["page_end"] is None
     assert citation["section"] == "4. Covariance matrix estimators > 4.2. The meat"
     assert citation["source"] == OOP
+    place = describe(*(citation[k] for k in ("source", "page", "page_end", "section")))  # type: ignore[arg-type]
+    assert place == f"{OOP}, p. 7 · 4. Covariance matrix estimators > 4.2. The meat"
+
+
+def test_cli_search_shows_file_page_and_section(
+    store: Settings, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CITEQA_DATA_DIR", str(store.data_dir))
+    assert main(["search", ON_PAGE_7, "-k", "1"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert f"({OOP}, p. " in first and "4.2. The meat)" in first
 
 
 def test_a_quote_across_a_page_break_has_page_and_page_end(
