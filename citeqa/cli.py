@@ -133,7 +133,9 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     print()
     for citation in answer.citations:
         link = f" <{citation.url}>" if citation.url else ""
-        place = describe(citation.source, citation.page, citation.page_end, citation.section)
+        place = describe(
+            citation.source, citation.page, citation.page_end, citation.section, citation.page_label
+        )
         print(f"[{citation.n}] {citation.title}" + (f" ({place})" if place else "") + link)
         print(textwrap.indent(textwrap.fill(f"\u201c{citation.quote}\u201d", 96), "    "))
     return 0

@@ -6,9 +6,10 @@ and records the character offsets of its sentences in the document so answers ca
 spans. Chunk ids are deterministic: document id, position and a hash of the content.
 
 Given the document's :class:`~citeqa.layout.Layout`, a chunk never spans two sections, and it
-records its ``section`` (heading trail), ``page_start``/``page_end`` and ``page_map`` (the page
-starts within it, so that any quote of it can say its page); ``file`` is the document's path
-relative to the folder read.
+records its ``section`` (heading trail), ``page_start``/``page_end``, ``page_map`` (the page
+starts within it, so that any quote of it can say its page) and ``page_labels`` (printed page
+labels that differ from the page numbers); ``file`` is the document's path relative to the
+folder read.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def chunk_id(doc_id: str, index: int, text: str) -> str:
 
 def doc_hash(title: str, text: str, layout: Layout | None = None) -> str:
     """The version of a document: its title, text and (when it has one) layout."""
-    where = f"\n{json.dumps([layout.pages, layout.sections])}" if layout else ""
+    where = f"\n{json.dumps([layout.pages, layout.sections, layout.labels])}" if layout else ""
     return hashlib.sha1(f"{title}\n{text}{where}".encode()).hexdigest()[:16]
 
 
@@ -142,4 +143,7 @@ def _where(layout: Layout, start: int, end: int) -> dict[str, Any]:
         found["page_start"] = pages[0][1]
         found["page_end"] = pages[-1][1]
         found["page_map"] = json.dumps(pages)
+        labels = {page: layout.labels[page] for _, page in pages if page in layout.labels}
+        if labels:
+            found["page_labels"] = json.dumps(labels)
     return found

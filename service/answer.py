@@ -14,8 +14,9 @@ REFUSAL_TEXT = "The corpus does not contain an answer to this question."
 class Citation:
     """Where a cited sentence comes from: the exact span of a document, the document's
     provenance (:attr:`Hit.source`, the collection), so a reader can judge the source, and,
-    when known, its physical page (1-based; ``page_end`` when the quote runs onto another
-    page) and section (heading trail)."""
+    when known, its physical page (1-based, what ``#page=N`` opens; ``page_end`` when the
+    quote runs onto another page; ``page_label`` when the PDF prints another number there)
+    and section (heading trail)."""
 
     n: int
     doc_id: str
@@ -29,6 +30,7 @@ class Citation:
     collection: str
     page: int | None = None
     page_end: int | None = None
+    page_label: str | None = None
     section: str | None = None
 
 

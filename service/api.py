@@ -58,6 +58,7 @@ class SourceOut(BaseModel):
     text: str
     page: int | None = None
     page_end: int | None = None
+    page_label: str | None = None
     section: str | None = None
     source: str | None = None
 

@@ -17,6 +17,7 @@ taken from it: a search during a re-ingest never mixes two versions of a documen
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import threading
@@ -94,13 +95,16 @@ class Hit:
         }
 
     def where(self) -> dict[str, Any]:
-        """The chunk's first page (``page_end`` when it runs onto others), section and source
-        file; None where unknown (the bundled listing has no pages, sections or files)."""
+        """The chunk's first page (``page_end`` when it runs onto others, ``page_label`` when
+        the PDF prints another label on it), section and source file; None where unknown (the
+        bundled listing has no pages, sections or files)."""
         meta = self.metadata
         first, last = meta.get("page_start"), meta.get("page_end")
+        labels = json.loads(str(meta.get("page_labels") or "{}"))
         return {
             "page": first,
             "page_end": last if last != first else None,
+            "page_label": labels.get(str(first)),
             "section": meta.get("section") or None,
             "source": meta.get("file") or None,
         }

@@ -18,13 +18,15 @@ import docx
 import pypdf
 import pytest
 
+from citeqa.layout import location
 from citeqa.text import sentence_spans
+from ingest.chunker import SentenceChunker
 from ingest.formats.docx import read_docx
 from ingest.formats.html import read_html
 from ingest.formats.pdf import read_pdf
 from ingest.formats.sniff import MAX_UNZIPPED_BYTES
 from ingest.formats.text import read_text
-from ingest.readers import read_folder
+from ingest.readers import make_document, read_folder
 
 DATA = Path(__file__).parent / "data" / "r-vignettes"
 OOP = DATA / "sandwich-sandwich-OOP.pdf"
@@ -69,6 +71,27 @@ def test_pdf_pages_headers_hyphens_and_sections_of_a_real_paper() -> None:
         "4. Covariance matrix estimators > 4.3. The sandwich",
     ]
     assert "\n" not in text[spans[0][0] : spans[0][1]]
+
+
+def test_pdf_printed_page_labels_reach_the_citation_location() -> None:
+    writer = pypdf.PdfWriter(clone_from=io.BytesIO(OOP.read_bytes()))
+    writer.set_page_label(0, 1, style="/r")  # i, ii
+    writer.set_page_label(2, 15, style="/D", start=1)  # 1, 2, ... from the third page
+    buffer = io.BytesIO()
+    writer.write(buffer)
+    extracted = read_pdf(buffer.getvalue())
+    labels = extracted.layout.labels
+    assert labels[1] == "i" and labels[2] == "ii" and labels[3] == "1" and labels[16] == "14"
+    [node] = [
+        n
+        for n in SentenceChunker(
+            max_tokens=200, count_tokens=lambda t: len(t.split())
+        ).chunk_document(make_document("d", "t", extracted.text, "s"), extracted.layout)
+        if "model.matrix() method" in n.get_content()
+    ]
+    start = extracted.text.index("As for 1, the model matrix X")
+    where = location(node.metadata, start, start + 20)
+    assert (where["page"], where["page_label"]) == (7, "5")
 
 
 def test_pdf_tex_ligatures_without_unicode_map_are_spelled_out() -> None:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import ctypes
 import math
 import re
+import threading
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
@@ -52,6 +53,7 @@ _LIGATURE_CODE = re.compile(
     r"(?<=[A-Za-z])[\x0b\x0c\x0e\x0f\x1b-\x1f]|[\x0b\x0c\x0e\x0f\x1b-\x1f](?=[a-z])"
 )
 _TOC_HEADING = re.compile(r"^(table of )?contents$", re.IGNORECASE)
+_PDFIUM = threading.Lock()  # PDFium is not thread-safe: one document at a time per process
 
 
 @dataclass
@@ -73,6 +75,25 @@ def read_pdf(data: bytes) -> Extracted:
     """The text of a PDF; CorpusFormatError for encrypted, damaged or image-only files."""
     if b"%%EOF" not in data[-2048:]:
         raise CorpusFormatError("truncated or damaged PDF (no end-of-file marker)")
+    with _PDFIUM:
+        pages, meta_title, labels = _read_lines(data)
+    lines = [line for page in pages for line in page]
+    _check_text_layer("".join(line.text for line in lines))
+    _mark_furniture(pages)
+    body = [line for line in lines if not line.furniture]
+    title = _mark_title(body)
+    _mark_headings(body)
+    builder = _assemble(body)
+    builder.layout.labels = labels
+    clean_meta = " ".join(meta_title.split())
+    if len(clean_meta) >= 4 and not _MEANINGLESS_TITLE.match(clean_meta):
+        title = clean_meta
+    return Extracted(title, builder.text(), builder.layout, page_count=len(pages))
+
+
+def _read_lines(data: bytes) -> tuple[list[list[Line]], str, dict[int, str]]:
+    """The lines of each page, the metadata title, and the printed page labels the PDF
+    defines where they differ from the page numbers."""
     try:
         pdf = pdfium.PdfDocument(data)
     except pdfium.PdfiumError as exc:
@@ -83,20 +104,11 @@ def read_pdf(data: bytes) -> Extracted:
         raise CorpusFormatError(f"damaged PDF that cannot be opened ({exc})") from exc
     try:
         pages = [_page_lines(pdf, i) for i in range(len(pdf))]
-        meta_title = str(pdf.get_metadata_value("Title") or "")
+        labels = {i + 1: pdf.get_page_label(i) for i in range(len(pdf))}
+        labels = {page: label for page, label in labels.items() if label not in ("", str(page))}
+        return pages, str(pdf.get_metadata_value("Title") or ""), labels
     finally:
         pdf.close()
-    lines = [line for page in pages for line in page]
-    _check_text_layer("".join(line.text for line in lines))
-    _mark_furniture(pages)
-    body = [line for line in lines if not line.furniture]
-    title = _mark_title(body)
-    _mark_headings(body)
-    builder = _assemble(body)
-    clean_meta = " ".join(meta_title.split())
-    if len(clean_meta) >= 4 and not _MEANINGLESS_TITLE.match(clean_meta):
-        title = clean_meta
-    return Extracted(title, builder.text(), builder.layout, page_count=len(pages))
 
 
 def _check_text_layer(text: str) -> None:
@@ -179,6 +191,8 @@ def _body_size(lines: list[Line]) -> float:
 
 def _mark_title(lines: list[Line]) -> str:
     """The largest text of page 1 (consecutive lines of that size), when larger than body."""
+    if not lines:
+        return ""
     first_page = [line for line in lines if line.page == lines[0].page]
     largest = max(line.size for line in first_page)
     if largest < _body_size(lines) + 1:
