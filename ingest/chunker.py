@@ -35,8 +35,10 @@ def chunk_id(doc_id: str, index: int, text: str) -> str:
 
 
 def doc_hash(title: str, text: str, layout: Layout | None = None) -> str:
-    """The version of a document: its title, text and (when it has one) layout."""
-    where = f"\n{json.dumps([layout.pages, layout.sections, layout.labels])}" if layout else ""
+    """The version of a document: its title, text and layout (when it has pages or sections:
+    a text file without headings keeps the version it had before layouts existed)."""
+    parts = [layout.pages, layout.sections, layout.labels] if layout else []
+    where = f"\n{json.dumps(parts)}" if any(parts) else ""
     return hashlib.sha1(f"{title}\n{text}{where}".encode()).hexdigest()[:16]
 
 

@@ -6,7 +6,8 @@ import json
 
 from citeqa.config import BUNDLED_CORPUS
 from citeqa.embedding import Embedder
-from ingest.chunker import SentenceChunker
+from citeqa.layout import Layout
+from ingest.chunker import SentenceChunker, doc_hash
 from ingest.readers import make_document, read_listing
 
 
@@ -47,3 +48,11 @@ def test_chunk_ids_are_deterministic_and_content_addressed(embedder: Embedder) -
     assert first == again
     assert first != other
     assert all(cid.startswith("d1#") for cid in first)
+
+
+def test_only_a_layout_with_pages_or_sections_changes_the_document_version() -> None:
+    """Text files without headings keep the chunks an earlier ingest wrote (no re-embedding);
+    a change of pages or sections alone rewrites the document's chunks."""
+    assert doc_hash("Title", "Body.") == doc_hash("Title", "Body.", Layout())
+    assert doc_hash("Title", "Body.") != doc_hash("Title", "Body.", Layout(sections=[(0, "A")]))
+    assert doc_hash("T", "B", Layout(pages=[(0, 1)])) != doc_hash("T", "B", Layout(pages=[(0, 2)]))
