@@ -117,6 +117,15 @@ def test_html_keeps_code_drops_scripts_styles_images_and_the_table_of_contents()
     assert extracted.layout.section_at(start) == "Posterior draws > extract()"
 
 
+def test_html_in_the_charset_it_declares() -> None:
+    page = (
+        '<html><head><meta http-equiv="Content-Type" content="text/html; charset=iso-8859-1">'
+        "<title>Café notes</title></head><body><h2>Dessert</h2><p>Crème brûlée.</p></body></html>"
+    )
+    extracted = read_html(page.encode("latin-1"))
+    assert extracted.title == "Café notes" and "Crème brûlée." in extracted.text
+
+
 def _docx_bytes(title: str | None = "Field notes") -> bytes:
     document = docx.Document()
     if title:

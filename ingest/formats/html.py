@@ -10,6 +10,9 @@ sections. Measured on the r-vignettes HTML: docs/pdf-extraction.md.
 
 from __future__ import annotations
 
+import codecs
+import re
+
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
 from ingest.formats import Extracted, TextBuilder
@@ -26,10 +29,11 @@ _BLOCKS = {
     "details", "summary", "hr", "br", "body", "center", "caption",
 }  # fmt: skip
 _HEADER_CLASSES = {"title", "subtitle", "author", "date"}
+_CHARSET = re.compile(rb"""<meta[^>]+charset\s*=\s*["']?([A-Za-z0-9_.:-]+)""", re.IGNORECASE)
 
 
 def read_html(data: bytes) -> Extracted:
-    tree = LexborHTMLParser(data)
+    tree = LexborHTMLParser(decode(data))
     for node in tree.css(_DROP):
         node.decompose()
     title_node = tree.css_first("title")
@@ -42,6 +46,21 @@ def read_html(data: bytes) -> Extracted:
         first = root.css_first("h1") if root is not None else None
         title = " ".join(first.text().split()) if first else ""
     return Extracted(title, builder.text(), builder.layout)
+
+
+def decode(data: bytes) -> str:
+    """The page's text: by its byte-order mark, else its ``<meta charset>``, else UTF-8
+    (Lexbor, given bytes, assumes UTF-8 whatever the page declares)."""
+    for bom, encoding in ((codecs.BOM_UTF8, "utf-8-sig"), (codecs.BOM_UTF16_LE, "utf-16"),
+                          (codecs.BOM_UTF16_BE, "utf-16")):  # fmt: skip
+        if data.startswith(bom):
+            return data.decode(encoding, errors="replace")
+    match = _CHARSET.search(data[:4096])
+    encoding = match.group(1).decode("ascii") if match else "utf-8"
+    try:
+        return data.decode(encoding, errors="replace")
+    except LookupError:  # an encoding Python does not know
+        return data.decode("utf-8", errors="replace")
 
 
 class _Walker:
