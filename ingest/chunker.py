@@ -8,8 +8,7 @@ spans. Chunk ids are deterministic: document id, position and a hash of the cont
 Given the document's :class:`~citeqa.layout.Layout`, a chunk never spans two sections, and it
 records its ``section`` (heading trail), ``page_start``/``page_end``, ``page_map`` (the page
 starts within it, so that any quote of it can say its page) and ``page_labels`` (printed page
-labels that differ from the page numbers); ``file`` is the document's path relative to the
-folder read.
+labels that differ from the page numbers).
 """
 
 from __future__ import annotations
@@ -107,8 +106,6 @@ class SentenceChunker(NodeParser):
             "prefix_len": len(prefix),
             "sentences": json.dumps(group),
         }
-        if document.metadata.get("file"):
-            metadata["file"] = document.metadata["file"]
         if layout is not None:
             metadata.update(_where(layout, start, end))
         return TextNode(

@@ -49,13 +49,10 @@ class ReadResult:
     layouts: dict[str, Layout] = field(default_factory=dict)
 
 
-def make_document(doc_id: str, title: str, text: str, source: str, file: str = "") -> Document:
-    """A Document whose metadata the chunker and the store rely on; ``file`` is its path
-    relative to the folder read (what a citation names as its source), when it has one."""
+def make_document(doc_id: str, title: str, text: str, source: str) -> Document:
+    """A Document whose metadata the chunker and the store rely on."""
     urls = [u.rstrip(".") for u in _URL_RE.findall(text)]
     metadata = {"doc_id": doc_id, "title": title, "source": source, "url": urls[0] if urls else ""}
-    if file:
-        metadata["file"] = file
     return Document(id_=doc_id, text=text, metadata=metadata)
 
 
@@ -167,7 +164,7 @@ def _read_file(path: Path, relative: str, source: str) -> list[tuple[Document, L
     if not extracted.text.strip():
         raise CorpusFormatError("no text in the file")
     title = extracted.title or path.stem.replace("_", " ").replace("-", " ")
-    document = make_document(f"file:{relative}", title, extracted.text, source, file=relative)
+    document = make_document(f"file:{relative}", title, extracted.text, source)
     return [(document, extracted.layout)]
 
 
@@ -201,9 +198,7 @@ def _jsonl_documents(text: str, relative: str, source: str) -> Iterator[Document
             for key in ("id", "title", "text")
         ):
             raise CorpusFormatError(f"line {line_no}: needs non-empty string id, title and text")
-        yield make_document(
-            f"jsonl:{record['id']}", record["title"], record["text"], source, file=relative
-        )
+        yield make_document(f"jsonl:{record['id']}", record["title"], record["text"], source)
 
 
 def read_source(path: Path) -> ReadResult:

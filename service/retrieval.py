@@ -96,8 +96,8 @@ class Hit:
 
     def where(self) -> dict[str, Any]:
         """The chunk's first page (``page_end`` when it runs onto others, ``page_label`` when
-        the PDF prints another label on it), section and source file; None where unknown (the
-        bundled listing has no pages, sections or files)."""
+        the PDF prints another label on it) and section, None where unknown (the bundled
+        listing has neither), and :attr:`source`."""
         meta = self.metadata
         first, last = meta.get("page_start"), meta.get("page_end")
         labels = json.loads(str(meta.get("page_labels") or "{}"))
@@ -106,7 +106,7 @@ class Hit:
             "page_end": last if last != first else None,
             "page_label": labels.get(str(first)),
             "section": meta.get("section") or None,
-            "source": meta.get("file") or None,
+            "source": self.source,
         }
 
 
