@@ -44,6 +44,18 @@ PACKAGE_DATA = [
 ]
 
 
+def test_every_python_package_of_the_tree_is_declared() -> None:
+    """The wheel's package list is explicit (prompts/ and data/ are mapped into citeqa): a new
+    subpackage left out of it installs nowhere, and only the slow wheel test below would say so
+    (ingest.formats was)."""
+    setuptools = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    declared = set(setuptools["packages"])
+    for root in ("citeqa", "ingest", "service", "evals"):
+        for init in (REPO_ROOT / root).rglob("__init__.py"):
+            package = ".".join(init.parent.relative_to(REPO_ROOT).parts)
+            assert package in declared, f"{package} is missing from [tool.setuptools] packages"
+
+
 @dataclass
 class Installed:
     venv: Path
