@@ -25,7 +25,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -214,7 +214,7 @@ class ChatClient:
         """One chat completion, retried per the module's policy; raises :class:`LLMError`."""
         return self._call(lambda timeout: self._create(messages, timeout))
 
-    def stream(self, messages: Messages) -> Iterator[str]:
+    def stream(self, messages: Messages) -> Generator[str, None, None]:
         """The completion as content deltas; retried only until the first delta."""
         started = time.monotonic()
         opened = self._call(lambda timeout: self._open_stream(messages, timeout))
@@ -452,9 +452,24 @@ class LLMGenerator:
         return Draft(text=completion.text.strip(), usage=completion.usage)
 
     def stream(self, evidence: Evidence) -> Iterator[str]:
+        """The draft as deltas; nothing when the reply is the cannot-answer sentence (its start
+        is held back until it differs from that sentence)."""
         if not evidence.hits:
             return
-        yield from self.client.stream(self.messages(evidence))
+        held, deciding = "", True
+        with contextlib.closing(self.client.stream(self.messages(evidence))) as deltas:
+            for delta in deltas:
+                if not deciding:
+                    yield delta
+                    continue
+                held += delta
+                if is_cannot_answer(held):
+                    return
+                if not _normalise(CANNOT_ANSWER).startswith(_normalise(held)):
+                    deciding = False
+                    yield held
+        if deciding and held:
+            yield held
 
     def condense(self, history: Sequence[Mapping[str, Any]], question: str) -> str:
         """A standalone version of the follow-up ``question`` given the chat ``history``.
