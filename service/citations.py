@@ -261,7 +261,8 @@ def content_of(claim: str, titles: set[str]) -> str:
     label (``Sources:``); empty when nothing is left that states anything: no content word or
     number, or only the title of a source."""
     text = _LABEL_RE.sub("", _MARKUP_RE.sub(" ", claim)).strip()
-    text = re.sub(r"\s{2,}", " ", text)
+    if text != claim:  # close the gap markup left; a verbatim quote stays as it is
+        text = re.sub(r"\s{2,}", " ", text)
     if not term_set(text) and not numbers(text):
         return ""
     if squashed(text) in titles:
