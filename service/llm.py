@@ -183,6 +183,12 @@ class ChatClient:
         self.max_attempts = settings.llm_max_attempts
         self.max_wait_s = settings.llm_max_wait_s
         self.deadline_s = settings.llm_deadline_s
+        # sampling options a server may refuse; dropped for good after a refusal
+        self.sampling: dict[str, Any] = {}
+        if settings.llm_frequency_penalty:
+            self.sampling["frequency_penalty"] = settings.llm_frequency_penalty
+        if settings.llm_stop:
+            self.sampling["stop"] = list(settings.llm_stop)
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
         self._openai = client or openai.OpenAI(
             base_url=settings.llm_base_url,
@@ -243,14 +249,24 @@ class ChatClient:
 
     # -- one attempt -----------------------------------------------------------
 
+    def _request(self, **options: Any) -> Any:
+        """A chat completion with the common options and :attr:`sampling`; when the server
+        refuses the request (400/422) while sampling options were sent, they are dropped and the
+        request is sent once more without them (as the eval judge does for response_format)."""
+        create: Callable[..., Any] = self._openai.chat.completions.create
+        common = {"model": self.model, "temperature": self.temperature, **options}
+        sampling = self.sampling
+        try:
+            return create(max_tokens=self.max_tokens, **sampling, **common)
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+            if not sampling:
+                raise
+            log.warning("LLM endpoint refused %s (%s); sent without", list(sampling), describe(exc))
+            self.sampling = {}
+            return create(max_tokens=self.max_tokens, **common)
+
     def _create(self, messages: Messages, timeout: httpx.Timeout) -> Completion:
-        response = self._openai.chat.completions.create(
-            model=self.model,
-            messages=messages,
-            temperature=self.temperature,
-            max_tokens=self.max_tokens,
-            timeout=timeout,
-        )
+        response = self._request(messages=messages, timeout=timeout)
         if not getattr(response, "choices", None):
             raise MalformedReplyError("the response has no choices")
         usage = _usage(response.usage)
@@ -259,11 +275,8 @@ class ChatClient:
 
     def _open_stream(self, messages: Messages, timeout: httpx.Timeout) -> _OpenStream:
         """Start a stream and read it up to its first content delta (the retried part)."""
-        response = self._openai.chat.completions.create(
-            model=self.model,
+        response = self._request(
             messages=messages,
-            temperature=self.temperature,
-            max_tokens=self.max_tokens,
             stream=True,
             stream_options={"include_usage": True},
             timeout=timeout,

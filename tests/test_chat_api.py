@@ -450,3 +450,33 @@ def test_llm_stream_is_abandoned_on_disconnect(
         stopped_at = recording.pieces
         time.sleep(0.5)
         assert recording.pieces == stopped_at < 100
+
+
+def test_a_stream_cut_by_the_deadline_ends_with_what_was_validated(
+    llm_engine: Engine,
+    fake_llm: FakeOpenAIServer,  # noqa: F811
+) -> None:
+    """A slow model cut by llm_deadline_s: the answer is the sentences validated before the
+    cut, streamed and final alike, with a 200 and a stop chunk, not an error."""
+    n = cite(llm_engine, FIRST, "671B")
+    first = f"DeepSeek-V3 has 671B total parameters [{n}]."
+    rambling = " ".join(["and it goes on"] * 60)
+    fake_llm.enqueue(Reply(f"{first} It has {rambling}", chunk_delay=0.1))  # ~25 s in all
+    settings = llm_engine.settings.model_copy(update={"llm_deadline_s": 3.0})
+    slow = build_engine(settings, embedder=llm_engine.embedder, index=llm_engine.index)
+    started = time.monotonic()
+    with (
+        serve(slow) as live,
+        httpx.stream(
+            "POST", f"{live.url}/v1/chat/completions", json=chat_body(FIRST), timeout=60
+        ) as response,
+    ):
+        assert response.status_code == 200
+        events = data_of(sse_frames(response))
+    assert time.monotonic() - started < 15
+    assert events[-1] == "[DONE]" and "error" not in events[-2]
+    final = events[-2]
+    assert final["choices"][0]["finish_reason"] == "stop" and final["refused"] is False
+    streamed = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[1:-1])
+    assert streamed == final["answer"] == first
+    assert final["dropped"][-1]["reason"] == "cut off by the time limit"
