@@ -175,7 +175,11 @@ class Validator:
         self._buffer = ""  # the current line of the draft, not yet validated
         self._line_kept = False  # the current line already has a kept sentence
         self._seen: set[str] = set()
-        self._titles = {squashed(hit.title) for hit in hits}
+        self._titles = {  # a title, and each sentence of one ("Is X all you need?")
+            squashed(part)
+            for hit in hits
+            for part in [hit.title, *(hit.title[a:b] for a, b in sentence_spans(hit.title))]
+        }
 
     def feed(self, text: str) -> list[Piece]:
         """Validate what ``text`` completes; returns the pieces that became final."""
@@ -259,7 +263,7 @@ _LABEL_RE = re.compile(r"^\W*(sources?|question|answer|title|from|id)\s*:\s*", r
 def content_of(claim: str, titles: set[str]) -> str:
     """The claim without prompt markup (``<source ...>``, ``</source>``) and a leading prompt
     label (``Sources:``); empty when nothing is left that states anything: no content word or
-    number, or only the title of a source."""
+    number, or only the title of a source or one sentence of a title (``titles``, squashed)."""
     text = _LABEL_RE.sub("", _MARKUP_RE.sub(" ", claim)).strip()
     if text != claim:  # close the gap markup left; a verbatim quote stays as it is
         text = re.sub(r"\s{2,}", " ", text)

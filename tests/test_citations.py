@@ -120,6 +120,16 @@ def test_lines_without_content_are_dropped() -> None:
     assert validate(draft, [_hit(1)]).text == GOOD
 
 
+def test_a_title_split_into_sentences_is_no_content() -> None:
+    """Found by the independent eval check: an echoed title with "?" became two sentences, each
+    only part of the title, and both were kept."""
+    title = "Is MMBench All You Need? Modeling A Strong Multi-modality Benchmark"
+    meta = {"start": 0, "prefix_len": len(title) + 1}
+    hit = Hit("c1", "d1", title, f"{title}\n{MMBENCH}", 1.0, "", meta)
+    result = validate(f"{title} [1]\nWe propose MMBench [1].", [hit])
+    assert result.text == "We propose MMBench [1]."
+
+
 def test_a_repeated_sentence_is_kept_once() -> None:
     result = validate(f"{GOOD}\n\n{GOOD} It was trained on 14.8 trillion tokens [1].", [_hit(1)])
     assert result.text == f"{GOOD}\n\nIt was trained on 14.8 trillion tokens [1]."
