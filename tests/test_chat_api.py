@@ -387,7 +387,8 @@ def test_llm_condense_failure_falls_back_to_the_offline_rewrite(
 ) -> None:
     n = cite(llm_engine, STANDALONE, "2.788M")
     text = f"DeepSeek-V3 requires only 2.788M H800 GPU hours for its full training [{n}]."
-    fake_llm.enqueue(Error(400, "bad request"), Reply(text))
+    # the second 400 refuses the request sent again without stop/frequency_penalty
+    fake_llm.enqueue(Error(400, "bad request"), Error(400, "bad request"), Reply(text))
     with serve(llm_engine) as live:
         completion = client(live).chat.completions.create(
             model="citeqa",
