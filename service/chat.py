@@ -18,7 +18,8 @@ finished answer's text. When the answer ends refused, nothing was validated and 
 the refusal text before :class:`Finished`, so a client that reads only the text still learns
 that the corpus has no answer. An empty delta (:data:`PROGRESS`) says that the draft went on
 without completing a sentence: a consumer sends nothing for it but can stop there. A stream cut
-by the LLM deadline after it started ends cleanly with the sentences validated so far.
+by the LLM deadline or max tokens after it started ends cleanly with the sentences validated so
+far (an unfinished last sentence is dropped).
 
 Nothing here keeps state between turns: the caller sends the whole conversation each time.
 """
@@ -32,7 +33,14 @@ from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, TypedDict
 
-from citeqa.errors import CiteqaError, ClientGoneError, InputError, LLMError, LLMTimeoutError
+from citeqa.errors import (
+    CiteqaError,
+    ClientGoneError,
+    InputError,
+    LLMCutOffError,
+    LLMError,
+    LLMTimeoutError,
+)
 from service.answer import Answer, Citation
 from service.citations import Validator
 from service.engine import Engine, check_text
@@ -182,11 +190,12 @@ class ChatService:
                     yield Delta(piece.text, tuple(piece.citations))
                 if not validated:
                     yield PROGRESS  # lets the consumer notice a client that left
-        except LLMTimeoutError as exc:
+        except (LLMTimeoutError, LLMCutOffError) as exc:
             if not received:
                 raise
             log.warning("%s; answering with the sentences validated so far", exc)
-            cut = "cut off by the time limit"
+            limit = "time" if isinstance(exc, LLMTimeoutError) else "token"
+            cut = f"cut off by the {limit} limit"
         finally:
             close = getattr(pieces, "close", None)
             if close is not None:

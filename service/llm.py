@@ -46,7 +46,7 @@ from tenacity import (
 )
 
 from citeqa.config import Settings
-from citeqa.errors import LLMError, LLMTimeoutError
+from citeqa.errors import LLMCutOffError, LLMError, LLMTimeoutError
 from service.answer import Draft
 from service.evidence import Evidence
 from service.prompts import render
@@ -228,12 +228,14 @@ class ChatClient:
             sent = len(opened.first)
             if opened.first:
                 yield opened.first
+            cut_off = False
             try:
                 for chunk in opened.chunks:
                     delta = self._consume(chunk)
                     if delta:
                         sent += len(delta)
                         yield delta
+                    cut_off = cut_off or _finish(chunk) == "length"
                     if time.monotonic() - started > self.deadline_s:
                         self._count(failures=1)
                         raise LLMTimeoutError(
@@ -246,6 +248,11 @@ class ChatClient:
                     f"LLM endpoint {self.endpoint}: stream interrupted after {sent} characters "
                     f"({describe(exc)})"
                 ) from exc
+            if cut_off:
+                raise LLMCutOffError(
+                    f"LLM endpoint {self.endpoint}: the answer reached llm_max_tokens "
+                    f"({self.max_tokens}) after {sent} characters"
+                )
 
     # -- one attempt -----------------------------------------------------------
 
@@ -369,6 +376,10 @@ class ChatClient:
         with self._lock:
             for name, delta in deltas.items():
                 setattr(self, name, getattr(self, name) + delta)
+
+
+def _finish(chunk: ChatCompletionChunk) -> str | None:
+    return chunk.choices[0].finish_reason if chunk.choices else None
 
 
 def _usage(usage: Any) -> dict[str, int]:

@@ -481,3 +481,26 @@ def test_a_stream_cut_by_the_deadline_ends_with_what_was_validated(
     streamed = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[1:-1])
     assert streamed == final["answer"] == first
     assert final["dropped"][-1]["reason"] == "cut off by the time limit"
+
+
+def test_a_stream_cut_by_max_tokens_drops_its_unfinished_sentence(
+    llm_engine: Engine,
+    fake_llm: FakeOpenAIServer,  # noqa: F811
+) -> None:
+    """finish_reason "length": the half sentence at the end (its words and number are in the
+    source, so it would pass) is not shown; the sentences before it are the answer."""
+    n = cite(llm_engine, FIRST, "671B")
+    first = f"DeepSeek-V3 has 671B total parameters [{n}]."
+    fake_llm.enqueue(Reply(f"{first} DeepSeek-V3 has 671B", finish_reason="length"))
+    with serve(llm_engine) as live:
+        chunks = list(
+            client(live).chat.completions.create(
+                model="citeqa", messages=[{"role": "user", "content": FIRST}], stream=True
+            )
+        )
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
+    final = chunks[-1].model_extra or {}
+    assert streamed == final["answer"] == first
+    assert final["dropped"] == [
+        {"sentence": "DeepSeek-V3 has 671B", "reason": "cut off by the token limit"}
+    ]
