@@ -99,6 +99,14 @@ class Settings(BaseSettings):
     llm_deadline_s: float = Field(
         90.0, gt=0, description="Total time budget of one LLM call, retries included."
     )
+    llm_frequency_penalty: float = Field(
+        0.3, ge=-2, le=2, description="Penalty on repeated tokens (dropped if the server refuses)."
+    )
+    llm_stop: list[str] = Field(
+        ["<source", "</source>"],
+        max_length=4,
+        description="Stop sequences: an echoed source delimiter ends the answer (JSON list).",
+    )
     judge_max_failed_share: float = Field(
         0.1,
         ge=0,

@@ -62,6 +62,10 @@ class LLMTimeoutError(LLMError):
     status = 504
 
 
+class LLMCutOffError(LLMError):
+    """A streamed answer stopped at ``llm_max_tokens``, likely mid-sentence."""
+
+
 class ClientGoneError(CiteqaError):
     """The client went away before its answer was ready: the work stopped between two stages.
     499 is nginx's "client closed request"; no one is left to read it."""

@@ -129,7 +129,7 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-_QUOTATION_RE = re.compile(r"\u201c[^\u201c\u201d\n]*\u201d|\"[^\"\n]*\"")
+QUOTATION_RE = re.compile(r"\u201c[^\u201c\u201d\n]*\u201d|\"[^\"\n]*\"")
 
 
 def answer_sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -137,7 +137,7 @@ def answer_sentence_spans(text: str) -> list[tuple[int, int]]:
     sentence end inside a closed quotation is none. A quoted title ending in "?" ("MMBench: Is
     Your Multi-modal Model an All-around Player?") or holding a full stop ("E.T. Bench") stays
     part of the sentence that quotes it, so no citation marker lands inside it."""
-    quoted = [m.span() for m in _QUOTATION_RE.finditer(text)]
+    quoted = [m.span() for m in QUOTATION_RE.finditer(text)]
     spans: list[tuple[int, int]] = []
     for start, end in sentence_spans(text):
         if spans and any(q_start < spans[-1][1] < q_end for q_start, q_end in quoted):

@@ -30,6 +30,11 @@ faithfulness_llm       with ``--judge llm`` only: supported claims / claims, jud
                        (:mod:`evals.judge`); reported beside ``faithfulness``, never replacing it.
 =====================  ==========================================================================
 
+Answer hygiene (:func:`answer_hygiene`, counts summed over the items, reported as ``hygiene``):
+``empty_lines`` (lines without content), ``repeated_sentences``, ``unsupported_names`` (names a
+sentence states that the sources it cites never mention). Each should be 0; the check is
+independent of the engine's validator.
+
 Latency (p50/p95 of ``timings_ms.total``) is reported apart from the quality metrics, since it is
 the only figure that changes between two runs of the same engine.
 
@@ -346,6 +351,85 @@ def refusal_scores(
         "refusal_recall": mean(refusal_hit(r, u) for r, u in pairs),
         "false_refusal_rate": mean(false_refusal(r, u) for r, u in pairs),
     }
+
+
+# --------------------------------------------------------------------------- answer hygiene
+# An independent check of what the engine's validator promises (no line without content, no
+# repeated sentence, no name absent from the source a sentence cites), written apart from
+# service.citations on purpose: simpler rules, so a validator that fails shows up here.
+
+HYGIENE_COUNTS = ("empty_lines", "repeated_sentences", "unsupported_names")
+_HY_MARKER_RE = re.compile(r"\[\s*\d+(?:\s*,\s*\d+)*\s*\]")
+_HY_TAG_RE = re.compile(r"<[^<>\n]*>?")
+_HY_LABEL_RE = re.compile(r"^\W*(sources?|question|answer)\W*$", re.IGNORECASE)
+_HY_SPLIT_RE = re.compile(r"(?<=[.!?])\s+")
+_HY_TOKEN_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9]")
+_HY_NAME_RE = re.compile(r"[a-z][A-Z]|[A-Z]{2}|[A-Za-z]\d")
+
+
+def _alnum(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "", text.lower())
+
+
+def content_less(line: str, titles: Sequence[str]) -> bool:
+    """A line that states nothing: prompt markup, punctuation, a label such as ``Sources:``,
+    or only the title of a source (citation markers and quotes aside)."""
+    text = _HY_TAG_RE.sub(" ", _HY_MARKER_RE.sub(" ", line)).strip()
+    if not re.search(r"[A-Za-z]{2}|\d", text) or _HY_LABEL_RE.match(text):
+        return True
+    return _alnum(text) in {_alnum(t) for t in titles}
+
+
+def mixed_case_names(sentence: str) -> list[str]:
+    """Names that cannot be ordinary words: a capital after a lower-case letter ("DeepSeek"),
+    two capitals ("MMLU", "GPT-4"), a letter followed by a digit ("V3"); not amounts ("671B")."""
+    return [
+        token
+        for token in _HY_TOKEN_RE.findall(_HY_MARKER_RE.sub(" ", sentence))
+        if not token[0].isdigit() and _HY_NAME_RE.search(token)
+    ]
+
+
+def _named_in(name: str, text: str) -> bool:
+    lowered = name.lower()
+    return lowered in text or all(part in text for part in lowered.split("-") if part)
+
+
+def answer_hygiene(
+    answer: str, sources: Sequence[Mapping[str, Any]], refused: bool = False
+) -> dict[str, int]:
+    """Counts of ``HYGIENE_COUNTS`` in one answer: lines without content, sentences that repeat
+    an earlier one (compared on letters and digits), and names (:func:`mixed_case_names`) that
+    the sources a sentence cites never mention (a fragment without a marker takes the markers
+    of the next fragment of its line). A refusal counts nothing."""
+    counts = dict.fromkeys(HYGIENE_COUNTS, 0)
+    if refused:
+        return counts
+    titles = [str(s.get("title", "")) for s in sources]
+    seen: set[str] = set()
+    for line in answer.split("\n"):
+        if not line.strip():
+            continue
+        if content_less(line, titles):
+            counts["empty_lines"] += 1
+            continue
+        fragments = [f for f in _HY_SPLIT_RE.split(line.strip()) if f]
+        for i, fragment in enumerate(fragments):
+            key = _alnum(_HY_MARKER_RE.sub(" ", fragment))
+            if len(key) >= 12 and key in seen:
+                counts["repeated_sentences"] += 1
+            seen.add(key)
+            cited = next((m for f in fragments[i:] if (m := _HY_MARKER_RE.findall(f))), [])
+            numbers_cited = {int(n) for m in cited for n in re.findall(r"\d+", m)}
+            texts = [
+                source_text(sources[n - 1]).lower() for n in numbers_cited if 1 <= n <= len(sources)
+            ]
+            if not texts:
+                continue
+            for name in mixed_case_names(fragment):
+                if not any(_named_in(name, text) for text in texts):
+                    counts["unsupported_names"] += 1
+    return counts
 
 
 # --------------------------------------------------------------------------- one item

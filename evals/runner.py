@@ -34,11 +34,13 @@ from tqdm import tqdm
 import citeqa
 from evals.dataset import ITEM_TYPES, EvalItem
 from evals.metrics import (
+    HYGIENE_COUNTS,
     LOWER_IS_BETTER,
     OPTIONAL_METRICS,
     QUALITY_METRICS,
     UNANSWERABLE,
     aggregate,
+    answer_hygiene,
     applicable_counts,
     item_metrics,
     latency_stats,
@@ -130,6 +132,7 @@ def _record(item: EvalItem, answer: Mapping[str, Any]) -> dict[str, Any]:
             for c in answer["citations"]
         ],
         "retrieved": [s["title"] for s in answer["sources"]],
+        "hygiene": answer_hygiene(answer["answer"], answer["sources"], bool(answer["refused"])),
         "dropped": answer.get("dropped", []),
         "metrics": {name: rounded(value, ITEM_DIGITS) for name, value in scores.items()},
         "timings_ms": dict(answer.get("timings_ms", {})),
@@ -246,6 +249,10 @@ def summarise(records: Sequence[Mapping[str, Any]], judged: bool = False) -> dic
             "by_type": {t: len(rs) for t, rs in by_type.items()},
             "applicable": applicable_counts(scores, names),
         },
+        "hygiene": {
+            name: sum(int(r.get("hygiene", {}).get(name, 0)) for r in records)
+            for name in HYGIENE_COUNTS
+        },
         "latency": {
             "overall": latency_stats(totals),
             "by_type": {
@@ -287,6 +294,7 @@ _SUMMARY_ORDER = (
     "package_version",
     "metrics",
     "counts",
+    "hygiene",
     "latency",
     "settings",
 )
@@ -384,7 +392,14 @@ def format_table(summary: Mapping[str, Any]) -> str:
 
     out = [line(header), "  ".join("-" * w for w in widths)]
     out.extend(line(r) for r in rows)
+    if "hygiene" in summary:
+        out.append(describe_hygiene(summary["hygiene"]))
     return "\n".join(out)
+
+
+def describe_hygiene(hygiene: Mapping[str, int]) -> str:
+    """One line: the answer-hygiene counts (each should be 0)."""
+    return "answer hygiene: " + ", ".join(f"{k} {v}" for k, v in hygiene.items())
 
 
 def _md_escape(text: str) -> str:
@@ -415,6 +430,7 @@ def format_report(run: EvalRun, n_worst: int = WORST_ITEMS) -> str:
         "",
         "Metric definitions: `evals/metrics.py`. `-`: the metric applies to no item of that type.",
         "",
+        *([describe_hygiene(summary["hygiene"]) + ".", ""] if "hygiene" in summary else []),
         *(
             [f"LLM judge: {describe_judge_health(summary['judge_health'])}.", ""]
             if "judge_health" in summary

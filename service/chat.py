@@ -10,12 +10,16 @@ and ``citeqa chat`` all answer through :class:`ChatService`. A turn:
 3. the generator writes (or streams) a draft and the engine validates its citations.
 
 :meth:`ChatService.stream` yields, in order: :class:`Started` (the standalone question and the
-retrieved sources, known before generation starts), :class:`Delta` (draft text as the generator
-writes it), :class:`Finished` (the validated :class:`~service.answer.Answer`). The deltas are
-the *unvalidated* draft: validation needs the whole draft, so the finished answer's text can
-differ (sentences no source supports are dropped) and it is the one to keep. When the answer
-ends refused, one more delta carries the refusal text before :class:`Finished`, so a client that
-reads only the text still learns that the corpus has no answer.
+retrieved sources, known before generation starts), :class:`Delta` (validated answer text, each
+sentence once it is complete and checked against its sources, with the citations it added),
+:class:`Finished` (the validated :class:`~service.answer.Answer`). The draft goes through
+:class:`~service.citations.Validator` as it is written, so the deltas joined are exactly the
+finished answer's text. When the answer ends refused, nothing was validated and one delta carries
+the refusal text before :class:`Finished`, so a client that reads only the text still learns
+that the corpus has no answer. An empty delta (:data:`PROGRESS`) says that the draft went on
+without completing a sentence: a consumer sends nothing for it but can stop there. A stream cut
+by the LLM deadline or max tokens after it started ends cleanly with the sentences validated so
+far (an unfinished last sentence is dropped).
 
 Nothing here keeps state between turns: the caller sends the whole conversation each time.
 """
@@ -25,13 +29,22 @@ from __future__ import annotations
 import logging
 import textwrap
 import time
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import IO, TypedDict
 
-from citeqa.errors import CiteqaError, ClientGoneError, InputError, LLMError
-from service.answer import Answer, Draft
+from citeqa.errors import (
+    CiteqaError,
+    ClientGoneError,
+    InputError,
+    LLMCutOffError,
+    LLMError,
+    LLMTimeoutError,
+)
+from service.answer import Answer, Citation
+from service.citations import Validator
 from service.engine import Engine, check_text
+from service.evidence import Evidence
 from service.followup import standalone_question
 from service.retrieval import Hit
 
@@ -56,9 +69,13 @@ class Started:
 
 @dataclass(frozen=True)
 class Delta:
-    """A piece of the draft (unvalidated) or of the refusal text."""
+    """Validated answer text (and the citations it added), or the refusal text."""
 
     text: str
+    citations: tuple[Citation, ...] = ()
+
+
+PROGRESS = Delta("")  # the draft went on without completing a sentence: nothing to show yet
 
 
 @dataclass(frozen=True)
@@ -146,26 +163,45 @@ class ChatService:
         evidence = self.engine.prepare(question, top_k)
         retrieved = time.perf_counter()
         yield Started(question, evidence.hits)
-        draft: list[str] = []
         if evidence.answerable:
-            pieces = self.engine.generator.stream(evidence)
-            try:
-                for piece in pieces:
-                    draft.append(piece)
-                    yield Delta(piece)
-            finally:
-                close = getattr(pieces, "close", None)
-                if close is not None:
-                    close()
-            answer = self.engine.finish(question, evidence, Draft(text="".join(draft)))
+            validator = Validator(evidence.hits)
+            yield from self._validated(evidence, validator)
+            answer = self.engine.finish_validated(question, evidence, validator.result())
         else:
             answer = self.engine.refusal(question, evidence)
         if answer.refused:
-            yield Delta(("\n\n" if "".join(draft).strip() else "") + answer.answer)
+            yield Delta(answer.answer)
         done = time.perf_counter()
         answer.standalone_question = question
         answer.timings_ms = _timings(started, condensed, retrieved, done)
         yield Finished(answer)
+
+    def _validated(self, evidence: Evidence, validator: Validator) -> Iterator[Delta]:
+        """The generator's stream through ``validator``: only validated sentences come out.
+        A stream cut by the LLM deadline after it started ends with what was validated."""
+        pieces = self.engine.generator.stream(evidence)
+        received = False
+        cut: str | None = None
+        try:
+            for text in pieces:
+                received = received or bool(text)
+                validated = validator.feed(text)
+                for piece in validated:
+                    yield Delta(piece.text, tuple(piece.citations))
+                if not validated:
+                    yield PROGRESS  # lets the consumer notice a client that left
+        except (LLMTimeoutError, LLMCutOffError) as exc:
+            if not received:
+                raise
+            log.warning("%s; answering with the sentences validated so far", exc)
+            limit = "time" if isinstance(exc, LLMTimeoutError) else "token"
+            cut = f"cut off by the {limit} limit"
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+        for piece in validator.close(cut):
+            yield Delta(piece.text, tuple(piece.citations))
 
 
 def _timings(started: float, condensed: float, retrieved: float, done: float) -> dict[str, float]:
@@ -227,17 +263,15 @@ def run_terminal_chat(
 def _answer_in_terminal(
     chat: ChatService, messages: list[Message], out: IO[str], err: IO[str]
 ) -> Answer | None:
-    streamed: list[str] = []
     try:
         for event in chat.stream(messages):
             if isinstance(event, Started) and event.standalone_question != messages[-1]["content"]:
                 out.write(f"(searching for: {event.standalone_question})\n")
             elif isinstance(event, Delta):
-                streamed.append(event.text)
                 out.write(event.text)
                 out.flush()
             elif isinstance(event, Finished):
-                _print_sources(event.answer, "".join(streamed), out)
+                _print_sources(event.answer, out)
                 return event.answer
     except CiteqaError as exc:
         out.write("\n")
@@ -246,12 +280,10 @@ def _answer_in_terminal(
     return None
 
 
-def _print_sources(answer: Answer, streamed: str, out: IO[str]) -> None:
+def _print_sources(answer: Answer, out: IO[str]) -> None:
     out.write("\n\n")
     if answer.refused:
         return
-    if answer.answer.split() != streamed.split():  # validation dropped unsupported sentences
-        out.write(f"Verified answer:\n{answer.answer}\n\n")
     for citation in answer.citations:
         link = f" <{citation.url}>" if citation.url else ""
         out.write(f"[{citation.n}] {citation.title}{link}\n")

@@ -17,16 +17,15 @@ Extra fields, which clients that do not know them ignore (the openai SDK keeps t
 ``model_extra``). Non-stream: ``citations`` (the objects of ``/v1/ask``), ``sources``,
 ``refused``, ``standalone_question`` (the rewritten follow-up that retrieval used), ``dropped``,
 ``timings_ms``. Stream: the first chunk (role ``assistant``) carries ``sources`` (retrieved,
-numbered like the citations) and ``standalone_question``; content deltas follow; the last chunk
-(``finish_reason`` ``stop``) carries ``citations``, ``refused``, ``dropped`` and ``answer``, then
-``data: [DONE]``.
+numbered like the citations) and ``standalone_question``; content deltas follow, a delta that
+adds citations carrying them as ``citations``; the last chunk (``finish_reason`` ``stop``)
+carries all ``citations``, ``refused``, ``dropped`` and ``answer``, then ``data: [DONE]``.
 
-Streaming and validation: the content deltas are the generator's raw draft, sent as it is
-written; citations can only be validated on the whole draft. So the last chunk's ``answer`` is
-the validated text, which differs from the streamed content when unsupported sentences were
-dropped (``dropped`` says which), and its ``citations`` are the validated ones. A client that
-shows the streamed text should replace it with ``answer`` at the end (the web page does). A
-refusal is also streamed as content, so a client reading only the content sees it.
+Streaming and validation: only validated text is streamed. The generator's draft is buffered to
+the end of each sentence, the sentence is checked against the sources it cites
+(:class:`service.citations.Validator`) and sent only if it holds, so the concatenated content
+deltas equal the last chunk's ``answer`` exactly, whatever client shows them. A refusal is
+streamed as content too, so a client reading only the content sees it.
 
 Server-sent events (:class:`EventStream`): frames ``data: <json>\\n\\n``; a comment
 ``: keep-alive`` every ``sse_keepalive_s`` seconds (default :data:`KEEPALIVE_S`) while nothing
@@ -41,8 +40,8 @@ OpenAI envelope, mapped by the app's one exception handler (:func:`openai_error_
 
 ``POST /v1/ask`` with ``"stream": true`` uses the same machinery with named events in the
 native shapes: ``event: sources`` (question, standalone_question, sources), ``event: delta``
-(``{"text"}``), ``event: answer`` (the validated ``/v1/ask`` JSON), ``event: error``
-(problem+json), then ``data: [DONE]``.
+(``{"text"}``, with ``citations`` when the text added some), ``event: answer`` (the validated
+``/v1/ask`` JSON), ``event: error`` (problem+json), then ``data: [DONE]``.
 """
 
 from __future__ import annotations
@@ -55,6 +54,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
 from contextlib import closing
+from dataclasses import asdict
 from typing import Annotated, Any, Literal
 
 import anyio
@@ -73,6 +73,7 @@ from service.answer import Answer
 from service.chat import (
     MAX_MESSAGE_CHARS,
     MAX_MESSAGES,
+    PROGRESS,
     ChatEvent,
     ChatService,
     Delta,
@@ -91,6 +92,7 @@ OPENAI_PREFIXES = ("/v1/chat", "/v1/models")
 KEEPALIVE_S = 10.0
 KEEPALIVE = ": keep-alive\n\n"
 DONE = "data: [DONE]\n\n"
+NO_FRAME = ""  # nothing to send; the hand-over still tells the worker whether the client left
 STATIC_FILES = {
     "app.js": "text/javascript",
     "style.css": "text/css",
@@ -318,15 +320,19 @@ class EventStream(Response):
         async with anyio.create_task_group() as group:
             group.start_soon(self._produce, sender)
             async with receiver:
+                sent_at = anyio.current_time()
                 while True:
                     frame = KEEPALIVE
-                    with anyio.move_on_after(self.keepalive_s):
+                    with anyio.move_on_after(sent_at + self.keepalive_s - anyio.current_time()):
                         try:
                             frame = await receiver.receive()
                         except anyio.EndOfStream:
                             return
+                    if frame == NO_FRAME:
+                        continue
                     body = frame.encode()
                     await send({"type": "http.response.body", "body": body, "more_body": True})
+                    sent_at = anyio.current_time()
 
     async def _produce(self, sender: ObjectSendStream[str]) -> None:
         async with sender:
@@ -399,12 +405,19 @@ def _chunks(
                 sources=public_sources(event.sources),
                 standalone_question=event.standalone_question,
             )
+        elif event == PROGRESS:
+            yield NO_FRAME
         elif isinstance(event, Delta):
-            yield chunk({"content": event.text})
+            yield chunk({"content": event.text}, **_delta_citations(event))
         elif isinstance(event, Finished):
             if observe is not None:
                 observe(event.answer)
             yield chunk({}, "stop", **_final_fields(event.answer))
+
+
+def _delta_citations(delta: Delta) -> dict[str, Any]:
+    """The citations a streamed sentence added, in the shape of the final ``citations``."""
+    return {"citations": [asdict(c) for c in delta.citations]} if delta.citations else {}
 
 
 def _final_fields(answer: Answer) -> dict[str, Any]:
@@ -457,8 +470,10 @@ def ask_frames(
                     sources = {"sources": public_sources(event.sources)}
                     q = event.standalone_question
                     yield sse({"question": q, "standalone_question": q, **sources}, "sources")
+                elif event == PROGRESS:
+                    yield NO_FRAME
                 elif isinstance(event, Delta):
-                    yield sse({"text": event.text}, "delta")
+                    yield sse({"text": event.text, **_delta_citations(event)}, "delta")
                 elif isinstance(event, Finished):
                     if observe is not None:
                         observe(event.answer)

@@ -5,9 +5,16 @@ For each sentence of the answer:
 1. ``[n]`` markers that point at no returned source are removed (invented citations);
 2. a sentence without a valid marker is given the source that supports it best, if one does;
 3. the sentence must be *supported* by the text it cites: every number it states appears there
-   (normalised: "2,990" = "2990"), and at least ``MIN_COVERAGE`` of its content terms (stemmed)
-   appear in the cited text or the cited document's title;
-4. unsupported sentences are dropped from the answer and reported in ``dropped``.
+   (normalised: "2,990" = "2990") in a sentence about the same subject (one that shares a name or
+   content terms with it), every name it states (:func:`citeqa.text.names`: the model, dataset or
+   method it is about) appears there, and at least ``MIN_COVERAGE`` of its content terms
+   (stemmed) appear in the cited text or the cited document's title;
+4. unsupported sentences are dropped from the answer and reported in ``dropped``; so are
+   repeated sentences, while sentences without content (prompt markup, a ``Sources:`` label, a
+   source title on its own) are removed silently.
+
+:class:`Validator` does this sentence by sentence as the text arrives, so a stream can show
+validated text only; :func:`validate` feeds it a whole answer.
 
 Each kept citation records the sentence of the cited chunk that best matches the answer sentence:
 its exact text (``quote``) and character offsets in the document.
@@ -20,11 +27,21 @@ import re
 from dataclasses import dataclass
 
 from citeqa.layout import location
-from citeqa.text import answer_sentence_spans, numbers, sentence_spans, term_set
+from citeqa.text import (
+    QUOTATION_RE,
+    answer_sentence_spans,
+    mentions,
+    names,
+    numbers,
+    sentence_spans,
+    squashed,
+    term_set,
+)
 from service.answer import Citation
 from service.retrieval import Hit
 
 MIN_COVERAGE = 0.6
+NUMBER_CONTEXT_TERMS = 2  # content terms a number's sentence shares with the claim
 _MARKER_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 
 
@@ -56,13 +73,50 @@ def support(claim: str, hit: Hit) -> tuple[bool, str]:
     missing_numbers = numbers(claim) - numbers(evidence)
     if missing_numbers:
         return False, f"number(s) {', '.join(sorted(missing_numbers))} not in the cited source"
+    lowered = evidence.lower()
+    claim_names = names(claim)
+    absent = [name for name in claim_names if not mentions(lowered, name)]
+    if absent:
+        return False, f"name(s) {', '.join(absent)} not in the cited source"
     claim_terms = term_set(claim)
     if not claim_terms:
         return True, ""
     covered = len(claim_terms & term_set(evidence)) / len(claim_terms)
     if covered < MIN_COVERAGE:
         return False, f"only {covered:.0%} of its content words are in the cited source"
+    elsewhere = _numbers_of_another_subject(claim, claim_names, claim_terms, evidence)
+    if elsewhere:
+        return False, f"number(s) {', '.join(elsewhere)} stated of another subject in the source"
     return True, ""
+
+
+def _numbers_of_another_subject(
+    claim: str, claim_names: list[str], claim_terms: set[str], evidence: str
+) -> list[str]:
+    """The claim's numbers that no sentence of ``evidence`` states of the claim's subject.
+
+    A number is stated of the subject when a sentence of the evidence holds it and also names
+    one of the claim's names, or shares at least :data:`NUMBER_CONTEXT_TERMS` of the claim's
+    other content terms (all of them when it has fewer): "37B activated parameters" of the
+    sentence that says "37B activated", not of one that only happens to contain "37".
+    """
+    stated = numbers(claim)
+    if not stated:
+        return []
+    focus = {t for t in claim_terms if not any(ch.isdigit() for ch in t)}
+    needed = min(NUMBER_CONTEXT_TERMS, len(focus))
+    found: set[str] = set()
+    for start, end in sentence_spans(evidence):
+        sentence = evidence[start:end]
+        here = stated & numbers(sentence)
+        if not here:
+            continue
+        lowered = sentence.lower()
+        if any(mentions(lowered, name) for name in claim_names) or (
+            len(focus & term_set(sentence)) >= needed
+        ):
+            found |= here
+    return sorted(stated - found)
 
 
 def best_quote(claim: str, hit: Hit, document_offset: int) -> tuple[str, int, int]:
@@ -90,29 +144,152 @@ def _overlap(claim_terms: set[str], text: str) -> float:
     return len(claim_terms & terms) / (len(terms) ** 0.5 + 1)
 
 
+@dataclass
+class Piece:
+    """Validated answer text as it becomes final: ``text`` to append to the answer (with its
+    separator from what came before) and the citations that ``text`` added."""
+
+    text: str
+    citations: list[Citation]
+
+
+class Validator:
+    """Validates an answer sentence by sentence, as the text arrives.
+
+    :meth:`feed` takes any piece of the draft and returns the :class:`Piece` s that became final:
+    a sentence is validated once it is complete, that is when a later sentence or line has
+    started (or at :meth:`close`). Kept sentences are joined with a space within a line of the
+    draft; lines with kept sentences become paragraphs joined by a blank line. The concatenation
+    of every returned piece is :attr:`text`, exactly. :func:`validate` feeds a whole answer.
+
+    Besides the support rule of :func:`support`, a sentence is dropped when it has no content
+    (prompt markup, a ``Sources:`` label, a title on its own: :func:`content_of`) or repeats an
+    earlier sentence of the answer.
+    """
+
+    def __init__(self, hits: list[Hit]) -> None:
+        self.hits = hits
+        self.citations: list[Citation] = []
+        self.dropped: list[dict[str, str]] = []
+        self.text = ""
+        self._buffer = ""  # the current line of the draft, not yet validated
+        self._line_kept = False  # the current line already has a kept sentence
+        self._seen: set[str] = set()
+        self._titles = {  # a title, and each sentence of one ("Is X all you need?")
+            squashed(part)
+            for hit in hits
+            for part in [hit.title, *(hit.title[a:b] for a, b in sentence_spans(hit.title))]
+        }
+
+    def feed(self, text: str) -> list[Piece]:
+        """Validate what ``text`` completes; returns the pieces that became final."""
+        self._buffer += text
+        pieces: list[Piece] = []
+        while "\n" in self._buffer:
+            line, self._buffer = self._buffer.split("\n", 1)
+            pieces += self._sentences(line, answer_sentence_spans(line))
+            self._line_kept = False
+        spans = answer_sentence_spans(self._buffer)
+        done = _complete_spans(self._buffer, spans)
+        if done:
+            cut = spans[done][0]
+            pieces += self._sentences(self._buffer, spans[:done])
+            self._buffer = self._buffer[cut:]
+        return pieces
+
+    def close(self, cut_reason: str | None = None) -> list[Piece]:
+        """Validate the rest. ``cut_reason`` says why the draft stopped early (a time or token
+        limit): its last sentence is then dropped unless it ended."""
+        line, self._buffer = self._buffer, ""
+        spans = answer_sentence_spans(line)
+        if cut_reason and spans and not _ENDED_RE.search(line[spans[-1][0] : spans[-1][1]]):
+            start, end = spans.pop()
+            self.dropped.append({"sentence": strip_markers(line[start:end]), "reason": cut_reason})
+        return self._sentences(line, spans)
+
+    def result(self) -> Validated:
+        return Validated(self.text, self.citations, self.dropped)
+
+    def _sentences(self, line: str, spans: list[tuple[int, int]]) -> list[Piece]:
+        pieces = []
+        for start, end in spans:
+            before = len(self.citations)
+            sentence = self._sentence(line[start:end])
+            if sentence is None:
+                continue
+            separator = " " if self._line_kept else ("\n\n" if self.text else "")
+            self._line_kept = True
+            piece = Piece(separator + sentence, self.citations[before:])
+            self.text += piece.text
+            pieces.append(piece)
+        return pieces
+
+    def _sentence(self, raw: str) -> str | None:
+        claim = content_of(strip_markers(raw), self._titles)
+        if not claim:
+            return None  # markup, a label, a title, a stray marker or punctuation
+        key = squashed(claim)
+        if key in self._seen:
+            self.dropped.append({"sentence": claim, "reason": "repeats an earlier sentence"})
+            return None
+        self._seen.add(key)
+        cited = parse_markers(raw)
+        return _validate_sentence(claim, cited, self.hits, self.citations, self.dropped)
+
+
+def _complete_spans(line: str, spans: list[tuple[int, int]]) -> int:
+    """How many leading sentences of an unfinished ``line`` are complete: all but the last,
+    once the last one's first word is whole (the splitter looks at the word after a full stop)
+    and no quotation opened before them is still open (a closing quote can join sentences)."""
+    if len(spans) < 2 or not re.search(r"\s", line[spans[-1][0] :].lstrip()):
+        return 0
+    closed = [m.span() for m in QUOTATION_RE.finditer(line)]
+    opened = [
+        m.start()
+        for m in re.finditer('[\u201c"]', line)
+        if not any(start <= m.start() < end for start, end in closed)
+    ]
+    done = len(spans) - 1
+    while done and opened and opened[0] < spans[done - 1][1]:
+        done -= 1
+    return done
+
+
+_ENDED_RE = re.compile(r"[.!?][\"\u201d')\]]*(\s*\[[\d,\s]+\])*\s*$")
+_MARKUP_RE = re.compile(r"</?[A-Za-z_][^<>\n]*>?|&lt;/?\w+[^\n]*?(&gt;|>|$)")
+_LABEL_RE = re.compile(r"^\W*(sources?|question|answer|title|from|id)\s*:\s*", re.IGNORECASE)
+
+
+def content_of(claim: str, titles: set[str]) -> str:
+    """The claim without prompt markup (``<source ...>``, ``</source>``) and a leading prompt
+    label (``Sources:``); empty when nothing is left that states anything: no content word or
+    number, or only the title of a source or one sentence of a title (``titles``, squashed)."""
+    text = _LABEL_RE.sub("", _MARKUP_RE.sub(" ", claim)).strip()
+    if text != claim:  # close the gap markup left; a verbatim quote stays as it is
+        text = re.sub(r"\s{2,}", " ", text)
+    if not term_set(text) and not numbers(text):
+        return ""
+    if squashed(text) in titles:
+        return ""
+    return text
+
+
 def validate(answer: str, hits: list[Hit]) -> Validated:
     """Validate every sentence of ``answer`` against ``hits`` (citation n is hits[n-1])."""
-    kept_paragraphs: list[str] = []
-    citations: list[Citation] = []
-    dropped: list[dict[str, str]] = []
-    for paragraph in answer.split("\n"):
-        kept: list[str] = []
-        for start, end in answer_sentence_spans(paragraph):
-            sentence = _validate_sentence(paragraph[start:end], hits, citations, dropped)
-            if sentence:
-                kept.append(sentence)
-        if kept:
-            kept_paragraphs.append(" ".join(kept))
-    return Validated("\n\n".join(kept_paragraphs), citations, dropped)
+    validator = Validator(hits)
+    validator.feed(answer)
+    validator.close()
+    return validator.result()
 
 
 def _validate_sentence(
-    raw: str, hits: list[Hit], citations: list[Citation], dropped: list[dict[str, str]]
+    claim: str,
+    cited: list[int],
+    hits: list[Hit],
+    citations: list[Citation],
+    dropped: list[dict[str, str]],
 ) -> str | None:
-    claim = strip_markers(raw)
-    if not term_set(claim) and not numbers(claim):
-        return None  # a stray marker or punctuation
-    markers = [n for n in parse_markers(raw) if 1 <= n <= len(hits)]
+    markers = [n for n in cited if 1 <= n <= len(hits)]
     if not markers:
         markers = _best_supporting(claim, hits)
     supported = []

@@ -17,7 +17,7 @@ from citeqa.embedding import Embedder, build_embedder
 from citeqa.errors import InputError
 from citeqa.store import Index, connect, open_index
 from service.answer import Answer, Draft, refusal_text
-from service.citations import validate
+from service.citations import Validated, validate
 from service.evidence import Evidence, EvidenceBuilder
 from service.extractive import ExtractiveGenerator
 from service.retrieval import MAX_TOP_K, Hit, HybridRetriever
@@ -112,23 +112,32 @@ class Engine:
             refused = self.refusal(question, evidence)
             refused.usage = draft.usage  # the LLM was paid for its refusal too
             return refused
-        checked = validate(draft.text, hits)
+        return self.finish_validated(question, evidence, validate(draft.text, hits), draft.usage)
+
+    def finish_validated(
+        self,
+        question: str,
+        evidence: Evidence,
+        checked: Validated,
+        usage: dict[str, int] | None = None,
+    ) -> Answer:
+        """The final answer from validated text: a refusal when no sentence kept a citation."""
         if not checked.citations:
             refusal = self.refusal(question, evidence)
             refusal.dropped = checked.dropped
-            refusal.usage = draft.usage
+            refusal.usage = usage or {}
             return refusal
         return Answer(
             question=question,
             answer=checked.text,
             refused=False,
             citations=checked.citations,
-            sources=hits,
+            sources=evidence.hits,
             timings_ms={},
             generator=self.generator.name,
             answerability=evidence.answerability,
             dropped=checked.dropped,
-            usage=draft.usage,
+            usage=usage or {},
         )
 
     def refusal(self, question: str, evidence: Evidence) -> Answer:

@@ -25,7 +25,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http import HTTPStatus
@@ -46,7 +46,7 @@ from tenacity import (
 )
 
 from citeqa.config import Settings
-from citeqa.errors import LLMError, LLMTimeoutError
+from citeqa.errors import LLMCutOffError, LLMError, LLMTimeoutError
 from service.answer import Draft
 from service.evidence import Evidence
 from service.prompts import render
@@ -183,6 +183,12 @@ class ChatClient:
         self.max_attempts = settings.llm_max_attempts
         self.max_wait_s = settings.llm_max_wait_s
         self.deadline_s = settings.llm_deadline_s
+        # sampling options a server may refuse; dropped for good after a refusal
+        self.sampling: dict[str, Any] = {}
+        if settings.llm_frequency_penalty:
+            self.sampling["frequency_penalty"] = settings.llm_frequency_penalty
+        if settings.llm_stop:
+            self.sampling["stop"] = list(settings.llm_stop)
         key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else ""
         self._openai = client or openai.OpenAI(
             base_url=settings.llm_base_url,
@@ -214,7 +220,7 @@ class ChatClient:
         """One chat completion, retried per the module's policy; raises :class:`LLMError`."""
         return self._call(lambda timeout: self._create(messages, timeout))
 
-    def stream(self, messages: Messages) -> Iterator[str]:
+    def stream(self, messages: Messages) -> Generator[str, None, None]:
         """The completion as content deltas; retried only until the first delta."""
         started = time.monotonic()
         opened = self._call(lambda timeout: self._open_stream(messages, timeout))
@@ -222,12 +228,14 @@ class ChatClient:
             sent = len(opened.first)
             if opened.first:
                 yield opened.first
+            cut_off = False
             try:
                 for chunk in opened.chunks:
                     delta = self._consume(chunk)
                     if delta:
                         sent += len(delta)
                         yield delta
+                    cut_off = cut_off or _finish(chunk) == "length"
                     if time.monotonic() - started > self.deadline_s:
                         self._count(failures=1)
                         raise LLMTimeoutError(
@@ -240,17 +248,32 @@ class ChatClient:
                     f"LLM endpoint {self.endpoint}: stream interrupted after {sent} characters "
                     f"({describe(exc)})"
                 ) from exc
+            if cut_off:
+                raise LLMCutOffError(
+                    f"LLM endpoint {self.endpoint}: the answer reached llm_max_tokens "
+                    f"({self.max_tokens}) after {sent} characters"
+                )
 
     # -- one attempt -----------------------------------------------------------
 
+    def _request(self, **options: Any) -> Any:
+        """A chat completion with the common options and :attr:`sampling`; when the server
+        refuses the request (400/422) while sampling options were sent, they are dropped and the
+        request is sent once more without them (as the eval judge does for response_format)."""
+        create: Callable[..., Any] = self._openai.chat.completions.create
+        common = {"model": self.model, "temperature": self.temperature, **options}
+        sampling = self.sampling
+        try:
+            return create(max_tokens=self.max_tokens, **sampling, **common)
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+            if not sampling:
+                raise
+            log.warning("LLM endpoint refused %s (%s); sent without", list(sampling), describe(exc))
+            self.sampling = {}
+            return create(max_tokens=self.max_tokens, **common)
+
     def _create(self, messages: Messages, timeout: httpx.Timeout) -> Completion:
-        response = self._openai.chat.completions.create(
-            model=self.model,
-            messages=messages,
-            temperature=self.temperature,
-            max_tokens=self.max_tokens,
-            timeout=timeout,
-        )
+        response = self._request(messages=messages, timeout=timeout)
         if not getattr(response, "choices", None):
             raise MalformedReplyError("the response has no choices")
         usage = _usage(response.usage)
@@ -259,11 +282,8 @@ class ChatClient:
 
     def _open_stream(self, messages: Messages, timeout: httpx.Timeout) -> _OpenStream:
         """Start a stream and read it up to its first content delta (the retried part)."""
-        response = self._openai.chat.completions.create(
-            model=self.model,
+        response = self._request(
             messages=messages,
-            temperature=self.temperature,
-            max_tokens=self.max_tokens,
             stream=True,
             stream_options={"include_usage": True},
             timeout=timeout,
@@ -356,6 +376,10 @@ class ChatClient:
         with self._lock:
             for name, delta in deltas.items():
                 setattr(self, name, getattr(self, name) + delta)
+
+
+def _finish(chunk: ChatCompletionChunk) -> str | None:
+    return chunk.choices[0].finish_reason if chunk.choices else None
 
 
 def _usage(usage: Any) -> dict[str, int]:
@@ -452,9 +476,24 @@ class LLMGenerator:
         return Draft(text=completion.text.strip(), usage=completion.usage)
 
     def stream(self, evidence: Evidence) -> Iterator[str]:
+        """The draft as deltas; nothing when the reply is the cannot-answer sentence (its start
+        is held back until it differs from that sentence)."""
         if not evidence.hits:
             return
-        yield from self.client.stream(self.messages(evidence))
+        held, deciding = "", True
+        with contextlib.closing(self.client.stream(self.messages(evidence))) as deltas:
+            for delta in deltas:
+                if not deciding:
+                    yield delta
+                    continue
+                held += delta
+                if is_cannot_answer(held):
+                    return
+                if not _normalise(CANNOT_ANSWER).startswith(_normalise(held)):
+                    deciding = False
+                    yield held
+        if deciding and held:
+            yield held
 
     def condense(self, history: Sequence[Mapping[str, Any]], question: str) -> str:
         """A standalone version of the follow-up ``question`` given the chat ``history``.

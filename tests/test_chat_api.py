@@ -348,7 +348,8 @@ def test_llm_stream_and_non_stream(llm_engine: Engine, fake_llm: FakeOpenAIServe
         )
     streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
     assert streamed == text
-    assert len([c for c in chunks if c.choices[0].delta.content]) > 5  # really streamed
+    (sentence,) = [c for c in chunks if c.choices[0].delta.content]  # one validated sentence
+    assert GOLD in titles((sentence.model_extra or {})["citations"])  # with its citations
     final = chunks[-1].model_extra or {}
     assert GOLD in titles(final["citations"]) and final["refused"] is False
     assert completion.choices[0].message.content == text
@@ -386,7 +387,8 @@ def test_llm_condense_failure_falls_back_to_the_offline_rewrite(
 ) -> None:
     n = cite(llm_engine, STANDALONE, "2.788M")
     text = f"DeepSeek-V3 requires only 2.788M H800 GPU hours for its full training [{n}]."
-    fake_llm.enqueue(Error(400, "bad request"), Reply(text))
+    # the second 400 refuses the request sent again without stop/frequency_penalty
+    fake_llm.enqueue(Error(400, "bad request"), Error(400, "bad request"), Reply(text))
     with serve(llm_engine) as live:
         completion = client(live).chat.completions.create(
             model="citeqa",
@@ -419,7 +421,7 @@ def test_llm_error_mid_stream_is_an_error_event(
     error = events[-2]["error"]
     assert error["type"] == "server_error" and "interrupted" in error["message"]
     deltas = [e["choices"][0]["delta"].get("content") for e in events[1:-2]]
-    assert "".join(d or "" for d in deltas) == "DeepSeek-V3 has 671B"
+    assert "".join(d or "" for d in deltas) == ""  # the unfinished sentence was never shown
     assert fake_llm.requests_count == 1  # never retried once tokens were sent
 
     fake_llm.enqueue(CutStream("DeepSeek-V3 has 671B total parameters [1] and", after_chunks=3))
@@ -443,9 +445,62 @@ def test_llm_stream_is_abandoned_on_disconnect(
             "POST", f"{live.url}/v1/chat/completions", json=chat_body(FIRST), timeout=60
         ) as response:
             for line in response.iter_lines():
-                if '"content": "word' in line:
+                if '"role"' in line:  # words without a sentence end: no content is ever sent
                     break
         assert recording.closed.wait(5), "the LLM stream was not closed after the disconnect"
         stopped_at = recording.pieces
         time.sleep(0.5)
         assert recording.pieces == stopped_at < 100
+
+
+def test_a_stream_cut_by_the_deadline_ends_with_what_was_validated(
+    llm_engine: Engine,
+    fake_llm: FakeOpenAIServer,  # noqa: F811
+) -> None:
+    """A slow model cut by llm_deadline_s: the answer is the sentences validated before the
+    cut, streamed and final alike, with a 200 and a stop chunk, not an error."""
+    n = cite(llm_engine, FIRST, "671B")
+    first = f"DeepSeek-V3 has 671B total parameters [{n}]."
+    rambling = " ".join(["and it goes on"] * 60)
+    fake_llm.enqueue(Reply(f"{first} It has {rambling}", chunk_delay=0.1))  # ~25 s in all
+    settings = llm_engine.settings.model_copy(update={"llm_deadline_s": 3.0})
+    slow = build_engine(settings, embedder=llm_engine.embedder, index=llm_engine.index)
+    started = time.monotonic()
+    with (
+        serve(slow) as live,
+        httpx.stream(
+            "POST", f"{live.url}/v1/chat/completions", json=chat_body(FIRST), timeout=60
+        ) as response,
+    ):
+        assert response.status_code == 200
+        events = data_of(sse_frames(response))
+    assert time.monotonic() - started < 15
+    assert events[-1] == "[DONE]" and "error" not in events[-2]
+    final = events[-2]
+    assert final["choices"][0]["finish_reason"] == "stop" and final["refused"] is False
+    streamed = "".join(e["choices"][0]["delta"].get("content") or "" for e in events[1:-1])
+    assert streamed == final["answer"] == first
+    assert final["dropped"][-1]["reason"] == "cut off by the time limit"
+
+
+def test_a_stream_cut_by_max_tokens_drops_its_unfinished_sentence(
+    llm_engine: Engine,
+    fake_llm: FakeOpenAIServer,  # noqa: F811
+) -> None:
+    """finish_reason "length": the half sentence at the end (its words and number are in the
+    source, so it would pass) is not shown; the sentences before it are the answer."""
+    n = cite(llm_engine, FIRST, "671B")
+    first = f"DeepSeek-V3 has 671B total parameters [{n}]."
+    fake_llm.enqueue(Reply(f"{first} DeepSeek-V3 has 671B", finish_reason="length"))
+    with serve(llm_engine) as live:
+        chunks = list(
+            client(live).chat.completions.create(
+                model="citeqa", messages=[{"role": "user", "content": FIRST}], stream=True
+            )
+        )
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks)
+    final = chunks[-1].model_extra or {}
+    assert streamed == final["answer"] == first
+    assert final["dropped"] == [
+        {"sentence": "DeepSeek-V3 has 671B", "reason": "cut off by the token limit"}
+    ]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from service.citations import parse_markers, validate
+from service.citations import Validator, parse_markers, validate
 from service.engine import Engine
 from service.retrieval import Hit
 
@@ -92,3 +92,91 @@ def test_markers_stay_out_of_quoted_titles_of_the_corpus(engine: Engine) -> None
             assert not parse_markers(quoted), answer.answer
         spans = [(c.n, c.chunk_id, c.start, c.end) for c in answer.citations]
         assert len(spans) == len(set(spans)), answer.citations
+
+
+# --------------------------------------------------------------------------- what weak models write
+
+VL2_TITLE = "DeepSeek-VL2: Mixture-of-Experts Vision-Language Models"
+VL2 = (
+    "We present DeepSeek-VL2, an advanced series of large Mixture-of-Experts (MoE) "
+    "Vision-Language Models. DeepSeek-VL2-Tiny, DeepSeek-VL2-Small and DeepSeek-VL2 have 1.0B, "
+    "2.8B and 4.5B activated parameters respectively."
+)
+GOOD = "DeepSeek-V3 has 671B total parameters [1]."
+
+
+def _vl2() -> Hit:
+    meta = {"start": 0, "prefix_len": len(VL2_TITLE) + 1}
+    return Hit("c2", "d2", VL2_TITLE, f"{VL2_TITLE}\n{VL2}", 1.0, "", meta)
+
+
+def test_lines_without_content_are_dropped() -> None:
+    """Echoed prompt markup, a "Sources:" label and a title on its own state nothing; before,
+    each was kept with a citation (their words are in the source)."""
+    draft = (
+        'Sources: [1]\n</source> [1]\n<source id="1" title="DeepSeek-V3 Technical Report">\n'
+        f"DeepSeek-V3 Technical Report [1]\n---\n{GOOD}"
+    )
+    assert validate(draft, [_hit(1)]).text == GOOD
+
+
+def test_a_title_split_into_sentences_is_no_content() -> None:
+    """Found by the independent eval check: an echoed title with "?" became two sentences, each
+    only part of the title, and both were kept."""
+    title = "Is MMBench All You Need? Modeling A Strong Multi-modality Benchmark"
+    meta = {"start": 0, "prefix_len": len(title) + 1}
+    hit = Hit("c1", "d1", title, f"{title}\n{MMBENCH}", 1.0, "", meta)
+    result = validate(f"{title} [1]\nWe propose MMBench [1].", [hit])
+    assert result.text == "We propose MMBench [1]."
+
+
+def test_a_repeated_sentence_is_kept_once() -> None:
+    result = validate(f"{GOOD}\n\n{GOOD} It was trained on 14.8 trillion tokens [1].", [_hit(1)])
+    assert result.text == f"{GOOD}\n\nIt was trained on 14.8 trillion tokens [1]."
+    assert result.dropped == [
+        {"sentence": GOOD.replace(" [1]", ""), "reason": "repeats an earlier sentence"}
+    ]
+
+
+def test_a_sentence_naming_a_model_its_source_does_not_mention_is_dropped() -> None:
+    """The numbers and most words are in the VL2 abstract, but it is not about DeepSeek-V3."""
+    claim = "We present DeepSeek-V3, with 1.0B and 2.8B activated parameters [2]."
+    result = validate(claim, [_hit(1), _vl2()])
+    assert result.text == "" and result.citations == []
+    assert result.dropped[0]["reason"] == "name(s) DeepSeek-V3 not in the cited source"
+
+
+def test_a_number_must_be_stated_of_the_claims_subject() -> None:
+    """12 is in the source, but of the encoder's layers, not of the training time."""
+    text = "The encoder has 12 layers. Training took 3 days on 8 accelerators."
+    hit = _hit(1, text, title="A small encoder")
+    result = validate("Training took 12 days [1].", [hit])
+    assert result.text == ""
+    assert result.dropped[0]["reason"] == "number(s) 12 stated of another subject in the source"
+    assert validate("Training took 3 days [1].", [hit]).text == "Training took 3 days [1]."
+
+
+def test_validated_pieces_fed_in_any_chunks_make_the_same_answer() -> None:
+    draft = (
+        "Sources: [1]\nDeepSeek-V3 has 671B total parameters [1]. It activates 99B [1]. "
+        "It was trained on 14.8 trillion tokens [1].\n\n</source>\nDeepSeek-V3 has 671B total "
+        f"parameters [1].\n\u201c{QUESTION_TITLE}\u201d is a title. It has 37B activated [1]."
+    )
+    whole = validate(draft, [_hit(1)])
+    for size in (1, 3, 7, 40):
+        validator = Validator([_hit(1)])
+        pieces = [
+            p for i in range(0, len(draft), size) for p in validator.feed(draft[i : i + size])
+        ]
+        pieces += validator.close()
+        assert "".join(p.text for p in pieces) == validator.text == whole.text, size
+        assert [c for p in pieces for c in p.citations] == whole.citations
+        assert validator.result().dropped == whole.dropped
+
+
+def test_a_cut_draft_keeps_what_was_complete() -> None:
+    validator = Validator([_hit(1)])
+    pieces = validator.feed(f"{GOOD} It was trained on 14.8 trillion")
+    assert [p.text for p in pieces] == [GOOD]  # the first sentence, once the second started
+    assert validator.close("cut off by the time limit") == []
+    assert validator.result().dropped[-1]["reason"] == "cut off by the time limit"

@@ -563,3 +563,33 @@ def test_answer_sentences_keep_a_quoted_title_whole() -> None:
     answer = "\u201cIs Your Model an All-around Player?\u201d: It proposes MMBench [1]."
     (sentence,) = m.answer_sentences(answer)
     assert sentence.cited == (1,)
+
+
+# --------------------------------------------------------------------------- answer hygiene
+
+V3 = {"title": "DeepSeek-V3 Technical Report", "text": "DeepSeek-V3 has 671B parameters."}
+VL2 = {
+    "title": "DeepSeek-VL2",
+    "text": "DeepSeek-VL2 has 1.0B and 2.8B activated parameters respectively.",
+}
+
+
+def test_answer_hygiene_counts_what_a_weak_model_writes() -> None:
+    """What the validator let through before issue 15: each kind is counted."""
+    answer = (
+        "Sources: [1]\n</source> [1]\nDeepSeek-V3 Technical Report [1]\n"
+        "DeepSeek-V3 has 671B parameters [1]. DeepSeek-V3 has 671B parameters [1].\n"
+        "We present DeepSeek-V3 with 1.0B and 2.8B activated parameters [2]."
+    )
+    assert m.answer_hygiene(answer, [V3, VL2]) == {
+        "empty_lines": 3,
+        "repeated_sentences": 1,
+        "unsupported_names": 1,
+    }
+
+
+def test_answer_hygiene_of_a_clean_answer_or_a_refusal_is_zero() -> None:
+    clean = "DeepSeek-V3 has 671B parameters [1].\n\nDeepSeek-VL2 has 2.8B activated [2]."
+    zero = {"empty_lines": 0, "repeated_sentences": 0, "unsupported_names": 0}
+    assert m.answer_hygiene(clean, [V3, VL2]) == zero
+    assert m.answer_hygiene("Sources: [1]", [V3], refused=True) == zero

@@ -333,7 +333,7 @@ def test_only_unsupported_claims_give_a_refusal_listing_them(
 
 @pytest.mark.integration
 def test_bad_request_is_not_retried(make_engine: MakeEngine, fake_llm: FakeOpenAIServer) -> None:
-    engine = make_engine()
+    engine = make_engine(llm_frequency_penalty=0, llm_stop=[])  # nothing to fall back from
     fake_llm.enqueue(Error(400, message="bad request"), Reply(SUPPORTED))
 
     with pytest.raises(LLMError) as caught:
@@ -503,3 +503,21 @@ def test_condense_makes_a_standalone_question(
     assert fake_llm.requests_count == 1  # no history: no call
     fake_llm.enqueue(Reply("   "))
     assert generator.condense(history, "And its cost?") == "And its cost?"  # empty reply
+
+
+def test_sampling_options_are_sent_and_dropped_when_refused(
+    make_engine: MakeEngine, fake_llm: FakeOpenAIServer
+) -> None:
+    """frequency_penalty and the stop sequences go with every request; a server that refuses
+    them (400) gets the request again without them, and never again with them."""
+    engine = make_engine(llm_frequency_penalty=0.5)
+    fake_llm.enqueue(Reply(SUPPORTED), Error(400, message="unknown field stop"), Reply(SUPPORTED))
+    fake_llm.enqueue(Reply(SUPPORTED))
+    for _ in range(3):
+        assert not engine.ask(QUESTION).refused
+    bodies = [r.body for r in fake_llm.history]
+    assert bodies[0]["frequency_penalty"] == 0.5 and bodies[0]["stop"] == ["<source", "</source>"]
+    assert "stop" in bodies[1] and "frequency_penalty" in bodies[1]  # refused
+    for body in bodies[2:]:
+        assert "stop" not in body and "frequency_penalty" not in body
+    assert len(bodies) == 4

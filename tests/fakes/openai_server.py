@@ -74,6 +74,7 @@ class Reply:
     usage: bool = True
     delay: float = 0.0
     chunk_delay: float = 0.0
+    finish_reason: str = "stop"  # "length": the reply was cut by max_tokens
 
 
 @dataclass(frozen=True)
@@ -196,7 +197,7 @@ def _completion_payload(completion_id: str, body: Any, reply: Reply) -> dict[str
                 "index": 0,
                 "message": {"role": "assistant", "content": reply.content, "refusal": None},
                 "logprobs": None,
-                "finish_reason": "stop",
+                "finish_reason": reply.finish_reason,
             }
         ],
         "usage": _usage(body, reply.content) if reply.usage else None,
@@ -349,7 +350,7 @@ class _Handler(BaseHTTPRequestHandler):
             _chunk_payload(completion_id, body, {"content": p})
             for p in _split_content(step.content)
         ]
-        events.append(_chunk_payload(completion_id, body, {}, finish_reason="stop"))
+        events.append(_chunk_payload(completion_id, body, {}, finish_reason=step.finish_reason))
         if _wants_stream_usage(body):
             usage_event = _chunk_payload(completion_id, body, {})
             usage_event["choices"] = []
