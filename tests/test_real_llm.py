@@ -71,12 +71,14 @@ def test_the_judge_of_a_270m_model_parses_with_structured_output(
 
 # --------------------------------------------------------------------------- the answer path
 
-PROPERTY_ITEMS = 6  # answerable dev questions; ~10-30 s each with the real model on 2 cores
+# Answerable dev questions: all six against the fake; two against the real model, whose answers
+# take ~5-45 s each on 2 cores (the 60-question measurement is in the README, not in CI).
+PROPERTY_ITEMS = {"fake": 6, "llama": 2}
 
 
-def _property_questions() -> list[str]:
+def _property_questions(server: str) -> list[str]:
     items = load_dataset(REPO_ROOT / "evals" / "datasets" / "dev.jsonl")
-    return [i.question for i in items if i.type != "unanswerable"][:PROPERTY_ITEMS]
+    return [i.question for i in items if i.type != "unanswerable"][: PROPERTY_ITEMS[server]]
 
 
 def bad_draft(engine: Engine, question: str) -> str:
@@ -148,7 +150,7 @@ def test_answers_hold_their_promises_whatever_the_model_writes(
     no 5xx, and the independent check (evals.metrics.answer_hygiene) finds no line without
     content, no repeated sentence and no name absent from the cited source."""
     engine, fake = answer_server
-    questions = _property_questions()
+    questions = _property_questions("fake" if fake else "llama")
     if fake:
         for question in questions:
             draft = bad_draft(engine, question)
