@@ -175,6 +175,7 @@ class Validator:
         self._buffer = ""  # the current line of the draft, not yet validated
         self._line_kept = False  # the current line already has a kept sentence
         self._seen: set[str] = set()
+        self._quoted = "\n".join(f"{hit.title}\n{hit.text}" for hit in hits)
         self._titles = {  # a title, and each sentence of one ("Is X all you need?")
             squashed(part)
             for hit in hits
@@ -225,7 +226,7 @@ class Validator:
         return pieces
 
     def _sentence(self, raw: str) -> str | None:
-        claim = content_of(strip_markers(raw), self._titles)
+        claim = content_of(strip_markers(raw), self._titles, self._quoted)
         if not claim:
             return None  # markup, a label, a title, a stray marker or punctuation
         key = squashed(claim)
@@ -260,11 +261,17 @@ _MARKUP_RE = re.compile(r"</?[A-Za-z_][^<>\n]*>?|&lt;/?\w+[^\n]*?(&gt;|>|$)")
 _LABEL_RE = re.compile(r"^\W*(sources?|question|answer|title|from|id)\s*:\s*", re.IGNORECASE)
 
 
-def content_of(claim: str, titles: set[str]) -> str:
+def content_of(claim: str, titles: set[str], quoted: str = "") -> str:
     """The claim without prompt markup (``<source ...>``, ``</source>``) and a leading prompt
     label (``Sources:``); empty when nothing is left that states anything: no content word or
-    number, or only the title of a source or one sentence of a title (``titles``, squashed)."""
-    text = _LABEL_RE.sub("", _MARKUP_RE.sub(" ", claim)).strip()
+    number, or only the title of a source or one sentence of a title (``titles``, squashed).
+    Markup that the sources themselves contain (``quoted``: their titles and texts) is what the
+    document says, quoted: it stays (the page shows it as text)."""
+
+    def unless_quoted(match: re.Match[str]) -> str:
+        return match.group(0) if match.group(0) in quoted else " "
+
+    text = _LABEL_RE.sub("", _MARKUP_RE.sub(unless_quoted, claim)).strip()
     if text != claim:  # close the gap markup left; a verbatim quote stays as it is
         text = re.sub(r"\s{2,}", " ", text)
     if not term_set(text) and not numbers(text):

@@ -120,6 +120,16 @@ def test_lines_without_content_are_dropped() -> None:
     assert validate(draft, [_hit(1)]).text == GOOD
 
 
+def test_markup_a_source_itself_contains_is_quoted_not_stripped() -> None:
+    """A document may contain text that looks like markup; quoting it is quoting the document
+    (the web page shows it as text). Only markup no source contains is prompt echo."""
+    text = "The tag <br/> ends a line in HTML. It was used by early browsers."
+    draft = 'The tag <br/> ends a line in HTML [1]. <source id="1"> It was used by early browsers.'
+    result = validate(draft, [_hit(1, text=text, title="HTML basics")])
+    assert result.text.startswith("The tag <br/> ends a line in HTML [1].")
+    assert "<source" not in result.text
+
+
 def test_a_title_split_into_sentences_is_no_content() -> None:
     """Found by the independent eval check: an echoed title with "?" became two sentences, each
     only part of the title, and both were kept."""
