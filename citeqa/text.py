@@ -119,14 +119,52 @@ def stopwords() -> frozenset[str]:
     return frozenset(sw.words("english"))
 
 
+# A heading or list number punkt takes for a sentence of its own ("3.2.", "(4)"), and one it
+# leaves at the end of the sentence before it ("as follows: 1.").
+_LABEL_RE = re.compile(r"\(?\d{1,3}(?:\.\d{1,3})*[.)]?")
+_TRAILING_LABEL_RE = re.compile(r"[.:;!?]\s+(\d{1,2}(?:\.\d{1,2})*[.)])$")
+_DOTTED_END_RE = re.compile(r"\d\.\d+\.$|/\S*\.$")  # "doi:10.1016/j.csda.2005.04." ...
+_NUMBER_TAIL_RE = re.compile(r"\d+(?:\.\d+)*\.?")  # ... and its tail, "004."
+
+
 def sentence_spans(text: str) -> list[tuple[int, int]]:
-    """Character spans of the sentences of ``text`` (punkt, with line breaks as boundaries)."""
+    """Character spans of the sentences of ``text`` (punkt, with line breaks as boundaries),
+    heading and list numbers kept with the sentence they number."""
     spans: list[tuple[int, int]] = []
     for line in re.finditer(r"[^\n]+", text):
         base = line.start()
-        for start, end in _punkt().span_tokenize(line.group()):
+        for start, end in _with_labels(line.group(), list(_punkt().span_tokenize(line.group()))):
             spans.append((base + start, base + end))
     return spans
+
+
+def _with_labels(line: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` of one line with each number label ("1.", "3.2.") moved to the sentence
+    it starts; a label that ends the line, or the tail of a dotted number ("...2005.04." +
+    "004."), stays with the sentence before it."""
+    out: list[tuple[int, int]] = []
+    label: int | None = None  # start of a label waiting for its sentence
+    for position, (start, end) in enumerate(spans):
+        start = start if label is None else label
+        label = None
+        piece = line[start:end]
+        follows_number = bool(out) and bool(_DOTTED_END_RE.search(line[out[-1][0] : out[-1][1]]))
+        if _NUMBER_TAIL_RE.fullmatch(piece) and follows_number:
+            out[-1] = (out[-1][0], end)
+            continue
+        if _LABEL_RE.fullmatch(piece) and position + 1 < len(spans):
+            label = start
+            continue
+        trailing = _TRAILING_LABEL_RE.search(piece)
+        if trailing and position + 1 < len(spans):
+            out.append((start, start + trailing.start() + 1))
+            label = start + trailing.start(1)
+            continue
+        if _LABEL_RE.fullmatch(piece) and out:
+            out[-1] = (out[-1][0], end)
+            continue
+        out.append((start, end))
+    return out
 
 
 QUOTATION_RE = re.compile(r"\u201c[^\u201c\u201d\n]*\u201d|\"[^\"\n]*\"")
