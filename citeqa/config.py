@@ -65,7 +65,10 @@ class Settings(BaseSettings):
     )
     embed_threads: int = Field(2, ge=1, le=64, description="ONNX threads for local embeddings.")
 
-    # Chunking
+    # Reading and chunking
+    pdf_time_limit_s: float = Field(
+        120.0, gt=0, description="Longest extraction of one PDF; a slower one is skipped."
+    )
     chunk_max_tokens: int = Field(
         200, ge=32, le=512, description="Most word pieces in a chunk (title included)."
     )

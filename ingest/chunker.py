@@ -27,6 +27,9 @@ from citeqa.layout import Layout
 from citeqa.text import sentence_spans
 
 Span = tuple[int, int]
+# Bump when the chunks of the same text change (packing, ids, metadata, sentence splitting):
+# a file the store holds is re-chunked only when this, its bytes or the budget change.
+CHUNKER_VERSION = 1
 
 
 def chunk_id(doc_id: str, index: int, text: str) -> str:

@@ -16,6 +16,13 @@ so that each version is whole and its offsets are right. Each chunk records ``do
 ``ingested_at``, from which readers pick one complete version per document
 (:func:`citeqa.store.visible_chunks`) while a re-ingest is under way.
 Writes go in batches no larger than ``client.get_max_batch_size()``.
+
+A file's chunks also record its ``file_digest`` (its bytes and the readers' version) and
+``chunked_with`` (the chunker's version and budget). :meth:`Ingestor.stored` gives, per
+document the store holds as one complete version made the way this ingestor would make it,
+that digest: the reader does not extract a file whose bytes still have it, and the ingestor
+keeps its records as they are. An unchanged re-ingest reads the store and hashes the files,
+nothing more (no extraction, chunking or embedding).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from chromadb.api.types import Where
 from llama_index.core.schema import Document, TextNode
@@ -31,11 +39,14 @@ from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
 from citeqa.embedding import Embedder
 from citeqa.store import DOC_CHUNKS, INGESTED_AT, Index, batches, get_all
-from ingest.chunker import SentenceChunker
+from ingest.chunker import CHUNKER_VERSION, SentenceChunker
+from ingest.formats import FILE_DIGEST, Limits
 from ingest.progress import Reporter, stage_meter
-from ingest.readers import ReadResult
+from ingest.readers import ReadResult, read_source, source_key
 
 EMBED_BATCH = 64
+CHUNKED_WITH = "chunked_with"  # chunk metadata: chunker version and budget that made it
+MARKS = (FILE_DIGEST, CHUNKED_WITH)  # what makes a stored document's file need no reading
 
 
 @dataclass
@@ -64,12 +75,43 @@ class IngestSummary:
 
 
 @dataclass
+class Stored:
+    """What the store holds of one source: its chunks' metadata and its sentence ids."""
+
+    chunks: dict[str, dict[str, object]]  # chunk id -> metadata
+    sentences: set[str]
+
+    def whole_files(self, chunked_with: str) -> dict[str, str]:
+        """Doc id -> file digest of each document held as one complete version that
+        records its file digest and was chunked ``chunked_with``."""
+        versions: dict[str, list[dict[str, object]]] = {}
+        for meta in self.chunks.values():
+            versions.setdefault(str(meta.get("doc_id")), []).append(meta)
+        whole = {}
+        for doc_id, metas in versions.items():
+            digests = {str(m.get(FILE_DIGEST, "")) for m in metas}
+            hashes = {m.get("doc_hash") for m in metas}
+            made = {m.get(CHUNKED_WITH) for m in metas}
+            counts = {m.get(DOC_CHUNKS) for m in metas}
+            if (
+                len(digests) == len(hashes) == 1
+                and made == {chunked_with}
+                and counts == {len(metas)}
+                and "" not in digests
+            ):
+                whole[doc_id] = digests.pop()
+        return whole
+
+
+@dataclass
 class _Plan:
     nodes: dict[str, TextNode]
     sentences: dict[str, tuple[str, dict[str, object]]]  # id -> (text, metadata)
     existing_chunks: dict[str, str]  # chunk id -> doc id
     existing_sentences: set[str]
     existing_hashes: dict[str, str] = field(default_factory=dict)  # chunk id -> doc_hash
+    kept: set[str] = field(default_factory=set)  # chunk ids of documents not read again
+    relabel: dict[str, dict[str, str]] = field(default_factory=dict)  # chunk id -> new marks
 
     def to_write(self) -> set[str]:
         """Chunk ids missing, or stored for another version of their document."""
@@ -97,52 +139,84 @@ class Ingestor:
         self.max_batch = max_batch
         self.read_page = read_page  # records per Chroma get when planning; None: the default
 
+    @property
+    def chunked_with(self) -> str:
+        return f"c{CHUNKER_VERSION}/t{self.chunker.max_tokens}"
+
+    def stored(self, source: str) -> Stored:
+        """What the store holds of ``source``; :meth:`Stored.whole_files` of it tells the
+        reader which files need no reading, and :meth:`ingest` plans with it."""
+        where: Where = {"source": source}
+        existing = get_all(self.index.chunks, ["metadatas"], where, self.read_page)
+        chunks = {
+            cid: dict(meta or {})
+            for cid, meta in zip(existing.ids, existing.metadatas, strict=True)
+        }
+        return Stored(chunks, set(get_all(self.index.sentences, [], where, self.read_page).ids))
+
+    def ingest_path(
+        self, path: Path, progress: Reporter | None = None, limits: Limits | None = None
+    ) -> IngestSummary:
+        """Read and write ``path`` (a folder, a paper listing or a file); files the store
+        already holds, byte for byte, are neither read nor written again."""
+        stored = self.stored(source_key(path))
+        read = read_source(path, stored.whole_files(self.chunked_with), limits)
+        return self.ingest(read, progress=progress, stored=stored)
+
     def ingest(
         self,
         read: ReadResult,
         progress: Reporter | None = None,
         on_batch: Callable[[int], None] | None = None,
+        stored: Stored | None = None,
     ) -> IngestSummary:
-        """Write ``read`` into the index; ``progress`` reports chunking and embedding."""
+        """Write ``read`` into the index; ``progress`` reports chunking and embedding.
+        ``stored``: what :meth:`stored` gave before ``read`` was read (read now otherwise)."""
         started = time.perf_counter()
-        summary = IngestSummary(source=read.source, documents=len(read.documents))
+        documents = len(read.documents) + len(read.unchanged)
+        summary = IngestSummary(source=read.source, documents=documents)
         summary.skipped = list(read.skipped)
-        plan = self._plan(read, progress)
-        self._count_documents(plan, read.documents, summary)
+        plan = self._plan(read, progress, stored or self.stored(read.source))
+        self._count_documents(plan, read, summary)
         self._write(plan, summary, progress, on_batch)
+        self._relabel(plan)
         self._delete_stale(plan, summary)
         summary.seconds = time.perf_counter() - started
         return summary
 
-    def _plan(self, read: ReadResult, progress: Reporter | None) -> _Plan:
+    def _plan(self, read: ReadResult, progress: Reporter | None, stored: Stored) -> _Plan:
         nodes: dict[str, TextNode] = {}
         sentences: dict[str, tuple[str, dict[str, object]]] = {}
         ingested_at = time.time()
         meter = stage_meter(progress, f"{read.source}: chunking", len(read.documents), "document")
         for document in read.documents:
             chunks = self.chunker.chunk_document(document, read.layouts.get(document.doc_id))
+            marks = self._marks(document)
             for node in chunks:
-                node.metadata.update({DOC_CHUNKS: len(chunks), INGESTED_AT: ingested_at})
+                node.metadata.update({DOC_CHUNKS: len(chunks), INGESTED_AT: ingested_at, **marks})
                 nodes[node.node_id] = node
                 sentences.update(_sentence_records(document, node))
             meter.update(1)
         meter.close()
-        where: Where = {"source": read.source}
-        existing = get_all(self.index.chunks, ["metadatas"], where, self.read_page)
-        metadatas = [meta or {} for meta in existing.metadatas]
-        existing_chunks = {
-            cid: str(meta.get("doc_id")) for cid, meta in zip(existing.ids, metadatas, strict=True)
-        }
-        hashes = {
-            cid: str(meta.get("doc_hash"))
-            for cid, meta in zip(existing.ids, metadatas, strict=True)
-        }
-        existing_sentences = set(get_all(self.index.sentences, [], where, self.read_page).ids)
-        return _Plan(nodes, sentences, existing_chunks, existing_sentences, hashes)
+        existing_chunks = {cid: str(meta.get("doc_id")) for cid, meta in stored.chunks.items()}
+        hashes = {cid: str(meta.get("doc_hash")) for cid, meta in stored.chunks.items()}
+        unchanged = set(read.unchanged)
+        kept = {cid for cid, doc_id in existing_chunks.items() if doc_id in unchanged}
+        relabel = {}  # chunks of documents read again, unchanged, that lack today's marks
+        for cid, node in nodes.items():
+            marks = {k: str(v) for k in MARKS if (v := node.metadata.get(k)) is not None}
+            stored_meta = stored.chunks.get(cid, {})
+            same_version = stored_meta.get("doc_hash") == node.metadata["doc_hash"]
+            if same_version and any(stored_meta.get(k) != v for k, v in marks.items()):
+                relabel[cid] = marks
+        return _Plan(nodes, sentences, existing_chunks, stored.sentences, hashes, kept, relabel)
 
-    def _count_documents(
-        self, plan: _Plan, documents: list[Document], summary: IngestSummary
-    ) -> None:
+    def _marks(self, document: Document) -> dict[str, str]:
+        """The file digest and chunking of a document read from a file (none otherwise)."""
+        digest = document.metadata.get(FILE_DIGEST)
+        return {FILE_DIGEST: str(digest), CHUNKED_WITH: self.chunked_with} if digest else {}
+
+    def _count_documents(self, plan: _Plan, read: ReadResult, summary: IngestSummary) -> None:
         old_docs: dict[str, set[str]] = {}
         for cid, doc_id in plan.existing_chunks.items():
             old_docs.setdefault(doc_id, set()).add(cid)
@@ -156,7 +230,8 @@ class Ingestor:
                 summary.unchanged += 1
             else:
                 summary.updated += 1
-        summary.deleted = len(old_docs.keys() - new_docs.keys())
+        summary.unchanged += len(read.unchanged)
+        summary.deleted = len(old_docs.keys() - new_docs.keys() - set(read.unchanged))
 
     def _write(
         self,
@@ -221,11 +296,24 @@ class Ingestor:
             metadatas=[node_to_metadata_dict(n, remove_text=True) for n in nodes],
         )
 
+    def _relabel(self, plan: _Plan) -> None:
+        """Marks the chunks of unchanged documents read again with their file digest, so
+        that the next run need not read them (a store written before digests existed)."""
+        ids = sorted(plan.relabel)
+        for group in batches(ids, self.max_batch):
+            self.index.chunks.update(ids=group, metadatas=[plan.relabel[c] for c in group])
+
     def _delete_stale(self, plan: _Plan, summary: IngestSummary) -> None:
-        stale_chunks = [cid for cid in plan.existing_chunks if cid not in plan.nodes]
+        stale_chunks = [
+            cid for cid in plan.existing_chunks if cid not in plan.nodes and cid not in plan.kept
+        ]
         for group in batches(stale_chunks, self.max_batch):
             self.index.chunks.delete(ids=group)
-        stale_sentences = [sid for sid in plan.existing_sentences if sid not in plan.sentences]
+        stale_sentences = [
+            sid
+            for sid in plan.existing_sentences
+            if sid not in plan.sentences and sid.rsplit("/s", 1)[0] not in plan.kept
+        ]
         for group in batches(stale_sentences, self.max_batch):
             self.index.sentences.delete(ids=group)
         summary.chunks_deleted = len(stale_chunks)

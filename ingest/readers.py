@@ -9,8 +9,12 @@ Two sources:
   ``.jsonl`` (one ``{"id", "title", "text"}`` object per line). Each document comes with its
   :class:`~citeqa.layout.Layout` (page and section starts). Other files, empty ones, files
   whose bytes are not what their extension says, and files a reader cannot read (encrypted,
-  damaged, no text layer, zip bombs...) are skipped with a reason, and the rest is read;
-  paths that resolve outside the folder (symlinks) are refused.
+  damaged, no text layer, zip bombs, a PDF over its time limit...) are skipped with a reason,
+  and the rest is read; paths that resolve outside the folder (symlinks) are refused.
+
+A file's bytes are hashed before anything parses them (``file_digest`` in the document's
+metadata): given the digests of the versions the store already holds whole (``known``, by doc
+id), a file whose bytes did not change is not extracted again, only listed as unchanged.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +30,7 @@ from llama_index.core.schema import Document
 
 from citeqa.errors import CorpusFormatError, InputError
 from citeqa.layout import Layout
-from ingest.formats import Extracted
+from ingest.formats import FILE_DIGEST, READER_VERSION, Extracted, Limits
 from ingest.formats.docx import read_docx
 from ingest.formats.html import read_html
 from ingest.formats.pdf import read_pdf
@@ -41,12 +45,14 @@ _SLUG_RE = re.compile(r"[^a-z0-9]+")
 @dataclass
 class ReadResult:
     """Documents read from one source, their layouts (by doc id; none for listings and
-    records), the files skipped (path, reason), and the source key."""
+    records), the files skipped (path, reason), the source key, and the doc ids of the files
+    whose bytes match the version the store holds (``known``), which were not read again."""
 
     source: str
     documents: list[Document] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     layouts: dict[str, Layout] = field(default_factory=dict)
+    unchanged: list[str] = field(default_factory=list)  # doc ids of files known, not re-read
 
 
 def make_document(doc_id: str, title: str, text: str, source: str) -> Document:
@@ -83,7 +89,7 @@ def read_listing(path: Path) -> ReadResult:
     body = lines[LISTING_HEADER_LINES:]
     if len(lines) <= LISTING_HEADER_LINES:
         raise CorpusFormatError(f"{path}: no papers after the {LISTING_HEADER_LINES} header lines")
-    result = ReadResult(source=f"listing:{path.name}")
+    result = ReadResult(source=source_key(path))
     seen: dict[str, int] = {}
     for index in range(0, len(body), 2):
         title_line = LISTING_HEADER_LINES + index + 1
@@ -113,12 +119,24 @@ def _listing_pair(path: Path, body: list[str], index: int, line_no: int) -> tupl
     return title, abstract
 
 
-def read_folder(root: Path) -> ReadResult:
-    """Read every supported file under ``root``; skipped files are listed with the reason."""
+def source_key(path: Path) -> str:
+    """The key :func:`read_source` gives the documents of ``path`` (their ``source``)."""
+    if path.is_dir():
+        return f"folder:{path.resolve()}"
+    if path.exists() and looks_like_listing(path):
+        return f"listing:{path.name}"
+    return f"file:{path.resolve()}"
+
+
+def read_folder(
+    root: Path, known: Mapping[str, str] | None = None, limits: Limits | None = None
+) -> ReadResult:
+    """Read every supported file under ``root``; skipped files are listed with the reason,
+    files whose digest ``known`` holds under their doc id are listed as unchanged."""
     root = root.resolve()
     if not root.is_dir():
         raise InputError(f"{root}: not a folder")
-    result = ReadResult(source=f"folder:{root}")
+    result = ReadResult(source=source_key(root))
     for path in sorted(root.rglob("*")):
         if path.is_dir():
             continue
@@ -128,13 +146,16 @@ def read_folder(root: Path) -> ReadResult:
             result.skipped.append((relative, reason))
             continue
         try:  # a file is read whole or skipped whole, never half
-            _add(result, _read_file(path, relative, result.source))
+            _add(result, _read_file(path, relative, result.source, known or {}, limits))
         except CorpusFormatError as exc:
             result.skipped.append((relative, exc.message))
     return result
 
 
-def _add(result: ReadResult, read: list[tuple[Document, Layout | None]]) -> None:
+def _add(result: ReadResult, read: list[tuple[Document, Layout | None]] | str) -> None:
+    if isinstance(read, str):  # the doc id of a file the store holds unchanged
+        result.unchanged.append(read)
+        return
     for document, layout in read:
         result.documents.append(document)
         if layout is not None:
@@ -155,22 +176,35 @@ def _refusal(root: Path, path: Path) -> str | None:
     return None
 
 
-def _read_file(path: Path, relative: str, source: str) -> list[tuple[Document, Layout | None]]:
+def _read_file(
+    path: Path, relative: str, source: str, known: Mapping[str, str], limits: Limits | None
+) -> list[tuple[Document, Layout | None]] | str:
+    """The documents of one file, or its doc id when ``known`` holds its digest."""
     data = path.read_bytes()
     kind = check_kind(path.suffix.lower(), data[:8192])
     if kind == "jsonl":
         return [(d, None) for d in _jsonl_documents(_utf8(data), relative, source)]
-    extracted = _extract(kind, data)
+    doc_id = f"file:{relative}"
+    digest = file_digest(data)
+    if known.get(doc_id) == digest:
+        return doc_id
+    extracted = _extract(kind, data, limits or Limits())
     if not extracted.text.strip():
         raise CorpusFormatError("no text in the file")
     title = extracted.title or path.stem.replace("_", " ").replace("-", " ")
-    document = make_document(f"file:{relative}", title, extracted.text, source)
+    document = make_document(doc_id, title, extracted.text, source)
+    document.metadata[FILE_DIGEST] = digest
     return [(document, extracted.layout)]
 
 
-def _extract(kind: str, data: bytes) -> Extracted:
+def file_digest(data: bytes) -> str:
+    """What identifies a file's extraction: its bytes and the readers' version."""
+    return f"{hashlib.sha256(data).hexdigest()[:24]}/r{READER_VERSION}"
+
+
+def _extract(kind: str, data: bytes, limits: Limits) -> Extracted:
     if kind == "pdf":
-        return read_pdf(data)
+        return read_pdf(data, limits.pdf_seconds)
     if kind == "docx":
         return read_docx(data)
     if kind == "html":
@@ -201,20 +235,23 @@ def _jsonl_documents(text: str, relative: str, source: str) -> Iterator[Document
         yield make_document(f"jsonl:{record['id']}", record["title"], record["text"], source)
 
 
-def read_source(path: Path) -> ReadResult:
-    """A folder, a paper listing, or a single supported file."""
+def read_source(
+    path: Path, known: Mapping[str, str] | None = None, limits: Limits | None = None
+) -> ReadResult:
+    """A folder, a paper listing, or a single supported file; ``known``: the file digests of
+    the documents the store holds whole (by doc id), whose files are not read again."""
     if not path.exists():
         raise InputError(f"{path}: no such file or folder")
     if path.is_dir():
-        return read_folder(path)
+        return read_folder(path, known, limits)
     if looks_like_listing(path):
         return read_listing(path)
-    result = ReadResult(source=f"file:{path.resolve()}")
+    result = ReadResult(source=source_key(path))
     reason = _refusal(path.parent.resolve(), path)
     if reason:
         raise InputError(f"{path}: {reason}")
     try:
-        _add(result, _read_file(path, path.name, result.source))
+        _add(result, _read_file(path, path.name, result.source, known or {}, limits))
     except CorpusFormatError as exc:
         raise CorpusFormatError(f"{path}: {exc.message}") from exc
     return result

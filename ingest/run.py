@@ -9,9 +9,9 @@ from citeqa.config import Settings
 from citeqa.embedding import Embedder, build_embedder
 from citeqa.store import Index, connect, open_index
 from ingest.chunker import SentenceChunker
+from ingest.formats import Limits
 from ingest.pipeline import Ingestor, IngestSummary
 from ingest.progress import Reporter
-from ingest.readers import read_source
 
 
 def build_ingestor(
@@ -34,7 +34,8 @@ def ingest_paths(
 ) -> list[IngestSummary]:
     """Ingest each path (a folder, a paper listing or a file) as its own source."""
     ingestor = build_ingestor(settings, embedder)
-    return [ingestor.ingest(read_source(path), progress=progress) for path in paths]
+    limits = Limits(pdf_seconds=settings.pdf_time_limit_s)
+    return [ingestor.ingest_path(path, progress, limits) for path in paths]
 
 
 def ensure_ingested(
@@ -44,4 +45,5 @@ def ensure_ingested(
     ingestor = build_ingestor(settings, embedder)
     if ingestor.index.chunks.count() > 0:
         return None
-    return ingestor.ingest(read_source(settings.corpus_path), progress=progress)
+    limits = Limits(pdf_seconds=settings.pdf_time_limit_s)
+    return ingestor.ingest_path(settings.corpus_path, progress, limits)

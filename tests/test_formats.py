@@ -13,20 +13,26 @@ import time
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import docx
 import pypdf
 import pytest
 
+import ingest.formats.pdf as pdf_format
+from citeqa.config import Settings
+from citeqa.embedding import Embedder
 from citeqa.layout import location
 from citeqa.text import sentence_spans
 from ingest.chunker import SentenceChunker
+from ingest.formats import Limits
 from ingest.formats.docx import read_docx
 from ingest.formats.html import read_html
 from ingest.formats.pdf import read_pdf
 from ingest.formats.sniff import MAX_UNZIPPED_BYTES
 from ingest.formats.text import read_text
 from ingest.readers import make_document, read_folder
+from ingest.run import ingest_paths
 
 DATA = Path(__file__).parent / "data" / "r-vignettes"
 OOP = DATA / "sandwich-sandwich-OOP.pdf"
@@ -253,3 +259,63 @@ def test_bad_file_is_skipped_with_a_reason_and_the_rest_is_read(case: str, tmp_p
     assert list(skipped) == [name]
     assert reason in skipped[name], skipped[name]
     assert "Traceback" not in skipped[name]
+
+
+# --- time and memory limits of one PDF ---
+
+
+def test_a_pdf_over_its_time_limit_is_skipped_and_the_rest_is_read(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every page of a long PDF is made slow (0.5 s); the short PDF beside it is not."""
+    original = pdf_format._page_lines
+
+    def slow_page(pdf: Any, index: int, budget: Any) -> Any:
+        if len(pdf) > 10:
+            time.sleep(0.5)
+        return original(pdf, index, budget)
+
+    monkeypatch.setattr(pdf_format, "_page_lines", slow_page)
+    shutil.copy(OOP, tmp_path / "slow.pdf")  # 16 pages: 8 s and more
+    shutil.copy(DATA / "survival-tiedtimes.pdf", tmp_path / "good.pdf")
+    started = time.perf_counter()
+    result = read_folder(tmp_path, limits=Limits(pdf_seconds=1.0))
+    assert time.perf_counter() - started < 6, "extraction stops at the limit, not at the end"
+    assert [d.doc_id for d in result.documents] == ["file:good.pdf"]
+    reason = dict(result.skipped)["slow.pdf"]
+    assert "longer than the limit of 1 s" in reason and "CITEQA_PDF_TIME_LIMIT_S" in reason
+    assert re.search(r"at page \d+ of 16", reason), reason
+
+
+def test_the_time_limit_comes_from_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, embedder: Embedder
+) -> None:
+    monkeypatch.setattr(pdf_format, "time", _Clock())  # each look at the clock: 1 s later
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    shutil.copy(OOP, folder / "paper.pdf")
+    (folder / "notes.md").write_text("# Notes\n\nA short note.\n")
+    settings = Settings(data_dir=tmp_path / "store", pdf_time_limit_s=30)
+    (summary,) = ingest_paths(settings, [folder], embedder=embedder)
+    assert summary.documents == 1 and "limit of 30 s" in dict(summary.skipped)["paper.pdf"]
+
+
+class _Clock:
+    """A stand-in for the time module whose monotonic clock moves 1 s per reading."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        self.now += 1.0
+        return self.now
+
+
+def test_a_pdf_with_too_much_text_is_skipped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    shutil.copy(OOP, tmp_path / "long.pdf")
+    monkeypatch.setattr(pdf_format, "MAX_TEXT_CHARS", 5_000)
+    result = read_folder(tmp_path)
+    reason = dict(result.skipped)["long.pdf"]
+    assert "more than 5,000 characters of text" in reason

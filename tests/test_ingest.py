@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -12,12 +13,13 @@ import pytest
 from chromadb.api.types import Where
 from chromadb.config import Settings as ChromaSettings
 
+import ingest.readers
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.errors import EmbeddingMismatchError
 from citeqa.store import batches, connect, get_all, open_index
 from ingest.chunker import SentenceChunker
-from ingest.pipeline import Ingestor
+from ingest.pipeline import FILE_DIGEST, Ingestor
 from ingest.readers import read_folder
 
 SENTENCES = [
@@ -28,17 +30,23 @@ SENTENCES = [
 ]
 
 
+DATA = Path(__file__).parent / "data" / "r-vignettes"
+REAL_FILES = ["survival-tiedtimes.pdf", "rstan-stanfit-objects.html"]
+
+
 class CountingEmbedder:
-    """The real embedder, counting the texts it embeds."""
+    """The real embedder, counting the texts it embeds and the token counts asked for."""
 
     def __init__(self, inner: Embedder) -> None:
         self.inner, self.name, self.dim, self.count = inner, inner.name, inner.dim, 0
+        self.counted = 0
 
     def embed(self, texts: Any) -> np.ndarray:
         self.count += len(texts)
         return self.inner.embed(texts)
 
     def count_tokens(self, text: str) -> int:
+        self.counted += 1
         return self.inner.count_tokens(text)
 
 
@@ -57,10 +65,11 @@ def _ingestor(settings: Settings, embedder: Any, max_tokens: int = 60) -> Ingest
 
 
 def _expected_ids(ingestor: Ingestor, root: Path) -> set[str]:
+    read = read_folder(root)
     return {
         node.node_id
-        for doc in read_folder(root).documents
-        for node in ingestor.chunker.chunk_document(doc)
+        for doc in read.documents
+        for node in ingestor.chunker.chunk_document(doc, read.layouts.get(doc.doc_id))
     }
 
 
@@ -92,6 +101,94 @@ def test_reingest_of_unchanged_corpus_embeds_nothing(
     assert ingestor.index.chunks.count() == count
 
 
+@pytest.fixture
+def extractions(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The kinds of the files the readers extract from now on, one entry per file."""
+    seen: list[str] = []
+    original = ingest.readers._extract
+
+    def counting(kind: str, *args: Any) -> Any:
+        seen.append(kind)
+        return original(kind, *args)
+
+    monkeypatch.setattr(ingest.readers, "_extract", counting)
+    return seen
+
+
+def _real_folder(root: Path, names: list[str] = REAL_FILES) -> Path:
+    root.mkdir(parents=True)
+    for name in names:
+        shutil.copy(DATA / name, root / name)
+    (root / "notes.md").write_text("# Notes\n\nThe sandwich package estimates covariances.\n")
+    return root
+
+
+def test_unchanged_reingest_of_real_files_extracts_chunks_and_embeds_nothing(
+    tmp_path: Path, fresh_settings: Settings, embedder: Embedder, extractions: list[str]
+) -> None:
+    root = _real_folder(tmp_path / "docs")
+    counting = CountingEmbedder(embedder)
+    ingestor = _ingestor(fresh_settings, counting)
+    first = ingestor.ingest_path(root)
+    assert first.added == 3 and len(extractions) == 3
+    stored, embedded, counted = _stored_ids(ingestor), counting.count, counting.counted
+    sentences = ingestor.index.sentences.count()
+    extractions.clear()
+
+    again = ingestor.ingest_path(root)
+    assert (again.documents, again.unchanged, again.added, again.updated) == (3, 3, 0, 0)
+    assert extractions == [], "no file whose bytes did not change is extracted"
+    assert (counting.count, counting.counted) == (embedded, counted), "nor chunked, nor embedded"
+    assert _stored_ids(ingestor) == stored and ingestor.index.sentences.count() == sentences
+
+    # New bytes, same text: read again, nothing embedded, and the next run reads nothing.
+    with (root / "notes.md").open("a") as handle:
+        handle.write("\n")
+    touched = ingestor.ingest_path(root)
+    assert extractions == ["text"] and counting.count == embedded and touched.unchanged == 3
+    extractions.clear()
+    assert ingestor.ingest_path(root).unchanged == 3 and extractions == []
+
+    # Changed and removed files are read, replaced and deleted as before.
+    (root / "notes.md").write_text("# Notes\n\nA new note. It is short.\n")
+    (root / "survival-tiedtimes.pdf").unlink()
+    changed = ingestor.ingest_path(root)
+    assert (changed.updated, changed.deleted, changed.unchanged) == (1, 1, 1)
+    assert extractions == ["text"]
+    assert _stored_ids(ingestor) == _expected_ids(ingestor, root)
+
+
+def test_a_store_without_file_digests_is_read_once_then_skipped(
+    tmp_path: Path, fresh_settings: Settings, embedder: Embedder, extractions: list[str]
+) -> None:
+    """A store written before file digests (here: digests that match no file) is read again
+    once, embeds nothing, and records the digests."""
+    root = _real_folder(tmp_path / "docs")
+    counting = CountingEmbedder(embedder)
+    ingestor = _ingestor(fresh_settings, counting)
+    ingestor.ingest_path(root)
+    ids = ingestor.index.chunks.get(include=[])["ids"]
+    ingestor.index.chunks.update(ids=ids, metadatas=[{FILE_DIGEST: "older"}] * len(ids))
+    embedded = counting.count
+    extractions.clear()
+    relabelled = ingestor.ingest_path(root)
+    assert relabelled.unchanged == 3 and len(extractions) == 3 and counting.count == embedded
+    extractions.clear()
+    assert ingestor.ingest_path(root).unchanged == 3 and extractions == []
+
+
+def test_a_new_chunk_budget_chunks_unchanged_files_again(
+    tmp_path: Path, fresh_settings: Settings, embedder: Embedder, extractions: list[str]
+) -> None:
+    root = _real_folder(tmp_path / "docs", ["survival-tiedtimes.pdf"])
+    _ingestor(fresh_settings, embedder, max_tokens=60).ingest_path(root)
+    extractions.clear()
+    wider = _ingestor(fresh_settings, embedder, max_tokens=120)
+    summary = wider.ingest_path(root)
+    assert len(extractions) == 2 and summary.updated == 1  # notes.md: one chunk either way
+    assert _stored_ids(wider) == _expected_ids(wider, root)
+
+
 def test_changed_and_removed_documents_are_replaced_and_deleted(
     tmp_path: Path, fresh_settings: Settings, embedder: Embedder
 ) -> None:
@@ -112,8 +209,9 @@ def test_changed_and_removed_documents_are_replaced_and_deleted(
     assert sorted(sentences["documents"]) == ["A completely new abstract.", "It is short."]
 
 
+@pytest.mark.parametrize("rerun", ["read whole", "skipping files held whole"])
 def test_interrupted_ingest_converges_on_rerun(
-    tmp_path: Path, fresh_settings: Settings, embedder: Embedder
+    tmp_path: Path, fresh_settings: Settings, embedder: Embedder, rerun: str
 ) -> None:
     root = tmp_path / "docs"
     _write_corpus(root, docs=10)
@@ -125,7 +223,10 @@ def test_interrupted_ingest_converges_on_rerun(
     with pytest.raises(KeyboardInterrupt):
         ingestor.ingest(read_folder(root), on_batch=crash)
     assert _stored_ids(ingestor) != _expected_ids(ingestor, root)
-    ingestor.ingest(read_folder(root))
+    if rerun == "read whole":
+        ingestor.ingest(read_folder(root))
+    else:
+        ingestor.ingest_path(root)
     assert _stored_ids(ingestor) == _expected_ids(ingestor, root)
     chunk_ids = _stored_ids(ingestor)
     sentence_meta = ingestor.index.sentences.get(include=["metadatas"])["metadatas"] or []

@@ -11,6 +11,18 @@ from dataclasses import dataclass, field
 from citeqa.layout import Layout
 
 PARAGRAPH = "\n\n"
+# Bump when a reader's output for the same bytes changes (text, title, layout): a file the
+# store holds is re-read only when its digest, which includes this, changes.
+READER_VERSION = 1
+FILE_DIGEST = "file_digest"  # document and chunk metadata: see ingest.readers.file_digest
+PDF_SECONDS = 120.0  # default time limit of one PDF's extraction
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Limits of one file's extraction (the size limits are fixed: ingest.formats.sniff)."""
+
+    pdf_seconds: float = PDF_SECONDS
 
 
 @dataclass

@@ -16,6 +16,10 @@ ligatures. On top of that this reader, per document:
   the document numbers its headings ("3.2 Priors") only numbered ones (and unnumbered ones of a
   top-level size, like "References") count, and the numbering gives the level;
 * takes the title from the metadata when it is meaningful, else the largest text of page 1.
+
+Time and memory are bounded: extraction stops, and the file is skipped with the reason, once
+it has run longer than its time limit (checked between lines, so even one huge page stops) or
+holds more than :data:`~ingest.formats.sniff.MAX_TEXT_CHARS` characters.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import ctypes
 import math
 import re
 import threading
+import time
 import unicodedata
 from collections import Counter
 from dataclasses import dataclass
@@ -32,7 +37,8 @@ import pypdfium2 as pdfium
 import pypdfium2.raw as pdfium_c
 
 from citeqa.errors import CorpusFormatError
-from ingest.formats import Extracted, TextBuilder
+from ingest.formats import PDF_SECONDS, Extracted, TextBuilder
+from ingest.formats.sniff import MAX_TEXT_CHARS
 
 HYPHEN = "\x02"  # PDFium's mark of a hyphen at a line break (the line break itself is gone)
 FURNITURE_LINES = 2  # lines at the top and at the bottom of a page that may be furniture
@@ -71,12 +77,36 @@ class Line:
     title: bool = False
 
 
-def read_pdf(data: bytes) -> Extracted:
-    """The text of a PDF; CorpusFormatError for encrypted, damaged or image-only files."""
+class _Budget:
+    """The time and characters one PDF's extraction may still spend."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self.chars = MAX_TEXT_CHARS
+
+    def spend(self, chars: int, page: int, pages: int) -> None:
+        self.chars -= chars
+        if self.chars < 0:
+            raise CorpusFormatError(
+                f"more than {MAX_TEXT_CHARS:,} characters of text (at page {page} of "
+                f"{pages}); not read"
+            )
+        if time.monotonic() > self.deadline:
+            raise CorpusFormatError(
+                f"reading its text took longer than the limit of {self.seconds:g} s (at page "
+                f"{page} of {pages}); skipped (CITEQA_PDF_TIME_LIMIT_S sets the limit)"
+            )
+
+
+def read_pdf(data: bytes, seconds: float = PDF_SECONDS) -> Extracted:
+    """The text of a PDF; CorpusFormatError for encrypted, damaged or image-only files, and
+    for one whose extraction takes longer than ``seconds`` (waiting for another PDF's
+    extraction to finish not counted) or holds too much text."""
     if b"%%EOF" not in data[-2048:]:
         raise CorpusFormatError("truncated or damaged PDF (no end-of-file marker)")
     with _PDFIUM:
-        pages, meta_title, labels = _read_lines(data)
+        pages, meta_title, labels = _read_lines(data, _Budget(seconds))
     lines = [line for page in pages for line in page]
     _check_text_layer("".join(line.text for line in lines))
     _mark_furniture(pages)
@@ -91,7 +121,7 @@ def read_pdf(data: bytes) -> Extracted:
     return Extracted(title, builder.text(), builder.layout, page_count=len(pages))
 
 
-def _read_lines(data: bytes) -> tuple[list[list[Line]], str, dict[int, str]]:
+def _read_lines(data: bytes, budget: _Budget) -> tuple[list[list[Line]], str, dict[int, str]]:
     """The lines of each page, the metadata title, and the printed page labels the PDF
     defines where they differ from the page numbers."""
     try:
@@ -103,7 +133,7 @@ def _read_lines(data: bytes) -> tuple[list[list[Line]], str, dict[int, str]]:
             raise CorpusFormatError("PDF with an unsupported security handler") from exc
         raise CorpusFormatError(f"damaged PDF that cannot be opened ({exc})") from exc
     try:
-        pages = [_page_lines(pdf, i) for i in range(len(pdf))]
+        pages = [_page_lines(pdf, i, budget) for i in range(len(pdf))]
         labels = {i + 1: pdf.get_page_label(i) for i in range(len(pdf))}
         labels = {page: label for page, label in labels.items() if label not in ("", str(page))}
         return pages, str(pdf.get_metadata_value("Title") or ""), labels
@@ -123,14 +153,16 @@ def _check_text_layer(text: str) -> None:
         )
 
 
-def _page_lines(pdf: pdfium.PdfDocument, index: int) -> list[Line]:
+def _page_lines(pdf: pdfium.PdfDocument, index: int, budget: _Budget) -> list[Line]:
     page = pdf[index]
     textpage = page.get_textpage()
     try:
         count = textpage.count_chars()
+        budget.spend(count, index + 1, len(pdf))
         chars = "".join(chr(pdfium_c.FPDFText_GetUnicode(textpage, i)) for i in range(count))
         lines = []
         for match in re.finditer(r"[^\r\n]+", chars):
+            budget.spend(0, index + 1, len(pdf))
             line = _line(textpage, index + 1, match.group(), match.start())
             if line:
                 lines.append(line)

@@ -15,6 +15,7 @@ from citeqa.errors import CorpusFormatError
 MAX_FILE_BYTES = 256 * 2**20  # one file read whole into memory
 MAX_UNZIPPED_BYTES = 256 * 2**20  # what an archive may declare it unpacks to, all entries
 MAX_ZIP_ENTRIES = 10_000
+MAX_TEXT_CHARS = 50_000_000  # characters of text one PDF may give (~25,000 pages)
 
 KINDS = {
     ".pdf": "pdf",
