@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from citeqa.config import Settings
-from citeqa.embedding import Embedder, build_embedder
+from citeqa.embedding import Embedder, MiniLMOnnxEmbedder, build_embedder
 from citeqa.store import Index, connect, open_index
 from ingest.chunker import SentenceChunker
 from ingest.formats import Limits
@@ -14,10 +16,38 @@ from ingest.pipeline import Ingestor, IngestSummary
 from ingest.progress import Reporter
 
 
+class _BuiltOnFirstUse:
+    """The configured local embedder, built when first asked to embed or count tokens: an
+    unchanged re-ingest does neither, so it does not load the model (the figures of
+    BENCHMARKS.md). Its name and dimension, which the store checks, need no model."""
+
+    name = MiniLMOnnxEmbedder.name
+    dim = MiniLMOnnxEmbedder.dim
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._inner: Embedder | None = None
+
+    def _model(self) -> Embedder:
+        if self._inner is None:
+            self._inner = build_embedder(self._settings)
+        return self._inner
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        return self._model().embed(texts)
+
+    def count_tokens(self, text: str) -> int:
+        return self._model().count_tokens(text)
+
+
 def build_ingestor(
     settings: Settings, embedder: Embedder | None = None, index: Index | None = None
 ) -> Ingestor:
-    embedder = embedder or build_embedder(settings)
+    """An ingestor for ``settings``; without ``embedder``, the local model is loaded only
+    once there is something to embed."""
+    if embedder is None:
+        local = settings.embed_backend == "minilm-onnx"
+        embedder = _BuiltOnFirstUse(settings) if local else build_embedder(settings)
     client = connect(settings)
     index = index or open_index(client, settings.collection, embedder, create=True)
     chunker = SentenceChunker(

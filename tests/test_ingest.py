@@ -14,6 +14,7 @@ from chromadb.api.types import Where
 from chromadb.config import Settings as ChromaSettings
 
 import ingest.readers
+import ingest.run
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.errors import EmbeddingMismatchError
@@ -21,6 +22,7 @@ from citeqa.store import batches, connect, get_all, open_index
 from ingest.chunker import SentenceChunker
 from ingest.pipeline import FILE_DIGEST, Ingestor
 from ingest.readers import read_folder
+from ingest.run import ingest_paths
 
 SENTENCES = [
     "Sparse attention cuts the cost of long sequences by {n} percent.",
@@ -312,3 +314,21 @@ def test_a_source_of_more_than_32k_records_is_read_whole(tmp_path: Path) -> None
         collection.get(where=where, include=["metadatas"])  # why get_all pages
     got = get_all(collection, ["metadatas"], where)
     assert sorted(got.ids) == sorted(ids) and len(got.metadatas) == len(ids)
+
+
+def test_an_unchanged_reingest_does_not_load_the_embedding_model(
+    tmp_path: Path, fresh_settings: Settings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    root = _real_folder(tmp_path / "docs", ["survival-tiedtimes.pdf"])
+    built: list[Settings] = []
+    original = ingest.run.build_embedder
+
+    def counting(settings: Settings) -> Embedder:
+        built.append(settings)
+        return original(settings)
+
+    monkeypatch.setattr(ingest.run, "build_embedder", counting)
+    (first,) = ingest_paths(fresh_settings, [root])
+    assert first.added == 2 and len(built) == 1
+    (again,) = ingest_paths(fresh_settings, [root])
+    assert again.unchanged == 2 and len(built) == 1, "nothing to embed: no model loaded"
