@@ -1,10 +1,17 @@
-"""Ingest a folder of documents from empty, once: wall time, pages/s, and where the time goes
-(extraction, chunking, embedding, store writes), then an unchanged re-ingest.
+"""Ingest a folder of documents (PDF, HTML...) from empty: wall time, pages/s, where the time
+goes (extraction, chunking, embedding, store writes); then unchanged re-ingests of it.
 
     python -m bench.documents_ingest [FOLDER]   # default ../shared/corpora/r-vignettes
+    python -m bench.documents_ingest --write    # ... and its section of BENCHMARKS.md
 
-Store writes are what the ingest spends outside chunking and embedding: reading what the
-store holds, upserts and deletes. The machine's load average is printed beside the figures.
+`python -m bench` runs it on ../shared/corpora/r-vignettes, or on one PDF of
+tests/data/r-vignettes when ../shared is absent (a clone alone) or with ``--quick``.
+
+Store writes are what the ingest spends outside extraction, chunking and embedding: reading
+what the store holds, upserts into Chroma (its HNSW index and SQLite) and deletes. Each
+re-ingest is what `citeqa ingest FOLDER` does in process: connect to the store, build the
+embedder, read the stored records, hash the files, plan; it counts the files extracted and the
+texts embedded (both 0 when nothing changed). The load average is recorded beside the figures.
 """
 
 from __future__ import annotations
@@ -14,18 +21,27 @@ import os
 import sys
 import tempfile
 import time
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import ingest.readers
 from bench.ingest_bench import TimingEmbedder
+from bench.measure import Samples
 from citeqa.config import Settings
-from citeqa.embedding import build_embedder
+from citeqa.embedding import Embedder, build_embedder
 from citeqa.layout import Layout
 from ingest.chunker import SentenceChunker
-from ingest.readers import read_source
 from ingest.run import build_ingestor
 
-DEFAULT_FOLDER = Path(__file__).resolve().parents[1] / ".." / "shared" / "corpora" / "r-vignettes"
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_FOLDER = REPO_ROOT.parent / "shared" / "corpora" / "r-vignettes"
+BUNDLED_FOLDER = REPO_ROOT / "tests" / "data" / "r-vignettes"
+
+
+def default_folder() -> Path:
+    """r-vignettes from ../shared when present, else the bundled files."""
+    return SHARED_FOLDER if SHARED_FOLDER.is_dir() else BUNDLED_FOLDER
 
 
 class TimingChunker:
@@ -33,6 +49,7 @@ class TimingChunker:
 
     def __init__(self, inner: SentenceChunker) -> None:
         self.inner = inner
+        self.max_tokens = inner.max_tokens
         self.seconds = 0.0
 
     def chunk_document(self, document: Any, layout: Layout | None = None) -> Any:
@@ -43,46 +60,174 @@ class TimingChunker:
             self.seconds += time.perf_counter() - started
 
 
-def run(folder: Path) -> dict[str, Any]:
-    with tempfile.TemporaryDirectory() as tmp:
+class TimedExtraction:
+    """Times (and counts) the readers' extraction of each file while in use."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.files = 0
+        self._original = ingest.readers._extract
+
+    def __enter__(self) -> TimedExtraction:
+        def timed(*args: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return self._original(*args)
+            finally:
+                self.seconds += time.perf_counter() - started
+                self.files += 1
+
+        ingest.readers._extract = timed  # type: ignore[assignment]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        ingest.readers._extract = self._original  # type: ignore[assignment]
+
+
+@dataclass
+class DocumentsResult:
+    folder: str
+    documents: int = 0
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    pages: int = 0
+    chunks: int = 0
+    texts: int = 0
+    wall_s: float = 0.0
+    extraction_s: float = 0.0
+    hashing_s: float = 0.0  # reading and hashing the files' bytes, outside extraction
+    chunking_s: float = 0.0
+    embedding_s: float = 0.0
+    store_writes_s: float = 0.0
+    cpu_s: float = 0.0  # CPU time of the process (all threads) during that ingest
+    load_start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_end: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    reingest_s: Samples = field(default_factory=lambda: Samples("s"))
+    reingest_open_s: Samples = field(default_factory=lambda: Samples("s"))
+    reingest_extracted: int = -1  # files extracted by the re-ingests, all together
+    reingest_embedded: int = -1
+    reingest_load: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    @property
+    def pages_per_s(self) -> float:
+        return self.pages / self.wall_s if self.wall_s else float("nan")
+
+    @property
+    def texts_per_s(self) -> float:
+        return self.texts / self.embedding_s if self.embedding_s else float("nan")
+
+    def share(self, seconds: float) -> float:
+        return 100 * seconds / self.wall_s if self.wall_s else float("nan")
+
+
+def run(
+    folder: Path, reingests: int = 3, embedder: Embedder | None = None, workdir: Path | None = None
+) -> DocumentsResult:
+    """Ingest ``folder`` into an empty store, then re-ingest it ``reingests`` times."""
+    folder = folder.resolve()
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         settings = Settings(data_dir=Path(tmp), generator="extractive")
-        embedder = TimingEmbedder(build_embedder(settings))
-        ingestor = build_ingestor(settings, embedder)  # type: ignore[arg-type]
-        chunker = TimingChunker(ingestor.chunker)
-        ingestor.chunker = chunker  # type: ignore[assignment]
-        load_before = os.getloadavg()[0]
-        started = time.perf_counter()
-        read = read_source(folder)
-        extraction = time.perf_counter() - started
-        summary = ingestor.ingest(read)
-        wall = time.perf_counter() - started
-        count = embedder.count_s  # token counting happens inside chunking
-        pages = sum(layout.pages[-1][1] for layout in read.layouts.values() if layout.pages)
-        again = time.perf_counter()
-        second = ingestor.ingest(read_source(folder))
-        reingest = time.perf_counter() - again
-        return {
-            "documents": summary.documents,
-            "skipped": summary.skipped,
-            "pages": pages,
-            "chunks": summary.chunks_written,
-            "texts_embedded": summary.embedded,
-            "wall_s": round(wall, 1),
-            "pages_per_s": round(pages / wall, 2),
-            "extraction_s": round(extraction, 1),
-            "chunking_s": round(chunker.seconds, 1),
-            "token_counting_in_chunking_s": round(count, 1),
-            "embedding_s": round(embedder.embed_s, 1),
-            "store_writes_s": round(wall - extraction - chunker.seconds - embedder.embed_s, 1),
-            "reingest_unchanged_s": round(reingest, 1),
-            "reingest_embedded": second.embedded,
-            "load_average_1m": [round(load_before, 1), round(os.getloadavg()[0], 1)],
-        }
+        result = DocumentsResult(folder=str(folder), load_start=os.getloadavg())
+        _from_empty(result, settings, folder, embedder)
+        result.load_end = os.getloadavg()
+        _reingests(result, settings, folder, reingests, embedder)
+        return result
+
+
+def _from_empty(
+    result: DocumentsResult, settings: Settings, folder: Path, embedder: Embedder | None
+) -> None:
+    timing = TimingEmbedder(embedder or build_embedder(settings))
+    ingestor = build_ingestor(settings, timing)  # type: ignore[arg-type]
+    chunker = TimingChunker(ingestor.chunker)
+    ingestor.chunker = chunker  # type: ignore[assignment]
+    pages: list[int] = []
+    original_read = ingest.readers._read_file
+
+    def counting_pages(*args: Any) -> Any:
+        read = original_read(*args)
+        if not isinstance(read, str):
+            pages.extend(layout.pages[-1][1] for _, layout in read if layout and layout.pages)
+        return read
+
+    ingest.readers._read_file = counting_pages  # type: ignore[assignment]
+    try:
+        with TimedExtraction() as extraction:
+            started, cpu = time.perf_counter(), time.process_time()
+            read = ingest.readers.read_source(folder)
+            read_s = time.perf_counter() - started
+            summary = ingestor.ingest(read)
+            result.wall_s = time.perf_counter() - started
+            result.cpu_s = time.process_time() - cpu
+    finally:
+        ingest.readers._read_file = original_read  # type: ignore[assignment]
+    result.documents = summary.documents
+    result.skipped = summary.skipped
+    result.pages = sum(pages)
+    result.chunks = summary.chunks_written
+    result.texts = summary.embedded
+    result.extraction_s = extraction.seconds
+    result.hashing_s = read_s - extraction.seconds
+    result.chunking_s = chunker.seconds
+    result.embedding_s = timing.embed_s
+    result.store_writes_s = (
+        result.wall_s - read_s - result.chunking_s - result.embedding_s
+    )  # token counting happens inside chunking
+
+
+def _reingests(
+    result: DocumentsResult,
+    settings: Settings,
+    folder: Path,
+    rounds: int,
+    embedder: Embedder | None,
+) -> None:
+    extracted = embedded = 0
+    for _ in range(rounds):
+        with TimedExtraction() as extraction:
+            started = time.perf_counter()
+            ingestor = build_ingestor(settings, embedder)
+            opened = time.perf_counter()
+            summary = ingestor.ingest_path(folder)
+            done = time.perf_counter()
+        result.reingest_s.add(done - started)
+        result.reingest_open_s.add(opened - started)
+        extracted += extraction.files
+        embedded += summary.embedded
+    result.reingest_extracted, result.reingest_embedded = extracted, embedded
+    result.reingest_load = os.getloadavg()
 
 
 def main(argv: list[str]) -> None:
-    folder = Path(argv[0]) if argv else DEFAULT_FOLDER
-    print(json.dumps(run(folder.resolve()), indent=2))
+    write = "--write" in argv
+    paths = [arg for arg in argv if arg != "--write"]
+    folder = Path(paths[0]) if paths else default_folder()
+    result = run(folder, reingests=5)
+    if write:
+        write_section(result, REPO_ROOT / "BENCHMARKS.md")
+    figures = asdict(result)
+    figures["reingest_s"] = result.reingest_s.text(2)
+    figures["reingest_open_s"] = result.reingest_open_s.text(2)
+    figures["pages_per_s"] = round(result.pages_per_s, 2)
+    figures["texts_per_s"] = round(result.texts_per_s, 1)
+    print(json.dumps(figures, indent=2, default=str))
+
+
+def write_section(result: DocumentsResult, path: Path) -> None:
+    """Replace (or add, before the Retrieval section) this bench's section of ``path``."""
+    from bench.report import SECTIONS, documents_section
+
+    stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
+    section = documents_section(result, f"run alone on {stamp}")
+    text = path.read_text(encoding="utf-8")
+    title = SECTIONS[9]
+    if title in text:
+        head, _, rest = text.partition(title)
+        tail = rest[rest.index("\n## ") :] if "\n## " in rest else "\n"
+        text = f"{head}{section}\n{tail}"
+    else:
+        head, _, rest = text.partition(SECTIONS[3])
+        text = f"{head}{section}\n\n{SECTIONS[3]}{rest}"
+    path.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

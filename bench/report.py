@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import statistics
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from bench.baseline import BaselineResult
+from bench.documents_ingest import SHARED_FOLDER, DocumentsResult
 from bench.fixes import ABResult
 from bench.ingest_bench import RAW_SHARE, IngestResult
 from bench.measure import Samples
@@ -22,6 +24,7 @@ SECTIONS = (
     "## Local fixes, before/after",
     "## Profiles of missed targets",
     "## Method",
+    "## Documents folder: ingest from empty, unchanged re-ingest",
 )
 
 
@@ -51,6 +54,7 @@ class BenchRun:
     load_end: str = ""
     total_s: float = 0.0
     ingest: IngestResult | None = None
+    documents: DocumentsResult | None = None
     searches: list[SearchResult] = field(default_factory=list)
     approximation: list[float] = field(default_factory=list)
     baseline: BaselineResult | None = None
@@ -85,6 +89,7 @@ def evaluate_targets(run: BenchRun) -> list[Target]:
             ingest.reingest_s.text(2),
             ingest.reingest_s.median < 1.0,
         ),
+        *_documents_targets(run.documents),
         Target(
             "search",
             "Search p50, bundled corpus",
@@ -124,12 +129,44 @@ def evaluate_targets(run: BenchRun) -> list[Target]:
     ]
 
 
+def _documents_targets(docs: DocumentsResult | None) -> list[Target]:
+    """Issue 13's targets, held only on the whole r-vignettes folder of ../shared."""
+    if docs is None:
+        return []
+    whole = Path(docs.folder) == SHARED_FOLDER.resolve()
+    extraction = docs.extraction_s + docs.chunking_s
+    return [
+        Target(
+            "documents",
+            "Ingest of r-vignettes from empty",
+            "<= 4 min",
+            f"{docs.wall_s:.0f} s, {docs.pages_per_s:.1f} pages/s",
+            docs.wall_s <= 240 if whole else None,
+        ),
+        Target(
+            "documents_share",
+            "Extraction + chunking, share of that ingest",
+            "<= 15%",
+            f"{docs.share(extraction):.1f} %",
+            docs.share(extraction) <= 15 if whole else None,
+        ),
+        Target(
+            "documents_reingest",
+            "Unchanged re-ingest of r-vignettes",
+            "< 2 s",
+            docs.reingest_s.text(2),
+            docs.reingest_s.median < 2 if whole else None,
+        ),
+    ]
+
+
 def render(run: BenchRun) -> str:
     parts = [
         _header(run),
         _machine(run),
         _targets(run),
         _ingest(run),
+        _documents(run),
         _retrieval(run),
         _service(run),
         _baseline(run),
@@ -205,6 +242,82 @@ sentence: {ing.texts} texts. {len(ing.ingest_s.values)} round(s) from an empty s
 | Re-ingest of the unchanged corpus | {ing.reingest_s.text(2)} |
 | Inside the re-ingest: `count_tokens` (chunker) | {ing.reingest_count_tokens_s.text(2)} |
 | Texts embedded by the re-ingest | {ing.reingest_embedded} |"""
+
+
+def _load(load: tuple[float, float, float]) -> str:
+    return " / ".join(f"{x:.2f}" for x in load)
+
+
+def _documents(run: BenchRun) -> str:
+    if run.documents is None:
+        return f"{SECTIONS[9]}\n\nNot run."
+    return documents_section(run.documents, "inside this run")
+
+
+def documents_section(docs: DocumentsResult, when: str) -> str:
+    """The section on a documents folder's ingest (also written alone by
+    `python -m bench.documents_ingest --write`)."""
+    whole = Path(docs.folder) == SHARED_FOLDER.resolve()
+    folder = (
+        "the 35 documents of `../shared/corpora/r-vignettes` (31 PDFs, 4 HTML)"
+        if whole
+        else f"`{Path(docs.folder).name}` (not ../shared/corpora/r-vignettes: not issue 13's "
+        "figures)"
+    )
+    goals = "; ".join(f"{t.name}: {t.goal}, {t.measured}" for t in _documents_targets(docs))
+    skipped = "; ".join(f"{name}: {reason}" for name, reason in docs.skipped) or "none"
+    rows = [
+        ("Documents", f"{docs.documents} read; skipped: {skipped}"),
+        ("Pages (PDF, physical)", f"{docs.pages:,}"),
+        ("Chunks / texts embedded", f"{docs.chunks:,} / {docs.texts:,} (every chunk and sentence)"),
+        (
+            "Load average (1/5/15 min) at start / end",
+            f"{_load(docs.load_start)} / {_load(docs.load_end)}",
+        ),
+        ("Ingest from empty, wall", f"{docs.wall_s:.1f} s ({docs.pages_per_s:.2f} pages/s)"),
+        (
+            "CPU time of that ingest (all threads; on 2 idle cores the wall is at least half)",
+            f"{docs.cpu_s:.1f} s",
+        ),
+        ("extraction", f"{docs.extraction_s:.1f} s ({docs.share(docs.extraction_s):.1f}%)"),
+        ("reading and hashing the files", f"{docs.hashing_s:.2f} s"),
+        (
+            "chunking (sentence splitting, token counting)",
+            f"{docs.chunking_s:.1f} s ({docs.share(docs.chunking_s):.1f}%)",
+        ),
+        (
+            "embedding",
+            f"{docs.embedding_s:.1f} s ({docs.share(docs.embedding_s):.0f}%; "
+            f"{docs.texts_per_s:.0f} texts/s)",
+        ),
+        (
+            "store writes (read of the stored records, Chroma upserts, deletes)",
+            f"{docs.store_writes_s:.1f} s ({docs.share(docs.store_writes_s):.0f}%)",
+        ),
+        (
+            "Unchanged re-ingest, in process (`citeqa ingest`'s work: open the store, read "
+            "its records, hash the files, plan)",
+            docs.reingest_s.text(2),
+        ),
+        ("of which opening the store (the model is not loaded)", docs.reingest_open_s.text(2)),
+        (
+            "Files extracted / texts embedded by those re-ingests",
+            f"{docs.reingest_extracted} / {docs.reingest_embedded}",
+        ),
+        ("Load average (1/5/15 min) after the re-ingests", _load(docs.reingest_load)),
+    ]
+    table = "\n".join(f"| {k} | {v} |" for k, v in rows)
+    return f"""{SECTIONS[9]}
+
+`python -m bench.documents_ingest` {when}: {folder}, into an empty store, the default
+embedder (MiniLM int8, 2 threads), then unchanged re-ingests of it, each with its own
+ingestor as `citeqa ingest` builds one. A file whose extraction fails (no readable text layer)
+is tried again by every re-ingest: the store holds nothing of it to compare with.
+Targets (issue 13): {goals}.
+
+| | |
+| --- | --- |
+{table}"""
 
 
 def _rest(ing: IngestResult) -> Samples:
