@@ -131,6 +131,7 @@ def test_bad_files_are_skipped_with_the_readers_reason(url: str) -> None:
         ("lies.pdf", b"just some text, not a PDF at all\n"),
         ("tool.exe", b"MZ\x90\x00binary"),
         ("../../etc/passwd.md", b"# Fine\n\nA harmless note about the garden hose.\n"),
+        ("lme4-PLSvGLS.pdf", (VIGNETTES / "lme4-PLSvGLS.pdf").read_bytes()),
     )
     assert response.status_code == 201, response.text
     job = response.json()
@@ -138,8 +139,9 @@ def test_bad_files_are_skipped_with_the_readers_reason(url: str) -> None:
     assert reasons["empty.txt"] == "empty file"
     assert "extension says .pdf" in reasons["lies.pdf"]
     assert reasons["tool.exe"] == "unsupported file type '.exe'"
+    assert "OCR is not supported" in reasons["lme4-PLSvGLS.pdf"]  # the PDF reader's reason
     assert job["documents"] == ["upload:passwd.md"]  # a file name is a label, never a path
-    assert job["files_done"] == job["files_total"] == 4
+    assert job["files_done"] == job["files_total"] == 5
 
 
 def test_collections_keep_documents_apart_and_are_models(url: str) -> None:
