@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -145,6 +146,7 @@ def test_bad_files_are_skipped_with_the_readers_reason(url: str) -> None:
 
 
 def test_collections_keep_documents_apart_and_are_models(url: str) -> None:
+    assert upload(url, ("kettle.md", b"# Kettle\n\nThe kettle is blue.\n")).status_code == 201
     text = {
         "title": "Espresso machine care",
         "text": "Descale the espresso machine every 200 shots with citric acid.",
@@ -273,3 +275,30 @@ def test_a_large_upload_is_a_job_any_replica_can_report(
         assert "upload:job.pdf" in listed(replica.url)
         missing = httpx.get(f"{replica.url}/v1/jobs/nope")
         assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+
+
+def test_folder_files_are_served_from_the_path_recorded_at_ingest(
+    url: str, store: Settings, embedder: Embedder, tmp_path: Path
+) -> None:
+    from ingest.run import ingest_paths
+
+    folder = tmp_path / "folder"
+    (folder / "sub").mkdir(parents=True)
+    page = (VIGNETTES / "rstan-stanfit-objects.html").read_bytes()
+    (folder / "stanfit.html").write_bytes(page)
+    (folder / "sub" / "note.md").write_bytes(b"# Gate\n\nThe garden gate sticks in winter.\n")
+    ingest_paths(store.model_copy(update={"collection": "folder"}), [folder], embedder=embedder)
+
+    documents = listed(url, collection="folder")
+    assert documents["file:stanfit.html"]["format"] == "html"
+    assert documents["file:sub/note.md"]["source"] == "sub/note.md"
+    html = httpx.get(doc_url(url, "file:stanfit.html", "/file"), params={"collection": "folder"})
+    assert html.status_code == 200 and html.content == page
+    assert html.headers["content-type"].startswith("text/html")
+    assert html.headers["content-security-policy"] == "sandbox"  # its scripts never run here
+    note = httpx.get(f"{url}/v1/documents/file:sub/note.md/file", params={"collection": "folder"})
+    assert note.status_code == 200 and note.content.startswith(b"# Gate")
+    outside = httpx.get(
+        doc_url(url, "file:../../etc/passwd", "/file"), params={"collection": "folder"}
+    )
+    assert outside.status_code == 404  # only documents ingest recorded have a file
