@@ -65,7 +65,8 @@ class TextUpload(BaseModel):
 
 
 def _catalog(request: Request, engine: Engine) -> Catalog:
-    return Catalog(engine.index, files_dir(request.app.state.settings.data_dir))
+    uploads = files_dir(request.app.state.settings.data_dir)
+    return Catalog(engine.index, uploads, engine.retriever.visible)
 
 
 @documents_router.post("/v1/documents", status_code=201, responses={202: {"description": "Job"}})
@@ -92,7 +93,7 @@ async def upload(request: Request, collection: CollectionQuery = None) -> JSONRe
     runner: UploadRunner = request.app.state.uploads
     job = Job.new(engine.index.chunks.name, len(items))
     ingestor = build_ingestor(engine.settings, engine.embedder, engine.index)
-    work = Work(items, ingestor, engine.retriever.refresh)
+    work = Work(items, ingestor, lambda: _resnapshot(engine))
     if size <= settings.upload_sync_bytes:
         done = await run_in_threadpool(runner.run, job, work)
         return JSONResponse(done.public(), status_code=201)
@@ -200,5 +201,12 @@ async def delete_document(
     catalog = _catalog(request, engine)
     client = request.app.state.collections.client
     await run_in_threadpool(catalog.delete, doc_id, client.get_max_batch_size())
-    engine.retriever.refresh()
+    await run_in_threadpool(_resnapshot, engine)
     return Response(status_code=204)
+
+
+def _resnapshot(engine: Engine) -> None:
+    """Rebuild the engine's BM25 snapshot after this process changed its collection: the next
+    search and listing see the change at once (other replicas within the snapshot's refresh)."""
+    engine.retriever.refresh()
+    engine.retriever.warm()

@@ -20,7 +20,7 @@ from citeqa.embedding import Embedder
 from citeqa.store import Index, connect, open_index
 from service.api import create_app
 from service.engine import Engine, build_engine
-from service.jobs import JobStore
+from service.jobs import STALE_AFTER_S, JobStore
 from tests.live_server import LiveServer
 from tests.paths import REPO_ROOT
 from tests.servers import child_env, free_port, stop_process, wait_until_up
@@ -112,7 +112,7 @@ def test_a_failure_mid_upload_shows_nothing_of_the_document(
 
 
 def test_a_server_killed_mid_upload_leaves_no_half_document(
-    tmp_path: Path, embedder: Embedder
+    tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     corpus = tmp_path / "corpus.md"
     corpus.write_bytes(NOTE)
@@ -158,8 +158,12 @@ def test_a_server_killed_mid_upload_leaves_no_half_document(
         "object-oriented sandwich covariance estimators", 10
     )
     assert doc_id not in {h.doc_id for h in hits}
-    stored = JobStore(client, settings.collection).get(job["id"])
-    assert stored.state == "running"  # it reads as failed once STALE_AFTER_S has passed
+    jobs = JobStore(client, settings.collection)
+    assert jobs.get(job["id"]).state == "running"  # no one saves it any more
+    later = time.time() + STALE_AFTER_S + 1
+    monkeypatch.setattr("service.jobs.time.time", lambda: later)
+    stale = jobs.get(job["id"])
+    assert stale.state == "failed" and stale.error is not None and "interrupted" in stale.error
 
 
 def test_a_client_leaving_mid_body_writes_nothing(tmp_path: Path, embedder: Embedder) -> None:
