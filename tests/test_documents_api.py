@@ -19,6 +19,7 @@ from service.api import create_app
 from service.engine import Engine, build_engine
 from tests.live_server import LiveServer
 from tests.paths import REPO_ROOT
+from tests.servers import running_chroma
 
 pytestmark = pytest.mark.integration
 
@@ -252,12 +253,18 @@ def test_writes_need_a_write_key(store: Settings, embedder: Embedder) -> None:
         assert httpx.delete(target, headers=write).status_code == 204
 
 
-def test_a_large_upload_is_a_job_any_replica_can_report(
-    store: Settings, embedder: Embedder
-) -> None:
+def test_a_large_upload_is_a_job_any_replica_can_report(tmp_path: Path, embedder: Embedder) -> None:
+    """Two replicas sharing a Chroma server (a process of its own) and the files folder: the
+    job, the document and its original file are seen from the one that did not take it."""
+    with running_chroma(tmp_path / "chroma") as chroma:
+        shared = Settings(data_dir=tmp_path / "data", chroma_url=chroma.url, generator="extractive")
+        replicas(shared, embedder)
+
+
+def replicas(shared: Settings, embedder: Embedder) -> None:
     with (
-        LiveServer(app_for(store, embedder, upload_sync_bytes=0)) as first,
-        LiveServer(app_for(store, embedder)) as replica,
+        LiveServer(app_for(shared, embedder, upload_sync_bytes=0)) as first,
+        LiveServer(app_for(shared, embedder)) as replica,
     ):
         data = SMALL_PDF.read_bytes()
         response = upload(first.url, ("job.pdf", data))
@@ -273,6 +280,7 @@ def test_a_large_upload_is_a_job_any_replica_can_report(
         assert job["state"] == "done", job
         assert job["documents"] == ["upload:job.pdf"] and job["files_done"] == 1
         assert "upload:job.pdf" in listed(replica.url)
+        assert httpx.get(doc_url(replica.url, "upload:job.pdf", "/file")).content == data
         missing = httpx.get(f"{replica.url}/v1/jobs/nope")
         assert missing.status_code == 404 and "nope" in missing.json()["detail"]
 
