@@ -310,3 +310,19 @@ def test_folder_files_are_served_from_the_path_recorded_at_ingest(
         doc_url(url, "file:../../etc/passwd", "/file"), params={"collection": "folder"}
     )
     assert outside.status_code == 404  # only documents ingest recorded have a file
+
+
+def test_a_50_mb_file_passes_the_default_limits(url: str) -> None:
+    """The defaults take a 50 MB PDF: streamed to disk, kept by hash, read in a job (this one
+    is damaged, so the job skips it with the reader's reason instead of embedding 50 MB)."""
+    data = b"%PDF-1.7\n" + bytes(50 * 2**20)
+    response = upload(url, ("big.pdf", data))
+    assert response.status_code == 202, response.text
+    location = response.headers["location"]
+    deadline = time.monotonic() + 120
+    job = response.json()
+    while job["state"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        job = httpx.get(url + location).json()
+    assert job["state"] == "done" and job["documents"] == []
+    assert [s["file"] for s in job["skipped"]] == ["big.pdf"]
