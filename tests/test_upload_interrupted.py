@@ -166,23 +166,27 @@ def test_a_server_killed_mid_upload_leaves_no_half_document(
     assert stale.state == "failed" and stale.error is not None and "interrupted" in stale.error
 
 
+def half_upload() -> bytes:
+    """The head of a multipart upload of :data:`PDF` and its first 20 kB; the rest never comes."""
+    boundary = "cut"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
+        f'filename="{PDF.name}"\r\nContent-Type: application/pdf\r\n\r\n'
+    ).encode()
+    request = (
+        f"POST /v1/documents HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
+        f"Content-Length: {len(head) + PDF.stat().st_size + 100}\r\n\r\n"
+    ).encode()
+    return request + head + PDF.read_bytes()[:20_000]
+
+
 def test_a_client_leaving_mid_body_writes_nothing(tmp_path: Path, embedder: Embedder) -> None:
     settings = Settings(data_dir=tmp_path, generator="extractive")
     app = create_app(settings, lambda s: build_engine(s, embedder=embedder))
     with LiveServer(app) as server:
-        boundary = "cut"
-        head = (
-            f'--{boundary}\r\nContent-Disposition: form-data; name="files"; '
-            f'filename="{PDF.name}"\r\nContent-Type: application/pdf\r\n\r\n'
-        ).encode()
-        body = head + PDF.read_bytes()[:20_000]  # the rest never comes
-        request = (
-            f"POST /v1/documents HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-            f"Content-Type: multipart/form-data; boundary={boundary}\r\n"
-            f"Content-Length: {len(head) + PDF.stat().st_size + 100}\r\n\r\n"
-        ).encode()
         with socket.create_connection(("127.0.0.1", server.port)) as sock:
-            sock.sendall(request + body)
+            sock.sendall(half_upload())
             time.sleep(0.5)
         time.sleep(0.5)
         assert httpx.get(f"{server.url}/healthz").status_code == 200
@@ -190,3 +194,14 @@ def test_a_client_leaving_mid_body_writes_nothing(tmp_path: Path, embedder: Embe
         assert listing == []
         kept = files_dir(tmp_path)
         assert not kept.exists() or list(kept.iterdir()) == []  # no partial copy either
+
+
+def test_an_upload_that_stalls_gets_408(tmp_path: Path, embedder: Embedder) -> None:
+    settings = Settings(data_dir=tmp_path, generator="extractive", upload_timeout_s=1.0)
+    app = create_app(settings, lambda s: build_engine(s, embedder=embedder))
+    with LiveServer(app) as server:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+            sock.sendall(half_upload())
+            answer = sock.recv(4096).decode("latin-1")
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert "did not arrive within 1 s" in answer
