@@ -279,6 +279,10 @@ def replicas(shared: Settings, embedder: Embedder) -> None:
             job = httpx.get(replica.url + location).json()
         assert job["state"] == "done", job
         assert job["documents"] == ["upload:job.pdf"] and job["files_done"] == 1
+        # Another replica sees new chunks once its BM25 snapshot refreshes (refresh_s, 2 s).
+        deadline = time.monotonic() + 10
+        while "upload:job.pdf" not in listed(replica.url) and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert "upload:job.pdf" in listed(replica.url)
         assert httpx.get(doc_url(replica.url, "upload:job.pdf", "/file")).content == data
         missing = httpx.get(f"{replica.url}/v1/jobs/nope")
