@@ -141,7 +141,7 @@ def _from_empty(
     chunker = TimingChunker(ingestor.chunker)
     ingestor.chunker = chunker  # type: ignore[assignment]
     pages: list[int] = []
-    original_read = ingest.readers._read_file
+    original_read = ingest.readers.read_file
 
     def counting_pages(*args: Any) -> Any:
         read = original_read(*args)
@@ -149,7 +149,7 @@ def _from_empty(
             pages.extend(layout.pages[-1][1] for _, layout in read if layout and layout.pages)
         return read
 
-    ingest.readers._read_file = counting_pages  # type: ignore[assignment]
+    ingest.readers.read_file = counting_pages  # type: ignore[assignment]
     try:
         with TimedExtraction() as extraction:
             started, cpu = time.perf_counter(), time.process_time()
@@ -159,7 +159,7 @@ def _from_empty(
             result.wall_s = time.perf_counter() - started
             result.cpu_s = time.process_time() - cpu
     finally:
-        ingest.readers._read_file = original_read  # type: ignore[assignment]
+        ingest.readers.read_file = original_read  # type: ignore[assignment]
     result.documents = summary.documents
     result.skipped = summary.skipped
     result.pages = sum(pages)

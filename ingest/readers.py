@@ -24,7 +24,7 @@ import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from llama_index.core.schema import Document
 
@@ -146,13 +146,13 @@ def read_folder(
             result.skipped.append((relative, reason))
             continue
         try:  # a file is read whole or skipped whole, never half
-            _add(result, _read_file(path, relative, result.source, known or {}, limits))
+            add_read(result, read_file(path, relative, result.source, known=known, limits=limits))
         except CorpusFormatError as exc:
             result.skipped.append((relative, exc.message))
     return result
 
 
-def _add(result: ReadResult, read: list[tuple[Document, Layout | None]] | str) -> None:
+def add_read(result: ReadResult, read: list[tuple[Document, Layout | None]] | str) -> None:
     if isinstance(read, str):  # the doc id of a file the store holds unchanged
         result.unchanged.append(read)
         return
@@ -176,22 +176,30 @@ def _refusal(root: Path, path: Path) -> str | None:
     return None
 
 
-def _read_file(
-    path: Path, relative: str, source: str, known: Mapping[str, str], limits: Limits | None
+def read_file(
+    path: Path,
+    relative: str,
+    source: str,
+    prefix: str = "file:",
+    known: Mapping[str, str] | None = None,
+    limits: Limits | None = None,
 ) -> list[tuple[Document, Layout | None]] | str:
-    """The documents of one file, or its doc id when ``known`` holds its digest."""
+    """The documents of one file, with their layouts: one, or one per JSONL record. Its id is
+    ``prefix`` + ``relative`` (the name the user knows it by; an upload's path is a hash), and
+    its title falls back to that name; :class:`CorpusFormatError` when it cannot be read.
+    Just its doc id when ``known`` holds its digest under that id: the store has it whole."""
     data = path.read_bytes()
     kind = check_kind(path.suffix.lower(), data[:8192])
     if kind == "jsonl":
         return [(d, None) for d in _jsonl_documents(_utf8(data), relative, source)]
-    doc_id = f"file:{relative}"
+    doc_id = f"{prefix}{relative}"
     digest = file_digest(data)
-    if known.get(doc_id) == digest:
+    if (known or {}).get(doc_id) == digest:
         return doc_id
     extracted = _extract(kind, data, limits or Limits())
     if not extracted.text.strip():
         raise CorpusFormatError("no text in the file")
-    title = extracted.title or path.stem.replace("_", " ").replace("-", " ")
+    title = extracted.title or PurePosixPath(relative).stem.replace("_", " ").replace("-", " ")
     document = make_document(doc_id, title, extracted.text, source)
     document.metadata[FILE_DIGEST] = digest
     return [(document, extracted.layout)]
@@ -251,7 +259,7 @@ def read_source(
     if reason:
         raise InputError(f"{path}: {reason}")
     try:
-        _add(result, _read_file(path, path.name, result.source, known or {}, limits))
+        add_read(result, read_file(path, path.name, result.source, known=known, limits=limits))
     except CorpusFormatError as exc:
         raise CorpusFormatError(f"{path}: {exc.message}") from exc
     return result
