@@ -143,8 +143,8 @@ def _from_empty(
     pages: list[int] = []
     original_read = ingest.readers.read_file
 
-    def counting_pages(*args: Any) -> Any:
-        read = original_read(*args)
+    def counting_pages(*args: Any, **kwargs: Any) -> Any:
+        read = original_read(*args, **kwargs)
         if not isinstance(read, str):
             pages.extend(layout.pages[-1][1] for _, layout in read if layout and layout.pages)
         return read
@@ -202,19 +202,19 @@ def main(argv: list[str]) -> None:
     paths = [arg for arg in argv if arg != "--write"]
     folder = Path(paths[0]) if paths else default_folder()
     result = run(folder, reingests=5)
-    if write:
-        write_section(result, REPO_ROOT / "BENCHMARKS.md")
     figures = asdict(result)
     figures["reingest_s"] = result.reingest_s.text(2)
     figures["reingest_open_s"] = result.reingest_open_s.text(2)
     figures["pages_per_s"] = round(result.pages_per_s, 2)
     figures["texts_per_s"] = round(result.texts_per_s, 1)
-    print(json.dumps(figures, indent=2, default=str))
+    print(json.dumps(figures, indent=2, default=str), flush=True)
+    if write:
+        write_section(result, REPO_ROOT / "BENCHMARKS.md")
 
 
 def write_section(result: DocumentsResult, path: Path) -> None:
     """Replace (or add, before the Retrieval section) this bench's section of ``path``."""
-    from bench.report import SECTIONS, documents_section
+    from bench.report import SECTIONS, documents_section  # report imports this module
 
     stamp = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())
     section = documents_section(result, f"run alone on {stamp}")
