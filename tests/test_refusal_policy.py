@@ -20,7 +20,7 @@ from service.engine import Engine, build_engine
 from service.question import expects_number, stated_numbers
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
 
-NEAR_MISS = "What learning rate was used to train DeepSeek-V3?"
+NEAR_MISS = "How many TPU chips were used to train ViT-22B?"
 UNKNOWN_NAME = "What top-1 accuracy does EfficientNet-B7 reach on Places365?"
 
 
@@ -57,7 +57,7 @@ def test_concurrent_builds_keep_their_own_statistics(engine: Engine) -> None:
     the snapshot its own retrieval came from (here: two collections), and leaves nothing of
     the request on the builder."""
     questions = [
-        "How many TPU chips were used to train ViT-22B?",
+        "What learning rate was used to train DeepSeek-V3?",
         "What is DeepNet?",
         "Which optimizer does the Lion paper propose?",
         NEAR_MISS,
