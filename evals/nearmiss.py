@@ -42,7 +42,11 @@ COUNT_TEMPLATE = "How many {D} does {X} report?"
 NAME_TEMPLATE = "What does {X} report on {B}?"
 _SHORT_HEAD = 4  # a title's part before ":" of at most this many words names the document
 _MIXED = re.compile(r"[a-z][A-Z]|[A-Z]{2}|[A-Za-z]\d")
-_COUNT = re.compile(r"(?<![\w.,])\d{1,3}(?:,\d{3})*\s+([a-z][a-z\-]{3,}(?:\s+[a-z][a-z\-]{3,})?)")
+# "12 subjects", "3 random effects": a count of two or more, then a plural (maybe led by one
+# more word).
+_COUNT = re.compile(
+    r"(?<![\w.,])(?:[2-9]|[1-9]\d{1,2}(?:,\d{3})*)\s+((?:[a-z][a-z\-]{2,}\s+)?[a-z][a-z\-]{2,}s)\b"
+)
 MAX_SENTENCES = 400  # sentences of one document looked at for details
 
 

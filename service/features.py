@@ -15,9 +15,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from citeqa.text import names, term_set, words
+from citeqa.text import names, numbers, term_set, words
 from service.corpus import CorpusStats
-from service.question import UNITS, asks_several, stated_numbers
+from service.question import UNITS, asks_several, counted_in_words
 
 if TYPE_CHECKING:
     from service.evidence import Candidate, Evidence
@@ -134,7 +134,8 @@ def number_windows(text: str, window: int) -> Iterator[tuple[set[str], str, str]
     name like "GLM-130B") and the text of the ``window`` words either side of it."""
     tokens = words(text)
     for i, token in enumerate(tokens):
-        stated = stated_numbers(token)
+        following = tokens[i + 1] if i + 1 < len(tokens) else ""
+        stated = numbers(token) or counted_in_words(token, following)
         if stated:
             yield stated, token, " ".join(tokens[max(0, i - window) : i + window + 1])
 

@@ -69,13 +69,27 @@ NUMBER_WORDS: dict[str, str] = {
     "triple": "3",
     "half": "0.5",
 }
-_NUMBER_WORD_RE = re.compile(rf"\b(?:{'|'.join(NUMBER_WORDS)})\b", re.IGNORECASE)
+# A number word counts when what it counts follows it: "one argument", "twenty datasets"; not
+# "one of them", "one can", "half the time" (a stop word follows).
+_NUMBER_WORD_RE = re.compile(rf"\b({'|'.join(NUMBER_WORDS)})\s+([A-Za-z][\w\-]*)", re.IGNORECASE)
+
+
+def counted_in_words(word: str, following: str) -> set[str]:
+    """The number a number word states when what it counts follows it ("one argument"), not
+    a stop word ("one of them", "one can"); else nothing."""
+    value = NUMBER_WORDS.get(word.lower())
+    if value is None or not following or following.lower() in stopwords():
+        return set()
+    return {value}
 
 
 def stated_numbers(text: str) -> set[str]:
-    """The numbers ``text`` states, in digits ("2,990" -> "2990") or in words ("one")."""
+    """The numbers ``text`` states, in digits ("2,990" -> "2990") or in words ("one
+    argument")."""
     found = numbers(text)
-    return found | {NUMBER_WORDS[m.group(0).lower()] for m in _NUMBER_WORD_RE.finditer(text)}
+    for match in _NUMBER_WORD_RE.finditer(text):
+        found |= counted_in_words(match.group(1), match.group(2))
+    return found
 
 
 def expects_number(question: str) -> bool:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from citeqa.text import name_keys, names, sentence_spans, squashed, words
+from citeqa.text import name_keys, names, squashed
 from service.features import counts_stated
 from service.question import (
     COUNT_Q,
@@ -49,14 +49,6 @@ _LICENSE_EVIDENCE = re.compile(
 _YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
 _AUTHOR_EVIDENCE = re.compile(r"\b(?:authors?|authored|et al\b|written by)", re.IGNORECASE)
 
-# "Which GPU ...", "what LLM backbone ...": kinds of things that are answered by a name.
-_NAMED_KIND_Q = re.compile(
-    r"\b(?:which|what)\s+(?:(?!(?:is|are|was|were|does|do|did|has|have|had)\b)[\w\-]+\s+){0,3}?"
-    r"(?P<kind>backbone|GPU|CPU|hardware|framework|librar(?:y|ie)|toolkit|optimi[sz]er|solver|"
-    r"(?:V|M)?LLM|V?LMM|VLM|language model|conference|venue|compan(?:y|ie)|organi[sz]ation|"
-    r"institution|programming language|tokeni[sz]er|platform)s?\b",
-    re.IGNORECASE,
-)
 # "Which method performed best?", "which of the models scored highest": a name answers it.
 _BEST_ONE_Q = re.compile(
     r"\bwhich\b(?:\s+[\w\-]+){0,6}?\s+(?:performed|performs|scored|scores|achieved|achieves|"
@@ -65,9 +57,6 @@ _BEST_ONE_Q = re.compile(
     re.IGNORECASE,
 )
 _URL = re.compile(r"https?://\S+")
-# Kinds whose name stands right next to the word ("8 RTX 3090 GPUs"), in any sentence; an
-# LLM or a backbone is named all over an abstract, so for those only the best sentence counts.
-_NAMED_NEARBY = frozenset(["gpu", "cpu", "hardware", "platform"])
 _KIND_OF_THING = re.compile(r"[A-Z]{2,}s")  # "LLMs", "GPUs": kinds of things, not names
 
 
@@ -82,25 +71,10 @@ def names_new(question: str, sentence: str) -> list[str]:
     ]
 
 
-def _names_an_answer(question: str, document: str, best_sentence: str) -> bool:
-    """For "which GPU ..." (a kind answered by a name) or "which method performed best": the
-    best sentence, or for hardware the words around that kind anywhere in the document ("...
-    on 8 RTX 3090 GPUs"), name something the question does not. True for other questions."""
-    kind = _NAMED_KIND_Q.search(question)
-    if not kind and not _BEST_ONE_Q.search(question):
-        return True
-    if names_new(question, best_sentence):
-        return True
-    if not kind or kind.group("kind").lower() not in _NAMED_NEARBY:
-        return False
-    kind_word = re.compile(rf"{re.escape(kind.group('kind'))}s?", re.IGNORECASE)
-    for start, end in sentence_spans(document):
-        tokens = words(document[start:end])
-        for i, token in enumerate(tokens):
-            near = " ".join(tokens[max(0, i - 3) : i + 4])  # a name next to it: "RTX 3090 GPUs"
-            if kind_word.fullmatch(token) and names_new(question, near):
-                return True
-    return False
+def _names_an_answer(question: str, best_sentence: str) -> bool:
+    """For "which method performed best" (answered by a name): the best sentence names
+    something the question does not. True for other questions."""
+    return not _BEST_ONE_Q.search(question) or bool(names_new(question, best_sentence))
 
 
 def missing_answer_type(
@@ -114,7 +88,7 @@ def missing_answer_type(
     the best sentence, a unit asked for ("in milliseconds", "how long did it take") a number
     in that unit. Returns the missing kind, or ""."""
     several = asks_several(question)
-    if best_sentence and not _names_an_answer(question, document, best_sentence):
+    if best_sentence and not _names_an_answer(question, best_sentence):
         return "name"
     if (
         best_sentence

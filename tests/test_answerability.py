@@ -78,18 +78,14 @@ def test_mentions_matches_whole_names_and_hyphenated_parts() -> None:
         ("How long did X's training take?", "X needs 2.788M H800 GPU hours in all.", ""),
         ("How long did X's training take?", "X is trained on 14.8 trillion tokens.", "unit"),
         ("How long is X's context window?", "X reads 128K tokens.", ""),  # a length
-        # a kind of thing answered by a name, and a best sentence that names nothing new
-        ("Which GPUs was Dyn-Perceiver timed on?", "Dyn-Perceiver is fast on GPUs.", "name"),
-        ("Which GPUs was Dyn-Perceiver timed on?", "Dyn-Perceiver runs at 2x on an A100.", ""),
-        ("Which LLM backbone is NVLM built on?", "NVLM improves over its LLM backbone.", "name"),
-        ("Which LLM backbone is NVLM built on?", "NVLM is built on Qwen2-72B.", ""),
-        ("Which LLM does Imp-3B use?", "Imp-3B beats all lightweight LMMs.", "name"),  # a kind
-        ("Which LLM does POVID tune?", "POVID shows LLM-like scaling.", "name"),  # "LLM" again
+        # a kind of thing is no longer a rule of its own: the model weighs it
+        ("Which GPUs was Dyn-Perceiver timed on?", "Dyn-Perceiver is fast on GPUs.", ""),
+        # "which one performed best" is answered by a name the question does not give
         ("Which method performed best on X?", "We evaluate 16 methods on X.", "name"),
         ("Which method performed best on X?", "FOSTER performs best on X.", ""),
-        ("Which platform hosts X?", "X is at https://github.com/Org/X.", "name"),  # a URL
-        # the kind must follow the question word: this asks for a quantity, not a framework
-        ("What quantity does the framework compute?", "It computes a score.", ""),
+        ("Which model scored highest?", "Results are at https://github.com/Org/X.", "name"),
+        # a count in words: "one argument"
+        ("How many arguments does f take?", "The function f takes one argument.", ""),
     ],
 )
 def test_missing_answer_type(question: str, document: str, missing: str) -> None:
@@ -286,19 +282,6 @@ def test_numbers_next_to_what_a_question_asks_about() -> None:
     assert numbers_next_to(asked, "We collected 505 tasks with over 8,000 samples.")
     assert not numbers_next_to(asked, "We developed over 40 metrics to evaluate these tasks.")
     assert not numbers_next_to(asked, "Samples were collected by experts.")  # no number at all
-
-
-def test_hardware_is_named_next_to_its_kind_in_any_sentence() -> None:
-    question = "On which GPUs can GLM-130B run after INT4 quantization?"
-    best = "GLM-130B reaches INT4 quantization without post-training."
-    document = f"{best} It runs on 4 RTX 3090 (24G) GPUs, the most affordable ones."
-    assert missing_answer_type(question, document, best) == ""
-    assert missing_answer_type(question, best, best) == "name"
-    # an LLM is named all over an abstract: for it only the best sentence counts
-    question = "Which LLM backbone is NVLM built on?"
-    best = "NVLM improves over its LLM backbone."
-    document = f"{best} NVLM-D rivals GPT-4o, an LLM of OpenAI."
-    assert missing_answer_type(question, document, best) == "name"
 
 
 @pytest.mark.parametrize(

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
@@ -106,6 +107,7 @@ def test_a_refit_follows_material_changes_only() -> None:
         ("The function takes one argument.", {"1"}),
         ("Twenty datasets and 3 models.", {"20", "3"}),
         ("No number here.", set()),
+        ("One of them can do it; one can see that.", set()),  # no count: a stop word follows
     ],
 )
 def test_number_words_are_numbers(text: str, expected: set[str]) -> None:
@@ -136,3 +138,43 @@ def test_abbreviations_the_corpus_defines_are_spellings_of_one_name() -> None:
     stats = CorpusStats.build(texts, ["a", "b"], *idf_table(texts))
     assert stats.mentions("the general data protection regulation says so", "GDPR")
     assert not stats.mentions("the data says so", "GDPR")
+
+
+def _write_documents(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    topics = {
+        "kettles": "Electric kettles boil water quickly. A kettle has a heating element. "
+        "The thermostat switch stops boiling. Descaling removes mineral deposits.",
+        "bicycles": "Road bicycles use narrow tyres. A derailleur moves the chain between "
+        "sprockets. Disc brakes stop reliably in rain. Frames weigh 8 kilograms.",
+        "gardens": "Raised garden beds drain well. Compost improves heavy clay soils. "
+        "Tomato seedlings need warm nights. Mulch keeps moisture in summer.",
+        "bread": "Sourdough bread rises with wild yeast. A starter culture needs daily "
+        "feeding. Steam gives a crisp crust. Proofing baskets shape round loaves.",
+        "clocks": "Pendulum clocks keep time with gravity. An escapement releases the gear "
+        "train. Quartz watches drift 15 seconds monthly. Winding springs store energy.",
+        "lamps": "Desk lamps use warm white bulbs. Dimmer switches lower brightness. "
+        "Articulated arms hold the shade steady. Heavy bases prevent tipping over.",
+    }
+    for name, text in topics.items():
+        (folder / f"{name}.md").write_text(f"# {name.title()} Notes\n\n{text}\n")
+    return folder
+
+
+@pytest.mark.integration
+def test_an_ingest_that_changes_the_collection_fits_and_stores_its_model(
+    fresh_settings: Settings, embedder: Embedder, tmp_path: Path
+) -> None:
+    from ingest.run import ingest_paths
+
+    folder = _write_documents(tmp_path / "docs")
+    ingest_paths(fresh_settings, [folder], embedder=embedder, calibrate=True)
+    engine = build_engine(fresh_settings, embedder=embedder)
+    model = engine.evidence.model()
+    assert model.fitted and model.figures["documents"] == 6
+    assert model.figures["generated_answerable"] > 0 and model.figures["generated_near_miss"] > 0
+    assert 0.0 <= model.figures["cross_validated_refusal_recall"] <= 1.0
+    # unchanged: no refit (the stored model stays as it is)
+    answerability.store(engine.index.chunks, dataclasses.replace(model, threshold=0.123))
+    ingest_paths(fresh_settings, [folder], embedder=embedder, calibrate=True)
+    assert answerability.load(engine.index.chunks).threshold == 0.123
