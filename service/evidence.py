@@ -97,7 +97,7 @@ class Evidence:
     stats: CorpusStats = field(default_factory=CorpusStats, repr=False)
 
     unknown_names: list[str] = field(default_factory=list)  # names no document mentions
-    # Why a rule refuses: the question asks for a "number", "year", "authors", "license",
+    # Why a rule refuses: the question asks for a "number", "year", "license",
     # "name" or "unit" the evidence does not state (:func:`missing_answer_type`), or the answer
     # would be about another "subject" than the question's names.
     missing_answer_type: str = ""

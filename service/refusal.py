@@ -2,7 +2,7 @@
 says.
 
 Rules refuse answers of a fixed form the evidence lacks (:func:`missing_answer_type`: a year,
-authors, a license, a count next to what is counted, a name for "which one performed best", a
+a license, a count next to what is counted, a name for "which one performed best", a
 number in the unit asked for), a name no document of the collection mentions, and an answer
 from a document without the question's rare name.
 
@@ -35,19 +35,12 @@ _YEAR_Q = re.compile(
     r"present|written|appear))",
     re.IGNORECASE,
 )
-# Asks who wrote it ("Who are the authors of X?"), not what "the X authors built".
-_AUTHORS_Q = re.compile(
-    r"\b(?:authors? of|authored|who (?:wrote|write|writes)|written by|(?:who|name|list) "
-    r"(?:are |were )?the authors|the authors are)\b",
-    re.IGNORECASE,
-)
 _LICENSE_Q = re.compile(r"\blicen[cs](?:e|ed|es|ing)\b", re.IGNORECASE)
 _LICENSE_EVIDENCE = re.compile(
     r"\b(?:licen[cs]e[ds]?|MIT|Apache|GPL|LGPL|BSD|Creative Commons|CC[- ]BY|public domain)\b",
     re.IGNORECASE,
 )
 _YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
-_AUTHOR_EVIDENCE = re.compile(r"\b(?:authors?|authored|et al\b|written by)", re.IGNORECASE)
 
 # "Which method performed best?", "which of the models scored highest": a name answers it.
 _BEST_ONE_Q = re.compile(
@@ -81,7 +74,7 @@ def missing_answer_type(
     question: str, document: str, best_sentence: str = "", sources: str = ""
 ) -> str:
     """Questions whose answer has a form no statistic can fake: a year needs a year in the
-    document, authors need the document to name its authors, a license question a license,
+    document, a license question a license,
     "how many X" a number next to X in the document (in any source when the question asks
     several things, where the answer may come from several documents) and a number in the
     best sentence, "which one performed best" a name the question does not already give in
@@ -101,8 +94,6 @@ def missing_answer_type(
         return "number"
     if _YEAR_Q.search(question) and not _YEAR.search(document):
         return "year"
-    if _AUTHORS_Q.search(question) and not _AUTHOR_EVIDENCE.search(document):
-        return "authors"
     if _LICENSE_Q.search(question) and not _LICENSE_EVIDENCE.search(document):
         return "license"
     unit = asked_unit(question)
