@@ -9,6 +9,7 @@ its hits were taken from; nothing per request is kept on shared objects.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -75,20 +76,24 @@ class CorpusStats:
     aliases: dict[str, frozenset[str]] = field(default_factory=dict)
 
     @classmethod
-    def build(
-        cls,
-        texts: Sequence[str],
-        doc_ids: Sequence[str],
-        idf: dict[str, float],
-        default_idf: float,
-    ) -> CorpusStats:
+    def build(cls, texts: Sequence[str], doc_ids: Sequence[str]) -> CorpusStats:
+        """The statistics of chunk ``texts`` of the documents ``doc_ids``: each text's terms
+        are read once, for the IDF over chunks (BM25's, as :func:`citeqa.text.idf_table`)
+        and the document frequency alike."""
+        chunk_freq: dict[str, int] = {}
         per_doc: dict[str, set[str]] = {}
         for text, doc in zip(texts, doc_ids, strict=True):
-            per_doc.setdefault(doc, set()).update(term_set(text))
+            terms = term_set(text)
+            for term in terms:
+                chunk_freq[term] = chunk_freq.get(term, 0) + 1
+            per_doc.setdefault(doc, set()).update(terms)
+        n = len(texts)
+        idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in chunk_freq.items()}
         doc_freq: dict[str, int] = {}
         for terms in per_doc.values():
             for term in terms:
                 doc_freq[term] = doc_freq.get(term, 0) + 1
+        default_idf = math.log(1 + (n + 0.5) / 0.5)
         return cls(idf, default_idf, doc_freq, len(per_doc), abbreviations(texts))
 
     def weight(self, term: str) -> float:

@@ -34,7 +34,6 @@ from citeqa.embedding import Embedder
 from citeqa.errors import StoreNotReadyError
 from citeqa.store import Index, get_all, public_source, visible_chunks
 from citeqa.text import (
-    idf_table,
     mentions,
     name_keys,
     name_weight,
@@ -135,9 +134,8 @@ class _LexicalIndex:
         self.position = {cid: i for i, cid in enumerate(ids)}  # once, not per query (100k: 40 ms)
         self.known: frozenset[str] = frozenset(ids)  # every id in the collection, shown or not
         self.retriever = bm25s.BM25()
-        self.idf, self.default_idf = idf_table(texts)
-        doc_ids = [str(m.get("doc_id", "")) for m in metadatas]
-        self.stats = CorpusStats.build(texts, doc_ids, self.idf, self.default_idf)
+        self.stats = CorpusStats.build(texts, [str(m.get("doc_id", "")) for m in metadatas])
+        self.idf, self.default_idf = self.stats.idf, self.stats.default_idf
         # For names the corpus never mentions: every word squashed (the usual, quick answer),
         # and the whole corpus squashed, for names written across words ("Human Eval").
         self.vocabulary = frozenset(squashed(w) for t in texts for w in words(t))

@@ -64,7 +64,7 @@ def test_concurrent_builds_keep_their_own_statistics(engine: Engine) -> None:
         NEAR_MISS,
     ]
     texts = ["Kettles boil water in three minutes.", "A kettle has a lid and a spout."]
-    other = CorpusStats.build(texts, ["k1", "k2"], *idf_table(texts))
+    other = CorpusStats.build(texts, ["k1", "k2"])
     retrievals = [engine.retriever.retrieve_hits(q, 5) for q in questions]
     retrievals += [dataclasses.replace(r, stats=other) for r in retrievals]
     builder = engine.evidence
@@ -135,9 +135,11 @@ def test_abbreviations_the_corpus_defines_are_spellings_of_one_name() -> None:
     found = abbreviations(texts)
     assert found["gdpr"] == {"general data protection regulation"}
     assert found["glmms"] == {"generalized linear mixed models"}
-    stats = CorpusStats.build(texts, ["a", "b"], *idf_table(texts))
+    stats = CorpusStats.build(texts, ["a", "b"])
     assert stats.mentions("the general data protection regulation says so", "GDPR")
     assert not stats.mentions("the data says so", "GDPR")
+    assert (stats.idf, stats.default_idf) == idf_table(texts)  # BM25's IDF, read in one pass
+    assert stats.documents == 2 and stats.name_documents("lme4") == 1
 
 
 def _write_documents(folder: Path) -> Path:
