@@ -7,6 +7,7 @@ CiteqaError                  base; ``status`` is the HTTP status it maps to
 ├── StoreNotReadyError       the collection is missing or empty (503)
 ├── EmbeddingMismatchError   the collection was built with another embedding model (409)
 ├── StoreBusyError           another process holds the embedded store (409)
+├── EmbeddingError           the embedding endpoint failed after retries or refused (502)
 ├── LLMError                 the LLM endpoint failed after retries (502)
 │   └── LLMTimeoutError      ... or ran out of its deadline (504)
 └── ClientGoneError          the client disconnected; the answer was abandoned (499, never sent)
@@ -52,6 +53,12 @@ class StoreBusyError(CiteqaError):
     """Another citeqa process holds the embedded store's data folder (:mod:`citeqa.lock`)."""
 
     status = 409
+
+
+class EmbeddingError(CiteqaError):
+    """The OpenAI-compatible embedding endpoint refused a request or failed after retries."""
+
+    status = 502
 
 
 class LLMError(CiteqaError):
