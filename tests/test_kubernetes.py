@@ -19,6 +19,12 @@ from citeqa.config import Settings
 from tests.paths import REPO_ROOT
 
 DEPLOY = REPO_ROOT / "deploy" / "kubernetes"
+SECRET_SETTINGS = {
+    "CITEQA_API_KEYS",
+    "CITEQA_WRITE_API_KEYS",
+    "CITEQA_LLM_API_KEY",
+    "CITEQA_METRICS_TOKEN",
+}
 VERSIONS = ["1.30.0", k8s.latest_version()]  # oldest supported upstream here, and the newest
 
 
@@ -173,8 +179,10 @@ def test_settings_are_real_and_secrets_only_referenced() -> None:
             assert {"configMapRef": {"name": "citeqa-settings"}} in container["envFrom"]
             for env in container.get("env", []):
                 assert env["name"] in fields
-                if env["name"] in {"CITEQA_API_KEYS", "CITEQA_LLM_API_KEY", "CITEQA_METRICS_TOKEN"}:
+                if env["name"] in SECRET_SETTINGS:
                     assert "value" not in env and env["valueFrom"]["secretKeyRef"]
+    (api,) = containers(one("Deployment", "citeqa-api"))
+    assert {env["name"] for env in api["env"]} >= SECRET_SETTINGS
 
 
 def test_ingest_job_ingests_into_the_shared_store() -> None:
@@ -186,3 +194,21 @@ def test_ingest_job_ingests_into_the_shared_store() -> None:
     (api,) = containers(one("Deployment", "citeqa-api"))
     corpus = next(e["value"] for e in api["env"] if e["name"] == "CITEQA_CORPUS_PATH")
     assert any(m["mountPath"] == corpus and m.get("readOnly") for m in api["volumeMounts"])
+
+
+def test_api_replicas_share_the_uploaded_files() -> None:
+    """Uploaded originals live in <data_dir>/files, which every replica must see (as the
+    compose file's shared volume): one ReadWriteMany claim mounted there by the API pods."""
+    compose = yaml.safe_load((REPO_ROOT / "docker-compose.yml").read_text())
+    shared = [m.split(":")[1] for m in compose["services"]["api"]["volumes"]]
+    deployment = one("Deployment", "citeqa-api")
+    (api,) = containers(deployment)
+    claims = {
+        v["name"]: v["persistentVolumeClaim"]["claimName"]
+        for v in deployment["spec"]["template"]["spec"]["volumes"]
+        if "persistentVolumeClaim" in v
+    }
+    mounted = {m["mountPath"]: claims.get(m["name"]) for m in api["volumeMounts"]}
+    for path in shared:
+        claim = one("PersistentVolumeClaim", str(mounted[path]))
+        assert claim["spec"]["accessModes"] == ["ReadWriteMany"]
