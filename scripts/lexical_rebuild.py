@@ -23,6 +23,7 @@ import resource
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -116,15 +117,16 @@ def measure(size: int) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str]) -> int:
+def per_size(script: str, measure: Callable[[int], dict[str, Any]], argv: list[str]) -> int:
+    """Measure each size of ``argv`` in a fresh interpreter running ``script --one SIZE``."""
     if argv[:1] == ["--one"]:
         print(json.dumps(measure(int(argv[1]))), flush=True)
         return 0
     for size in argv or ["100000"]:
-        subprocess.run([sys.executable, __file__, "--one", size], cwd=ROOT, check=True)
+        subprocess.run([sys.executable, script, "--one", size], cwd=ROOT, check=True)
     return 0
 
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    raise SystemExit(main(sys.argv[1:]))
+    raise SystemExit(per_size(__file__, measure, sys.argv[1:]))

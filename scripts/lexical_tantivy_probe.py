@@ -17,11 +17,9 @@ id, 1,000 added), committed, visible to a reloaded searcher. Prints one JSON lin
 
 from __future__ import annotations
 
-import json
 import resource
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -147,14 +145,7 @@ def measure(size: int) -> dict[str, Any]:
     }
 
 
-def main(argv: list[str]) -> int:
-    if argv[:1] == ["--one"]:
-        print(json.dumps(measure(int(argv[1]))), flush=True)
-        return 0
-    for size in argv or ["100000"]:
-        subprocess.run([sys.executable, __file__, "--one", size], cwd=ROOT, check=True)
-    return 0
-
-
 if __name__ == "__main__":
-    raise SystemExit(main(sys.argv[1:]))
+    from lexical_rebuild import per_size
+
+    raise SystemExit(per_size(__file__, measure, sys.argv[1:]))
