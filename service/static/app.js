@@ -372,8 +372,8 @@
 
   // ------------------------------------------------------------------ collections
 
-  // One model per collection; the selector appears when there is a choice. The choice stays
-  // when it is still listed (a key change reloads the list).
+  // One model per collection; the selector appears when there is a choice. The chosen one
+  // stays when it is still listed (a key change or a new collection reloads the list).
   async function loadCollections() {
     let ids = [];
     try {
@@ -385,18 +385,18 @@
       return; // keep the default collection
     }
     if (!ids.length) return;
-    const select = $("collection");
-    select.replaceChildren(...ids.map((id) => el("option", "", id)));
-    const chosen = ids.includes(state.collection) ? state.collection : ids[0];
-    select.value = chosen;
+    $("collection").replaceChildren(...ids.map((id) => el("option", "", id)));
+    $("collection-names").replaceChildren(...ids.map((id) => el("option", "", id)));
     $("collection-field").hidden = ids.length < 2;
-    if (chosen !== state.collection) setCollection(chosen);
+    setCollection(ids.includes(state.collection) ? state.collection : ids[0]);
   }
 
   function setCollection(name) {
+    const changed = name !== state.collection;
     state.collection = name;
-    $("upload-collection").textContent = name;
-    if (!$("documents-view").hidden) reloadDocuments();
+    $("collection").value = name;
+    $("upload-target").value = name;
+    if (changed && !$("documents-view").hidden) reloadDocuments();
   }
 
   // ------------------------------------------------------------------ views
@@ -405,6 +405,7 @@
     const documents = name === "documents";
     $("ask-view").hidden = documents;
     $("ask-form").hidden = documents;
+    $("new-chat").hidden = documents;
     $("documents-view").hidden = !documents;
     $("tab-ask").setAttribute("aria-selected", String(!documents));
     $("tab-documents").setAttribute("aria-selected", String(documents));
@@ -431,9 +432,11 @@
     const form = new FormData();
     for (const file of files) form.append("files", file, file.name);
     const names = files.map((f) => f.name).join(", ");
+    const target = $("upload-target").value.trim() || state.collection;
     showJob({ state: "uploading", files_total: files.length, files_done: 0 }, names);
     try {
-      const response = await call(withCollection("/v1/documents"), {
+      const query = new URLSearchParams({ collection: target });
+      const response = await call(`/v1/documents?${query}`, {
         method: "POST",
         headers: headers(false),
         body: form,
@@ -446,6 +449,10 @@
         showJob(job, names);
       }
       if (job.state === "failed") showDocumentsError(`The upload failed: ${job.error || "no reason given"}`);
+      if (target !== state.collection) {
+        state.collection = target; // perhaps a new collection: list it and show it
+        await loadCollections();
+      }
       reloadDocuments();
     } catch (error) {
       $("upload-status").dataset.state = "error";
@@ -568,7 +575,7 @@
         loadDocuments();
       } catch (error) {
         showDocumentsError(`Could not delete “${doc.title || doc.id}”: ${error.message}`);
-        showActions(actions, doc);
+        loadDocuments(); // the list as the server has it now (gone already, perhaps)
       }
     });
     actions.append(question, yes, no);
