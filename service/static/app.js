@@ -250,7 +250,7 @@
       button.addEventListener("click", () => showCitation(citation, turn.sources));
       item.append(button);
       const where = locationText(citation);
-      if (where) item.append(el("span", "source-where", where));
+      if (where) item.append(document.createTextNode(" "), el("span", "source-where", where));
       list.append(item);
     }
     footer.append(el("p", "label", "Sources"), list);
@@ -634,7 +634,10 @@
       zone.classList.remove("over");
       upload([...((event.dataTransfer && event.dataTransfer.files) || [])]);
     });
-    $("documents-refresh").addEventListener("click", () => loadDocuments());
+    $("documents-refresh").addEventListener("click", () => {
+      showDocumentsError("");
+      loadDocuments();
+    });
     $("documents-prev").addEventListener("click", () => {
       state.docs.index = Math.max(0, state.docs.index - 1);
       loadDocuments();
@@ -654,6 +657,7 @@
     keyInput.value = sessionStorage.getItem(KEY_STORAGE) || "";
     keyInput.addEventListener("change", () => {
       sessionStorage.setItem(KEY_STORAGE, keyInput.value.trim());
+      showDocumentsError("");
       loadCollections();
       if (!$("documents-view").hidden) reloadDocuments();
     });
