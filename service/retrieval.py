@@ -32,7 +32,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from citeqa.embedding import Embedder
 from citeqa.errors import StoreNotReadyError
-from citeqa.store import Index, get_all, visible_chunks
+from citeqa.store import Index, get_all, public_source, visible_chunks
 from citeqa.text import (
     idf_table,
     mentions,
@@ -70,13 +70,8 @@ class Hit:
 
     @property
     def source(self) -> str:
-        """Where the document was ingested from, without the server's own paths: the file
-        relative to the ingested folder ("notes/kettle.md"), the paper listing
-        ("ml_papers.txt"), or for a JSONL record its id ("jsonl:<id>")."""
-        if self.doc_id.startswith("file:"):
-            return self.doc_id.removeprefix("file:")
-        kind, _, where = str(self.metadata.get("source", "")).partition(":")
-        return where if kind == "listing" else self.doc_id
+        """Where the document was ingested from (:func:`citeqa.store.public_source`)."""
+        return public_source(self.doc_id, str(self.metadata.get("source", "")))
 
     @property
     def body(self) -> str:
@@ -326,6 +321,13 @@ class HybridRetriever(BaseRetriever):
         """Build the BM25 snapshot now (a service does it before it reports ready), so that
         the first search does not pay for it (0.2 s for the bundled corpus, ~60 s at 100k)."""
         self._lexical_index()
+
+    def refresh(self) -> None:
+        """Rebuild the BM25 snapshot on the next search: this process changed the collection
+        (an upload, a delete) and its next answer must see that at once, not after refresh_s."""
+        with self._lock:
+            self._stale = True
+            self._checked_at = 0.0
 
     @property
     def warmed(self) -> bool:

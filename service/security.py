@@ -48,6 +48,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from citeqa.config import Settings
 
 OPENAI_PREFIXES = ("/v1/chat", "/v1/models")
+DOCUMENTS_PATH = "/v1/documents"
 _READ_METHODS = frozenset({"GET", "HEAD"})
 
 
@@ -172,6 +173,16 @@ class RateLimiter:
 # --------------------------------------------------------------------------- middleware
 
 
+def is_write(method: str, path: str) -> bool:
+    """Requests that change the documents: they need a write key when keys are set."""
+    return method in ("POST", "DELETE", "PUT", "PATCH") and path.startswith(DOCUMENTS_PATH)
+
+
+def is_upload(method: str, path: str) -> bool:
+    """The upload route reads (and limits) its own, large body."""
+    return method == "POST" and path.rstrip("/") == DOCUMENTS_PATH
+
+
 class SecurityMiddleware:
     """Auth, then rate limit, then body cap; see the module docstring."""
 
@@ -183,9 +194,13 @@ class SecurityMiddleware:
         max_body_bytes: int,
         metrics_token: KeyRing | None = None,
         body_timeout_s: float = 15.0,
+        read_only_keys: int = 0,
+        max_upload_bytes: int = 0,
     ) -> None:
         self.app = app
         self.keys = keys
+        self.read_only_keys = read_only_keys  # keys[:read_only_keys] may not write
+        self.max_upload_bytes = max_upload_bytes
         self.body_timeout_s = body_timeout_s
         self.metrics_token = metrics_token or KeyRing(())
         self.limiter = limiter
@@ -199,6 +214,11 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         refusal = self.check_access(scope)
+        if refusal is None and is_upload(scope["method"], scope["path"]):
+            if not _declared_over(scope, self.max_upload_bytes):
+                await self.app(scope, receive, send)
+                return
+            refusal = _too_large(self.max_upload_bytes)
         if refusal is None:
             body = None
             with anyio.move_on_after(self.body_timeout_s) as waited:
@@ -221,6 +241,8 @@ class SecurityMiddleware:
         key = self.keys.match(Headers(scope=scope).get("authorization"))
         if key is None:
             return _unauthorized()
+        if key < self.read_only_keys and is_write(scope.get("method", "GET"), scope["path"]):
+            return _read_only()
         wait = self.limiter.wait_for(key)
         return _rate_limited(wait) if wait > 0 else None
 
@@ -234,8 +256,7 @@ class SecurityMiddleware:
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> list[Message] | None:
     """The request's messages up to the end of its body, or None once it exceeds ``limit``."""
-    declared = Headers(scope=scope).get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if _declared_over(scope, limit):
         return None
     messages: list[Message] = []
     size = 0
@@ -249,6 +270,11 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> list[Message]
             return None
         if not message.get("more_body", False):
             return messages
+
+
+def _declared_over(scope: Scope, limit: int) -> bool:
+    declared = Headers(scope=scope).get("content-length")
+    return declared is not None and declared.isdigit() and int(declared) > limit
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
@@ -278,6 +304,17 @@ def _metrics_closed() -> Refusal:
         kind="Forbidden",
         message="/metrics is closed while API keys are set: give the scraper its own token "
         "(CITEQA_METRICS_TOKEN)",
+        openai_type="invalid_request_error",
+        openai_code=None,
+    )
+
+
+def _read_only() -> Refusal:
+    return Refusal(
+        status=403,
+        kind="Forbidden",
+        message="this API key may only read: uploads and deletes need a write key "
+        "(CITEQA_WRITE_API_KEYS)",
         openai_type="invalid_request_error",
         openai_code=None,
     )
@@ -323,7 +360,9 @@ def install_security(
     """Add :class:`SecurityMiddleware` configured from ``settings``."""
     app.add_middleware(
         SecurityMiddleware,
-        keys=KeyRing(settings.api_key_list),
+        keys=KeyRing(settings.api_key_list + settings.write_keys),
+        read_only_keys=len(settings.api_key_list),
+        max_upload_bytes=settings.max_upload_bytes,
         limiter=RateLimiter(settings.rate_limit_per_min, clock),
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.body_timeout_s,
