@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -270,18 +270,27 @@ def drop_files(driver: webdriver.Chrome, files: dict[str, str]) -> None:
     )
 
 
-def wait_for_job(driver: webdriver.Chrome, seen: list[str]) -> WebElement:
-    """Wait until the upload's job is over; the states the page showed go to ``seen``."""
+def follow_upload(driver: webdriver.Chrome, start: Callable[[], None]) -> list[str]:
+    """Start an upload, wait until the page shows its job over; the states the page showed.
+
+    The job is told apart from the previous upload's by its id (``data-job``), so a status left
+    over from before is never taken for this one's."""
     status = driver.find_element(By.ID, "upload-status")
+    before = status.get_attribute("data-job")
+    start()
+    seen: list[str] = []
 
     def over(_: webdriver.Chrome) -> bool:
-        current = status.get_attribute("data-state") or ""
-        if not seen or seen[-1] != current:
-            seen.append(current)
-        return current in {"done", "failed", "error"}
+        job, state = status.get_attribute("data-job"), status.get_attribute("data-state") or ""
+        if not seen and job == before and state != "uploading":
+            return False  # still the previous upload's status
+        if not seen or seen[-1] != state:
+            seen.append(state)
+        return state in {"done", "failed", "error"}
 
     WebDriverWait(driver, WAIT_S, poll_frequency=0.05).until(over)
-    return status
+    assert seen[-1] == "done", status.text
+    return seen
 
 
 def document_row(driver: webdriver.Chrome, doc_id: str) -> WebElement:
@@ -323,16 +332,11 @@ def test_documents_upload_list_ask_open_and_delete(
     )
 
     # drag and drop: a note whose title is an HTML payload, and a "PDF" that is not one
-    drop_files(
-        browser,
-        {
-            "kettle.md": f"# {PAYLOAD} Kettles\n\nThe Brewmaster boils a litre in 94 seconds.\n",
-            "broken.pdf": "this is not a PDF at all",
-        },
-    )
-    seen: list[str] = []
-    status = wait_for_job(browser, seen)
-    assert status.get_attribute("data-state") == "done", status.text
+    dropped = {
+        "kettle.md": f"# {PAYLOAD} Kettles\n\nThe Brewmaster boils a litre in 94 seconds.\n",
+        "broken.pdf": "this is not a PDF at all",
+    }
+    follow_upload(browser, lambda: drop_files(browser, dropped))
     skipped = browser.find_element(By.ID, "upload-skipped").text
     assert "broken.pdf: skipped," in skipped
     assert "kettle.md" not in skipped
@@ -341,10 +345,8 @@ def test_documents_upload_list_ask_open_and_delete(
     assert browser.execute_script("return document.images.length") == 0
 
     # the file picker: a real 16-page PDF, followed through its job
-    seen.clear()
-    browser.find_element(By.ID, "files").send_keys(str(PDF))
-    status = wait_for_job(browser, seen)
-    assert status.get_attribute("data-state") == "done", status.text
+    picker = browser.find_element(By.ID, "files")
+    seen = follow_upload(browser, lambda: picker.send_keys(str(PDF)))
     assert {"queued", "running"} & set(seen), seen  # the page followed the job
     assert "1 of 1 file(s) done" in browser.find_element(By.ID, "upload-state").text
     assert browser.find_element(By.ID, "upload-skipped").text == ""
@@ -462,12 +464,13 @@ def test_documents_with_keys_show_refusals_and_send_the_key(
     assert refused.status_code == 401
     assert refused.json()["detail"] in shown_error(browser)
 
+    picker = browser.find_element(By.ID, "files")
     type_key(browser, READ_KEY)  # reads, but may not upload
     WebDriverWait(browser, WAIT_S).until(
         lambda d: d.find_element(By.ID, "documents-empty").is_displayed()
     )
     assert not browser.find_element(By.ID, "documents-error").is_displayed()
-    browser.find_element(By.ID, "files").send_keys(str(SMALL_PDF))
+    picker.send_keys(str(SMALL_PDF))
     forbidden = httpx.post(
         server.url + "/v1/documents",
         headers={"Authorization": f"Bearer {READ_KEY}"},
@@ -479,11 +482,7 @@ def test_documents_with_keys_show_refusals_and_send_the_key(
     assert browser.find_element(By.ID, "upload-status").get_attribute("data-state") == "error"
 
     type_key(browser, WRITE_KEY)
-    browser.find_element(By.ID, "files").send_keys(str(SMALL_PDF))
-    status = browser.find_element(By.ID, "upload-status")
-    WebDriverWait(browser, WAIT_S).until(lambda _: status.get_attribute("data-state") != "error")
-    status = wait_for_job(browser, [])
-    assert status.get_attribute("data-state") == "done", status.text
+    follow_upload(browser, lambda: picker.send_keys(str(SMALL_PDF)))
     row = document_row(browser, f"upload:{SMALL_PDF.name}")
 
     # a plain link cannot carry the key: the page fetches the file with it and opens that

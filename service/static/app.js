@@ -477,6 +477,7 @@
     const box = $("upload-status");
     box.hidden = false;
     box.dataset.state = job.state;
+    box.dataset.job = job.id || ""; // none yet while uploading
     const total = job.files_total || 0;
     const done = job.files_done || 0;
     const parts = [`${JOB_WORDS[job.state] || job.state}: ${names}`];
