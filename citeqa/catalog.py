@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
@@ -77,11 +77,19 @@ def files_dir(data_dir: Path) -> Path:
 
 
 class Catalog:
-    """The documents of ``index``; uploaded originals are under ``uploads``."""
+    """The documents of ``index``; uploaded originals are under ``uploads``. ``visible``, when
+    given, returns the metadata of the visible chunks from a snapshot the caller keeps (the
+    server's BM25 snapshot); without it, listing reads every chunk's metadata from Chroma."""
 
-    def __init__(self, index: Index, uploads: Path) -> None:
+    def __init__(
+        self,
+        index: Index,
+        uploads: Path,
+        visible: Callable[[], Sequence[Mapping[str, Any]]] | None = None,
+    ) -> None:
         self.index = index
         self.uploads = uploads
+        self.visible = visible
 
     @property
     def name(self) -> str:
@@ -89,10 +97,14 @@ class Catalog:
 
     def documents(self, where: Where | None = None) -> list[DocumentInfo]:
         """Every visible document (matching ``where``), sorted by id."""
-        metadatas = get_all(self.index.chunks, ["metadatas"], where).metadatas
+        if where is None and self.visible is not None:
+            shown: Sequence[Mapping[str, Any]] = self.visible()
+        else:
+            metadatas = get_all(self.index.chunks, ["metadatas"], where).metadatas
+            shown = [metadatas[i] for i in visible_chunks(metadatas)]
         by_doc: dict[str, list[Mapping[str, Any]]] = {}
-        for i in visible_chunks(metadatas):
-            by_doc.setdefault(str(metadatas[i]["doc_id"]), []).append(metadatas[i])
+        for meta in shown:
+            by_doc.setdefault(str(meta["doc_id"]), []).append(meta)
         return [self._describe(doc_id, by_doc[doc_id]) for doc_id in sorted(by_doc)]
 
     def page(self, limit: int, cursor: str | None) -> tuple[list[DocumentInfo], str | None]:

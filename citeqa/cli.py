@@ -74,8 +74,8 @@ def _parser() -> argparse.ArgumentParser:
     docs.add_parser("list", help="every document: id, pages, chunks, title")
     docs.add_parser("show", help="one document, as JSON").add_argument("id")
     docs.add_parser("delete", help="delete a document and its chunks").add_argument("id")
-    for name in ("ingest", "search", "ask", "documents"):
-        sub.choices[name].add_argument(
+    for command in (*(sub.choices[n] for n in ("ingest", "search", "ask")), *docs.choices.values()):
+        command.add_argument(
             "--collection", default=None, help="the collection (default: CITEQA_COLLECTION)"
         )
     _add(sub, "chat", cmd_chat, "Chat in the terminal: streamed, cited answers and follow-ups.")

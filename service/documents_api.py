@@ -11,8 +11,9 @@ and ``/``: the routes take them as paths (clients may percent-encode them).
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 import anyio
 from fastapi import APIRouter, Query, Request, Response
@@ -26,7 +27,7 @@ from starlette.types import Message, Receive
 
 from citeqa.catalog import MAX_PAGE, Catalog, files_dir
 from citeqa.config import Settings
-from citeqa.errors import ClientGoneError, InputError, TooLargeError
+from citeqa.errors import ClientGoneError, InputError, TooLargeError, TooSlowError
 from ingest.run import build_ingestor
 from ingest.uploads import Item, StoredFile, TextItem, store_file
 from service.collections import engine_for
@@ -34,6 +35,7 @@ from service.engine import Engine
 from service.jobs import Job, UploadRunner, Work
 
 MAX_FILES = 1000  # parts per upload request
+T = TypeVar("T")
 CollectionQuery = Annotated[
     str | None, Query(description="The collection (default: the server's own).")
 ]
@@ -65,7 +67,8 @@ class TextUpload(BaseModel):
 
 
 def _catalog(request: Request, engine: Engine) -> Catalog:
-    return Catalog(engine.index, files_dir(request.app.state.settings.data_dir))
+    uploads = files_dir(request.app.state.settings.data_dir)
+    return Catalog(engine.index, uploads, engine.retriever.visible)
 
 
 @documents_router.post("/v1/documents", status_code=201, responses={202: {"description": "Job"}})
@@ -78,7 +81,8 @@ async def upload(request: Request, collection: CollectionQuery = None) -> JSONRe
         items: list[Item] = await _receive_files(request, settings)
         size = sum(i.size for i in items if isinstance(i, StoredFile))
     elif content_type == "application/json":
-        body = await _limited(request, settings.max_upload_file_bytes).body()
+        limited = _limited(request, settings.max_upload_file_bytes)
+        body = await _in_time(limited.body(), settings.upload_timeout_s)
         try:
             text = TextUpload.model_validate_json(body)
         except ValidationError as exc:  # the app's handler words it like any other 422
@@ -92,7 +96,7 @@ async def upload(request: Request, collection: CollectionQuery = None) -> JSONRe
     runner: UploadRunner = request.app.state.uploads
     job = Job.new(engine.index.chunks.name, len(items))
     ingestor = build_ingestor(engine.settings, engine.embedder, engine.index)
-    work = Work(items, ingestor, engine.retriever.refresh)
+    work = Work(items, ingestor, lambda: _resnapshot(engine))
     if size <= settings.upload_sync_bytes:
         done = await run_in_threadpool(runner.run, job, work)
         return JSONResponse(done.public(), status_code=201)
@@ -103,15 +107,9 @@ async def upload(request: Request, collection: CollectionQuery = None) -> JSONRe
 async def _receive_files(request: Request, settings: Settings) -> list[Item]:
     """The ``files`` parts, kept under the files folder; nothing is kept on any error."""
     limited = _limited(request, settings.max_upload_bytes)
-    try:
-        with anyio.fail_after(settings.upload_timeout_s):
-            form = await limited.form(max_files=MAX_FILES, max_fields=MAX_FILES)
-    except ClientDisconnect:
-        raise ClientGoneError("the client went away during the upload") from None
-    except TimeoutError:
-        raise InputError(
-            f"the upload did not arrive within {settings.upload_timeout_s:g} s"
-        ) from None
+    form = await _in_time(
+        limited.form(max_files=MAX_FILES, max_fields=MAX_FILES), settings.upload_timeout_s
+    )
     try:
         parts = [p for p in form.getlist("files") if isinstance(p, UploadFile)]
         if not parts:
@@ -124,6 +122,17 @@ async def _receive_files(request: Request, settings: Settings) -> list[Item]:
         ]
     finally:
         await form.close()
+
+
+async def _in_time(reading: Awaitable[T], seconds: float) -> T:
+    """The body ``reading`` reads, within ``seconds`` (:class:`TooSlowError` after them)."""
+    try:
+        with anyio.fail_after(seconds):
+            return await reading
+    except ClientDisconnect:
+        raise ClientGoneError("the client went away during the upload") from None
+    except TimeoutError:
+        raise TooSlowError(f"the upload did not arrive within {seconds:g} s") from None
 
 
 def _limited(request: Request, limit: int) -> Request:
@@ -200,5 +209,12 @@ async def delete_document(
     catalog = _catalog(request, engine)
     client = request.app.state.collections.client
     await run_in_threadpool(catalog.delete, doc_id, client.get_max_batch_size())
-    engine.retriever.refresh()
+    await run_in_threadpool(_resnapshot, engine)
     return Response(status_code=204)
+
+
+def _resnapshot(engine: Engine) -> None:
+    """Rebuild the engine's BM25 snapshot after this process changed its collection: the next
+    search and listing see the change at once (other replicas within the snapshot's refresh)."""
+    engine.retriever.refresh()
+    engine.retriever.warm()

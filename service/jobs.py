@@ -102,11 +102,12 @@ class JobStore:
 
 @dataclass(frozen=True)
 class Work:
-    """What a job ingests, into which index, and whom to tell after each written file."""
+    """What a job ingests, into which index, and what to call once it ends (the engine
+    rebuilds its BM25 snapshot there, so the next reader does not wait for it)."""
 
     items: Sequence[Item]
     ingestor: Ingestor
-    written: Callable[[], None]
+    ended: Callable[[], None]
 
 
 class UploadRunner:
@@ -140,7 +141,6 @@ class UploadRunner:
                 read = read_item(item, self.folder)
                 if read.documents:
                     work.ingestor.ingest(read, on_batch=on_batch)
-                    work.written()
                 job.documents.extend(d.doc_id for d in read.documents)
                 job.skipped.extend({"file": f, "reason": r} for f, r in read.skipped)
                 job.files_done += 1
@@ -152,6 +152,8 @@ class UploadRunner:
             job.state, job.error = "failed", message
             self._save_quietly(job)
             raise
+        finally:
+            work.ended()
         job.state = "done"
         self.store.save(job)
         return job

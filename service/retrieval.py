@@ -334,6 +334,12 @@ class HybridRetriever(BaseRetriever):
         """Whether the BM25 snapshot has been built."""
         return self._lexical is not None
 
+    def visible(self) -> list[dict[str, Any]]:
+        """The metadata of every chunk a search may return (one complete version per
+        document), from the snapshot: listing the documents reads no more of Chroma than a
+        search does (a full read took 1.1 s for the 2,075 chunks of r-vignettes)."""
+        return self._lexical_index().metadatas
+
     def unknown_names(self, question: str) -> list[str]:
         """The names in the question that no document of the corpus mentions."""
         lexical = self._lexical_index()

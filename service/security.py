@@ -9,22 +9,26 @@ refusals itself, in the shape the clients of the path expect: the OpenAI error e
 
 Checks, in order:
 
-1. **API key** (401) when ``api_keys`` is set. Public: ``/healthz``, ``/readyz`` (it says ready or
-   not and nothing else while keys are set), and ``GET``/``HEAD`` of ``/`` and ``/static/*`` (the
-   web page's assets; the page then sends the key its user types). ``/metrics`` has its own
-   credential, ``metrics_token`` (the scraper's bearer token): with it set, only that token opens
-   it; unset, it is open without ``api_keys`` and closed (403) with them. Probes and scrapers
-   never spend a client's rate-limit budget.
+1. **API key** (401) when ``api_keys`` or ``write_api_keys`` is set. Public: ``/healthz``,
+   ``/readyz`` (it says ready or not and nothing else while keys are set), and ``GET``/``HEAD``
+   of ``/`` and ``/static/*`` (the web page's assets; the page then sends the key its user
+   types). ``/metrics`` has its own credential, ``metrics_token`` (the scraper's bearer token):
+   with it set, only that token opens it; unset, it is open without keys and closed (403) with
+   them. Probes and scrapers never spend a client's rate-limit budget.
    Keys are compared with :func:`hmac.compare_digest` against every configured key.
    A websocket without a key is closed with code 1008 (there is none today; a future one is
-   covered too).
+   covered too). **Write scope** (403): a POST or DELETE under ``/v1/documents`` needs a key of
+   ``write_api_keys`` (they also read); keys of ``api_keys`` only read.
 2. **Rate limit** (429 with ``Retry-After``): a token bucket per key holding
    ``rate_limit_per_min`` tokens, refilled continuously. Only with keys: without them there is
    no client identity worth trusting (behind a proxy every client shares one IP), so limit by IP
    in the proxy. Buckets live in this process: with several workers, each has its own.
 3. **Body size** (413): a declared ``Content-Length`` over ``max_body_bytes`` is refused without
    reading; otherwise the body is buffered up to the limit (chunked bodies included) and replayed
-   to the app, so nothing downstream ever sees more than the limit.
+   to the app, so nothing downstream ever sees more than the limit. The upload route
+   (``POST /v1/documents``) is the exception: a declared length over ``max_upload_bytes`` is
+   refused here, and otherwise its body goes to the route unbuffered, which streams it to disk
+   under its own limits and time (:mod:`service.documents_api`).
 4. **Body time** (408, then the connection is closed): the whole body must arrive within
    ``body_timeout_s``; a client that sends part of a body and stalls holds no socket and no
    worker beyond that. (The time to send the headers is the reverse proxy's to bound:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
@@ -18,6 +19,7 @@ from service.api import create_app
 from service.engine import Engine, build_engine
 from tests.live_server import LiveServer
 from tests.paths import REPO_ROOT
+from tests.servers import running_chroma
 
 pytestmark = pytest.mark.integration
 
@@ -131,6 +133,7 @@ def test_bad_files_are_skipped_with_the_readers_reason(url: str) -> None:
         ("lies.pdf", b"just some text, not a PDF at all\n"),
         ("tool.exe", b"MZ\x90\x00binary"),
         ("../../etc/passwd.md", b"# Fine\n\nA harmless note about the garden hose.\n"),
+        ("lme4-PLSvGLS.pdf", (VIGNETTES / "lme4-PLSvGLS.pdf").read_bytes()),
     )
     assert response.status_code == 201, response.text
     job = response.json()
@@ -138,11 +141,13 @@ def test_bad_files_are_skipped_with_the_readers_reason(url: str) -> None:
     assert reasons["empty.txt"] == "empty file"
     assert "extension says .pdf" in reasons["lies.pdf"]
     assert reasons["tool.exe"] == "unsupported file type '.exe'"
+    assert "OCR is not supported" in reasons["lme4-PLSvGLS.pdf"]  # the PDF reader's reason
     assert job["documents"] == ["upload:passwd.md"]  # a file name is a label, never a path
-    assert job["files_done"] == job["files_total"] == 4
+    assert job["files_done"] == job["files_total"] == 5
 
 
 def test_collections_keep_documents_apart_and_are_models(url: str) -> None:
+    assert upload(url, ("kettle.md", b"# Kettle\n\nThe kettle is blue.\n")).status_code == 201
     text = {
         "title": "Espresso machine care",
         "text": "Descale the espresso machine every 200 shots with citric acid.",
@@ -248,12 +253,18 @@ def test_writes_need_a_write_key(store: Settings, embedder: Embedder) -> None:
         assert httpx.delete(target, headers=write).status_code == 204
 
 
-def test_a_large_upload_is_a_job_any_replica_can_report(
-    store: Settings, embedder: Embedder
-) -> None:
+def test_a_large_upload_is_a_job_any_replica_can_report(tmp_path: Path, embedder: Embedder) -> None:
+    """Two replicas sharing a Chroma server (a process of its own) and the files folder: the
+    job, the document and its original file are seen from the one that did not take it."""
+    with running_chroma(tmp_path / "chroma") as chroma:
+        shared = Settings(data_dir=tmp_path / "data", chroma_url=chroma.url, generator="extractive")
+        replicas(shared, embedder)
+
+
+def replicas(shared: Settings, embedder: Embedder) -> None:
     with (
-        LiveServer(app_for(store, embedder, upload_sync_bytes=0)) as first,
-        LiveServer(app_for(store, embedder)) as replica,
+        LiveServer(app_for(shared, embedder, upload_sync_bytes=0)) as first,
+        LiveServer(app_for(shared, embedder)) as replica,
     ):
         data = SMALL_PDF.read_bytes()
         response = upload(first.url, ("job.pdf", data))
@@ -268,6 +279,54 @@ def test_a_large_upload_is_a_job_any_replica_can_report(
             job = httpx.get(replica.url + location).json()
         assert job["state"] == "done", job
         assert job["documents"] == ["upload:job.pdf"] and job["files_done"] == 1
+        # Another replica sees new chunks once its BM25 snapshot refreshes (refresh_s, 2 s).
+        deadline = time.monotonic() + 10
+        while "upload:job.pdf" not in listed(replica.url) and time.monotonic() < deadline:
+            time.sleep(0.2)
         assert "upload:job.pdf" in listed(replica.url)
+        assert httpx.get(doc_url(replica.url, "upload:job.pdf", "/file")).content == data
         missing = httpx.get(f"{replica.url}/v1/jobs/nope")
         assert missing.status_code == 404 and "nope" in missing.json()["detail"]
+
+
+def test_folder_files_are_served_from_the_path_recorded_at_ingest(
+    url: str, store: Settings, embedder: Embedder, tmp_path: Path
+) -> None:
+    from ingest.run import ingest_paths
+
+    folder = tmp_path / "folder"
+    (folder / "sub").mkdir(parents=True)
+    page = (VIGNETTES / "rstan-stanfit-objects.html").read_bytes()
+    (folder / "stanfit.html").write_bytes(page)
+    (folder / "sub" / "note.md").write_bytes(b"# Gate\n\nThe garden gate sticks in winter.\n")
+    ingest_paths(store.model_copy(update={"collection": "folder"}), [folder], embedder=embedder)
+
+    documents = listed(url, collection="folder")
+    assert documents["file:stanfit.html"]["format"] == "html"
+    assert documents["file:sub/note.md"]["source"] == "sub/note.md"
+    html = httpx.get(doc_url(url, "file:stanfit.html", "/file"), params={"collection": "folder"})
+    assert html.status_code == 200 and html.content == page
+    assert html.headers["content-type"].startswith("text/html")
+    assert html.headers["content-security-policy"] == "sandbox"  # its scripts never run here
+    note = httpx.get(f"{url}/v1/documents/file:sub/note.md/file", params={"collection": "folder"})
+    assert note.status_code == 200 and note.content.startswith(b"# Gate")
+    outside = httpx.get(
+        doc_url(url, "file:../../etc/passwd", "/file"), params={"collection": "folder"}
+    )
+    assert outside.status_code == 404  # only documents ingest recorded have a file
+
+
+def test_a_50_mb_file_passes_the_default_limits(url: str) -> None:
+    """The defaults take a 50 MB PDF: streamed to disk, kept by hash, read in a job (this one
+    is damaged, so the job skips it with the reader's reason instead of embedding 50 MB)."""
+    data = b"%PDF-1.7\n" + bytes(50 * 2**20)
+    response = upload(url, ("big.pdf", data))
+    assert response.status_code == 202, response.text
+    location = response.headers["location"]
+    deadline = time.monotonic() + 120
+    job = response.json()
+    while job["state"] in ("queued", "running") and time.monotonic() < deadline:
+        time.sleep(0.2)
+        job = httpx.get(url + location).json()
+    assert job["state"] == "done" and job["documents"] == []
+    assert [s["file"] for s in job["skipped"]] == ["big.pdf"]
