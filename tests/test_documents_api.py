@@ -193,6 +193,9 @@ def test_collections_keep_documents_apart_and_are_models(url: str) -> None:
         assert "'cellar'" in response.json()["detail"]
     bad = httpx.post(f"{url}/v1/documents", params={"collection": "a/../b"}, json=text)
     assert bad.status_code == 422 and "collection name" in bad.json()["detail"]
+    empty = httpx.post(f"{url}/v1/documents", params={"collection": "pantry"}, json={})
+    assert empty.status_code == 422  # and a bad upload creates no collection:
+    assert httpx.get(f"{url}/v1/documents", params={"collection": "pantry"}).status_code == 404
 
 
 def test_the_list_pages_with_a_cursor(url: str) -> None:
