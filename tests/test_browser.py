@@ -10,7 +10,9 @@ The Documents view runs against an empty store of its own (uploads write into it
 from tests/data/r-vignettes uploaded through the file picker, a note and a broken "PDF" dropped
 on the drop zone, the job followed to its end, the list, a question answered from the PDF with
 its page shown and the file opened at that page, deletes (one refused by the server, its
-message shown). Screenshot: tests/artifacts/documents.png.
+message shown). Screenshot: tests/artifacts/documents.png. Behind API keys: the refusals shown,
+the key sent (the file opened through it), and a new collection made by an upload, which the
+collection selector then offers for asking and listing.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.remote.webelement import WebElement
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
@@ -494,3 +496,27 @@ def test_documents_with_keys_show_refusals_and_send_the_key(
     assert browser.execute_script("return document.contentType") == "application/pdf"
     browser.close()
     browser.switch_to.window(first)
+
+    # a new collection, named in the upload box: the selector appears and picks the corpus
+    assert not browser.find_element(By.ID, "collection-field").is_displayed()
+    target = browser.find_element(By.ID, "upload-target")
+    target.clear()
+    target.send_keys("notes")
+    note = {"kettle.md": "# Kettles\n\nThe Brewmaster kettle boils a litre in 94 seconds.\n"}
+    follow_upload(browser, lambda: drop_files(browser, note))
+    selector = browser.find_element(By.ID, "collection")
+    WebDriverWait(browser, WAIT_S).until(lambda _: selector.is_displayed())
+    assert selector.get_attribute("value") == "notes"
+    options = {o.text for o in selector.find_elements(By.TAG_NAME, "option")}
+    assert options == {"citeqa", "notes"}
+    document_row(browser, NOTE_ID)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#documents-body tr")) == 1
+    browser.find_element(By.ID, "tab-ask").click()
+    turn = ask(browser, "How many seconds does the Brewmaster kettle take to boil a litre?")
+    assert "94 seconds" in turn.find_element(By.CSS_SELECTOR, ".answer-text").text
+    turn.find_element(By.CSS_SELECTOR, ".answer-text button.cite").click()
+    assert "kettle.md (collection notes)" in browser.find_element(By.ID, "citation-where").text
+    Select(selector).select_by_visible_text("citeqa")
+    browser.find_element(By.ID, "tab-documents").click()
+    document_row(browser, f"upload:{SMALL_PDF.name}")
+    assert browser.find_element(By.ID, "upload-target").get_attribute("value") == "citeqa"
