@@ -295,21 +295,17 @@ def follow_upload(driver: webdriver.Chrome, start: Callable[[], None]) -> list[s
     return seen
 
 
+def rows_of(driver: webdriver.Chrome, doc_id: str) -> list[WebElement]:
+    """The list's rows of a document, found in one call (the list may be redrawn any time)."""
+    return driver.find_elements(By.CSS_SELECTOR, f'#documents-body tr[data-id="{doc_id}"]')
+
+
 def document_row(driver: webdriver.Chrome, doc_id: str) -> WebElement:
+    """A document's row, once the list has loaded and shows it."""
+    table = driver.find_element(By.ID, "documents-table")
     wait = WebDriverWait(driver, WAIT_S)
-    wait.until(
-        lambda d: d.find_element(By.ID, "documents-table").get_attribute("data-state") == "ready"
-    )
-    return wait.until(
-        lambda d: next(
-            (
-                r
-                for r in d.find_elements(By.CSS_SELECTOR, "#documents-body tr")
-                if r.get_attribute("data-id") == doc_id
-            ),
-            False,
-        )
-    )
+    wait.until(lambda _: table.get_attribute("data-state") == "ready")
+    return wait.until(lambda d: next(iter(rows_of(d, doc_id)), False))
 
 
 def listed_ids(server: LiveServer) -> set[str]:
@@ -396,15 +392,7 @@ def test_documents_upload_list_ask_open_and_delete(
     assert PDF_ID in listed_ids(server)
     row.find_element(By.CSS_SELECTOR, "button.delete").click()
     row.find_element(By.CSS_SELECTOR, "button.confirm-delete").click()
-    WebDriverWait(browser, WAIT_S).until(
-        lambda d: (
-            not [
-                r
-                for r in d.find_elements(By.CSS_SELECTOR, "#documents-body tr")
-                if r.get_attribute("data-id") == PDF_ID
-            ]
-        )
-    )
+    WebDriverWait(browser, WAIT_S).until(lambda d: not rows_of(d, PDF_ID))
     assert PDF_ID not in listed_ids(server)
 
     assert severe_console_messages(browser) == []
