@@ -425,7 +425,11 @@
   }
 
   async function upload(files) {
-    if (!files.length || state.docs.busy) return;
+    if (!files.length) return;
+    if (state.docs.busy) {
+      showDocumentsError("An upload is running: add these files once it has finished.");
+      return;
+    }
     state.docs.busy = true;
     $("drop-zone").classList.add("busy");
     showDocumentsError("");
