@@ -235,6 +235,21 @@ def test_upload_limits_are_their_own(store: Settings, embedder: Embedder) -> Non
     with LiveServer(app) as server:
         refused = upload(server.url, ("lme4-PLSvGLS.pdf", big))
         assert refused.status_code == 413 and "request body" in refused.json()["detail"]
+        head = b'--b\r\nContent-Disposition: form-data; name="files"; filename="x.pdf"\r\n\r\n'
+
+        def chunked() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+            yield head
+            for start in range(0, len(big), 8192):
+                yield big[start : start + 8192]
+            yield b"\r\n--b--\r\n"
+
+        streamed = httpx.post(
+            f"{server.url}/v1/documents",
+            content=chunked(),
+            headers={"Content-Type": "multipart/form-data; boundary=b"},
+        )
+        assert streamed.status_code == 413
+        assert "CITEQA_MAX_UPLOAD_BYTES" in streamed.json()["detail"]
 
 
 def test_writes_need_a_write_key(store: Settings, embedder: Embedder) -> None:
