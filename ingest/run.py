@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+from chromadb.api import ClientAPI
 
 from citeqa.config import Settings
 from citeqa.embedding import Embedder, MiniLMOnnxEmbedder, build_embedder
@@ -41,14 +42,17 @@ class _BuiltOnFirstUse:
 
 
 def build_ingestor(
-    settings: Settings, embedder: Embedder | None = None, index: Index | None = None
+    settings: Settings,
+    embedder: Embedder | None = None,
+    index: Index | None = None,
+    client: ClientAPI | None = None,
 ) -> Ingestor:
     """An ingestor for ``settings``; without ``embedder``, the local model is loaded only
     once there is something to embed."""
     if embedder is None:
         local = settings.embed_backend == "minilm-onnx"
         embedder = _BuiltOnFirstUse(settings) if local else build_embedder(settings)
-    client = connect(settings)
+    client = client or connect(settings)
     index = index or open_index(client, settings.collection, embedder, create=True)
     chunker = SentenceChunker(
         max_tokens=settings.chunk_max_tokens, count_tokens=embedder.count_tokens
@@ -61,11 +65,19 @@ def ingest_paths(
     paths: Sequence[Path],
     progress: Reporter | None = None,
     embedder: Embedder | None = None,
+    calibrate: bool = False,
 ) -> list[IngestSummary]:
-    """Ingest each path (a folder, a paper listing or a file) as its own source."""
+    """Ingest each path (a folder, a paper listing or a file) as its own source; then, when
+    ``calibrate`` and the collection changed materially, refit its answerability model
+    (``citeqa ingest --calibrate``)."""
     ingestor = build_ingestor(settings, embedder)
     limits = Limits(pdf_seconds=settings.pdf_time_limit_s)
-    return [ingestor.ingest_path(path, progress, limits) for path in paths]
+    summaries = [ingestor.ingest_path(path, progress, limits) for path in paths]
+    if calibrate:
+        from evals.calibrate import after_ingest  # numpy fitting: only when it may be needed
+
+        after_ingest(settings, ingestor.index, ingestor.embedder, summaries)
+    return summaries
 
 
 def ensure_ingested(
