@@ -354,13 +354,14 @@ def _compare(args: argparse.Namespace) -> int:
 
 
 def _draft(args: argparse.Namespace, settings: Settings) -> int:
-    from evals.draft import draft_items, write_draft
+    from evals.corpus import documents
+    from evals.draft import LLMQuestionWriter, draft_items, write_draft
 
     if args.n < 1:
         raise UsageError("-n must be at least 1")
     engine = _open_engine(settings)
-    use_llm = settings.llm_configured and not args.no_llm
-    drafted = draft_items(engine, args.n, seed=args.seed, settings=settings if use_llm else None)
+    writer = LLMQuestionWriter(settings) if settings.llm_configured and not args.no_llm else None
+    drafted = draft_items(documents(engine.index), args.n, seed=args.seed, writer=writer)
     out = args.out or Path("eval-drafts") / f"{settings.collection}.jsonl"
     write_draft(drafted.items, out)
     print(drafted.describe())

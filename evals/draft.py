@@ -29,13 +29,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from evals.corpus import Document, Sentence, documents
+from citeqa.text import term_set
+from evals.corpus import Document, Sentence
 from evals.dataset import EvalItem, grounding_form, validate_against_corpus
 from evals.nearmiss import TEMPLATES, Paper, near_miss_questions, paper_name
 
 if TYPE_CHECKING:
     from citeqa.config import Settings
-    from service.engine import Engine
 
 NEAR_MISS_SHARE = 0.25
 MIN_WORDS, MAX_WORDS = 8, 40
@@ -166,7 +166,7 @@ def _number_fact(text: str) -> tuple[str, str] | None:
     m = usable[0]
     fact = m.group(0)
     after = text[m.end() :]
-    noun = re.match(r"\s+([a-z]+s)\b", after)
+    noun = re.match(r"\s+((?:[a-z]+\s+)?[a-z]+s)\b", after)
     if m.group(2):
         asked = "what percentage"
     elif noun and "." not in m.group(1):
@@ -263,10 +263,18 @@ def gives_away(question: str, fact: str) -> bool:
     return grounding_form(fact) in grounding_form(question)
 
 
-def draft_items(engine: Engine, n: int, seed: int = 0, settings: Settings | None = None) -> Drafted:
-    """About ``n`` items over the documents of ``engine``'s collection; with ``settings`` (an
-    LLM configured), the LLM words the fact questions."""
-    docs = documents(engine.index)
+def acceptable(question: str, fact: Fact) -> bool:
+    """An LLM's question passes when it does not state its answer and asks about its sentence:
+    at least two of the sentence's content terms besides the fact."""
+    shared = term_set(question) & (term_set(fact.sentence.text) - term_set(fact.fact))
+    return not gives_away(question, fact.fact) and len(shared) >= 2
+
+
+def draft_items(
+    docs: Sequence[Document], n: int, seed: int = 0, writer: LLMQuestionWriter | None = None
+) -> Drafted:
+    """About ``n`` items over ``docs`` (:func:`evals.corpus.documents` of a collection); with
+    ``writer``, the LLM words the fact questions."""
     rng = random.Random(seed)
     n_near = max(1, round(n * NEAR_MISS_SHARE)) if n > 1 else 0
     per_doc = []
@@ -275,7 +283,6 @@ def draft_items(engine: Engine, n: int, seed: int = 0, settings: Settings | None
         rng.shuffle(facts)
         per_doc.append(facts)
     chosen = _round_robin(per_doc, n - n_near)
-    writer = LLMQuestionWriter(settings) if settings is not None else None
     drafted = Drafted(items=[])
     texts = {doc.source: doc.text for doc in docs}
     titles = {doc.title: doc.text for doc in docs}
@@ -283,7 +290,7 @@ def draft_items(engine: Engine, n: int, seed: int = 0, settings: Settings | None
         question, tags = fact.question, ["offline"]
         if writer is not None:
             written = writer.write(fact)
-            if written is not None and not gives_away(written, fact.fact):
+            if written is not None and acceptable(written, fact):
                 question, tags = written, ["llm"]
                 drafted.llm_written += 1
             else:

@@ -10,14 +10,27 @@ from typing import Any
 
 import pytest
 
+from citeqa.config import Settings
 from evals import metrics as m
 from evals.cli import UsageError, _baseline, parse_fail_under
 from evals.compare import bootstrap_ci, flipped, load_run, metric_rows, write_compare
-from evals.corpus import collection_for
+from evals.corpus import Document, Sentence, collection_for
 from evals.dataset import EvalItem, grounding_form, same_source, validate_against_corpus
-from evals.draft import _name_fact, _number_fact, gives_away, is_prose, parse_question
+from evals.draft import (
+    Fact,
+    LLMQuestionWriter,
+    _name_fact,
+    _number_fact,
+    acceptable,
+    draft_items,
+    facts_of,
+    gives_away,
+    is_prose,
+    parse_question,
+)
 from evals.junit import junit_xml
 from evals.runner import item_failures, summarise
+from tests.fakes.openai_server import FakeOpenAIServer, Reply
 
 DOC = "lme4-PLSvGLS.pdf"
 
@@ -392,3 +405,66 @@ def test_llm_questions_are_parsed_and_checked() -> None:
     assert parse_question("not json") is None
     assert gives_away("Were 18 subjects followed?", "18")
     assert not gives_away("How many subjects were followed?", "18")
+
+
+def _documents() -> list[Document]:
+    sentences = [
+        Sentence("The sleep study followed 18 subjects over ten days of deprivation.", 3),
+        Sentence(
+            "The new code uses a single routine aeqSurv to deal with ties in all functions.", 4
+        ),
+        Sentence("The estimates were computed on 250 bootstrap samples of the data set.", 5),
+    ]
+    text = " ".join(s.text for s in sentences)
+    return [Document("file:" + DOC, DOC, "Mixed models in lme4", text, sentences)]
+
+
+def test_the_llm_words_questions_and_each_is_checked_against_its_source(tmp_path: Path) -> None:
+    """A good LLM question is kept; one that states its answer, one about something else and a
+    reply without JSON fall back to the offline wording."""
+    replies = [
+        json.dumps({"question": "How many subjects took part in the lme4 sleep study?"}),
+        json.dumps({"question": "Does the aeqSurv routine deal with ties?"}),  # gives it away
+        "I cannot help with that.",  # no JSON
+    ]
+    with FakeOpenAIServer() as srv:
+        srv.enqueue(*(Reply(r) for r in replies))
+        settings = Settings(llm_base_url=srv.base_url, llm_api_key="test", data_dir=tmp_path)
+        drafted = draft_items(_documents(), 4, writer=LLMQuestionWriter(settings))
+        prompts = [r.messages[0]["content"] for r in srv.history]
+    assert (drafted.llm_written, drafted.llm_rejected, drafted.facts) == (1, 2, 3)
+    by_fact = {item.key_facts[0]: item for item in drafted.items if item.type == "fact"}
+    assert drafted.near_misses == len(drafted.items) - 3
+    assert by_fact["18"].question == "How many subjects took part in the lme4 sleep study?"
+    assert "llm" in by_fact["18"].tags and by_fact["18"].gold_pages == {DOC: [3]}
+    assert by_fact["aeqSurv"].question.startswith("According to Mixed models")
+    assert "offline" in by_fact["aeqSurv"].tags
+    assert any('"The sleep study followed 18 subjects' in p for p in prompts)
+    assert not acceptable("What is the capital of France, in lme4?", _facts()[0])
+
+
+def _facts() -> list[Fact]:
+    return list(facts_of(_documents()[0]))
+
+
+def test_offline_draft_asks_for_each_fact_once_with_its_page() -> None:
+    facts = _facts()
+    assert [(f.fact, f.sentence.page) for f in facts] == [("18", 3), ("aeqSurv", 4), ("250", 5)]
+    assert facts[2].question == (
+        "According to Mixed models in lme4, the estimates were computed on how many bootstrap "
+        "samples of the data set?"
+    )
+
+
+def test_a_document_that_mentions_every_asked_name_scores_exactly_one() -> None:
+    """Found in a cross-process rerun of the flow test: the share of names summed a set (order
+    set by the process's hash seed) over a list, so 0.6000000000000001 / 0.6 fell below 1.0 in
+    some processes and the answerability of one item changed from run to run."""
+    from itertools import permutations
+
+    from service.evidence import NameMatch
+
+    weights = {"Alpha": 0.1, "Beta": 0.2, "Gamma": 0.3}
+    for asked in permutations(weights):
+        match = NameMatch(list(asked), {n: weights[n] for n in asked}, {"doc": set(weights)})
+        assert match.share("doc") == 1.0, asked
