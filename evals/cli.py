@@ -212,7 +212,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         engine.check_top_k(args.top_k)
     except InputError as exc:
         raise UsageError(exc.message) from exc
-    _warn_unknown_gold(engine, items)
+    _warn_dataset_problems(engine, items)
     judge = LLMJudge(settings, cache_dir=DEFAULT_CACHE_DIR) if args.judge == "llm" else None
     result = run_eval(
         engine,
@@ -302,21 +302,27 @@ def _gate(
     return EXIT_OK
 
 
-def _warn_unknown_gold(engine: Any, items: Sequence[Any]) -> None:
-    """A warning for each gold doc the collection does not hold (its items will fail)."""
-    from evals.corpus import documents
-    from evals.dataset import same_source
+MAX_WARNINGS = 10
 
-    wanted = {doc for item in items for doc in item.gold_docs}
-    if not wanted:
+
+def _warn_dataset_problems(engine: Any, items: Sequence[Any]) -> None:
+    """Warnings for the items with gold docs whose gold is not in the collection or whose key
+    facts its text does not state (:func:`evals.dataset.validate_against_corpus`): they will
+    fail, and the dataset or the extraction needs a look."""
+    from evals.corpus import documents
+    from evals.dataset import validate_against_corpus
+
+    with_docs = [item for item in items if item.gold_docs]
+    if not with_docs:
         return
-    held = [doc.source for doc in documents(engine.index)]
-    for doc in sorted(wanted):
-        if not any(same_source(source, doc) for source in held):
-            print(
-                f"warning: gold doc {doc!r} is not in collection {engine.settings.collection!r}",
-                file=sys.stderr,
-            )
+    docs = documents(engine.index)
+    problems = validate_against_corpus(
+        with_docs, {d.title: d.text for d in docs}, {d.source: d.text for d in docs}
+    )
+    for problem in problems[:MAX_WARNINGS]:
+        print(f"warning: {problem} (collection {engine.settings.collection!r})", file=sys.stderr)
+    if len(problems) > MAX_WARNINGS:
+        print(f"warning: ... and {len(problems) - MAX_WARNINGS} more", file=sys.stderr)
 
 
 def _judge_verdict(health: dict[str, Any] | None, max_failed_share: float) -> int:

@@ -61,7 +61,7 @@ class EvalItem(BaseModel):
         for doc, pages in self.gold_pages.items():
             if doc not in self.gold_docs:
                 raise ValueError(f"gold_pages names {doc!r}, which is not in gold_docs")
-            if not pages or any(page < 1 for page in pages):
+            if any(page < 1 for page in pages):  # [] : a document without pages (HTML)
                 raise ValueError(f"gold_pages of {doc!r} must be 1-based page numbers")
         return self
 

@@ -56,6 +56,7 @@ def _item(**overrides: Any) -> EvalItem:
 def test_gold_docs_alone_make_an_answerable_item() -> None:
     item = _item()
     assert item.gold_titles == [] and item.gold_docs == [DOC] and item.tags == ["lme4"]
+    assert _item(gold_pages={DOC: []}).gold_pages == {DOC: []}  # a document without pages
 
 
 @pytest.mark.parametrize(
@@ -64,7 +65,6 @@ def test_gold_docs_alone_make_an_answerable_item() -> None:
         ({"gold_docs": [], "gold_pages": {}}, "gold title or gold doc"),
         ({"gold_pages": {"other.pdf": [1]}}, "not in gold_docs"),
         ({"gold_pages": {DOC: [0]}}, "1-based"),
-        ({"gold_pages": {DOC: []}}, "1-based"),
         ({"type": "unanswerable", "key_facts": [], "gold_pages": {}}, "unanswerable items"),
         ({"type": "multi"}, "two distinct"),
     ],

@@ -169,7 +169,7 @@ def test_the_gate_fails_on_a_forced_regression_naming_the_metric(flow: dict[str,
     assert before and before > 0.1, "the drafted items must cite their documents at first"
     result = flow["b"]
     assert result.returncode == 1, result.stdout + result.stderr
-    assert f"gold doc {flow['removed']!r} is not in collection" in result.stderr
+    assert f"gold doc not in corpus: {flow['removed']!r}" in result.stderr
     line = next(x for x in result.stderr.splitlines() if x.startswith("FAIL gold_doc_cited"))
     assert f"{before:.4f} (baseline) ->" in line and "tolerance" in line
     assert "worst items on gold_doc_cited" in result.stderr
