@@ -468,3 +468,22 @@ def test_a_document_that_mentions_every_asked_name_scores_exactly_one() -> None:
     for asked in permutations(weights):
         match = NameMatch(list(asked), {n: weights[n] for n in asked}, {"doc": set(weights)})
         assert match.share("doc") == 1.0, asked
+
+
+def test_compare_reports_the_judges_health(tmp_path: Path) -> None:
+    run_a, run_b = _runs(tmp_path)
+    summary = json.loads((run_b / "summary.json").read_text(encoding="utf-8"))
+    summary["judge_health"] = {
+        "judged": 30,
+        "failed": 10,
+        "not_applicable": 0,
+        "failed_share": 0.25,
+        "failure_reasons": {"the reply is not JSON": 10},
+        "response_format": "json_schema",
+    }
+    (run_b / "summary.json").write_text(json.dumps(summary), encoding="utf-8")
+    paths = write_compare(run_a, run_b, tmp_path / "out")
+    line = "LLM judge B: judged 30, failed 10 (10 the reply is not JSON), not applicable 0"
+    assert line in paths["markdown"].read_text(encoding="utf-8")
+    assert line in paths["html"].read_text(encoding="utf-8")
+    assert "LLM judge A" not in paths["markdown"].read_text(encoding="utf-8")
