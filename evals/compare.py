@@ -70,6 +70,27 @@ def bootstrap_ci(values: Sequence[float], seed: int = SEED) -> tuple[float, floa
     return low, high
 
 
+def paired_delta_ci(
+    pairs: Sequence[tuple[float | None, float | None]], seed: int = SEED
+) -> tuple[float, float] | None:
+    """95% bootstrap interval of mean(B) - mean(A), resampling the items both runs answered
+    (each pair is one item's value in A and in B, None where the metric does not apply to it,
+    as refusal precision applies to refused items only); None without such items."""
+    if not any(a is not None for a, _ in pairs) or not any(b is not None for _, b in pairs):
+        return None
+    rng = random.Random(seed)
+    deltas = []
+    for _ in range(RESAMPLES):
+        sample = rng.choices(pairs, k=len(pairs))
+        mean_a = _mean([float(a) for a, _ in sample if a is not None])
+        mean_b = _mean([float(b) for _, b in sample if b is not None])
+        if mean_a is not None and mean_b is not None:
+            deltas.append(mean_b - mean_a)
+    deltas.sort()
+    low, high = percentile(deltas, 2.5), percentile(deltas, 97.5)
+    return None if low is None or high is None else (low, high)
+
+
 def _values(records: Sequence[Mapping[str, Any]], name: str) -> list[float]:
     return [float(v) for r in records if (v := r["metrics"].get(name)) is not None]
 
@@ -81,7 +102,7 @@ class MetricRow:
     a_ci: tuple[float, float] | None
     b: float | None
     b_ci: tuple[float, float] | None
-    delta_ci: tuple[float, float] | None  # paired over the items both runs scored
+    delta_ci: tuple[float, float] | None  # resampling the items of both runs together
 
     @property
     def delta(self) -> float | None:
@@ -109,15 +130,18 @@ def metric_rows(a: Run, b: Run) -> list[MetricRow]:
         if not va and not vb:
             continue
         pairs = [
-            float(rb["metrics"][name]) - float(ra["metrics"][name])
+            (ra["metrics"].get(name), rb["metrics"].get(name))
             for ra in a.records
             if (rb := b_ids.get(str(ra["id"]))) is not None
-            and ra["metrics"].get(name) is not None
-            and rb["metrics"].get(name) is not None
         ]
         rows.append(
             MetricRow(
-                name, _mean(va), bootstrap_ci(va), _mean(vb), bootstrap_ci(vb), bootstrap_ci(pairs)
+                name,
+                _mean(va),
+                bootstrap_ci(va),
+                _mean(vb),
+                bootstrap_ci(vb),
+                paired_delta_ci(pairs),
             )
         )
     return rows

@@ -13,7 +13,14 @@ import pytest
 from citeqa.config import Settings
 from evals import metrics as m
 from evals.cli import UsageError, _baseline, parse_fail_under
-from evals.compare import bootstrap_ci, flipped, load_run, metric_rows, write_compare
+from evals.compare import (
+    bootstrap_ci,
+    flipped,
+    load_run,
+    metric_rows,
+    paired_delta_ci,
+    write_compare,
+)
 from evals.corpus import Document, Sentence, collection_for
 from evals.dataset import EvalItem, grounding_form, same_source, validate_against_corpus
 from evals.draft import (
@@ -487,3 +494,13 @@ def test_compare_reports_the_judges_health(tmp_path: Path) -> None:
     assert line in paths["markdown"].read_text(encoding="utf-8")
     assert line in paths["html"].read_text(encoding="utf-8")
     assert "LLM judge A" not in paths["markdown"].read_text(encoding="utf-8")
+
+
+def test_the_difference_interval_holds_when_the_runs_score_different_items() -> None:
+    """Refusal precision applies to refused items only: A refused items 1 and 3 rightly, B
+    items 1 and 2, one wrongly. Pairing only items both runs scored gave Δ [0, 0] for a
+    difference of -0.5 (seen comparing rv-dev at top_k 5 and 10)."""
+    pairs: list[tuple[float | None, float | None]] = [(1.0, 1.0), (None, 0.0), (1.0, None)] * 10
+    low, high = paired_delta_ci(pairs) or (0.0, 0.0)
+    assert low <= -0.5 <= high and high < 0
+    assert paired_delta_ci([(None, 1.0)]) is None
