@@ -40,8 +40,8 @@ RUN pip install --no-deps /tmp/dist/citeqa-*.whl \
  && pip check \
  && rm -r /tmp/dist \
  && useradd --create-home --uid 10001 --shell /usr/sbin/nologin citeqa \
- && mkdir -p /data \
- && chown citeqa:citeqa /data
+ && mkdir -p /data/files \
+ && chown -R citeqa:citeqa /data
 
 USER citeqa
 WORKDIR /home/citeqa

@@ -1,4 +1,4 @@
-"""The `citeqa` command line: ingest, search, ask, chat, serve, eval.
+"""The `citeqa` command line: ingest, search, ask, documents, chat, serve, eval.
 
 Errors print one line to stderr and exit non-zero; no traceback reaches the user
 (set CITEQA_DEBUG=1 to see one).
@@ -32,6 +32,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.getLogger("ingest.progress").setLevel(logging.INFO)  # seen when not on a terminal
     try:
         settings = Settings()
+        if getattr(args, "collection", None):
+            settings = settings.model_copy(update={"collection": args.collection})
         return int(args.handler(args, settings) or 0)
     except CiteqaError as exc:
         return _fail(exc.message)
@@ -67,6 +69,15 @@ def _parser() -> argparse.ArgumentParser:
     sub.choices["ask"].add_argument("question")
     sub.choices["ask"].add_argument("-k", "--top-k", type=int, default=None)
     sub.choices["ask"].add_argument("--json", action="store_true", help="print the /v1/ask JSON")
+    _add(sub, "documents", cmd_documents, "List, show or delete the documents of a collection.")
+    docs = sub.choices["documents"].add_subparsers(dest="action", required=True)
+    docs.add_parser("list", help="every document: id, pages, chunks, title")
+    docs.add_parser("show", help="one document, as JSON").add_argument("id")
+    docs.add_parser("delete", help="delete a document and its chunks").add_argument("id")
+    for command in (*(sub.choices[n] for n in ("ingest", "search", "ask")), *docs.choices.values()):
+        command.add_argument(
+            "--collection", default=None, help="the collection (default: CITEQA_COLLECTION)"
+        )
     _add(sub, "chat", cmd_chat, "Chat in the terminal: streamed, cited answers and follow-ups.")
     _add(
         sub,
@@ -91,10 +102,13 @@ def _add(
 
 
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
+    from citeqa.store import check_collection_name
     from ingest.progress import for_stream
     from ingest.run import ingest_paths
 
     paths = args.paths or [settings.corpus_path]
+    if args.collection:
+        check_collection_name(args.collection)
     with hold_store(settings, "ingest"):
         for summary in ingest_paths(settings, paths, progress=for_stream(sys.stderr)):
             print(summary.line())
@@ -107,6 +121,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
     from service.engine import build_engine
 
     with hold_store(settings, "search"):
+        _require_collection(settings, args.collection)
         hits = build_engine(settings).search(args.query, args.k)
     if args.json:
         print(json.dumps([dict(h.public(), n=i + 1) for i, h in enumerate(hits)], indent=2))
@@ -122,6 +137,7 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     from service.engine import build_engine
 
     with hold_store(settings, "ask"):
+        _require_collection(settings, args.collection)
         answer = build_engine(settings).ask(args.question, args.top_k)
     if args.json:
         print(json.dumps(answer.public(), indent=2, ensure_ascii=False))
@@ -135,6 +151,36 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
         )
         print(f"[{citation.n}] {citation.title}" + (f" ({place})" if place else "") + link)
         print(textwrap.indent(textwrap.fill(f"\u201c{citation.quote}\u201d", 96), "    "))
+    return 0
+
+
+def _require_collection(settings: Settings, name: str | None) -> None:
+    """A collection named on the command line must exist (the default one is created)."""
+    if name:
+        from citeqa.store import connect, require_collection
+
+        require_collection(connect(settings), name)
+
+
+def cmd_documents(args: argparse.Namespace, settings: Settings) -> int:
+    from citeqa.catalog import Catalog, files_dir
+    from citeqa.embedding import build_embedder
+    from citeqa.store import connect, open_index, require_collection
+
+    with hold_store(settings, "documents"):
+        client = connect(settings)
+        require_collection(client, settings.collection)
+        index = open_index(client, settings.collection, build_embedder(settings), create=False)
+        catalog = Catalog(index, files_dir(settings.data_dir))
+        if args.action == "list":
+            for doc in catalog.documents():
+                pages = f"{doc.pages} p." if doc.pages else doc.format
+                print(f"{doc.id}\t{pages}\t{doc.chunks} chunks\t{doc.title}")
+        elif args.action == "show":
+            print(json.dumps(catalog.get(args.id).public(), indent=2, ensure_ascii=False))
+        else:
+            catalog.delete(args.id, client.get_max_batch_size())
+            print(f"deleted {args.id} from collection {settings.collection}")
     return 0
 
 

@@ -132,6 +132,12 @@ class Settings(BaseSettings):
         "except /healthz, /readyz, /metrics, GET / and /static/* needs `Authorization: Bearer "
         "<key>`. Never logged.",
     )
+    write_api_keys: SecretStr | None = Field(
+        None,
+        description="Comma-separated API keys (16+ characters each) that may also write: upload "
+        "(POST /v1/documents) and delete documents. Keys of api_keys only read (403 on writes). "
+        "When either setting is set, every write needs one of these. Never logged.",
+    )
     metrics_token: SecretStr | None = Field(
         None,
         description="Bearer token (16+ characters) of the Prometheus scraper: when set, /metrics "
@@ -151,6 +157,27 @@ class Settings(BaseSettings):
         ge=1024,
         description="Largest accepted request body in bytes; larger bodies get 413 before "
         "parsing, with or without Content-Length.",
+    )
+    max_upload_file_bytes: int = Field(
+        64 * 2**20,
+        ge=1024,
+        description="Largest file accepted by POST /v1/documents (413 above it).",
+    )
+    max_upload_bytes: int = Field(
+        256 * 2**20,
+        ge=1024,
+        description="Largest POST /v1/documents request, all files together (413 above it).",
+    )
+    upload_sync_bytes: int = Field(
+        2 * 2**20,
+        ge=0,
+        description="Uploads up to this size are ingested within the request (201); larger ones "
+        "in the background (202 and a job to poll).",
+    )
+    upload_timeout_s: float = Field(
+        600.0,
+        gt=0,
+        description="Seconds a client has to send a whole upload (408 after it).",
     )
     body_timeout_s: float = Field(
         15.0,
@@ -179,10 +206,12 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"CITEQA_METRICS_TOKEN needs {MIN_API_KEY_CHARS}+ visible ASCII characters"
             )
-        for key in self.api_key_list:
-            if not _API_KEY_RE.fullmatch(key):
+        for name, keys in (("API_KEYS", self.api_key_list), ("WRITE_API_KEYS", self.write_keys)):
+            for key in keys:
+                if _API_KEY_RE.fullmatch(key):
+                    continue
                 raise ValueError(
-                    f"CITEQA_API_KEYS: each key needs {MIN_API_KEY_CHARS}+ visible ASCII "
+                    f"CITEQA_{name}: each key needs {MIN_API_KEY_CHARS}+ visible ASCII "
                     "characters (generate one with `python -c 'import secrets; "
                     "print(secrets.token_urlsafe(32))'`)"
                 )
@@ -190,9 +219,13 @@ class Settings(BaseSettings):
 
     @property
     def api_key_list(self) -> list[str]:
-        """The configured API keys (empty: authentication is off)."""
-        raw = self.api_keys.get_secret_value() if self.api_keys else ""
-        return [key.strip() for key in raw.split(",") if key.strip()]
+        """The configured read keys (none, and no write keys: authentication is off)."""
+        return _split_keys(self.api_keys)
+
+    @property
+    def write_keys(self) -> list[str]:
+        """The configured write keys (they read too)."""
+        return _split_keys(self.write_api_keys)
 
     @property
     def llm_configured(self) -> bool:
@@ -205,6 +238,11 @@ class Settings(BaseSettings):
         if self.generator == "auto":
             return self.llm_configured
         return self.generator == "llm"
+
+
+def _split_keys(secret: SecretStr | None) -> list[str]:
+    raw = secret.get_secret_value() if secret else ""
+    return [key.strip() for key in raw.split(",") if key.strip()]
 
 
 @lru_cache(maxsize=1)

@@ -7,6 +7,9 @@ CiteqaError                  base; ``status`` is the HTTP status it maps to
 ├── StoreNotReadyError       the collection is missing or empty (503)
 ├── EmbeddingMismatchError   the collection was built with another embedding model (409)
 ├── StoreBusyError           another process holds the embedded store (409)
+├── NotFoundError            no such collection, document or job (404)
+├── TooLargeError            an upload over its size limit (413)
+├── TooSlowError             an upload that did not arrive in time (408)
 ├── LLMError                 the LLM endpoint failed after retries (502)
 │   └── LLMTimeoutError      ... or ran out of its deadline (504)
 └── ClientGoneError          the client disconnected; the answer was abandoned (499, never sent)
@@ -52,6 +55,24 @@ class StoreBusyError(CiteqaError):
     """Another citeqa process holds the embedded store's data folder (:mod:`citeqa.lock`)."""
 
     status = 409
+
+
+class NotFoundError(CiteqaError):
+    """A collection, document or job that does not exist; the message names it."""
+
+    status = 404
+
+
+class TooLargeError(CiteqaError):
+    """An uploaded file or upload request over its limit."""
+
+    status = 413
+
+
+class TooSlowError(CiteqaError):
+    """An upload whose body did not arrive within its time."""
+
+    status = 408
 
 
 class LLMError(CiteqaError):

@@ -101,6 +101,11 @@ def busy_message(folder: str, holder: Holder | None, command: str) -> str:
             f"{said}; to ingest, stop the server, run `citeqa ingest` and start the server "
             f"again, {SERVER_MODE}"
         )
+    if command == "documents":
+        return (
+            f"{said}; manage them through the server instead ({holder.address}/v1/documents), "
+            f"or stop the server, {SERVER_MODE}"
+        )
     return (
         f"{said}; ask the server instead (POST {holder.address}/v1/ask, GET "
         f"{holder.address}/v1/search), or stop the server, {SERVER_MODE}"

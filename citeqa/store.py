@@ -20,6 +20,7 @@ Requests to a Chroma server are bounded by :data:`CHROMA_TIMEOUT`.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -32,13 +33,20 @@ from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Where
 from chromadb.config import Settings as ChromaSettings
 
-from citeqa.errors import EmbeddingMismatchError, StoreNotReadyError, StoreUnavailableError
+from citeqa.errors import (
+    EmbeddingMismatchError,
+    InputError,
+    NotFoundError,
+    StoreNotReadyError,
+    StoreUnavailableError,
+)
 
 if TYPE_CHECKING:
     from citeqa.config import Settings
     from citeqa.embedding import Embedder
 
 SENTENCE_SUFFIX = "__sentences"
+JOBS_SUFFIX = "__jobs"  # upload jobs (service/jobs.py), beside the server's default collection
 DOC_CHUNKS = "doc_chunks"  # chunk metadata: chunks in this version of the document
 INGESTED_AT = "ingested_at"  # chunk metadata: start of the ingest run that wrote it (epoch s)
 
@@ -211,3 +219,56 @@ def get_all(
 
 def batches(items: list[Any], size: int) -> list[list[Any]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+# --------------------------------------------------------------------------- collections
+
+_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{1,61}[A-Za-z0-9]")
+
+
+def check_collection_name(name: str) -> str:
+    """``name`` when a user may create a collection by it: 3-63 letters, digits, ``-`` and
+    ``_``, starting and ending with a letter or digit, no ``__`` (the suffixes of the
+    collections citeqa keeps beside each index)."""
+    if not _NAME_RE.fullmatch(name) or "__" in name:
+        raise InputError(
+            f"invalid collection name {name!r}: use 3-63 letters, digits, '-' or '_', starting "
+            "and ending with a letter or digit (no '__')"
+        )
+    return name
+
+
+def collection_names(client: ClientAPI) -> list[str]:
+    """The citeqa indexes in the store: the collections that have a sentence collection."""
+    try:
+        names = {c if isinstance(c, str) else c.name for c in client.list_collections()}
+    except Exception as exc:
+        raise _classify(exc, "(all)") from exc
+    return sorted(n for n in names if n + SENTENCE_SUFFIX in names)
+
+
+def require_collection(client: ClientAPI, name: str) -> None:
+    """Raise :class:`NotFoundError` naming ``name`` unless that index exists."""
+    if name not in collection_names(client):
+        raise NotFoundError(f"collection {name!r} does not exist")
+
+
+def public_source(doc_id: str, source: str) -> str:
+    """Where a document comes from, without the server's own paths: the file relative to the
+    ingested folder ("notes/kettle.md"), the uploaded file name, the paper listing
+    ("ml_papers.txt"), or else the document id ("jsonl:<id>")."""
+    if doc_id.startswith("file:"):
+        return doc_id.removeprefix("file:")
+    kind, _, where = source.partition(":")
+    return where if kind in ("listing", "upload") else doc_id
+
+
+def delete_records(index: Index, where: Where, max_batch: int) -> int:
+    """Delete the chunks matching ``where``, then their sentences (a chunk that exists always
+    has its sentences); the number of chunks deleted."""
+    chunk_ids = get_all(index.chunks, [], where).ids
+    for group in batches(chunk_ids, max_batch):
+        index.chunks.delete(ids=group)
+    for group in batches(get_all(index.sentences, [], where).ids, max_batch):
+        index.sentences.delete(ids=group)
+    return len(chunk_ids)

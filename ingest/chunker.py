@@ -108,6 +108,8 @@ class SentenceChunker(NodeParser):
         }
         if layout is not None:
             metadata.update(_where(layout, start, end))
+        if document.metadata.get("file"):  # an upload's original, kept by ingest/uploads.py
+            metadata["file"] = document.metadata["file"]
         return TextNode(
             id_=chunk_id(str(document.metadata["doc_id"]), index, content),
             text=content,

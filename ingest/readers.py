@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from llama_index.core.schema import Document
 
@@ -128,13 +128,13 @@ def read_folder(root: Path) -> ReadResult:
             result.skipped.append((relative, reason))
             continue
         try:  # a file is read whole or skipped whole, never half
-            _add(result, _read_file(path, relative, result.source))
+            add_read(result, read_file(path, relative, result.source))
         except CorpusFormatError as exc:
             result.skipped.append((relative, exc.message))
     return result
 
 
-def _add(result: ReadResult, read: list[tuple[Document, Layout | None]]) -> None:
+def add_read(result: ReadResult, read: list[tuple[Document, Layout | None]]) -> None:
     for document, layout in read:
         result.documents.append(document)
         if layout is not None:
@@ -155,7 +155,12 @@ def _refusal(root: Path, path: Path) -> str | None:
     return None
 
 
-def _read_file(path: Path, relative: str, source: str) -> list[tuple[Document, Layout | None]]:
+def read_file(
+    path: Path, relative: str, source: str, prefix: str = "file:"
+) -> list[tuple[Document, Layout | None]]:
+    """The documents of one file, with their layouts: one, or one per JSONL record. Its id is
+    ``prefix`` + ``relative`` (the name the user knows it by; an upload's path is a hash), and
+    its title falls back to that name; :class:`CorpusFormatError` when it cannot be read."""
     data = path.read_bytes()
     kind = check_kind(path.suffix.lower(), data[:8192])
     if kind == "jsonl":
@@ -163,8 +168,8 @@ def _read_file(path: Path, relative: str, source: str) -> list[tuple[Document, L
     extracted = _extract(kind, data)
     if not extracted.text.strip():
         raise CorpusFormatError("no text in the file")
-    title = extracted.title or path.stem.replace("_", " ").replace("-", " ")
-    document = make_document(f"file:{relative}", title, extracted.text, source)
+    title = extracted.title or PurePosixPath(relative).stem.replace("_", " ").replace("-", " ")
+    document = make_document(f"{prefix}{relative}", title, extracted.text, source)
     return [(document, extracted.layout)]
 
 
@@ -214,7 +219,7 @@ def read_source(path: Path) -> ReadResult:
     if reason:
         raise InputError(f"{path}: {reason}")
     try:
-        _add(result, _read_file(path, path.name, result.source))
+        add_read(result, read_file(path, path.name, result.source))
     except CorpusFormatError as exc:
         raise CorpusFormatError(f"{path}: {exc.message}") from exc
     return result

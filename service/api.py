@@ -1,4 +1,5 @@
-"""The FastAPI app: /v1/ask, /v1/search, /healthz, /readyz.
+"""The FastAPI app: /v1/ask, /v1/search, /healthz, /readyz (the documents routes are in
+:mod:`service.documents_api`, the OpenAI-compatible ones in :mod:`service.chat_api`).
 
 Routes stay thin: they validate input with pydantic models, call the :class:`Engine` held in
 ``app.state`` (built once in the lifespan), and let one exception handler map
@@ -16,7 +17,7 @@ from typing import Annotated, Any
 
 import httpx
 from chromadb.errors import ChromaError
-from fastapi import Depends, FastAPI, Query, Request
+from fastapi import FastAPI, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -24,12 +25,16 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from citeqa import __version__
+from citeqa.catalog import files_dir
 from citeqa.config import Settings
-from citeqa.errors import CiteqaError, StoreUnavailableError
+from citeqa.errors import CiteqaError
 from service.answer import Citation
 from service.chat_api import OPENAI_PREFIXES, ask_event_stream, chat_router, openai_error_response
+from service.collections import Collections, default_engine, engine_for
 from service.docs import install_docs
+from service.documents_api import documents_router
 from service.engine import Engine, build_engine
+from service.jobs import JobStore, UploadRunner
 from service.observability import MetricsDep, configure_logging, install_observability
 from service.retrieval import MAX_TOP_K
 from service.security import install_security
@@ -46,6 +51,9 @@ class AskRequest(BaseModel):
         None, ge=1, le=MAX_TOP_K, description="Sources to retrieve (default from settings)."
     )
     stream: bool = Field(False, description="Server-sent events (see service/chat_api.py).")
+    collection: str | None = Field(
+        None, description="The collection to answer from (default: the server's own)."
+    )
 
 
 class SourceOut(BaseModel):
@@ -83,14 +91,7 @@ class SearchResponse(BaseModel):
     hits: list[SourceOut]
 
 
-def get_engine(request: Request) -> Engine:
-    engine: Engine | None = request.app.state.engine
-    if engine is None:
-        raise StoreUnavailableError(f"the store is not open yet: {request.app.state.startup_error}")
-    return engine
-
-
-EngineDep = Annotated[Engine, Depends(get_engine)]
+get_engine = default_engine  # the chat router's dependency
 
 
 def create_app(
@@ -109,17 +110,24 @@ def create_app(
         except CiteqaError as exc:  # serve healthz and 503s; readyz retries the store
             app.state.startup_error = exc.message
             log.error("engine not ready: %s", exc.message)
+        app.state.uploads = UploadRunner(
+            JobStore(app.state.collections.client, settings.collection),
+            files_dir(settings.data_dir),
+        )
         yield
+        app.state.uploads.close()
 
     app = FastAPI(
         title="citeqa", version=__version__, lifespan=lifespan, docs_url=None, redoc_url=None
     )
     app.state.settings = settings
     app.state.factory = factory
+    app.state.collections = Collections(settings, factory)
     _install_error_handlers(app)
     _install_routes(app)
     install_docs(app)
     app.include_router(chat_router)
+    app.include_router(documents_router)
     install_security(app, settings)
     install_observability(app, settings)  # last: outermost, so it sees the security refusals too
     return app
@@ -127,7 +135,8 @@ def create_app(
 
 def _install_routes(app: FastAPI) -> None:
     @app.post("/v1/ask", response_model=AskResponse)
-    async def ask(body: AskRequest, engine: EngineDep, metrics: MetricsDep) -> Any:
+    async def ask(body: AskRequest, request: Request, metrics: MetricsDep) -> Any:
+        engine = await engine_for(request, body.collection)
         if body.stream:
             return ask_event_stream(engine, body.question, body.top_k, metrics.observe_answer)
         answer = await run_in_threadpool(engine.ask, body.question, body.top_k)
@@ -136,13 +145,17 @@ def _install_routes(app: FastAPI) -> None:
 
     @app.get("/v1/search", response_model=SearchResponse)
     async def search(
-        engine: EngineDep,
+        request: Request,
         q: Annotated[
             str,
             Query(min_length=1, description="Query text (at most CITEQA_MAX_QUESTION_CHARS)."),
         ],
         k: Annotated[int, Query(ge=1, le=MAX_TOP_K, description="Hits to return.")] = 5,
+        collection: Annotated[
+            str | None, Query(description="The collection (default: the server's own).")
+        ] = None,
     ) -> dict[str, Any]:
+        engine = await engine_for(request, collection)
         hits = await run_in_threadpool(engine.search, q, k)
         return {"query": q, "hits": [dict(h.public(), n=i + 1) for i, h in enumerate(hits)]}
 
@@ -158,7 +171,8 @@ def _install_routes(app: FastAPI) -> None:
         if not ok:
             log.warning("not ready: %s", detail)
         body: dict[str, Any] = {"ready": ok}
-        if not request.app.state.settings.api_key_list:
+        settings = request.app.state.settings
+        if not (settings.api_key_list or settings.write_keys):
             body["detail"] = detail
         return JSONResponse(body, status_code=200 if ok else 503)
 

@@ -3,12 +3,12 @@
 Routes (``chat_router``, included by :func:`service.api.create_app`):
 
 * ``POST /v1/chat/completions``: the OpenAI Chat Completions shape, ``stream`` false or true;
-  the model is ``citeqa`` (any id listed by ``GET /v1/models``; others get 404
-  ``model_not_found``). A bearer token is accepted; the security middleware checks it when API
-  keys are configured. Stateless: the conversation comes in ``messages`` (at most
-  :data:`~service.chat.MAX_MESSAGES`, each at most :data:`~service.chat.MAX_MESSAGE_CHARS`
-  characters, the last one from the user). Sampling options (``temperature``...) are accepted
-  and ignored. ``top_k`` is an extension.
+  the model is a collection's name (``citeqa`` by default; any id listed by ``GET /v1/models``,
+  one per collection; others get 404 ``model_not_found``). A bearer token is accepted; the
+  security middleware checks it when API keys are configured. Stateless: the conversation comes
+  in ``messages`` (at most :data:`~service.chat.MAX_MESSAGES`, each at most
+  :data:`~service.chat.MAX_MESSAGE_CHARS` characters, the last one from the user). Sampling
+  options (``temperature``...) are accepted and ignored. ``top_k`` is an extension.
 * ``GET /v1/models``, ``GET /v1/models/{id}``.
 * ``GET``/``HEAD`` ``/`` and ``/static/{app.js,style.css}``: the web page (``service/static``);
   the page's text box takes ``max_question_chars`` characters, rendered in from the settings.
@@ -55,13 +55,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import CancelledError
 from contextlib import closing
 from dataclasses import asdict
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import anyio
 import anyio.from_thread
 import anyio.to_thread
 from anyio.abc import ObjectSendStream
-from fastapi import APIRouter, Depends, HTTPException, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -82,12 +82,12 @@ from service.chat import (
     Started,
     check_conversation,
 )
+from service.collections import engine_for
 from service.engine import Engine
 from service.retrieval import MAX_TOP_K, Hit
 
 log = logging.getLogger("citeqa.chat")
 
-MODEL_IDS = ("citeqa",)
 OPENAI_PREFIXES = ("/v1/chat", "/v1/models")
 KEEPALIVE_S = 10.0
 KEEPALIVE = ": keep-alive\n\n"
@@ -270,11 +270,17 @@ def openai_error_response(
     return JSONResponse(openai_error_body(status, kind, message), status, headers=headers)
 
 
-def check_model(model: str) -> None:
-    if model not in MODEL_IDS:
+async def model_ids(request: Request) -> list[str]:
+    """One model per collection: the model id is the collection's name."""
+    return await run_in_threadpool(request.app.state.collections.names)
+
+
+async def check_model(request: Request, model: str) -> None:
+    models = await model_ids(request)
+    if model not in models:
         raise ModelNotFoundError(
             f"The model `{model}` does not exist; GET /v1/models lists the available ones: "
-            + ", ".join(MODEL_IDS)
+            + ", ".join(models)
         )
 
 
@@ -504,13 +510,6 @@ def ask_event_stream(
 # --------------------------------------------------------------------------- routes
 
 
-def get_chat(request: Request) -> ChatService:
-    from service.api import get_engine  # late: service.api includes this router
-
-    return ChatService(get_engine(request))
-
-
-ChatDep = Annotated[ChatService, Depends(get_chat)]
 chat_router = APIRouter()
 
 
@@ -525,9 +524,10 @@ def _observer(request: Request) -> Observer | None:
     responses={200: {"content": _STREAM}, **_ERRORS},
 )
 async def chat_completions(
-    body: ChatCompletionRequest, chat: ChatDep, request: Request
+    body: ChatCompletionRequest, request: Request
 ) -> Response | dict[str, Any]:
-    check_model(body.model)
+    await check_model(request, body.model)
+    chat = ChatService(await engine_for(request, body.model))  # the model names a collection
     messages = body.conversation()
     check_conversation(messages)
     chat.engine.check_question(messages[-1]["content"])
@@ -561,13 +561,13 @@ def _model_card(model_id: str) -> dict[str, Any]:
 
 
 @chat_router.get("/v1/models", response_model=ModelListOut)
-async def list_models() -> dict[str, Any]:
-    return {"object": "list", "data": [_model_card(m) for m in MODEL_IDS]}
+async def list_models(request: Request) -> dict[str, Any]:
+    return {"object": "list", "data": [_model_card(m) for m in await model_ids(request)]}
 
 
 @chat_router.get("/v1/models/{model_id}", response_model=ModelOut, responses=_ERRORS)
-async def retrieve_model(model_id: str) -> dict[str, Any]:
-    check_model(model_id)
+async def retrieve_model(model_id: str, request: Request) -> dict[str, Any]:
+    await check_model(request, model_id)
     return _model_card(model_id)
 
 

@@ -359,7 +359,7 @@ class RedactingFilter(logging.Filter):
 
 def settings_secrets(settings: Settings) -> list[str]:
     """Every secret value in ``settings`` (the filter redacts them verbatim)."""
-    secrets = list(settings.api_key_list)
+    secrets = settings.api_key_list + settings.write_keys
     for secret in (settings.llm_api_key, settings.metrics_token):
         if secret is not None:
             secrets.append(secret.get_secret_value())

@@ -9,22 +9,26 @@ refusals itself, in the shape the clients of the path expect: the OpenAI error e
 
 Checks, in order:
 
-1. **API key** (401) when ``api_keys`` is set. Public: ``/healthz``, ``/readyz`` (it says ready or
-   not and nothing else while keys are set), and ``GET``/``HEAD`` of ``/`` and ``/static/*`` (the
-   web page's assets; the page then sends the key its user types). ``/metrics`` has its own
-   credential, ``metrics_token`` (the scraper's bearer token): with it set, only that token opens
-   it; unset, it is open without ``api_keys`` and closed (403) with them. Probes and scrapers
-   never spend a client's rate-limit budget.
+1. **API key** (401) when ``api_keys`` or ``write_api_keys`` is set. Public: ``/healthz``,
+   ``/readyz`` (it says ready or not and nothing else while keys are set), and ``GET``/``HEAD``
+   of ``/`` and ``/static/*`` (the web page's assets; the page then sends the key its user
+   types). ``/metrics`` has its own credential, ``metrics_token`` (the scraper's bearer token):
+   with it set, only that token opens it; unset, it is open without keys and closed (403) with
+   them. Probes and scrapers never spend a client's rate-limit budget.
    Keys are compared with :func:`hmac.compare_digest` against every configured key.
    A websocket without a key is closed with code 1008 (there is none today; a future one is
-   covered too).
+   covered too). **Write scope** (403): a POST or DELETE under ``/v1/documents`` needs a key of
+   ``write_api_keys`` (they also read); keys of ``api_keys`` only read.
 2. **Rate limit** (429 with ``Retry-After``): a token bucket per key holding
    ``rate_limit_per_min`` tokens, refilled continuously. Only with keys: without them there is
    no client identity worth trusting (behind a proxy every client shares one IP), so limit by IP
    in the proxy. Buckets live in this process: with several workers, each has its own.
 3. **Body size** (413): a declared ``Content-Length`` over ``max_body_bytes`` is refused without
    reading; otherwise the body is buffered up to the limit (chunked bodies included) and replayed
-   to the app, so nothing downstream ever sees more than the limit.
+   to the app, so nothing downstream ever sees more than the limit. The upload route
+   (``POST /v1/documents``) is the exception: a declared length over ``max_upload_bytes`` is
+   refused here, and otherwise its body goes to the route unbuffered, which streams it to disk
+   under its own limits and time (:mod:`service.documents_api`).
 4. **Body time** (408, then the connection is closed): the whole body must arrive within
    ``body_timeout_s``; a client that sends part of a body and stalls holds no socket and no
    worker beyond that. (The time to send the headers is the reverse proxy's to bound:
@@ -48,6 +52,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from citeqa.config import Settings
 
 OPENAI_PREFIXES = ("/v1/chat", "/v1/models")
+DOCUMENTS_PATH = "/v1/documents"
 _READ_METHODS = frozenset({"GET", "HEAD"})
 
 
@@ -172,6 +177,16 @@ class RateLimiter:
 # --------------------------------------------------------------------------- middleware
 
 
+def is_write(method: str, path: str) -> bool:
+    """Requests that change the documents: they need a write key when keys are set."""
+    return method in ("POST", "DELETE", "PUT", "PATCH") and path.startswith(DOCUMENTS_PATH)
+
+
+def is_upload(method: str, path: str) -> bool:
+    """The upload route reads (and limits) its own, large body."""
+    return method == "POST" and path.rstrip("/") == DOCUMENTS_PATH
+
+
 class SecurityMiddleware:
     """Auth, then rate limit, then body cap; see the module docstring."""
 
@@ -183,9 +198,13 @@ class SecurityMiddleware:
         max_body_bytes: int,
         metrics_token: KeyRing | None = None,
         body_timeout_s: float = 15.0,
+        read_only_keys: int = 0,
+        max_upload_bytes: int = 0,
     ) -> None:
         self.app = app
         self.keys = keys
+        self.read_only_keys = read_only_keys  # keys[:read_only_keys] may not write
+        self.max_upload_bytes = max_upload_bytes
         self.body_timeout_s = body_timeout_s
         self.metrics_token = metrics_token or KeyRing(())
         self.limiter = limiter
@@ -199,6 +218,11 @@ class SecurityMiddleware:
             await self.app(scope, receive, send)
             return
         refusal = self.check_access(scope)
+        if refusal is None and is_upload(scope["method"], scope["path"]):
+            if not _declared_over(scope, self.max_upload_bytes):
+                await self.app(scope, receive, send)
+                return
+            refusal = _too_large(self.max_upload_bytes)
         if refusal is None:
             body = None
             with anyio.move_on_after(self.body_timeout_s) as waited:
@@ -221,6 +245,8 @@ class SecurityMiddleware:
         key = self.keys.match(Headers(scope=scope).get("authorization"))
         if key is None:
             return _unauthorized()
+        if key < self.read_only_keys and is_write(scope.get("method", "GET"), scope["path"]):
+            return _read_only()
         wait = self.limiter.wait_for(key)
         return _rate_limited(wait) if wait > 0 else None
 
@@ -234,8 +260,7 @@ class SecurityMiddleware:
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> list[Message] | None:
     """The request's messages up to the end of its body, or None once it exceeds ``limit``."""
-    declared = Headers(scope=scope).get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if _declared_over(scope, limit):
         return None
     messages: list[Message] = []
     size = 0
@@ -249,6 +274,11 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> list[Message]
             return None
         if not message.get("more_body", False):
             return messages
+
+
+def _declared_over(scope: Scope, limit: int) -> bool:
+    declared = Headers(scope=scope).get("content-length")
+    return declared is not None and declared.isdigit() and int(declared) > limit
 
 
 def _replay(messages: list[Message], receive: Receive) -> Receive:
@@ -278,6 +308,17 @@ def _metrics_closed() -> Refusal:
         kind="Forbidden",
         message="/metrics is closed while API keys are set: give the scraper its own token "
         "(CITEQA_METRICS_TOKEN)",
+        openai_type="invalid_request_error",
+        openai_code=None,
+    )
+
+
+def _read_only() -> Refusal:
+    return Refusal(
+        status=403,
+        kind="Forbidden",
+        message="this API key may only read: uploads and deletes need a write key "
+        "(CITEQA_WRITE_API_KEYS)",
         openai_type="invalid_request_error",
         openai_code=None,
     )
@@ -323,7 +364,9 @@ def install_security(
     """Add :class:`SecurityMiddleware` configured from ``settings``."""
     app.add_middleware(
         SecurityMiddleware,
-        keys=KeyRing(settings.api_key_list),
+        keys=KeyRing(settings.api_key_list + settings.write_keys),
+        read_only_keys=len(settings.api_key_list),
+        max_upload_bytes=settings.max_upload_bytes,
         limiter=RateLimiter(settings.rate_limit_per_min, clock),
         max_body_bytes=settings.max_body_bytes,
         body_timeout_s=settings.body_timeout_s,

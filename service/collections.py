@@ -1,0 +1,74 @@
+"""One engine per collection: built on first use, then kept (its BM25 snapshot with it).
+
+The server's own collection (``Settings.collection``) is the engine the app opens at startup
+(``app.state.engine``); any other collection a request names (``collection`` on ask, search and
+the documents routes, ``model`` on chat completions) gets its engine here, from the same
+factory with the collection swapped in, so the embedder is shared and each collection keeps its
+own lexical snapshot. A name that is not an index in the store is a 404 naming it; uploads may
+create one (:meth:`Collections.get` with ``create``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from chromadb.api import ClientAPI
+from fastapi import Request
+from fastapi.concurrency import run_in_threadpool
+
+from citeqa.config import Settings
+from citeqa.errors import StoreUnavailableError
+from citeqa.store import check_collection_name, collection_names, connect, require_collection
+from service.engine import Engine
+
+
+class Collections:
+    """The engines of the collections other than the server's own."""
+
+    def __init__(self, settings: Settings, factory: Callable[[Settings], Engine]) -> None:
+        self.settings = settings
+        self.factory = factory
+        self._engines: dict[str, Engine] = {}
+        self._client: ClientAPI | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def client(self) -> ClientAPI:
+        if self._client is None:
+            self._client = connect(self.settings)
+        return self._client
+
+    def names(self) -> list[str]:
+        """Every collection of the store, the server's own included."""
+        return sorted({self.settings.collection, *collection_names(self.client)})
+
+    def get(self, name: str, create: bool = False) -> Engine:
+        """The engine of collection ``name`` (blocking: it may open the collection)."""
+        with self._lock:
+            engine = self._engines.get(name)
+            if engine is None:
+                if create:
+                    check_collection_name(name)
+                else:
+                    require_collection(self.client, name)
+                engine = self.factory(self.settings.model_copy(update={"collection": name}))
+                self._engines[name] = engine
+            return engine
+
+
+def default_engine(request: Request) -> Engine:
+    """The engine of the server's own collection."""
+    engine: Engine | None = request.app.state.engine
+    if engine is None:
+        raise StoreUnavailableError(f"the store is not open yet: {request.app.state.startup_error}")
+    return engine
+
+
+async def engine_for(request: Request, name: str | None, create: bool = False) -> Engine:
+    """The engine of collection ``name`` (None: the server's own)."""
+    settings: Settings = request.app.state.settings
+    if name is None or name == settings.collection:
+        return default_engine(request)
+    collections: Collections = request.app.state.collections
+    return await run_in_threadpool(collections.get, name, create)

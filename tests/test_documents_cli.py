@@ -1,0 +1,56 @@
+"""`citeqa documents list|show|delete` and `--collection`: output and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from citeqa.cli import main
+
+pytestmark = pytest.mark.integration
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_documents_of_a_collection_are_listed_shown_and_deleted(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("CITEQA_DATA_DIR", str(tmp_path / "store"))
+    folder = tmp_path / "notes"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "a.md").write_text("# Ladder\n\nThe ladder is in the garage.\n")
+    (folder / "sub" / "b.md").write_text("# Hose\n\nThe hose hangs on the wall.\n")
+    assert run(capsys, "ingest", str(folder), "--collection", "notes")[0] == 0
+
+    code, out, _ = run(capsys, "documents", "list", "--collection", "notes")
+    assert code == 0
+    assert [line.split("\t")[0] for line in out.splitlines()] == ["file:a.md", "file:sub/b.md"]
+    code, out, _ = run(capsys, "documents", "show", "file:a.md", "--collection", "notes")
+    shown = json.loads(out)
+    assert shown["source"] == "a.md" and shown["format"] == "markdown"
+    assert shown["bytes"] == (folder / "a.md").stat().st_size and shown["collection"] == "notes"
+    assert run(capsys, "documents", "delete", "file:a.md", "--collection", "notes")[0] == 0
+    _, out, _ = run(capsys, "documents", "list", "--collection", "notes")
+    assert "file:a.md" not in out and "file:sub/b.md" in out
+    code, out, _ = run(capsys, "search", "garden hose", "--collection", "notes", "--json")
+    assert code == 0 and json.loads(out)[0]["doc_id"] == "file:sub/b.md"
+
+    failures = {
+        ("documents", "show", "file:a.md", "--collection", "notes"): "document 'file:a.md'",
+        ("documents", "list", "--collection", "cellar"): "collection 'cellar' does not exist",
+        ("ask", "where is the hose?", "--collection", "cellar"): "collection 'cellar'",
+        ("ingest", str(folder), "--collection", "bad name"): "invalid collection name",
+    }
+    for argv, message in failures.items():
+        code, _, err = run(capsys, *argv)
+        assert code == 1 and message in err and "Traceback" not in err, (argv, err)
+        assert err.startswith("citeqa: error: ") and err.count("\n") == 1
+    with pytest.raises(SystemExit) as usage:
+        main(["documents", "show"])
+    assert usage.value.code == 2
