@@ -124,16 +124,22 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _target_settings(args: argparse.Namespace, settings: Settings) -> Settings:
     """``settings`` with the collection of ``--collection`` or ``--corpus`` (named after the
     folder: :func:`evals.corpus.collection_for`)."""
+    from citeqa.store import check_collection_name
+
+    name = args.collection
     if args.corpus is not None:
         if not args.corpus.is_dir():
             raise UsageError(f"--corpus {args.corpus}: not a folder")
         from evals.corpus import collection_for
 
-        name = args.collection or collection_for(args.corpus)
-        return settings.model_copy(update={"collection": name})
-    if args.collection:
-        return settings.model_copy(update={"collection": args.collection})
-    return settings
+        name = name or collection_for(args.corpus)
+    if not name:
+        return settings
+    try:
+        check_collection_name(name)
+    except InputError as exc:
+        raise UsageError(exc.message) from exc
+    return settings.model_copy(update={"collection": name})
 
 
 def _open_engine(settings: Settings) -> Any:

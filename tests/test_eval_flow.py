@@ -205,6 +205,7 @@ def test_usage_errors_exit_2(flow: dict[str, Any]) -> None:
         ),
         (["eval", "compare", "run-a", str(root / "nowhere")], "not an eval output folder"),
         (["eval", "--corpus", str(root / "nowhere"), "--dataset", draft], "not a folder"),
+        (["eval", "--dataset", draft, "--collection", "a__b"], "invalid collection name"),
     ]:
         result = _citeqa(root, *args)
         assert result.returncode == 2, (args, result.stdout, result.stderr)
