@@ -20,7 +20,7 @@ from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.errors import InputError
 from citeqa.layout import location
-from citeqa.store import Index, get_all, visible_chunks
+from citeqa.store import Index, get_all, public_source, visible_chunks
 
 _NAME_RE = re.compile(r"[^a-z0-9]+")
 _MAX_NAME = 40  # Chroma allows 63 characters; the sentence collection adds a suffix
@@ -75,14 +75,6 @@ class Document:
     sentences: list[Sentence] = field(default_factory=list)
 
 
-def _source(doc_id: str, meta: dict[str, object]) -> str:
-    """As :attr:`service.retrieval.Hit.source` names it."""
-    if doc_id.startswith("file:"):
-        return doc_id.removeprefix("file:")
-    kind, _, where = str(meta.get("source", "")).partition(":")
-    return where if kind == "listing" else doc_id
-
-
 def documents(index: Index) -> list[Document]:
     """Every document of ``index`` (newest complete versions only), in doc id order."""
     records = get_all(index.chunks, ["documents", "metadatas"])
@@ -99,7 +91,7 @@ def documents(index: Index) -> list[Document]:
         first = chunks[0][2]
         doc = Document(
             doc_id=doc_id,
-            source=_source(doc_id, first),
+            source=public_source(doc_id, str(first.get("source", ""))),
             title=str(first.get("title", "")),
             text=" ".join(body for _, body, _ in chunks),
         )
