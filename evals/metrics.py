@@ -11,7 +11,8 @@ metric                 definition (per item; the reported figure is the mean ove
 hit_at_1, hit_at_5     1 if a gold title is among the titles of the first k retrieved sources
                        (sources in rank order, one per chunk). Answerable items.
 mrr                    1 / rank of the first source whose title is gold; 0 if none. Answerable.
-all_gold_at_5          1 if every gold title is among the first 5 sources. ``multi`` items.
+all_gold_at_5          1 if every gold title is among the first 5 sources (every gold document,
+                       by ``source``, when the item has ``gold_docs``). ``multi`` items.
 gold_doc_at_5          1 if a gold document (``gold_docs``: a file relative to the ingested folder,
                        compared with the sources' ``source``) is among the first 5 sources.
                        Answerable items with gold docs.
@@ -185,6 +186,26 @@ def gold_doc_at_k(sources: Sequence[str], gold_docs: Sequence[str], k: int = 5) 
     if not gold_docs:
         return None
     return 1.0 if any(same_source(s, g) for s in sources[:k] for g in gold_docs) else 0.0
+
+
+def all_gold_docs_at_k(
+    sources: Sequence[str], gold_docs: Sequence[str], k: int = 5
+) -> float | None:
+    """1.0 if every distinct gold doc is among the ``source`` of the first ``k`` sources;
+    ``None`` with fewer than two gold docs."""
+    if len(set(gold_docs)) < 2:
+        return None
+    return 1.0 if all(any(same_source(s, g) for s in sources[:k]) for g in gold_docs) else 0.0
+
+
+def _all_gold_at_5(
+    item_type: str, sources: Sequence[Mapping[str, Any]], gold: Sequence[str], docs: Sequence[str]
+) -> float | None:
+    if item_type != "multi":
+        return None
+    if docs:
+        return all_gold_docs_at_k([str(s.get("source", "")) for s in sources], docs)
+    return all_gold_at_k([str(s.get("title", "")) for s in sources], gold)
 
 
 # --------------------------------------------------------------------------- answers
@@ -506,7 +527,7 @@ def item_metrics(
         "hit_at_1": hit_at_k(retrieved, gold, 1),
         "hit_at_5": hit_at_k(retrieved, gold, 5),
         "mrr": reciprocal_rank(retrieved, gold),
-        "all_gold_at_5": all_gold_at_k(retrieved, gold, 5) if item_type == "multi" else None,
+        "all_gold_at_5": _all_gold_at_5(item_type, sources, gold, docs),
         "gold_doc_at_5": gold_doc_at_k([str(s.get("source", "")) for s in sources], docs),
         "citation_hit": citation_hit(cited, gold),
         "gold_doc_cited": gold_doc_cited([str(c.get("source", "")) for c in citations], docs),

@@ -504,3 +504,18 @@ def test_the_difference_interval_holds_when_the_runs_score_different_items() -> 
     low, high = paired_delta_ci(pairs) or (0.0, 0.0)
     assert low <= -0.5 <= high and high < 0
     assert paired_delta_ci([(None, 1.0)]) is None
+
+
+def test_all_gold_at_5_of_a_multi_item_counts_its_gold_documents() -> None:
+    """rv-dev's multi items name their documents by file; their titles as written need not be
+    the titles extracted, so the figure goes by gold_docs when the item has them."""
+    answer = _answer([], ["a.pdf", DOC, "b.pdf", "c.pdf", "d.pdf", "other.pdf"])
+    multi = {
+        "item_type": "multi",
+        "gold_titles": ["Not The Extracted Title", "Other"],
+        "key_facts": ["18"],
+        "answer": answer,
+    }
+    assert m.item_metrics(**multi, gold_docs=[DOC, "b.pdf"])["all_gold_at_5"] == 1.0
+    assert m.item_metrics(**multi, gold_docs=[DOC, "other.pdf"])["all_gold_at_5"] == 0.0
+    assert m.item_metrics(**multi)["all_gold_at_5"] == 0.0  # by titles, as before
