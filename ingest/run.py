@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from chromadb.api import ClientAPI
+
 from citeqa.config import Settings
 from citeqa.embedding import Embedder, build_embedder
 from citeqa.store import Index, connect, open_index
@@ -15,10 +17,13 @@ from ingest.readers import read_source
 
 
 def build_ingestor(
-    settings: Settings, embedder: Embedder | None = None, index: Index | None = None
+    settings: Settings,
+    embedder: Embedder | None = None,
+    index: Index | None = None,
+    client: ClientAPI | None = None,
 ) -> Ingestor:
     embedder = embedder or build_embedder(settings)
-    client = connect(settings)
+    client = client or connect(settings)
     index = index or open_index(client, settings.collection, embedder, create=True)
     chunker = SentenceChunker(
         max_tokens=settings.chunk_max_tokens, count_tokens=embedder.count_tokens

@@ -28,6 +28,7 @@ from starlette.types import Message, Receive
 from citeqa.catalog import MAX_PAGE, Catalog, files_dir
 from citeqa.config import Settings
 from citeqa.errors import ClientGoneError, InputError, TooLargeError, TooSlowError
+from citeqa.store import check_collection_name
 from ingest.run import build_ingestor
 from ingest.uploads import Item, StoredFile, TextItem, store_file
 from service.collections import engine_for
@@ -75,7 +76,8 @@ def _catalog(request: Request, engine: Engine) -> Catalog:
 async def upload(request: Request, collection: CollectionQuery = None) -> JSONResponse:
     """Upload files (multipart parts ``files``) or a JSON ``{title, text, metadata}``."""
     settings: Settings = request.app.state.settings
-    engine = await engine_for(request, collection, create=True)
+    if collection is not None and collection != settings.collection:
+        check_collection_name(collection)  # created below, once the body is known to be good
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
         items: list[Item] = await _receive_files(request, settings)
@@ -93,9 +95,11 @@ async def upload(request: Request, collection: CollectionQuery = None) -> JSONRe
             "send the files as multipart/form-data parts named `files`, or a JSON object "
             '{"title", "text"} with Content-Type: application/json'
         )
+    engine = await engine_for(request, collection, create=True)
     runner: UploadRunner = request.app.state.uploads
     job = Job.new(engine.index.chunks.name, len(items))
-    ingestor = build_ingestor(engine.settings, engine.embedder, engine.index)
+    client = request.app.state.collections.client
+    ingestor = build_ingestor(engine.settings, engine.embedder, engine.index, client)
     work = Work(items, ingestor, lambda: _resnapshot(engine))
     if size <= settings.upload_sync_bytes:
         done = await run_in_threadpool(runner.run, job, work)

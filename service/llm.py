@@ -1,9 +1,9 @@
 """The LLM generator: any OpenAI-compatible Chat Completions endpoint, through the openai SDK.
 
 :class:`ChatClient` is the one owner of retries for the LLM; the SDK's own retries are off so
-the two do not multiply. An attempt is retried on 429, 5xx, timeouts, connection errors and
-malformed bodies, never on another 4xx (the same request would fail the same way). The wait
-honours ``Retry-After`` and otherwise backs off exponentially with full jitter, capped at
+the two do not multiply. Its policy is :mod:`citeqa.retry`'s: an attempt is retried on 429, 5xx,
+timeouts, connection errors and malformed bodies, never on another 4xx; the wait honours
+``Retry-After`` and otherwise backs off exponentially with full jitter, capped at
 ``llm_max_wait_s`` either way. A call stops after ``llm_max_attempts`` attempts or at
 ``llm_deadline_s``: no sleep reaches past the deadline and each attempt's timeout is cut to the
 time left. A stream is retried only until its first token; once text has reached the caller a
@@ -17,18 +17,14 @@ draft like those of any generator.
 from __future__ import annotations
 
 import contextlib
-import email.utils
 import html
 import json
 import logging
-import math
 import re
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from http import HTTPStatus
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -42,11 +38,19 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_before_delay,
-    wait_random_exponential,
 )
 
 from citeqa.config import Settings
 from citeqa.errors import LLMCutOffError, LLMError, LLMTimeoutError
+from citeqa.retry import (
+    Backoff,
+    MalformedReplyError,
+    describe,
+    is_retryable,
+    is_timeout,
+    log_retry,
+    safe_url,
+)
 from service.answer import Draft
 from service.evidence import Evidence
 from service.prompts import render
@@ -56,7 +60,6 @@ log = logging.getLogger(__name__)
 
 CANNOT_ANSWER = "I cannot answer this from the provided sources."
 CONNECT_TIMEOUT_S = 5.0
-BACKOFF_MULTIPLIER_S = 0.5  # the first backoff window; it doubles per attempt
 CONDENSE_TURNS = 8  # latest chat messages shown to the condense prompt
 CONDENSE_TURN_CHARS = 2000
 
@@ -72,89 +75,6 @@ _NON_WORD_RE = re.compile(r"[\W_]+")
 class Completion:
     text: str
     usage: dict[str, int] = field(default_factory=dict)
-
-
-class MalformedReplyError(Exception):
-    """A 200 response that is not a chat completion (no ``choices``)."""
-
-
-# --------------------------------------------------------------------------- retry policy
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Whether another attempt may succeed: 429, 5xx, timeouts, connections, malformed bodies."""
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code == 429 or exc.status_code >= 500
-    return isinstance(
-        exc,
-        openai.APIConnectionError  # includes APITimeoutError
-        | openai.APIResponseValidationError
-        | httpx.TransportError  # raised as is while a stream is read
-        | json.JSONDecodeError
-        | MalformedReplyError,
-    )
-
-
-def is_timeout(exc: BaseException) -> bool:
-    return isinstance(exc, openai.APITimeoutError | httpx.TimeoutException)
-
-
-def retry_after_s(exc: BaseException | None) -> float | None:
-    """The server's requested wait (``retry-after-ms``, ``Retry-After`` seconds or HTTP date)."""
-    response = getattr(exc, "response", None)
-    if not isinstance(response, httpx.Response):
-        return None
-    headers = response.headers
-    with contextlib.suppress(ValueError):
-        if "retry-after-ms" in headers:
-            return _finite(float(headers["retry-after-ms"]) / 1000)
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    with contextlib.suppress(ValueError):
-        return _finite(float(value))
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _finite(seconds: float) -> float | None:
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-def describe(exc: BaseException) -> str:
-    """A short, secret-free description of a failed attempt (no bodies, no prompt text)."""
-    if isinstance(exc, openai.APIStatusError):
-        status = exc.status_code
-        reason = exc.response.reason_phrase or _status_phrase(status)
-        code = f" ({exc.code})" if isinstance(exc.code, str) and exc.code else ""
-        return f"{status} {reason}{code}"
-    if is_timeout(exc):
-        return "timed out"
-    if isinstance(exc, openai.APIConnectionError):
-        cause = exc.__cause__
-        return f"connection error: {cause}" if cause else "connection error"
-    if isinstance(
-        exc, json.JSONDecodeError | openai.APIResponseValidationError | MalformedReplyError
-    ):
-        return "malformed response body"
-    return f"{type(exc).__name__}: {exc}"[:300]
-
-
-def _status_phrase(status: int) -> str:
-    try:
-        return HTTPStatus(status).phrase
-    except ValueError:
-        return "error"
-
-
-def _safe_url(url: httpx.URL) -> str:
-    """The endpoint without credentials that could sit in its userinfo."""
-    return str(url.copy_with(username=None, password=None)).rstrip("/")
 
 
 # --------------------------------------------------------------------------- client
@@ -196,10 +116,8 @@ class ChatClient:
             max_retries=0,  # retries have one owner: this class
             timeout=httpx.Timeout(self.timeout_s, connect=min(CONNECT_TIMEOUT_S, self.timeout_s)),
         )
-        self.endpoint = _safe_url(self._openai.base_url)
-        self._backoff = wait_random_exponential(
-            multiplier=BACKOFF_MULTIPLIER_S, max=self.max_wait_s
-        )
+        self.endpoint = safe_url(self._openai.base_url)
+        self._wait = Backoff(self.max_wait_s, self.deadline_s)
         self._lock = threading.Lock()
         self.requests = 0
         self.retries = 0
@@ -339,24 +257,9 @@ class ChatClient:
         read = max(0.001, min(self.timeout_s, left))
         return httpx.Timeout(read, connect=min(CONNECT_TIMEOUT_S, read))
 
-    def _wait(self, retry_state: RetryCallState) -> float:
-        outcome = retry_state.outcome
-        asked = retry_after_s(outcome.exception() if outcome else None)
-        wait = self._backoff(retry_state) if asked is None else asked
-        left = self.deadline_s - (retry_state.seconds_since_start or 0.0)
-        return max(0.0, min(wait, self.max_wait_s, left))
-
     def _before_sleep(self, retry_state: RetryCallState) -> None:
         self._count(retries=1)
-        outcome = retry_state.outcome
-        exc = outcome.exception() if outcome else None
-        log.warning(
-            "LLM attempt %d of %d failed (%s); retrying in %.2f s",
-            retry_state.attempt_number,
-            self.max_attempts,
-            describe(exc) if exc else "no outcome",
-            retry_state.upcoming_sleep,
-        )
+        log_retry(log, "LLM", self.max_attempts, retry_state)
 
     def _give_up(self, exc: BaseException, attempts: int) -> LLMError:
         plural = "" if attempts == 1 else "s"

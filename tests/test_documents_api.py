@@ -193,6 +193,9 @@ def test_collections_keep_documents_apart_and_are_models(url: str) -> None:
         assert "'cellar'" in response.json()["detail"]
     bad = httpx.post(f"{url}/v1/documents", params={"collection": "a/../b"}, json=text)
     assert bad.status_code == 422 and "collection name" in bad.json()["detail"]
+    empty = httpx.post(f"{url}/v1/documents", params={"collection": "pantry"}, json={})
+    assert empty.status_code == 422  # and a bad upload creates no collection:
+    assert httpx.get(f"{url}/v1/documents", params={"collection": "pantry"}).status_code == 404
 
 
 def test_the_list_pages_with_a_cursor(url: str) -> None:
@@ -232,6 +235,21 @@ def test_upload_limits_are_their_own(store: Settings, embedder: Embedder) -> Non
     with LiveServer(app) as server:
         refused = upload(server.url, ("lme4-PLSvGLS.pdf", big))
         assert refused.status_code == 413 and "request body" in refused.json()["detail"]
+        head = b'--b\r\nContent-Disposition: form-data; name="files"; filename="x.pdf"\r\n\r\n'
+
+        def chunked() -> Iterator[bytes]:  # no Content-Length: counted as it arrives
+            yield head
+            for start in range(0, len(big), 8192):
+                yield big[start : start + 8192]
+            yield b"\r\n--b--\r\n"
+
+        streamed = httpx.post(
+            f"{server.url}/v1/documents",
+            content=chunked(),
+            headers={"Content-Type": "multipart/form-data; boundary=b"},
+        )
+        assert streamed.status_code == 413
+        assert "CITEQA_MAX_UPLOAD_BYTES" in streamed.json()["detail"]
 
 
 def test_writes_need_a_write_key(store: Settings, embedder: Embedder) -> None:

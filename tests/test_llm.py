@@ -23,6 +23,7 @@ from pydantic import SecretStr
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.errors import LLMError, LLMTimeoutError
+from citeqa.retry import is_retryable, retry_after_s
 from service.answer import Draft
 from service.engine import Engine, build_engine
 from service.evidence import Evidence
@@ -32,8 +33,6 @@ from service.llm import (
     LLMGenerator,
     answer_messages,
     is_cannot_answer,
-    is_retryable,
-    retry_after_s,
 )
 from service.prompts import render
 from service.retrieval import Hit

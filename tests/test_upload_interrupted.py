@@ -28,6 +28,7 @@ from tests.servers import child_env, free_port, stop_process, wait_until_up
 pytestmark = pytest.mark.integration
 
 PDF = REPO_ROOT / "tests" / "data" / "r-vignettes" / "sandwich-sandwich-OOP.pdf"
+SMALL_PDF = PDF.with_name("survival-tiedtimes.pdf")  # 7 chunks, 32 sentences
 QUERY = "object-oriented sandwich covariance estimators"
 NOTE = b"# Shed\n\nThe shed key hangs behind the kitchen door.\n"
 
@@ -63,7 +64,7 @@ def poll_job(url: str, location: str, until: Any, timeout: float = 120) -> dict[
 def test_a_failure_mid_upload_shows_nothing_of_the_document(
     tmp_path: Path, embedder: Embedder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr("ingest.pipeline.EMBED_BATCH", 8)  # the PDF's chunks in many batches
+    monkeypatch.setattr("ingest.pipeline.EMBED_BATCH", 2)  # its 7 chunks in 4 batches
     settings = Settings(data_dir=tmp_path, generator="extractive", upload_sync_bytes=0)
 
     def factory(engine_settings: Settings, fail: bool = True) -> Engine:
@@ -80,7 +81,8 @@ def test_a_failure_mid_upload_shows_nothing_of_the_document(
         assert poll_job(healthy.url, first.headers["location"], lambda j: j["state"] == "done")
     with LiveServer(create_app(settings, factory)) as server:
         response = httpx.post(
-            f"{server.url}/v1/documents", files=[("files", (PDF.name, PDF.read_bytes()))]
+            f"{server.url}/v1/documents",
+            files=[("files", (SMALL_PDF.name, SMALL_PDF.read_bytes()))],
         )
         assert response.status_code == 202
         job = poll_job(
@@ -90,21 +92,22 @@ def test_a_failure_mid_upload_shows_nothing_of_the_document(
         )
         assert job["state"] == "failed" and "Chroma went away" in job["error"]
 
-        doc_id = f"upload:{PDF.name}"
+        doc_id = f"upload:{SMALL_PDF.name}"
         written = (
             connect(settings).get_collection(settings.collection).get(where={"source": doc_id})
         )
-        assert len(written["ids"]) == 16  # two batches of 8 chunks made it: half a document
+        assert len(written["ids"]) == 4  # two batches of 2 of its 7 chunks: half a document
         listing = httpx.get(f"{server.url}/v1/documents").json()["data"]
         assert [d["id"] for d in listing] == ["upload:shed.md"]
         assert httpx.get(f"{server.url}/v1/documents/{doc_id}").status_code == 404
-        query = {"q": QUERY, "k": 10}
+        query = {"q": "tied survival times roundoff", "k": 10}
         hits = httpx.get(f"{server.url}/v1/search", params=query).json()["hits"]
         assert doc_id not in {h["doc_id"] for h in hits}
 
     with LiveServer(create_app(settings, lambda s: factory(s, fail=False))) as healthy:
         again = httpx.post(
-            f"{healthy.url}/v1/documents", files=[("files", (PDF.name, PDF.read_bytes()))]
+            f"{healthy.url}/v1/documents",
+            files=[("files", (SMALL_PDF.name, SMALL_PDF.read_bytes()))],
         )
         done = poll_job(healthy.url, again.headers["location"], lambda j: j["state"] == "done")
         assert done["documents"] == [doc_id]  # the next upload completes it

@@ -1,4 +1,4 @@
-"""A scripted, real-HTTP fake of the OpenAI Chat Completions API for tests.
+"""A scripted, real-HTTP fake of the OpenAI Chat Completions and Embeddings APIs for tests.
 
 In the spirit of ``llm``'s ``MockModel``: tests ``enqueue()`` scripted steps and
 inspect ``history`` afterwards. The fake really listens on ``127.0.0.1`` and
@@ -12,20 +12,30 @@ Example::
         client = openai.OpenAI(base_url=srv.base_url, api_key="test")
         ...
         assert srv.requests_count == 2
+
+``POST /v1/embeddings`` answers :func:`fake_embedding` of each input (float lists, or base64
+as the SDK asks by default) after ``embedding_latency`` seconds; it takes its scripted steps
+from a queue of its own (``enqueue_embeddings``), so chat and embedding scripts do not mix.
+``max_embeddings_in_flight`` is the most embedding requests it served at once.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
 import json
 import re
 import socket
 import threading
 import time
 from collections import deque
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import numpy as np
 
 __all__ = [
     "CutStream",
@@ -37,6 +47,7 @@ __all__ = [
     "RecordedRequest",
     "Reply",
     "Step",
+    "fake_embedding",
 ]
 
 FAKE_MODEL_ID = "fake-model"
@@ -234,6 +245,39 @@ def _wants_stream_usage(body: Any) -> bool:
     return isinstance(options, dict) and bool(options.get("include_usage"))
 
 
+def fake_embedding(text: str, dim: int) -> np.ndarray:
+    """The fake's vector of ``text``: ``dim`` float32 numbers in [-1, 1) from its SHA-256,
+    the same on every machine (not normalised: the client must do that)."""
+    out = bytearray()
+    counter = 0
+    while len(out) < dim:
+        out += hashlib.sha256(f"{counter}:{text}".encode()).digest()
+        counter += 1
+    return (np.frombuffer(bytes(out[:dim]), dtype=np.uint8).astype(np.float32) - 128) / 128
+
+
+def _embeddings_payload(body: Any, dim: int) -> dict[str, Any]:
+    inputs = body.get("input") if isinstance(body, dict) else None
+    texts = [inputs] if isinstance(inputs, str) else list(inputs or [])
+    as_base64 = isinstance(body, dict) and body.get("encoding_format") == "base64"
+    data = []
+    for index, text in enumerate(texts):
+        vector = fake_embedding(str(text), dim)
+        encoded: Any = (
+            base64.b64encode(vector.astype("<f4").tobytes()).decode()
+            if as_base64
+            else vector.tolist()
+        )
+        data.append({"object": "embedding", "index": index, "embedding": encoded})
+    tokens = sum(len(str(text).split()) for text in texts)
+    return {
+        "object": "list",
+        "data": data,
+        "model": _model_of(body),
+        "usage": {"prompt_tokens": tokens, "total_tokens": tokens},
+    }
+
+
 def _redact(headers: dict[str, str]) -> dict[str, str]:
     """Lower-case header names and hide credential values (keep the scheme)."""
     out: dict[str, str] = {}
@@ -311,13 +355,31 @@ class _Handler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = self._read_body()
         self._record(body)
-        if self.path.split("?", 1)[0].rstrip("/") != "/v1/chat/completions":
+        path = self.path.split("?", 1)[0].rstrip("/")
+        if path == "/v1/embeddings":
+            self._embeddings(body)
+            return
+        if path != "/v1/chat/completions":
             self._send_json(404, _error_payload(404, f"Unknown path {self.path}"))
             return
         fake = self.server.fake
         step = fake._next_step()
         completion_id = fake._next_completion_id()
         self._run_step(step, body, completion_id)
+
+    def _embeddings(self, body: Any) -> None:
+        fake = self.server.fake
+        step = fake._next_embeddings_step()
+        with fake._embedding_in_flight():
+            if not self._pause(fake.embedding_latency):
+                self._drop()
+            elif isinstance(step, Reply):
+                if self._pause(step.delay):
+                    self._send_json(200, _embeddings_payload(body, fake.embedding_dim))
+                else:
+                    self._drop()
+            else:
+                self._run_step(step, body, fake._next_completion_id())
 
     def _run_step(self, step: Step, body: Any, completion_id: str) -> None:
         if isinstance(step, Reply):
@@ -472,6 +534,9 @@ class _Handler(BaseHTTPRequestHandler):
 @dataclass
 class _State:
     queue: deque[Step] = field(default_factory=deque)
+    embeddings_queue: deque[Step] = field(default_factory=deque)
+    embeddings_in_flight: int = 0
+    max_embeddings_in_flight: int = 0
     history: list[RecordedRequest] = field(default_factory=list)
     connections: set[socket.socket] = field(default_factory=set)
     completions: int = 0
@@ -483,11 +548,18 @@ class FakeOpenAIServer:
     Each ``POST /v1/chat/completions`` consumes the next enqueued step; when the
     queue is empty it answers ``Reply(self.default_reply)``. ``GET /v1/models``
     lists ``fake-model``. Every request (including errors) lands in ``history``.
-    The server starts on construction; use it as a context manager or ``close()``.
+    Each ``POST /v1/embeddings`` waits ``embedding_latency`` seconds, then consumes the next
+    step of its own queue (``enqueue_embeddings``); a ``Reply`` (the default) answers vectors
+    of ``embedding_dim`` numbers. The server starts on construction; use it as a context
+    manager or ``close()``.
     """
 
-    def __init__(self, default_reply: str = "OK") -> None:
+    def __init__(
+        self, default_reply: str = "OK", embedding_dim: int = 8, embedding_latency: float = 0.0
+    ) -> None:
         self.default_reply = default_reply
+        self.embedding_dim = embedding_dim
+        self.embedding_latency = embedding_latency
         self._lock = threading.Lock()
         self._state = _State()
         self._stopping = threading.Event()
@@ -516,6 +588,17 @@ class FakeOpenAIServer:
         """Append scripted steps, consumed one per chat completion request."""
         with self._lock:
             self._state.queue.extend(steps)
+
+    def enqueue_embeddings(self, *steps: Step) -> None:
+        """Append scripted steps, consumed one per embeddings request."""
+        with self._lock:
+            self._state.embeddings_queue.extend(steps)
+
+    @property
+    def max_embeddings_in_flight(self) -> int:
+        """The most embeddings requests served at the same time so far."""
+        with self._lock:
+            return self._state.max_embeddings_in_flight
 
     @property
     def pending(self) -> int:
@@ -569,6 +652,26 @@ class FakeOpenAIServer:
             if self._state.queue:
                 return self._state.queue.popleft()
         return Reply(self.default_reply)
+
+    def _next_embeddings_step(self) -> Step:
+        with self._lock:
+            if self._state.embeddings_queue:
+                return self._state.embeddings_queue.popleft()
+        return Reply("")
+
+    @contextlib.contextmanager
+    def _embedding_in_flight(self) -> Iterator[None]:
+        with self._lock:
+            state = self._state
+            state.embeddings_in_flight += 1
+            state.max_embeddings_in_flight = max(
+                state.max_embeddings_in_flight, state.embeddings_in_flight
+            )
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._state.embeddings_in_flight -= 1
 
     def _next_completion_id(self) -> str:
         with self._lock:
