@@ -61,6 +61,15 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add(sub, "ingest", cmd_ingest, "Ingest files or folders (default: the bundled corpus).")
     sub.choices["ingest"].add_argument("paths", nargs="*", type=Path)
+    sub.choices["ingest"].add_argument(
+        "--calibrate",
+        action="store_true",
+        help="refit the collection's answerability model when the ingest changed it materially",
+    )
+    _add(sub, "calibrate", cmd_calibrate, "Fit the collection's answerability model.")
+    sub.choices["calibrate"].add_argument(
+        "--dataset", type=Path, default=None, help="a labelled set (JSONL) to fit on as well"
+    )
     _add(sub, "search", cmd_search, "Show the ranked sources for a query.")
     sub.choices["search"].add_argument("query")
     sub.choices["search"].add_argument("-k", type=int, default=5)
@@ -110,10 +119,21 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     if args.collection:
         check_collection_name(args.collection)
     with hold_store(settings, "ingest"):
-        for summary in ingest_paths(settings, paths, progress=for_stream(sys.stderr)):
+        summaries = ingest_paths(
+            settings, paths, progress=for_stream(sys.stderr), calibrate=args.calibrate
+        )
+        for summary in summaries:
             print(summary.line())
             for path, reason in summary.skipped:
                 print(f"  skipped {path}: {reason}")
+    return 0
+
+
+def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
+    from evals.calibrate import describe, run
+
+    with hold_store(settings, "calibrate"):
+        print(describe(run(settings, args.dataset)))
     return 0
 
 

@@ -1,37 +1,51 @@
-"""Fit the answerability model (service/evidence.py) on a development set.
+"""Fit a collection's answerability model (service/answerability.py) on its own documents.
 
-    python -m evals.calibrate --dataset evals/datasets/dev.jsonl
+    citeqa calibrate [--dataset LABELLED.jsonl] [--collection NAME]
 
-Runs retrieval and evidence scoring (no generation) for every item, fits an L2-regularised
-logistic regression of "answerable" on the features, and picks the threshold as the largest
-value at which at most ``--max-false-refusal`` of the answerable items would be refused.
+Generates answerable and near-miss questions from the collection's documents
+(:mod:`evals.nearmiss`), adds the user's labelled set when one is given, runs retrieval and
+evidence scoring (no generation) for each, fits an L2-regularised logistic regression of
+"answerable" on the features and picks the threshold as the largest value at which at most
+``max_false_refusal`` of the answerable questions would be refused: the labelled ones when
+there are some, else the generated ones. The figures to trust are the cross-validated ones:
+refit without a fifth of those questions, measured on that fifth.
 
-A development set holds few unanswerable questions, so the fit also sees near-miss questions
-generated from the ingested corpus (:mod:`evals.nearmiss`): they carry ``--near-miss-share`` of
-the weight of the unanswerable class. The threshold is set on the development set alone, and
-the figures to trust are the cross-validated ones: refit on four fifths of the development set
-(plus the generated questions), measured on the fifth it never saw.
-
-It prints the weights to paste into ``ANSWERABILITY_WEIGHTS``; it never edits code by itself,
-so a calibration is a reviewed commit. Calibrate on a whole development set, never on one
-question, and never on the holdout.
+The model is stored with the collection (:func:`service.answerability.store`), so every
+replica reads it; ``ingest.run`` refits it after an ingest that changed the collection
+materially.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from citeqa.config import Settings
+from citeqa.embedding import Embedder
+from citeqa.store import Index
 from evals.dataset import EvalItem, load_dataset
-from evals.nearmiss import near_miss_questions, papers
-from service.engine import Engine, build_engine
-from service.evidence import answerability_features
+from evals.nearmiss import Paper, answerable_questions, near_miss_questions, papers
+from service.answerability import FALLBACK, AnswerabilityModel
+from service.engine import Engine
+from service.features import answerability_features
+
+if TYPE_CHECKING:
+    from ingest.pipeline import IngestSummary
+
+log = logging.getLogger(__name__)
+
+MIN_DOCUMENTS = 5  # fewer documents give too few questions for a fit: the fallback stays
+MAX_DOCUMENTS = 80  # documents asked about (a sample of a larger collection): bounds the cost
+PER_DOCUMENT = 3  # detail questions per document and kind
+MAX_FALSE_REFUSAL = 0.05
+GENERATED_SHARE = 0.3  # weight of the generated questions inside each class, beside a labelled set
 
 
 @dataclass
@@ -47,7 +61,10 @@ def collect(engine: Engine, items: Sequence[EvalItem], top_k: int) -> Features:
     names: list[str] = []
     rows, labels, ruled = [], [], []
     for item in items:
-        evidence = engine.evidence.build(engine.retriever.retrieve_hits(item.question, top_k))
+        retrieval = engine.retriever.retrieve_hits(item.question, top_k)
+        evidence = engine.evidence.build(retrieval, model=FALLBACK)
+        if evidence.best() is None:
+            continue
         features = answerability_features(evidence)
         names = list(features)
         rows.append([features[n] for n in names])
@@ -57,16 +74,18 @@ def collect(engine: Engine, items: Sequence[EvalItem], top_k: int) -> Features:
 
 
 def class_weights(y: np.ndarray, generated: np.ndarray, share: float) -> np.ndarray:
-    """Per-item weights: the two classes weigh the same; inside the unanswerable class the
-    generated items weigh ``share`` in all and the written ones the rest."""
+    """Per-item weights: the two classes weigh the same; inside each class the generated
+    items weigh ``share`` in all and the written ones the rest (all of it when a class has
+    only one kind)."""
     weight = np.zeros(len(y))
-    answerable, written = y == 1, (y == 0) & ~generated
-    weight[answerable] = 0.5 / max(1, answerable.sum())
-    if generated.any():
-        weight[written] = 0.5 * (1 - share) / max(1, written.sum())
-        weight[generated] = 0.5 * share / generated.sum()
-    else:
-        weight[written] = 0.5 / max(1, written.sum())
+    for label in (0, 1):
+        cls = y == label
+        gen, written = cls & generated, cls & ~generated
+        if gen.any() and written.any():
+            weight[gen] = 0.5 * share / gen.sum()
+            weight[written] = 0.5 * (1 - share) / written.sum()
+        elif cls.any():
+            weight[cls] = 0.5 / cls.sum()
     return weight
 
 
@@ -108,94 +127,199 @@ def threshold_for(p: np.ndarray, y: np.ndarray, max_false_refusal: float) -> flo
 def fit_with(
     x: np.ndarray, y: np.ndarray, gx: np.ndarray, share: float, steps: int = 20000
 ) -> np.ndarray:
-    """Fit on development items ``x``/``y`` plus generated unanswerable items ``gx``."""
+    """Fit on written items ``x``/``y`` plus generated unanswerable items ``gx``."""
     xs, ys = np.vstack([x, gx]), np.r_[y, np.zeros(len(gx))]
     generated = np.r_[np.zeros(len(y), dtype=bool), np.ones(len(gx), dtype=bool)]
     return fit(xs, ys, class_weights(ys, generated, share), steps=steps)
 
 
+def threshold_pool(y: np.ndarray, generated: np.ndarray) -> np.ndarray:
+    """The items the threshold is set on (and cross-validated on): the written ones when
+    they hold answerable questions, else all."""
+    written = ~generated
+    return written if (written & (y == 1)).any() else np.ones(len(y), dtype=bool)
+
+
 def cross_validate(
     x: np.ndarray,
     y: np.ndarray,
-    gx: np.ndarray,
+    generated: np.ndarray,
     share: float,
     max_false_refusal: float,
     folds: int = 5,
-    repeats: int = 10,
+    repeats: int = 3,
     ruled: np.ndarray | None = None,
 ) -> tuple[float, float]:
-    """Refusal recall and false-refusal rate on held-out folds of the development set
-    (stratified, repeated): what to expect on questions the fit never saw."""
+    """Refusal recall and false-refusal rate on held-out folds of the threshold pool
+    (stratified, repeated; the other items always train): what to expect on questions the fit
+    never saw."""
     rng = np.random.default_rng(0)
     ruled = np.zeros(len(y), dtype=bool) if ruled is None else ruled
+    pool = threshold_pool(y, generated)
     recall, false_refusal = [], []
     for _ in range(repeats):
-        pos, neg = rng.permutation(np.flatnonzero(y == 1)), rng.permutation(np.flatnonzero(y == 0))
+        pos = rng.permutation(np.flatnonzero(pool & (y == 1)))
+        neg = rng.permutation(np.flatnonzero(pool & (y == 0)))
         answered = np.zeros(len(y), dtype=bool)
         for k in range(folds):
             test = np.r_[pos[k::folds], neg[k::folds]]
             train = np.setdiff1d(np.arange(len(y)), test)
-            w = fit_with(x[train], y[train], gx, share, steps=5000)
-            p_train = predict(w, x[train], ruled[train])
-            threshold = threshold_for(p_train, y[train], max_false_refusal)
+            weight = class_weights(y[train], generated[train], share)
+            w = fit(x[train], y[train], weight, steps=5000)
+            in_pool = train[pool[train]]
+            threshold = threshold_for(
+                predict(w, x[in_pool], ruled[in_pool]), y[in_pool], max_false_refusal
+            )
             answered[test] = predict(w, x[test], ruled[test]) >= threshold
-        recall.append(float(np.mean(~answered[y == 0])))
-        false_refusal.append(float(np.mean(~answered[y == 1])))
+        recall.append(float(np.mean(~answered[pool & (y == 0)])))
+        false_refusal.append(float(np.mean(~answered[pool & (y == 1)])))
     return float(np.mean(recall)), float(np.mean(false_refusal))
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", type=Path, default=Path("evals/datasets/dev.jsonl"))
-    parser.add_argument("--max-false-refusal", type=float, default=0.04)
-    parser.add_argument("--near-miss-share", type=float, default=0.2)
-    parser.add_argument("--near-miss-per-paper", type=int, default=2)
-    parser.add_argument(
-        "--drop", action="append", default=[], help="leave this feature out (weight 0); repeatable"
+def generated_questions(corpus: Sequence[Paper], seed: int = 0) -> list[EvalItem]:
+    """Answerable and near-miss questions about a sample of at most :data:`MAX_DOCUMENTS`
+    of the documents."""
+    sample = list(corpus)
+    if len(sample) > MAX_DOCUMENTS:
+        sample = [
+            sample[i]
+            for i in np.random.default_rng(seed).choice(len(sample), MAX_DOCUMENTS, replace=False)
+        ]
+    return answerable_questions(sample, PER_DOCUMENT, seed) + near_miss_questions(
+        sample, PER_DOCUMENT, seed
     )
-    args = parser.parse_args()
-    settings = Settings()
-    engine = build_engine(settings)
-    dev = collect(engine, load_dataset(args.dataset), settings.top_k)
-    generated = near_miss_questions(papers(engine.index), per_paper=args.near_miss_per_paper)
-    gen = collect(engine, generated, settings.top_k)
-    keep = [i for i, n in enumerate(dev.names) if n not in args.drop]
-    x, y, gx, names = dev.x[:, keep], dev.y, gen.x[:, keep], [dev.names[i] for i in keep]
 
-    w = fit_with(x, y, gx, args.near_miss_share)
-    p = predict(w, x, dev.ruled)
-    threshold = threshold_for(p, y, args.max_false_refusal)
-    share, budget = args.near_miss_share, args.max_false_refusal
-    cv = cross_validate(x, y, gx, share, budget, ruled=dev.ruled)
-    cv_written_only = cross_validate(x, y, gx[:0], 0.0, budget, ruled=dev.ruled)
-    weights = {"bias": round(float(w[0]), 3)} | {
-        n: round(float(v), 3) for n, v in zip(names, w[1:], strict=True)
+
+def fit_model(
+    data: Features,
+    generated: np.ndarray,
+    max_false_refusal: float = MAX_FALSE_REFUSAL,
+    share: float = GENERATED_SHARE,
+) -> AnswerabilityModel:
+    """The model fit on ``data`` (``generated`` marks the generated items), its threshold,
+    and its cross-validated figures."""
+    x, y = data.x, data.y
+    w = fit(x, y, class_weights(y, generated, share))
+    pool = threshold_pool(y, generated)
+    p = predict(w, x, data.ruled)
+    threshold = threshold_for(p[pool], y[pool], max_false_refusal)
+    recall, false_refusal = cross_validate(
+        x, y, generated, share, max_false_refusal, ruled=data.ruled
+    )
+    figures: dict[str, Any] = {
+        "cross_validated_refusal_recall": round(recall, 3),
+        "cross_validated_false_refusal": round(false_refusal, 3),
+        "in_sample_refusal_recall": round(float(np.mean(p[pool & (y == 0)] < threshold)), 3),
+        "in_sample_false_refusal": round(float(np.mean(p[pool & (y == 1)] < threshold)), 3),
+        "generated_answerable": int((generated & (y == 1)).sum()),
+        "generated_near_miss": int((generated & (y == 0)).sum()),
+        "labelled": int((~generated).sum()),
     }
-    report = {
-        "weights": weights,
-        "threshold": round(threshold, 4),
-        "in_sample": {
-            "refusal_recall": round(float(np.mean(p[y == 0] < threshold)), 3),
-            "false_refusal_rate": round(float(np.mean(p[y == 1] < threshold)), 3),
-            "generated_near_miss_refused": round(
-                float(np.mean(predict(w, gx, gen.ruled) < threshold)), 3
-            ),
-            "refused_by_rules": {
-                "unanswerable": int(dev.ruled[y == 0].sum()),
-                "answerable": int(dev.ruled[y == 1].sum()),
-            },
-        },
-        "cross_validated": {
-            "refusal_recall": round(cv[0], 3),
-            "false_refusal_rate": round(cv[1], 3),
-        },
-        "cross_validated_without_generated": {
-            "refusal_recall": round(cv_written_only[0], 3),
-            "false_refusal_rate": round(cv_written_only[1], 3),
-        },
-        "generated_near_miss_questions": len(generated),
+    weights = {"bias": round(float(w[0]), 4)} | {
+        n: round(float(v), 4) for n, v in zip(data.names, w[1:], strict=True)
     }
-    print(json.dumps(report, indent=2))
+    return AnswerabilityModel(weights, round(threshold, 4), True, figures)
+
+
+def calibrate(
+    engine: Engine, labelled: Sequence[EvalItem] = (), seed: int = 0
+) -> AnswerabilityModel | None:
+    """The collection's model, fit on questions generated from its documents plus
+    ``labelled``; None when the collection has fewer than :data:`MIN_DOCUMENTS` documents."""
+    corpus = papers(engine.index)
+    if len(corpus) < MIN_DOCUMENTS:
+        return None
+    top_k = engine.settings.top_k
+    gen = collect(engine, generated_questions(corpus, seed), top_k)
+    if not labelled:
+        model = fit_model(gen, np.ones(len(gen.y), dtype=bool))
+    else:
+        own = collect(engine, labelled, top_k)
+        data = Features(
+            gen.names or own.names,
+            np.vstack([gen.x, own.x]),
+            np.r_[gen.y, own.y],
+            np.r_[gen.ruled, own.ruled],
+        )
+        model = fit_model(
+            data, np.r_[np.ones(len(gen.y), dtype=bool), np.zeros(len(own.y), dtype=bool)]
+        )
+    figures = model.figures | {"documents": len(corpus)}
+    return AnswerabilityModel(model.weights, model.threshold, True, figures)
+
+
+def describe(model: AnswerabilityModel | None) -> str:
+    """One line for the ingest summary and ``citeqa calibrate``."""
+    if model is None:
+        return f"answerability: fewer than {MIN_DOCUMENTS} documents, the default model stays"
+    f = model.figures
+    return (
+        f"answerability fit on {f.get('documents', '?')} documents "
+        f"({f.get('generated_answerable', 0)} + {f.get('generated_near_miss', 0)} generated "
+        f"questions, {f.get('labelled', 0)} labelled): cross-validated near misses refused "
+        f"{f.get('cross_validated_refusal_recall', 0):.2f} at "
+        f"{f.get('cross_validated_false_refusal', 0):.2f} false refusals; threshold "
+        f"{model.threshold:.3f}"
+    )
+
+
+MATERIAL_SHARE = 0.1  # an ingest that adds, changes or deletes this share of documents refits
+
+
+def material(model: AnswerabilityModel, documents: int, changed: int) -> bool:
+    """Whether a collection of ``documents``, ``changed`` of which by the last ingest, needs a
+    new fit: it has none, or the change is at least :data:`MATERIAL_SHARE` of it or of the
+    documents the model was fit on."""
+    if not model.fitted:
+        return True
+    fitted_on = int(model.figures.get("documents", 0))
+    moved = max(changed, abs(documents - fitted_on))
+    return moved >= MATERIAL_SHARE * max(1, min(documents, fitted_on))
+
+
+def after_ingest(
+    settings: Settings, index: Index, embedder: Embedder, summaries: Sequence[IngestSummary]
+) -> AnswerabilityModel | None:
+    """Refit and store the collection's model when the ingest changed it materially; logs
+    the figures (the ingest summary's calibration line). None when nothing was fit."""
+    from service import answerability
+    from service.engine import build_engine
+    from service.extractive import ExtractiveGenerator
+
+    changed = sum(s.added + s.updated + s.deleted for s in summaries)
+    current = answerability.load(index.chunks)
+    documents = len(papers(index)) if changed or not current.fitted else 0
+    if documents < MIN_DOCUMENTS or not material(current, documents, changed):
+        return None
+    engine = build_engine(settings, embedder, ExtractiveGenerator(), index)
+    model = calibrate(engine)
+    if model is not None:
+        answerability.store(index.chunks, model)
+        log.info("%s", describe(model))
+    return model
+
+
+def run(settings: Settings, dataset: Path | None = None) -> AnswerabilityModel | None:
+    """Fit the configured collection's model (on ``dataset`` too, when given) and store it."""
+    from service import answerability
+    from service.engine import build_engine
+    from service.extractive import ExtractiveGenerator
+
+    engine = build_engine(settings, generator=ExtractiveGenerator())
+    model = calibrate(engine, load_dataset(dataset) if dataset else [])
+    if model is not None:
+        answerability.store(engine.index.chunks, model)
+    return model
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", type=Path, default=None, help="a labelled set (JSONL)")
+    args = parser.parse_args(argv)
+    model = run(Settings(), args.dataset)
+    print(describe(model))
+    if model is not None:
+        print(json.dumps({"weights": model.weights, "threshold": model.threshold}, indent=2))
 
 
 if __name__ == "__main__":

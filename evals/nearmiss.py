@@ -1,14 +1,22 @@
-"""Generated near-miss questions: a paper of the corpus, asked a detail its text never states.
+"""Generated questions about a collection's own documents, to fit its answerability model.
 
-The development set has only a couple of dozen unanswerable questions, too few to fit the
-answerability model (service/evidence.py) without it learning those questions by heart. This
-module writes many more of the same kind from the ingested corpus itself: the paper's name plus
-a detail papers often omit ("What learning rate was used to train DeepSeek-V3?"), kept only
-when none of the detail's words occur in the paper's text, or a benchmark named by another paper
-that this one never mentions ("What score does DeepStack achieve on MMLU?").
+A near miss names a document of the collection and asks about something its text never
+mentions; an answerable question names it and asks about something one of its sentences
+states. Both come from the collection itself and are written the same way, so the fit learns
+what tells them apart (the asked detail is, or is not, in the named document) and not how one
+kind of question is phrased:
 
-They are training data for :mod:`evals.calibrate`, never a measure of quality: the measures
-are the development set (cross-validated) and the blind holdout.
+* the asked detail is a phrase of two or three content words of a sentence: of the named
+  document's own sentences (answerable), or of another document's, none of whose words the
+  named document uses (near miss);
+* a count: "How many <things> ...?" where a sentence of the document states a number next
+  to the things (answerable), or things counted in another document and never mentioned in
+  this one (near miss);
+* a name another document mentions and this one never does: "What does X report on B?"
+  (near miss).
+
+No word list of one field: the details are the collection's own words. They are training
+data for :mod:`evals.calibrate`, never a measure of quality.
 """
 
 from __future__ import annotations
@@ -19,39 +27,27 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from citeqa.store import Index, get_all, visible_chunks
-from citeqa.text import names, term_set
+from citeqa.text import names, sentence_spans, stopwords, term_set, words
 from evals.dataset import EvalItem
 
-# (the detail, the question): {X} is the paper's name.
-TEMPLATES: tuple[tuple[str, str], ...] = (
-    ("learning rate", "What learning rate was used to train {X}?"),
-    ("batch size", "What batch size was used to train {X}?"),
-    ("GPUs", "How many GPUs were used to train {X}?"),
-    ("optimizer", "Which optimizer was used to train {X}?"),
-    ("authors", "Who are the authors of {X}?"),
-    ("year", "In what year was {X} published?"),
-    ("license", "Under which license is {X} released?"),
-    ("dropout", "What dropout rate does {X} use?"),
-    ("epochs", "For how many epochs was {X} trained?"),
-    ("weight decay", "What weight decay does {X} use?"),
-    ("hardware", "On what hardware was {X} trained?"),
-    ("days", "How many days did it take to train {X}?"),
-    ("hidden dimension", "What is the hidden dimension of {X}?"),
-    ("framework", "Which deep learning framework is {X} implemented in?"),
-    ("warmup", "How many warmup steps does {X} use?"),
-    ("funding", "Which organization funded the work on {X}?"),
-    ("random seeds", "How many random seeds were used to evaluate {X}?"),
-    ("vocabulary size", "What vocabulary size does {X} use?"),
-    ("energy", "How much energy did training {X} consume?"),
-    ("cost", "How much did it cost in dollars to train {X}?"),
-    ("limitations", "What limitations of {X} do its authors acknowledge?"),
-    ("conference", "At which conference was {X} published?"),
-    ("ablation", "Which ablation study is reported for {X}?"),
-    ("languages", "How many languages does {X} support?"),
+# (the question, with {X} the document's name and {D} the asked detail)
+DETAIL_TEMPLATES: tuple[str, ...] = (
+    "What does {X} say about {D}?",
+    "What is the {D} in {X}?",
+    "How does {X} handle {D}?",
+    "Which {D} does {X} describe?",
+    "What {D} is used in {X}?",
 )
-SCORE_TEMPLATE = "What score does {X} achieve on {B}?"
-_SHORT_HEAD = 4  # a title's part before ":" of at most this many words names the paper
+COUNT_TEMPLATE = "How many {D} does {X} report?"
+NAME_TEMPLATE = "What does {X} report on {B}?"
+_SHORT_HEAD = 4  # a title's part before ":" of at most this many words names the document
 _MIXED = re.compile(r"[a-z][A-Z]|[A-Z]{2}|[A-Za-z]\d")
+# "12 subjects", "3 random effects": a count of two or more, then a plural (maybe led by one
+# more word).
+_COUNT = re.compile(
+    r"(?<![\w.,])(?:[2-9]|[1-9]\d{1,2}(?:,\d{3})*)\s+((?:[a-z][a-z\-]{2,}\s+)?[a-z][a-z\-]{2,}s)\b"
+)
+MAX_SENTENCES = 400  # sentences of one document looked at for details
 
 
 @dataclass(frozen=True)
@@ -79,17 +75,42 @@ def papers(index: Index) -> list[Paper]:
 
 
 def paper_name(title: str) -> str:
-    """How a question would name the paper: "DeepSeek-V3" for "DeepSeek-V3 Technical Report",
-    the part before ":" when short, else its first mixed-case name, else the quoted title."""
+    """How a question would name the document: "DeepSeek-V3" for "DeepSeek-V3 Technical
+    Report", the part before ":" when short, else its first mixed-case name, else the quoted
+    title."""
     head = title.split(":")[0].strip()
     if len(head.split()) <= _SHORT_HEAD:
         return head
     mixed = [n for n in names(title) if _MIXED.search(n)]
-    return mixed[0] if mixed else f'the paper "{title}"'
+    return mixed[0] if mixed else f'the document "{title}"'
 
 
-def benchmarks(corpus: Sequence[Paper]) -> list[str]:
-    """Names written in capitals or mixed case ("MMLU", "HumanEval") that papers mention."""
+def details(text: str, limit: int = MAX_SENTENCES) -> list[str]:
+    """Phrases of two or three lower-case content words that a sentence of ``text`` holds
+    ("zero-inflated count models"): what a question may ask a document about."""
+    stop = stopwords()
+    found: dict[str, None] = {}
+    for start, end in sentence_spans(text)[:limit]:
+        run: list[str] = []
+        for word in [*words(text[start:end]), ""]:
+            plain = word.isascii() and word.replace("-", "").isalpha() and word.islower()
+            if plain and len(word) >= 4 and word not in stop:
+                run.append(word)
+                continue
+            if len(run) >= 2:
+                found[" ".join(run[-3:])] = None
+            run = []
+    return list(found)
+
+
+def counted(text: str) -> list[str]:
+    """What ``text`` counts with a number: "12 subjects" -> "subjects"."""
+    stop = stopwords()
+    return list(dict.fromkeys(m.group(1) for m in _COUNT.finditer(text) if m.group(1) not in stop))
+
+
+def _shared_names(corpus: Sequence[Paper]) -> list[str]:
+    """Names written in capitals or mixed case ("MMLU", "lme4") that two documents mention."""
     found: dict[str, int] = {}
     for paper in corpus:
         for name in set(names(paper.text)):
@@ -98,32 +119,67 @@ def benchmarks(corpus: Sequence[Paper]) -> list[str]:
     return sorted(n for n, count in found.items() if count >= 2)
 
 
+def _item(number: int, question: str, title: str = "", fact: str = "") -> EvalItem:
+    """A near miss, or with the ``title`` of the document that states ``fact`` a fact."""
+    return EvalItem(
+        id=f"generated-{'answerable' if title else 'near-miss'}-{number:04d}",
+        type="fact" if title else "unanswerable",
+        question=question,
+        answer="" if title else "The corpus does not contain this.",
+        gold_titles=[title] if title else [],
+        key_facts=[fact] if title else [],
+    )
+
+
 def near_miss_questions(
     corpus: Sequence[Paper], per_paper: int = 2, seed: int = 0
 ) -> list[EvalItem]:
-    """Up to ``per_paper`` questions per paper about details it never states, plus one about a
-    benchmark it never mentions; deterministic for a seed."""
+    """Up to ``per_paper`` questions per document about details other documents state and it
+    never mentions, plus one about a count, and one about a name it never mentions;
+    deterministic for a seed."""
     rng = random.Random(seed)
-    common = benchmarks(corpus)
+    shared = _shared_names(corpus)
+    by_paper = [(p, details(p.text), counted(p.text)) for p in corpus]
     items: list[EvalItem] = []
-    for paper in corpus:
+    for paper, _, _ in by_paper:
         name = paper_name(paper.title)
         known = term_set(f"{paper.title} {paper.text}")
         lowered = f"{paper.title} {paper.text}".lower()
-        options = [q.format(X=name) for detail, q in TEMPLATES if not term_set(detail) & known]
-        chosen = rng.sample(options, min(per_paper, len(options)))
-        absent = [b for b in common if b.lower() not in lowered]
-        if absent:  # a result on a benchmark the paper never mentions: the commonest near miss
-            chosen.append(SCORE_TEMPLATE.format(X=name, B=rng.choice(absent)))
-        for question in chosen:
-            items.append(
-                EvalItem(
-                    id=f"near-miss-{len(items) + 1:04d}",
-                    type="unanswerable",
-                    question=question,
-                    answer="The corpus does not contain this.",
-                    gold_titles=[],
-                    key_facts=[],
-                )
-            )
+        foreign = [d for other, ds, _ in by_paper if other is not paper for d in ds]
+        absent = [d for d in rng.sample(foreign, min(len(foreign), 200)) if not term_set(d) & known]
+        questions = [
+            rng.choice(DETAIL_TEMPLATES).format(X=name, D=d)
+            for d in rng.sample(absent, min(per_paper, len(absent)))
+        ]
+        things = [t for other, _, ts in by_paper if other is not paper for t in ts]
+        things = [t for t in things if not term_set(t) & known]
+        if things:
+            questions.append(COUNT_TEMPLATE.format(X=name, D=rng.choice(things)))
+        unnamed = [b for b in shared if b.lower() not in lowered]
+        if unnamed:
+            questions.append(NAME_TEMPLATE.format(X=name, B=rng.choice(unnamed)))
+        items.extend(_item(len(items) + 1, q) for q in questions)
+    return items
+
+
+def answerable_questions(
+    corpus: Sequence[Paper], per_paper: int = 2, seed: int = 0
+) -> list[EvalItem]:
+    """Up to ``per_paper`` questions per document about details one of its sentences states,
+    plus one about a count it states; deterministic for a seed."""
+    rng = random.Random(seed)
+    items: list[EvalItem] = []
+    for paper in corpus:
+        name = paper_name(paper.title)
+        title_terms = term_set(paper.title)
+        own = [d for d in details(paper.text) if not term_set(d) <= title_terms]
+        asked = [
+            (rng.choice(DETAIL_TEMPLATES), d) for d in rng.sample(own, min(per_paper, len(own)))
+        ]
+        things = counted(paper.text)
+        if things:
+            asked.append((COUNT_TEMPLATE, rng.choice(things)))
+        for template, detail in asked:
+            question = template.format(X=name, D=detail)
+            items.append(_item(len(items) + 1, question, paper.title, detail))
     return items

@@ -47,7 +47,6 @@ from evals.metrics import (
     latency_stats,
     rounded,
 )
-from service.evidence import ANSWERABILITY_THRESHOLD
 
 if TYPE_CHECKING:
     from evals.judge import LLMJudge
@@ -98,6 +97,14 @@ def _redact_url(value: Any) -> Any:
     if isinstance(value, str):
         return re.sub(r"(?<=://)[^/@\s]+@", "", value)
     return value
+
+
+def refusal_threshold(engine: Engine) -> float:
+    """The answerability threshold of the engine's collection (its calibrated model, else the
+    default one): the line the compare report draws."""
+    from service.answerability import load
+
+    return load(engine.index.chunks).threshold
 
 
 def settings_snapshot(engine: Engine) -> dict[str, Any]:
@@ -311,7 +318,7 @@ def _context(
         "generator": engine.generator.name,
         "judge": judge.name if judge is not None else "none",
         "top_k": engine.check_top_k(top_k),
-        "refusal_threshold": ANSWERABILITY_THRESHOLD,
+        "refusal_threshold": refusal_threshold(engine),
         "package_version": package_version(),
         "settings": settings_snapshot(engine),
     }

@@ -36,10 +36,18 @@ def ingest_paths(
     paths: Sequence[Path],
     progress: Reporter | None = None,
     embedder: Embedder | None = None,
+    calibrate: bool = False,
 ) -> list[IngestSummary]:
-    """Ingest each path (a folder, a paper listing or a file) as its own source."""
+    """Ingest each path (a folder, a paper listing or a file) as its own source; then, when
+    ``calibrate`` and the collection changed materially, refit its answerability model
+    (``citeqa ingest --calibrate``)."""
     ingestor = build_ingestor(settings, embedder)
-    return [ingestor.ingest(read_source(path), progress=progress) for path in paths]
+    summaries = [ingestor.ingest(read_source(path), progress=progress) for path in paths]
+    if calibrate:
+        from evals.calibrate import after_ingest  # numpy fitting: only when it may be needed
+
+        after_ingest(settings, ingestor.index, ingestor.embedder, summaries)
+    return summaries
 
 
 def ensure_ingested(

@@ -26,7 +26,12 @@ log = logging.getLogger(__name__)
 
 
 class Generator(Protocol):
-    """Writes a draft answer from the evidence; citations are validated afterwards."""
+    """Writes a draft answer from the evidence; citations are validated afterwards.
+
+    A generator whose ``judges_answerability`` is true (an LLM with the prompt's cannot-answer
+    rule) decides by itself whether the sources answer the question: then only
+    retrieval-level signals refuse before it is called (:func:`service.refusal.answerable`).
+    """
 
     name: str
 
@@ -172,11 +177,14 @@ def build_engine(
     if index is None:
         index = open_index(connect(settings), settings.collection, embedder, create=True)
     retriever = HybridRetriever(index, embedder, settings.candidate_k, settings.rrf_k)
+    generator = generator or build_generator(settings)
     return Engine(
         settings=settings,
         index=index,
         embedder=embedder,
         retriever=retriever,
-        evidence=EvidenceBuilder(index, retriever),
-        generator=generator or build_generator(settings),
+        evidence=EvidenceBuilder(
+            index, retriever, getattr(generator, "judges_answerability", False)
+        ),
+        generator=generator,
     )

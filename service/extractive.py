@@ -17,15 +17,9 @@ from collections.abc import Iterator
 from citeqa.text import mentions, squashed, words
 from service.answer import Draft
 from service.citations import claim_with_markers
-from service.evidence import (
-    DISTINCTIVE_NAME,
-    NUMBER_WINDOW,
-    Candidate,
-    Evidence,
-    asks_several,
-    number_windows,
-    stated_values,
-)
+from service.evidence import Candidate, Evidence
+from service.features import NUMBER_WINDOW, number_windows, stated_values
+from service.question import asks_several
 
 MAX_SENTENCES = 5
 SAME_CHUNK_RATIO = 0.85  # a second sentence of the best chunk scoring this close is kept
@@ -36,6 +30,7 @@ SOURCES_DIFFER = "The sources differ; "  # leads the paper that states another v
 
 class ExtractiveGenerator:
     name = "extractive"
+    judges_answerability = False  # it quotes the best sentence, however poor
 
     def generate(self, evidence: Evidence) -> Draft:
         chosen = select_sentences(evidence)
@@ -86,7 +81,7 @@ def disagreeing(evidence: Evidence) -> Candidate | None:
     layers" anywhere). A question about several papers expects several values: None."""
     best = evidence.best()
     names = evidence.names
-    subject = [n for n in names.asked if names.weight[n] >= DISTINCTIVE_NAME]
+    subject = names.distinctive()
     if best is None or not evidence.expects_number or not subject:
         return None
     if names.split() or asks_several(evidence.question):

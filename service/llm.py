@@ -358,6 +358,7 @@ class LLMGenerator:
     """Drafts answers with a chat model from the numbered sources; see the module docstring."""
 
     name = "llm"
+    judges_answerability = True  # the prompt's cannot-answer rule
 
     def __init__(self, client: ChatClient, settings: Settings) -> None:
         self.client = client

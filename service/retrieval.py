@@ -34,7 +34,6 @@ from citeqa.embedding import Embedder
 from citeqa.errors import StoreNotReadyError
 from citeqa.store import Index, get_all, public_source, visible_chunks
 from citeqa.text import (
-    idf_table,
     mentions,
     name_keys,
     name_weight,
@@ -43,6 +42,7 @@ from citeqa.text import (
     stemmer,
     words,
 )
+from service.corpus import CorpusStats
 
 MAX_TOP_K = 50
 # BM25 scores equal to this many decimals are a tie (float32 sums differ in the last bits between
@@ -112,6 +112,10 @@ class Retrieval:
     question: str
     query_vector: np.ndarray
     hits: list[Hit]
+    # The statistics of the lexical snapshot the hits were taken from, and the question's
+    # names that no document of it mentions: per request, never read off a shared object.
+    stats: CorpusStats = field(default_factory=CorpusStats, repr=False)
+    unknown_names: list[str] = field(default_factory=list)
 
 
 _COMPOUND = re.compile(r"\b\w+(?:[-./]\w+)+\b")
@@ -130,7 +134,8 @@ class _LexicalIndex:
         self.position = {cid: i for i, cid in enumerate(ids)}  # once, not per query (100k: 40 ms)
         self.known: frozenset[str] = frozenset(ids)  # every id in the collection, shown or not
         self.retriever = bm25s.BM25()
-        self.idf, self.default_idf = idf_table(texts)
+        self.stats = CorpusStats.build(texts, [str(m.get("doc_id", "")) for m in metadatas])
+        self.idf, self.default_idf = self.stats.idf, self.stats.default_idf
         # For names the corpus never mentions: every word squashed (the usual, quick answer),
         # and the whole corpus squashed, for names written across words ("Human Eval").
         self.vocabulary = frozenset(squashed(w) for t in texts for w in words(t))
@@ -165,8 +170,16 @@ class _LexicalIndex:
         return found[:k]
 
     def unknown(self, name: str) -> bool:
-        """No chunk mentions the name, however it is spelled ("Places365", "Kinetics-700")."""
-        return any(not self._known(k) for k in name_keys(name))
+        """No chunk mentions the name, however it is spelled ("Places365", "Kinetics-700"),
+        nor a form the corpus defines for it ("GDPR" for "General Data Protection
+        Regulation")."""
+        return all(
+            any(not self._known(k) for k in name_keys(form)) for form in self.stats.spellings(name)
+        )
+
+    def unknown_names(self, question: str) -> list[str]:
+        """The names in the question that no document mentions."""
+        return [n for n in dict.fromkeys(names(question)) if self.unknown(n)]
 
     def _known(self, key: str) -> bool:
         spellings = (key, key[:-1]) if key.endswith("s") and len(key) > 3 else (key,)  # "A100s"
@@ -243,7 +256,13 @@ class HybridRetriever(BaseRetriever):
         fused = self._fuse(rankings)
         hits = self._hits(fused[:top_k], rankings, lexical)
         self._attach_dense(hits, vector, dense)
-        return Retrieval(question=question, query_vector=vector, hits=hits)
+        return Retrieval(
+            question=question,
+            query_vector=vector,
+            hits=hits,
+            stats=lexical.stats,
+            unknown_names=lexical.unknown_names(question),
+        )
 
     def _dense_chunks(self, vector: np.ndarray, k: int) -> dict[str, float]:
         """The k nearest chunks, best first: chunk id -> cosine similarity to the question."""
@@ -342,13 +361,11 @@ class HybridRetriever(BaseRetriever):
 
     def unknown_names(self, question: str) -> list[str]:
         """The names in the question that no document of the corpus mentions."""
-        lexical = self._lexical_index()
-        return [n for n in dict.fromkeys(names(question)) if lexical.unknown(n)]
+        return self._lexical_index().unknown_names(question)
 
-    def idf(self) -> tuple[dict[str, float], float]:
-        """IDF of stemmed terms over the chunks, and the IDF of an unseen term."""
-        lexical = self._lexical_index()
-        return lexical.idf, lexical.default_idf
+    def stats(self) -> CorpusStats:
+        """The statistics of the current lexical snapshot."""
+        return self._lexical_index().stats
 
     def _lexical_index(self) -> _LexicalIndex:
         now = time.monotonic()

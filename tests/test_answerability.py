@@ -3,21 +3,26 @@ questions and the calibration that fits the answerability model."""
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 from citeqa.text import mentions, name_keys, names, term_set
 from evals.calibrate import class_weights, cross_validate, fit_with, predict, threshold_for
-from evals.nearmiss import TEMPLATES, Paper, near_miss_questions, paper_name
-from service.engine import Engine
-from service.evidence import (
-    NameMatch,
-    counted_things,
-    counts_stated,
-    focus_phrase,
-    missing_answer_type,
-    numbers_next_to,
+from evals.nearmiss import (
+    COUNT_TEMPLATE,
+    DETAIL_TEMPLATES,
+    Paper,
+    answerable_questions,
+    near_miss_questions,
+    paper_name,
 )
+from service.corpus import CorpusStats
+from service.engine import Engine
+from service.features import NameMatch, counts_stated, numbers_next_to
+from service.question import counted_things, focus_phrase
+from service.refusal import missing_answer_type
 from service.retrieval import Hit
 
 
@@ -52,7 +57,8 @@ def test_mentions_matches_whole_names_and_hyphenated_parts() -> None:
         ("In what year was EfficientNet published?", "EfficientNet scales depth.", "year"),
         ("In what year was EfficientNet published?", "Presented at ICML 2019.", ""),
         ("When was GLM-130B released?", "GLM-130B is a bilingual model.", "year"),
-        ("Who are the authors of the Switch Transformers paper?", "Switch is sparse.", "authors"),
+        # who wrote it: no rule (a PDF names its authors without the word "author")
+        ("Who are the authors of the Switch Transformers paper?", "Switch is sparse.", ""),
         ("Who wrote it?", "Written by Ada Lovelace.", ""),
         ("What accuracy does it reach?", "It reaches 84.3%.", ""),
         ("How many videos does VNBench hold?", "VNBench probes long videos.", "number"),
@@ -73,18 +79,14 @@ def test_mentions_matches_whole_names_and_hyphenated_parts() -> None:
         ("How long did X's training take?", "X needs 2.788M H800 GPU hours in all.", ""),
         ("How long did X's training take?", "X is trained on 14.8 trillion tokens.", "unit"),
         ("How long is X's context window?", "X reads 128K tokens.", ""),  # a length
-        # a kind of thing answered by a name, and a best sentence that names nothing new
-        ("Which GPUs was Dyn-Perceiver timed on?", "Dyn-Perceiver is fast on GPUs.", "name"),
-        ("Which GPUs was Dyn-Perceiver timed on?", "Dyn-Perceiver runs at 2x on an A100.", ""),
-        ("Which LLM backbone is NVLM built on?", "NVLM improves over its LLM backbone.", "name"),
-        ("Which LLM backbone is NVLM built on?", "NVLM is built on Qwen2-72B.", ""),
-        ("Which LLM does Imp-3B use?", "Imp-3B beats all lightweight LMMs.", "name"),  # a kind
-        ("Which LLM does POVID tune?", "POVID shows LLM-like scaling.", "name"),  # "LLM" again
+        # a kind of thing is no longer a rule of its own: the model weighs it
+        ("Which GPUs was Dyn-Perceiver timed on?", "Dyn-Perceiver is fast on GPUs.", ""),
+        # "which one performed best" is answered by a name the question does not give
         ("Which method performed best on X?", "We evaluate 16 methods on X.", "name"),
         ("Which method performed best on X?", "FOSTER performs best on X.", ""),
-        ("Which platform hosts X?", "X is at https://github.com/Org/X.", "name"),  # a URL
-        # the kind must follow the question word: this asks for a quantity, not a framework
-        ("What quantity does the framework compute?", "It computes a score.", ""),
+        ("Which model scored highest?", "Results are at https://github.com/Org/X.", "name"),
+        # a count in words: "one argument"
+        ("How many arguments does f take?", "The function f takes one argument.", ""),
     ],
 )
 def test_missing_answer_type(question: str, document: str, missing: str) -> None:
@@ -99,22 +101,28 @@ CORPUS = [
 ]
 
 
-def test_near_miss_questions_ask_only_details_the_paper_never_states() -> None:
-    questions = near_miss_questions(CORPUS, per_paper=30)
-    assert questions == near_miss_questions(CORPUS, per_paper=30)  # deterministic
-    assert {q.type for q in questions} == {"unanswerable"}
-    foo = [q.question for q in questions if "FooNet" in q.question]
-    bar = [q.question for q in questions if "BarFormer" in q.question]
-    baz = [q.question for q in questions if "Baz" in q.question]
-    assert not any("learning rate" in q for q in foo), "FooNet states its learning rate"
-    assert any("learning rate" in q for q in bar)
-    assert not any("GPUs" in q for q in bar), "BarFormer states its GPUs"
-    assert not any(q.startswith("Who are the authors") for q in baz)
-    # a benchmark question names a benchmark other papers mention and this one does not
-    assert "What score does FooNet achieve on MMLU?" in foo
-    assert "What score does BarFormer achieve on ImageNet?" in bar
-    assert not any("achieve on" in q for q in baz), "Baz mentions both benchmarks"
-    assert len(foo) == len(TEMPLATES) - 1 + 1  # every template but the learning rate, + score
+def test_generated_questions_ask_what_the_document_states_or_never_mentions() -> None:
+    near = near_miss_questions(CORPUS, per_paper=30)
+    assert near == near_miss_questions(CORPUS, per_paper=30)  # deterministic
+    assert {q.type for q in near} == {"unanswerable"}
+    for paper in CORPUS:
+        name = paper_name(paper.title)
+        known = term_set(f"{paper.title} {paper.text}")
+        for item in near:
+            if f" {name} " in item.question or item.question.endswith(f"{name}?"):
+                asked = item.question.replace(name, "")
+                detail = term_set(asked, drop_question_words=True) - term_set(
+                    " ".join((*DETAIL_TEMPLATES, COUNT_TEMPLATE))
+                )
+                assert not detail & known or "report on" in item.question, item.question
+    assert "What does FooNet report on MMLU?" in [q.question for q in near]
+    assert not any("Baz report on" in q.question for q in near), "Baz mentions both"
+    answerable = answerable_questions(CORPUS, per_paper=30)
+    assert {q.type for q in answerable} == {"fact"}
+    assert any("FooNet" in q.question and "learning rate" in q.question for q in answerable)
+    for item in answerable:
+        paper = next(p for p in CORPUS if p.title in item.gold_titles)
+        assert term_set(item.key_facts[0]) <= term_set(paper.text)
 
 
 def test_paper_name_is_how_a_question_would_name_the_paper() -> None:
@@ -124,7 +132,7 @@ def test_paper_name_is_how_a_question_would_name_the_paper() -> None:
         "ViT-22B"
     )
     assert paper_name("Deep Networks with Stochastic Depth and More") == (
-        'the paper "Deep Networks with Stochastic Depth and More"'
+        'the document "Deep Networks with Stochastic Depth and More"'
     )
 
 
@@ -147,7 +155,9 @@ def test_calibration_separates_separable_data_and_cross_validates_it() -> None:
     threshold = threshold_for(p, y, 0.05)
     assert np.mean(p[y == 0] < threshold) == 1.0
     assert np.mean(p[y == 1] < threshold) <= 0.05
-    recall, false_refusal = cross_validate(x, y, gx, 0.5, 0.05, folds=4, repeats=2)
+    xs, ys = np.vstack([x, gx]), np.r_[y, np.zeros(len(gx))]
+    generated = np.r_[np.zeros(len(y), dtype=bool), np.ones(len(gx), dtype=bool)]
+    recall, false_refusal = cross_validate(xs, ys, generated, 0.5, 0.05, folds=4, repeats=2)
     assert recall == 1.0 and false_refusal <= 0.05
 
 
@@ -219,6 +229,14 @@ def test_a_count_must_stand_next_to_what_it_counts() -> None:
     assert missing_answer_type(question, document, document) == "number"
 
 
+def _stats(**held: int) -> CorpusStats:
+    """Statistics of a collection of 100 documents, ``held[term]`` of which hold the term
+    (and each of its terms: "video-mme" stands for "video", "mme" too)."""
+    freq = {term: n for name, n in held.items() for term in term_set(name)}
+    idf = {t: math.log(1 + (100 - n + 0.5) / (n + 0.5)) for t, n in freq.items()}
+    return CorpusStats(idf, math.log(1 + 100.5 / 0.5), freq, 100)
+
+
 def _hit(doc_id: str, text: str) -> Hit:
     return Hit(
         chunk_id=doc_id, doc_id=doc_id, title=doc_id, text=text, score=1.0, url="", metadata={}
@@ -231,16 +249,14 @@ def test_name_match_weighs_rare_names_and_spots_an_answer_about_another_paper() 
         _hit("tinyvit", "TinyViT reaches 84.8% with 21M parameters."),
         _hit("other", "Training used 64 GPUs for a week."),
     ]
-    idf = {"gpus": 1.0, "tinyvit": 5.0}
     match = NameMatch.find(
-        "How many GPUs were used to train TinyViT?", hits, lambda n: idf[n.lower()]
+        "How many GPUs were used to train TinyViT?", hits, _stats(gpus=60, tinyvit=1)
     )
     assert match.asked == ["GPUs", "TinyViT"]
-    assert match.share("tinyvit") == pytest.approx(5 / 6)
-    assert match.share("glm") == pytest.approx(1 / 6)
+    assert match.share("tinyvit") > 0.5 > match.share("glm") > 0
     assert match.elsewhere("glm") and not match.elsewhere("tinyvit")
     assert match.unmentioned() == []
-    nothing = NameMatch.find("What is dropout?", hits, lambda n: 1.0)
+    nothing = NameMatch.find("What is dropout?", hits, _stats())
     assert nothing.share("glm") == 1.0 and not nothing.elsewhere("glm")
     # TinyViT is rare: an answer from the GLM paper is about another paper
     assert match.rare_elsewhere("glm") and not match.rare_elsewhere("tinyvit")
@@ -251,12 +267,12 @@ def test_names_split_between_papers_make_a_question_about_several() -> None:
         _hit("apollo", "Apollo-7B reaches 63.3 on Video-MME."),
         _hit("t3", "T3 lifts LongVA-7B to 49.7 on Video-MME."),
     ]
-    idf = {"video-mme": 4.3, "apollo-7b": 5.4, "longva-7b": 4.8}
+    stats = _stats(**{"video-mme": 4, "apollo-7b": 1, "longva-7b": 1})
     question = "What Video-MME numbers are reported for Apollo-7B and for LongVA-7B?"
-    match = NameMatch.find(question, hits, lambda n: idf[n.lower()])
+    match = NameMatch.find(question, hits, stats)
     assert match.split()
     assert match.elsewhere("t3") and not match.rare_elsewhere("t3")  # both papers are asked
-    one = NameMatch.find("What does Apollo-7B reach?", hits, lambda n: idf[n.lower()])
+    one = NameMatch.find("What does Apollo-7B reach?", hits, stats)
     assert not one.split() and one.rare_elsewhere("t3")
 
 
@@ -267,19 +283,6 @@ def test_numbers_next_to_what_a_question_asks_about() -> None:
     assert numbers_next_to(asked, "We collected 505 tasks with over 8,000 samples.")
     assert not numbers_next_to(asked, "We developed over 40 metrics to evaluate these tasks.")
     assert not numbers_next_to(asked, "Samples were collected by experts.")  # no number at all
-
-
-def test_hardware_is_named_next_to_its_kind_in_any_sentence() -> None:
-    question = "On which GPUs can GLM-130B run after INT4 quantization?"
-    best = "GLM-130B reaches INT4 quantization without post-training."
-    document = f"{best} It runs on 4 RTX 3090 (24G) GPUs, the most affordable ones."
-    assert missing_answer_type(question, document, best) == ""
-    assert missing_answer_type(question, best, best) == "name"
-    # an LLM is named all over an abstract: for it only the best sentence counts
-    question = "Which LLM backbone is NVLM built on?"
-    best = "NVLM improves over its LLM backbone."
-    document = f"{best} NVLM-D rivals GPT-4o, an LLM of OpenAI."
-    assert missing_answer_type(question, document, best) == "name"
 
 
 @pytest.mark.parametrize(
@@ -300,7 +303,6 @@ def test_a_yes_no_question_needs_its_names_in_the_answering_paper() -> None:
         _hit("easter", "EASTER uses 1-D convolutions without recurrence."),
         _hit("returnn", "RETURNN trains CTC models."),
     ]
-    idf = {"easter": 5.4, "ctc": 4.8}
-    match = NameMatch.find("Does EASTER use CTC loss?", hits, lambda n: idf[n.lower()])
+    match = NameMatch.find("Does EASTER use CTC loss?", hits, _stats(easter=1, ctc=2))
     assert match.unconfirmed("easter") == ["CTC"]
     assert match.unconfirmed("returnn") == ["EASTER"]

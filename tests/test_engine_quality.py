@@ -87,7 +87,10 @@ def test_a_question_about_several_named_papers_cites_each(engine: Engine) -> Non
 
 def test_unanswerable_questions_are_refused_with_closest_sources(engine: Engine) -> None:
     answers = [engine.ask(item.question) for item in UNANSWERABLE]
-    assert sum(a.refused for a in answers) / len(answers) >= 0.7
+    # 0.6, not 0.7: the rules that only fit this set's phrasing ("which GPU / LLM backbone",
+    # numeric words like "accuracy" or "epochs") went in issue 14; they refused 0.07 + 0.04
+    # of these near misses and none of r-vignettes'.
+    assert sum(a.refused for a in answers) / len(answers) >= 0.6
     for answer in answers:
         if answer.refused:
             assert answer.citations == []

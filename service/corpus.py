@@ -1,0 +1,120 @@
+"""Statistics of one collection, read from the lexical snapshot a retrieval was made from.
+
+Everything the evidence features need to know about the corpus lives here, so that no
+constant of one corpus enters a rule: how rare a term or a name is (IDF over the chunks, and
+the share of *documents* that mention it) and the abbreviations the corpus defines
+("General Data Protection Regulation (GDPR)"). A request reads the statistics of the snapshot
+its hits were taken from; nothing per request is kept on shared objects.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from citeqa.text import mentions, term_set
+
+# "General Data Protection Regulation (GDPR)": two to eight words, then their initials in
+# parentheses; and "GDPR (General Data Protection Regulation)".
+_LONG_THEN_SHORT = re.compile(
+    r"((?:[A-Za-z][\w\-]*\s+){1,7}[A-Za-z][\w\-]*)\s*\(\s*([A-Z][A-Za-z0-9\-]{1,9})\s*\)"
+)
+_SHORT_THEN_LONG = re.compile(
+    r"\b([A-Z][A-Za-z0-9\-]{1,9})\s*\(\s*((?:[A-Za-z][\w\-]*\s+){1,7}[A-Za-z][\w\-]*)\s*\)"
+)
+_MINOR = frozenset(["of", "and", "for", "the", "in", "on", "to", "a", "an", "with", "by"])
+
+
+def _expansion(words: list[str], short: str) -> str:
+    """The trailing words of ``words`` whose initials spell ``short`` (minor words like
+    "of" may be skipped or count), else ""."""
+    letters = [c.lower() for c in short if c.isalpha()]
+    if short.endswith("s") and short[:-1].isupper():  # "LLMs": a plural of "LLM"
+        letters = letters[:-1]
+    if len(letters) < 2:
+        return ""
+    for start in range(len(words) - 1, -1, -1):
+        taken = words[start:]
+        initials = [w[0].lower() for w in taken if w.lower() not in _MINOR]
+        with_minor = [w[0].lower() for w in taken]
+        if letters in (initials, with_minor):
+            return " ".join(taken).lower()
+        if len(initials) > len(letters):
+            break
+    return ""
+
+
+def abbreviations(texts: Iterable[str]) -> dict[str, frozenset[str]]:
+    """short form (lower case) -> the long forms the texts define for it, and each long form
+    -> its short forms: both directions of "General Data Protection Regulation (GDPR)"."""
+    pairs: dict[str, set[str]] = {}
+    for text in texts:
+        for long_text, short in _LONG_THEN_SHORT.findall(text):
+            long_form = _expansion(long_text.split(), short)
+            if long_form:
+                pairs.setdefault(short.lower(), set()).add(long_form)
+                pairs.setdefault(long_form, set()).add(short.lower())
+        for short, long_text in _SHORT_THEN_LONG.findall(text):
+            long_form = _expansion(long_text.split(), short)
+            if long_form:
+                pairs.setdefault(short.lower(), set()).add(long_form)
+                pairs.setdefault(long_form, set()).add(short.lower())
+    return {k: frozenset(v) for k, v in pairs.items()}
+
+
+@dataclass(frozen=True)
+class CorpusStats:
+    """IDF of stemmed terms over the chunks, document frequency of terms, the documents'
+    count and the abbreviations the corpus defines."""
+
+    idf: dict[str, float] = field(default_factory=dict)
+    default_idf: float = 1.0  # IDF of a term no chunk holds: the largest there is
+    doc_freq: dict[str, int] = field(default_factory=dict)  # term -> documents holding it
+    documents: int = 0
+    aliases: dict[str, frozenset[str]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, texts: Sequence[str], doc_ids: Sequence[str]) -> CorpusStats:
+        """The statistics of chunk ``texts`` of the documents ``doc_ids``: each text's terms
+        are read once, for the IDF over chunks (BM25's, as :func:`citeqa.text.idf_table`)
+        and the document frequency alike."""
+        chunk_freq: dict[str, int] = {}
+        per_doc: dict[str, set[str]] = {}
+        for text, doc in zip(texts, doc_ids, strict=True):
+            terms = term_set(text)
+            for term in terms:
+                chunk_freq[term] = chunk_freq.get(term, 0) + 1
+            per_doc.setdefault(doc, set()).update(terms)
+        n = len(texts)
+        idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in chunk_freq.items()}
+        doc_freq: dict[str, int] = {}
+        for terms in per_doc.values():
+            for term in terms:
+                doc_freq[term] = doc_freq.get(term, 0) + 1
+        default_idf = math.log(1 + (n + 0.5) / 0.5)
+        return cls(idf, default_idf, doc_freq, len(per_doc), abbreviations(texts))
+
+    def weight(self, term: str) -> float:
+        return self.idf.get(term, self.default_idf)
+
+    def relative_idf(self, value: float) -> float:
+        """An IDF as a share of the largest this collection has (a term no chunk holds)."""
+        return value / self.default_idf if self.default_idf else 0.0
+
+    def name_weight(self, name: str) -> float:
+        """How much a name says about which document is meant: the IDF of its rarest term."""
+        return max((self.weight(t) for t in term_set(name)), default=self.default_idf)
+
+    def name_documents(self, name: str) -> int:
+        """How many documents hold the name's rarest term (0: none)."""
+        return min((self.doc_freq.get(t, 0) for t in term_set(name)), default=0)
+
+    def spellings(self, name: str) -> list[str]:
+        """The name and the abbreviations / expansions the corpus defines for it."""
+        return [name, *sorted(self.aliases.get(name.lower(), ()))]
+
+    def mentions(self, text_lower: str, name: str) -> bool:
+        """The lower-cased text mentions the name, or a form the corpus defines for it."""
+        return any(mentions(text_lower, form) for form in self.spellings(name))

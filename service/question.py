@@ -1,0 +1,252 @@
+"""What a question asks, read from its English alone: the asked focus, whether it wants a
+number (and in which unit), what it counts, whether it asks about several things.
+
+Only rules that hold of questions in general live here: "how many" wants a number, "what
+year" a year, "in milliseconds" a number in milliseconds. No word list of one field.
+"""
+
+from __future__ import annotations
+
+import re
+
+from citeqa.text import numbers, stopwords
+
+_WH_RE = re.compile(r"\b(what|which|how many|how much|who|whom|whose)\b", re.IGNORECASE)
+_PREPOSITIONS = frozenset(["in", "of", "for", "by", "on", "at", "with", "from", "to", "under"])
+
+# Questions about a quantity, in any field: "how many / how much / how long", "what share",
+# "what percentage", "the number of", "by what factor".
+_NUMERIC_Q = re.compile(
+    r"\b(how (many|much|large|big|long|fast|deep|high|small|far|old|often|wide|heavy)|"
+    r"percentage|percent|fraction|proportion|number of|amount of|by what factor|ratio)\b",
+    re.IGNORECASE,
+)
+
+# Number words count as numbers: "one argument", "twenty datasets", "a dozen".
+NUMBER_WORDS: dict[str, str] = {
+    word: str(value)
+    for value, word in enumerate(
+        [
+            "zero",
+            "one",
+            "two",
+            "three",
+            "four",
+            "five",
+            "six",
+            "seven",
+            "eight",
+            "nine",
+            "ten",
+            "eleven",
+            "twelve",
+            "thirteen",
+            "fourteen",
+            "fifteen",
+            "sixteen",
+            "seventeen",
+            "eighteen",
+            "nineteen",
+            "twenty",
+        ]
+    )
+} | {
+    "thirty": "30",
+    "forty": "40",
+    "fifty": "50",
+    "sixty": "60",
+    "seventy": "70",
+    "eighty": "80",
+    "ninety": "90",
+    "hundred": "100",
+    "thousand": "1000",
+    "million": "1000000",
+    "billion": "1000000000",
+    "dozen": "12",
+    "single": "1",
+    "twice": "2",
+    "double": "2",
+    "triple": "3",
+    "half": "0.5",
+}
+# A number word counts when what it counts follows it: "one argument", "twenty datasets"; not
+# "one of them", "one can", "half the time" (a stop word follows).
+_NUMBER_WORD_RE = re.compile(rf"\b({'|'.join(NUMBER_WORDS)})\s+([A-Za-z][\w\-]*)", re.IGNORECASE)
+
+
+def counted_in_words(word: str, following: str) -> set[str]:
+    """The number a number word states when what it counts follows it ("one argument"), not
+    a stop word ("one of them", "one can"); else nothing."""
+    value = NUMBER_WORDS.get(word.lower())
+    if value is None or not following or following.lower() in stopwords():
+        return set()
+    return {value}
+
+
+def stated_numbers(text: str) -> set[str]:
+    """The numbers ``text`` states, in digits ("2,990" -> "2990") or in words ("one
+    argument")."""
+    found = numbers(text)
+    for match in _NUMBER_WORD_RE.finditer(text):
+        found |= counted_in_words(match.group(1), match.group(2))
+    return found
+
+
+def expects_number(question: str) -> bool:
+    """The question asks for a quantity ("how many", "what percentage", "number of")."""
+    return bool(_NUMERIC_Q.search(question))
+
+
+def question_word(question: str) -> re.Match[str] | None:
+    """The first wh-word that asks, not one that opens a relative clause ("the LLM in which
+    every layer keeps ...", but "On which dataset ...?" asks)."""
+    for match in _WH_RE.finditer(question):
+        before = question[: match.start()].split()
+        relative = (
+            len(before) >= 2
+            and before[-1].lower() in _PREPOSITIONS
+            and not before[-2].endswith((",", ":", ";"))
+        )
+        if not relative:
+            return match
+    return None
+
+
+_SKIP_AFTER_WH = frozenset(
+    [
+        "is",
+        "are",
+        "was",
+        "were",
+        "does",
+        "do",
+        "did",
+        "has",
+        "have",
+        "had",
+        "the",
+        "a",
+        "an",
+        "of",
+        "kind",
+        "type",
+        "sort",
+        "exact",
+        "total",
+    ]
+)
+
+
+def focus_phrase(question: str) -> str:
+    """The thing asked for: the words after the first wh-word ("What peak learning rate was
+    used..." -> "peak learning rate"; "Who are the authors of..." -> "authors"), or ""."""
+    match = question_word(question)
+    if not match:
+        return ""
+    stop = stopwords()
+    focus: list[str] = []
+    for word in question[match.end() :].split():
+        token = word.strip("?,.;:()\"'").lower()
+        if not focus and token in _SKIP_AFTER_WH:
+            continue
+        if not token or token in stop or len(focus) == 4:
+            break
+        focus.append(word.strip("?,.;:()\"'"))
+    return " ".join(focus)
+
+
+_DEFINITION_Q = re.compile(
+    r"^\s*(?:what(?: is|'s| are)|describe|explain|tell me about|what does)\s+(?:the\s+)?"
+    r"(?P<subject>[\w\-\.\^ ]{1,60}?)(?:\s+(?:do|does|mean|model|method|paper))?\s*\??\s*$",
+    re.IGNORECASE,
+)
+
+
+def defined_subject(question: str) -> str:
+    """The X of "What is X?" (short subjects only), else ""."""
+    match = _DEFINITION_Q.match(question)
+    if not match or len(match.group("subject").split()) > 5:
+        return ""
+    return match.group("subject").strip()
+
+
+YES_NO_Q = re.compile(r"\s*(?:does|did|do|is|are|was|were|can|has|have)\b", re.IGNORECASE)
+
+COUNT_Q = re.compile(r"\bhow (?:many|much)\b", re.IGNORECASE)
+# "how many attention heads in total were ..." -> "attention heads": up to six words after
+# "how many" or a question's "(what is the) number of", ending before a verb, a preposition or
+# punctuation. "How many times" is a ratio; "because the number of entries shrinks" asks
+# nothing.
+_COUNTED = re.compile(
+    r"(?:\bhow many|(?:\b(?:what|which)(?:'s|\s+is|\s+was|\s+are|\s+were)?\s+(?:the\s+)?"
+    r"(?:(?:total|maximum|minimum|exact|average)\s+)?|^\s*|:\s*)number of)\s+"
+    r"(?!times\b|of\b|the\b)"
+    r"(?P<thing>(?:[\w\-/]+\s+){0,5}?[\w\-/]+?)"
+    r"(?=\s+(?:were|was|did|does|do|are|is|in|of|for|and|to|per|has|have|had|can|could|would|"
+    r"will|on|at|with|from|by|used|trained|required|needed|evaluated|collected|generated)\b"
+    r"|\s*[,?;.]|\s*$)",
+    re.IGNORECASE,
+)
+
+
+def counted_things(question: str) -> list[str]:
+    """What each "how many" (or "number of") of the question counts: "How many TPU chips
+    were used ..." -> ["TPU chips"]; "DeepNet: number of warmup steps?" -> ["warmup steps"]."""
+    return [m.group("thing") for m in _COUNTED.finditer(question)]
+
+
+# A unit the question asks the answer in ("in milliseconds", "how many ms"), and a number
+# written in it.
+UNITS = {
+    name: re.compile(rf"\d(?:[\d.,]*\d)?\s*(?:{unit})(?![A-Za-z])", re.IGNORECASE)
+    for name, unit in {
+        "milliseconds": r"ms|milliseconds?",
+        "seconds": r"s|sec|secs|seconds?",
+        "minutes": r"min|mins|minutes?",
+        "hours": r"h|hrs?|hours?|GPU[- ]hours?",
+        "days": r"days?",
+        "GB": r"GB|G|GiB",
+        "MB": r"MB|M|MiB",
+        "dB": r"dB",
+    }.items()
+}
+_UNIT_Q = re.compile(
+    r"\b(?i:in|how many)\s+(?i:total\s+|wall-clock\s+)?"
+    r"(?P<unit>milliseconds|ms|seconds|minutes|hours|days|GB|GiB|MB|MiB|dB)\b"
+)
+_UNIT_NAMES = {"ms": "milliseconds", "GiB": "GB", "MiB": "MB"}
+# A duration: "2.788M H800 GPU hours", "in 3 days", "0.3 seconds", "12 ms".
+UNITS["time"] = re.compile(
+    r"\d(?:[\d.,]*\d)?\s*[KMB]?\s+(?:[\w\-]+\s+){0,2}?"
+    r"(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?|months?)\b"
+    r"|\d(?:[\d.,]*\d)?\s*(?:ms|s|h|min)\b"
+)
+_DURATION_Q = re.compile(
+    r"\bhow long\b.*\b(?:take|takes|took|taken|train|trained|training|last|lasts|lasted|spend|"
+    r"spent|run|runs|ran|require|requires|required|need|needs|needed)\b|\bhow much (?:wall-clock |"
+    r"GPU |accelerator |training )?time\b",
+    re.IGNORECASE,
+)
+
+
+def asked_unit(question: str) -> str:
+    """The unit the question wants the answer in: "What latency (in milliseconds) ..." ->
+    "milliseconds"; "How long did training take?" -> "time"; ""."""
+    match = _UNIT_Q.search(question)
+    if match:
+        unit = match.group("unit")
+        return _UNIT_NAMES.get(unit, unit)
+    return "time" if _DURATION_Q.search(question) else ""
+
+
+_MULTI_CUES = re.compile(
+    r"\b(both|each|respectively|compare[ds]?|comparison|versus|vs\.?|difference|differ|"
+    r"which (?:one|of)|two|three|across|between)\b",
+    re.IGNORECASE,
+)
+_JOINED_QUESTIONS = re.compile(r"\band (?:what|how|which|who|when|where|does|do|is|are)\b", re.I)
+
+
+def asks_several(question: str) -> bool:
+    """Words that ask about several things at once: "both", "compare", "and what ..."."""
+    return bool(_MULTI_CUES.search(question) or _JOINED_QUESTIONS.search(question))

@@ -1,0 +1,182 @@
+"""The refusal policy and its per-collection model: who may refuse before an LLM call, the
+evidence builder's per-request state, the model stored with the collection, and rules that
+hold of English questions in general."""
+
+from __future__ import annotations
+
+import dataclasses
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from citeqa.config import Settings
+from citeqa.embedding import Embedder
+from citeqa.text import idf_table
+from evals.calibrate import material
+from service import answerability
+from service.answerability import FALLBACK, AnswerabilityModel
+from service.corpus import CorpusStats, abbreviations
+from service.engine import Engine, build_engine
+from service.question import expects_number, stated_numbers
+from tests.fakes.openai_server import FakeOpenAIServer, Reply
+
+NEAR_MISS = "How many TPU chips were used to train ViT-22B?"
+UNKNOWN_NAME = "What top-1 accuracy does EfficientNet-B7 reach on Places365?"
+
+
+@pytest.fixture
+def llm_engine(
+    corpus_settings: Settings, embedder: Embedder, engine: Engine, fake_llm: FakeOpenAIServer
+) -> Engine:
+    settings = corpus_settings.model_copy(
+        update={"generator": "llm", "llm_base_url": fake_llm.base_url, "llm_max_attempts": 1}
+    )
+    return build_engine(settings, embedder=embedder, index=engine.index)
+
+
+@pytest.mark.integration
+def test_with_an_llm_only_retrieval_level_signals_refuse_before_the_call(
+    engine: Engine, llm_engine: Engine, fake_llm: FakeOpenAIServer
+) -> None:
+    """The extractive engine refuses the near miss by its own model and rules; with an LLM
+    the prompt decides it (the fake is asked, and its cannot-answer reply is the refusal),
+    while a name no document mentions is refused without a call."""
+    assert not engine.prepare(NEAR_MISS).answerable
+    fake_llm.enqueue(Reply("The provided sources do not contain the answer."))
+    asked = llm_engine.ask(NEAR_MISS)
+    assert len(fake_llm.history) == 1, "the LLM decides what retrieval cannot"
+    assert asked.refused
+
+    refused = llm_engine.ask(UNKNOWN_NAME)
+    assert refused.refused and "Places365" in refused.answer
+    assert len(fake_llm.history) == 1, "nothing relevant retrieved: no call"
+
+
+def test_concurrent_builds_keep_their_own_statistics(engine: Engine) -> None:
+    """The threadpool shares one EvidenceBuilder: each build scores with the statistics of
+    the snapshot its own retrieval came from (here: two collections), and leaves nothing of
+    the request on the builder."""
+    questions = [
+        "What learning rate was used to train DeepSeek-V3?",
+        "What is DeepNet?",
+        "Which optimizer does the Lion paper propose?",
+        NEAR_MISS,
+    ]
+    texts = ["Kettles boil water in three minutes.", "A kettle has a lid and a spout."]
+    other = CorpusStats.build(texts, ["k1", "k2"])
+    retrievals = [engine.retriever.retrieve_hits(q, 5) for q in questions]
+    retrievals += [dataclasses.replace(r, stats=other) for r in retrievals]
+    builder = engine.evidence
+    state = dict(vars(builder))
+
+    def features(i: int) -> dict[str, float]:
+        return builder.build(retrievals[i % len(retrievals)], model=FALLBACK).features
+
+    expected = [features(i) for i in range(len(retrievals))]
+    assert expected[0] != expected[len(questions)], "the two collections score apart"
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(features, range(len(retrievals) * 10)))
+    assert got == expected * 10
+    assert vars(builder).keys() == state.keys()
+
+
+def test_the_model_is_stored_with_the_collection_and_read_by_another_engine(
+    fresh_settings: Settings, embedder: Embedder
+) -> None:
+    first = build_engine(fresh_settings, embedder=embedder)
+    assert not first.evidence.model().fitted  # no fit yet: the fallback
+    model = AnswerabilityModel({"bias": 9.0}, 0.42, True, {"documents": 7})
+    answerability.store(first.index.chunks, model)
+    replica = build_engine(fresh_settings, embedder=embedder)  # another process, say
+    assert replica.evidence.model() == model
+    assert first.index.chunks.metadata.get("embed_model") == embedder.name  # kept beside it
+
+
+def test_a_refit_follows_material_changes_only() -> None:
+    fitted = AnswerabilityModel({}, 0.3, True, {"documents": 100})
+    assert material(FALLBACK, 100, 0)  # no fit yet
+    assert not material(fitted, 100, 3)
+    assert material(fitted, 100, 10)
+    assert material(fitted, 120, 0)  # grown by others since
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("The function takes one argument.", {"1"}),
+        ("Twenty datasets and 3 models.", {"20", "3"}),
+        ("No number here.", set()),
+        ("One of them can do it; one can see that.", set()),  # no count: a stop word follows
+    ],
+)
+def test_number_words_are_numbers(text: str, expected: set[str]) -> None:
+    assert stated_numbers(text) == expected
+
+
+@pytest.mark.parametrize(
+    ("question", "numeric"),
+    [
+        ("How many arguments does the function take?", True),
+        ("What percentage of the variance is explained?", True),
+        ("What are the steps to reset the router?", False),
+        ("What error does the parser raise?", False),
+    ],
+)
+def test_a_number_is_expected_only_where_english_asks_for_one(question: str, numeric: bool) -> None:
+    assert expects_number(question) == numeric
+
+
+def test_abbreviations_the_corpus_defines_are_spellings_of_one_name() -> None:
+    texts = [
+        "The General Data Protection Regulation (GDPR) applies to all processors.",
+        "We fit generalized linear mixed models (GLMMs) with lme4.",
+    ]
+    found = abbreviations(texts)
+    assert found["gdpr"] == {"general data protection regulation"}
+    assert found["glmms"] == {"generalized linear mixed models"}
+    stats = CorpusStats.build(texts, ["a", "b"])
+    assert stats.mentions("the general data protection regulation says so", "GDPR")
+    assert not stats.mentions("the data says so", "GDPR")
+    assert (stats.idf, stats.default_idf) == idf_table(texts)  # BM25's IDF, read in one pass
+    assert stats.documents == 2 and stats.name_documents("lme4") == 1
+
+
+def _write_documents(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    topics = {
+        "kettles": "Electric kettles boil water quickly. A kettle has a heating element. "
+        "The thermostat switch stops boiling. Descaling removes mineral deposits.",
+        "bicycles": "Road bicycles use narrow tyres. A derailleur moves the chain between "
+        "sprockets. Disc brakes stop reliably in rain. Frames weigh 8 kilograms.",
+        "gardens": "Raised garden beds drain well. Compost improves heavy clay soils. "
+        "Tomato seedlings need warm nights. Mulch keeps moisture in summer.",
+        "bread": "Sourdough bread rises with wild yeast. A starter culture needs daily "
+        "feeding. Steam gives a crisp crust. Proofing baskets shape round loaves.",
+        "clocks": "Pendulum clocks keep time with gravity. An escapement releases the gear "
+        "train. Quartz watches drift 15 seconds monthly. Winding springs store energy.",
+        "lamps": "Desk lamps use warm white bulbs. Dimmer switches lower brightness. "
+        "Articulated arms hold the shade steady. Heavy bases prevent tipping over.",
+    }
+    for name, text in topics.items():
+        (folder / f"{name}.md").write_text(f"# {name.title()} Notes\n\n{text}\n")
+    return folder
+
+
+@pytest.mark.integration
+def test_an_ingest_that_changes_the_collection_fits_and_stores_its_model(
+    fresh_settings: Settings, embedder: Embedder, tmp_path: Path
+) -> None:
+    from ingest.run import ingest_paths
+
+    folder = _write_documents(tmp_path / "docs")
+    ingest_paths(fresh_settings, [folder], embedder=embedder, calibrate=True)
+    engine = build_engine(fresh_settings, embedder=embedder)
+    model = engine.evidence.model()
+    assert model.fitted and model.figures["documents"] == 6
+    assert model.figures["generated_answerable"] > 0 and model.figures["generated_near_miss"] > 0
+    assert 0.0 <= model.figures["cross_validated_refusal_recall"] <= 1.0
+    # unchanged: no refit (the stored model stays as it is)
+    answerability.store(engine.index.chunks, dataclasses.replace(model, threshold=0.123))
+    ingest_paths(fresh_settings, [folder], embedder=embedder, calibrate=True)
+    assert answerability.load(engine.index.chunks).threshold == 0.123
