@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 RUN_STAMP := $(VENV)/.installed-run
 LOCKS  := requirements/build.txt requirements/runtime.txt
 
-.PHONY: run test deps lint typecheck eval bench clean lock
+.PHONY: run test deps lint typecheck eval eval-gate bench clean lock
 
 # The venv holds exactly the lock files (requirements/*.txt: every package pinned with its
 # hashes, pip and setuptools included), so citeqa is built with --no-build-isolation by the
@@ -46,9 +46,20 @@ deps:
 
 test: $(STAMP) deps lint typecheck
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+	$(MAKE) eval-gate
 
 eval: $(STAMP)
-	$(BIN)/citeqa eval --dataset evals/datasets/dev.jsonl
+	HF_HUB_OFFLINE=1 $(BIN)/citeqa eval --dataset evals/datasets/dev.jsonl
+
+# The eval gate, with the commands docs/ci.md gives users: the bundled corpus ingested
+# (incremental) into the default store, the dev set scored, and every metric held to the floors
+# and tolerance of evals/baseline.json (exit 1 names the metric, the figures and worst items).
+EVAL_STORE ?= .citeqa/eval-gate
+eval-gate: $(STAMP)
+	HF_HUB_OFFLINE=1 CITEQA_DATA_DIR=$(EVAL_STORE) $(BIN)/citeqa ingest
+	HF_HUB_OFFLINE=1 CITEQA_DATA_DIR=$(EVAL_STORE) $(BIN)/citeqa eval \
+		--dataset evals/datasets/dev.jsonl --out eval-out/dev \
+		--baseline evals/baseline.json --junit eval-out/dev/junit.xml
 
 # The bench extra (pyinstrument, in the dev lock) profiles the targets a run misses.
 bench: $(STAMP)

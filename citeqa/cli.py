@@ -96,13 +96,10 @@ def _parser() -> argparse.ArgumentParser:
     )
     sub.choices["serve"].add_argument("--host", default=None)
     sub.choices["serve"].add_argument("--port", type=int, default=None)
-    _add(sub, "eval", cmd_eval, "Score answers against a Q&A dataset.")
-    ev = sub.choices["eval"]
-    ev.add_argument("--dataset", type=Path, required=True)
-    ev.add_argument("--out", type=Path, default=None)
-    ev.add_argument("--generator", choices=["extractive", "llm"], default=None)
-    ev.add_argument("--judge", choices=["none", "llm"], default="none")
-    ev.add_argument("-k", "--top-k", type=int, default=None)
+    _add(sub, "eval", cmd_eval, "Score answers against a Q&A dataset; gate, compare, draft.")
+    from evals.cli import configure_parser  # argparse only: the eval's imports come when run
+
+    configure_parser(sub.choices["eval"])
     return parser
 
 
@@ -254,12 +251,9 @@ def _serve(settings: Settings) -> int:
 
 
 def cmd_eval(args: argparse.Namespace, settings: Settings) -> int:
-    from evals.cli import eval_command
+    from evals.cli import run
 
-    with hold_store(settings, "eval"):
-        return eval_command(
-            args.dataset, args.out, args.generator, args.judge, args.top_k, settings
-        )
+    return run(args, settings)
 
 
 if __name__ == "__main__":

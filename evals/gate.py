@@ -13,15 +13,15 @@ For lower-is-better metrics (``false_refusal_rate``) both comparisons are mirror
 above its floor (ceiling) or more than ``tolerance`` above the baseline. A metric that has a
 floor or a baseline value but could not be computed fails too. Latency is never compared.
 
-The baseline is regenerated from a real run with :func:`write_baseline` (or
-``python -m evals.gate SUMMARY --write-baseline``), which keeps the floors and tolerance.
+The gate runs as ``citeqa eval --baseline FILE [--fail-under METRIC=VALUE]`` (:mod:`evals.cli`),
+the command users run in their CI and this repository's ``make eval-gate``. The baseline is
+regenerated from a real run with ``citeqa eval ... --baseline FILE --write-baseline``
+(:func:`write_baseline`), which keeps the floors and tolerance.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -191,39 +191,3 @@ def write_baseline(summary: Mapping[str, Any], path: Path = BASELINE_PATH) -> di
         baseline["corpus_fingerprint"] = corpus["fingerprint"]
     path.write_text(json.dumps(baseline, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return baseline
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m evals.gate eval-out/dev/summary.json [--items ...] [--write-baseline]``."""
-    parser = argparse.ArgumentParser(
-        prog="python -m evals.gate", description=__doc__.split("\n")[0]
-    )
-    parser.add_argument("summary", type=Path, help="summary.json of an eval run")
-    parser.add_argument("--baseline", type=Path, default=BASELINE_PATH)
-    parser.add_argument(
-        "--items", type=Path, help="items.jsonl of the run (default: beside the summary)"
-    )
-    parser.add_argument(
-        "--write-baseline", action="store_true", help="replace the baseline metrics with this run"
-    )
-    args = parser.parse_args(argv)
-    summary = json.loads(args.summary.read_text(encoding="utf-8"))
-    if args.write_baseline:
-        write_baseline(summary, args.baseline)
-        print(f"wrote {args.baseline}")
-        return 0
-    items_path = args.items or args.summary.with_name("items.jsonl")
-    items = None
-    if items_path.exists():
-        with items_path.open(encoding="utf-8") as fh:
-            items = [json.loads(line) for line in fh if line.strip()]
-    failures = check(summary, args.baseline, items)
-    for failure in failures:
-        print(f"FAIL {failure}", file=sys.stderr)
-    if not failures:
-        print("gate passed")
-    return 1 if failures else 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -249,6 +249,19 @@ def cited_sources(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def openai_client(settings: Settings) -> Any:
+    """An ``openai.OpenAI`` client for the configured LLM endpoint (the eval's own calls)."""
+    import openai
+
+    key = settings.llm_api_key
+    return openai.OpenAI(
+        base_url=settings.llm_base_url,
+        api_key=key.get_secret_value() if key is not None else "not-needed",
+        max_retries=2,
+        timeout=settings.llm_timeout_s,
+    )
+
+
 class LLMJudge:
     """Claim extraction and verification by the configured OpenAI-compatible LLM."""
 
@@ -272,15 +285,7 @@ class LLMJudge:
 
     def client(self) -> Any:
         if self._client is None:
-            import openai
-
-            key = self.settings.llm_api_key
-            self._client = openai.OpenAI(
-                base_url=self.settings.llm_base_url,
-                api_key=key.get_secret_value() if key is not None else "not-needed",
-                max_retries=2,
-                timeout=self.settings.llm_timeout_s,
-            )
+            self._client = openai_client(self.settings)
         return self._client
 
     def messages(self, answer: str, sources: Sequence[Mapping[str, Any]]) -> Messages:

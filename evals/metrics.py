@@ -11,9 +11,18 @@ metric                 definition (per item; the reported figure is the mean ove
 hit_at_1, hit_at_5     1 if a gold title is among the titles of the first k retrieved sources
                        (sources in rank order, one per chunk). Answerable items.
 mrr                    1 / rank of the first source whose title is gold; 0 if none. Answerable.
-all_gold_at_5          1 if every gold title is among the first 5 sources. ``multi`` items.
+all_gold_at_5          1 if every gold title is among the first 5 sources (every gold document,
+                       by ``source``, when the item has ``gold_docs``). ``multi`` items.
+gold_doc_at_5          1 if a gold document (``gold_docs``: a file relative to the ingested folder,
+                       compared with the sources' ``source``) is among the first 5 sources.
+                       Answerable items with gold docs.
 citation_hit           1 if a gold title is among the titles of the answer's citations (a refusal
                        cites nothing and scores 0). Answerable items.
+gold_doc_cited         1 if a gold document is among the documents the answer cites (0 for a
+                       refusal). Answerable items with gold docs.
+page_accuracy          1 if one of the answer's citations of a gold document spans (``page`` ..
+                       ``page_end``) one of that document's gold pages, else 0 (also when the gold
+                       document is not cited). Answerable items with ``gold_pages``.
 key_fact_accuracy      1 if every key fact appears in the answer text (see :func:`normalise_text`
                        and :func:`fact_in_text`); a refusal scores 0. Answerable items.
 key_fact_recall        the share of key facts that appear in the answer. Answerable items.
@@ -52,6 +61,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from citeqa.text import answer_sentence_spans, numbers, term_set
+from evals.dataset import same_source
 from service.citations import parse_markers, strip_markers
 
 # Mirrors service.citations.MIN_COVERAGE at the time the metric was defined; kept separate so
@@ -60,9 +70,11 @@ MIN_COVERAGE = 0.6
 
 
 # Metric names, in report order.
-RETRIEVAL_METRICS = ("hit_at_1", "hit_at_5", "mrr", "all_gold_at_5")
+RETRIEVAL_METRICS = ("hit_at_1", "hit_at_5", "mrr", "all_gold_at_5", "gold_doc_at_5")
 ANSWER_METRICS = (
     "citation_hit",
+    "gold_doc_cited",
+    "page_accuracy",
     "key_fact_accuracy",
     "key_fact_recall",
     "faithfulness",
@@ -168,7 +180,63 @@ def all_gold_at_k(retrieved: Sequence[str], gold: Sequence[str], k: int = 5) -> 
     return 1.0 if wanted <= found else 0.0
 
 
+def gold_doc_at_k(sources: Sequence[str], gold_docs: Sequence[str], k: int = 5) -> float | None:
+    """1.0 if a gold doc is among the ``source`` of the first ``k`` retrieved sources, else 0.0;
+    ``None`` without gold docs (see :func:`evals.dataset.same_source`)."""
+    if not gold_docs:
+        return None
+    return 1.0 if any(same_source(s, g) for s in sources[:k] for g in gold_docs) else 0.0
+
+
+def all_gold_docs_at_k(
+    sources: Sequence[str], gold_docs: Sequence[str], k: int = 5
+) -> float | None:
+    """1.0 if every distinct gold doc is among the ``source`` of the first ``k`` sources;
+    ``None`` with fewer than two gold docs."""
+    if len(set(gold_docs)) < 2:
+        return None
+    return 1.0 if all(any(same_source(s, g) for s in sources[:k]) for g in gold_docs) else 0.0
+
+
+def _all_gold_at_5(
+    item_type: str, sources: Sequence[Mapping[str, Any]], gold: Sequence[str], docs: Sequence[str]
+) -> float | None:
+    if item_type != "multi":
+        return None
+    if docs:
+        return all_gold_docs_at_k([str(s.get("source", "")) for s in sources], docs)
+    return all_gold_at_k([str(s.get("title", "")) for s in sources], gold)
+
+
 # --------------------------------------------------------------------------- answers
+
+
+def gold_doc_cited(cited_sources: Sequence[str], gold_docs: Sequence[str]) -> float | None:
+    """1.0 if a gold doc is among the sources the answer cites (0.0 for a refusal, which cites
+    nothing); ``None`` without gold docs."""
+    return gold_doc_at_k(cited_sources, gold_docs, k=len(cited_sources))
+
+
+def page_accuracy(
+    citations: Sequence[Mapping[str, Any]], gold_pages: Mapping[str, Sequence[int]]
+) -> float | None:
+    """1.0 if a citation of a gold doc spans one of its gold pages: ``page`` .. ``page_end``
+    (``page_end`` absent: the one page) holds a page of ``gold_pages[doc]``; else 0.0, also when
+    no citation is of a gold doc. ``None`` when no gold doc has pages."""
+    wanted = {doc: set(pages) for doc, pages in gold_pages.items() if pages}
+    if not wanted:
+        return None
+    for citation in citations:
+        first = citation.get("page")
+        if first is None:
+            continue
+        last = citation.get("page_end") or first
+        for doc, pages in wanted.items():
+            if same_source(str(citation.get("source", "")), doc) and any(
+                first <= p <= last for p in pages
+            ):
+                return 1.0
+    return 0.0
 
 
 def citation_hit(cited_titles: Sequence[str], gold: Sequence[str]) -> float | None:
@@ -441,22 +509,29 @@ def item_metrics(
     gold_titles: Sequence[str],
     key_facts: Sequence[str],
     answer: Mapping[str, Any],
+    gold_docs: Sequence[str] = (),
+    gold_pages: Mapping[str, Sequence[int]] | None = None,
 ) -> dict[str, float | None]:
     """Every per-item metric of one answer (``Answer.public()`` shape) to one dataset item."""
     unanswerable = item_type == UNANSWERABLE
     refused = bool(answer.get("refused"))
     text = str(answer.get("answer", ""))
     sources = list(answer.get("sources", []))
+    citations = list(answer.get("citations", []))
     retrieved = [str(s.get("title", "")) for s in sources]
-    cited = [str(c.get("title", "")) for c in answer.get("citations", [])]
+    cited = [str(c.get("title", "")) for c in citations]
     gold = [] if unanswerable else list(gold_titles)
+    docs = [] if unanswerable else list(gold_docs)
     facts = [] if unanswerable else list(key_facts)
     return {
         "hit_at_1": hit_at_k(retrieved, gold, 1),
         "hit_at_5": hit_at_k(retrieved, gold, 5),
         "mrr": reciprocal_rank(retrieved, gold),
-        "all_gold_at_5": all_gold_at_k(retrieved, gold, 5) if item_type == "multi" else None,
+        "all_gold_at_5": _all_gold_at_5(item_type, sources, gold, docs),
+        "gold_doc_at_5": gold_doc_at_k([str(s.get("source", "")) for s in sources], docs),
         "citation_hit": citation_hit(cited, gold),
+        "gold_doc_cited": gold_doc_cited([str(c.get("source", "")) for c in citations], docs),
+        "page_accuracy": None if unanswerable else page_accuracy(citations, gold_pages or {}),
         "key_fact_accuracy": key_fact_accuracy(text, facts, refused),
         "key_fact_recall": key_fact_recall(text, facts, refused),
         "faithfulness": faithfulness(text, sources, refused),

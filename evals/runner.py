@@ -42,6 +42,7 @@ from evals.metrics import (
     aggregate,
     answer_hygiene,
     applicable_counts,
+    fact_in_text,
     item_metrics,
     latency_stats,
     rounded,
@@ -98,6 +99,14 @@ def _redact_url(value: Any) -> Any:
     return value
 
 
+def refusal_threshold(engine: Engine) -> float:
+    """The answerability threshold of the engine's collection (its calibrated model, else the
+    default one): the line the compare report draws."""
+    from service.answerability import load
+
+    return load(engine.index.chunks).threshold
+
+
 def settings_snapshot(engine: Engine) -> dict[str, Any]:
     """The engine's settings as JSON, without the API key or credentials embedded in URLs."""
     data = engine.settings.model_dump(exclude={"llm_api_key"}, mode="json")
@@ -115,23 +124,37 @@ def _record(item: EvalItem, answer: Mapping[str, Any]) -> dict[str, Any]:
         gold_titles=item.gold_titles,
         key_facts=item.key_facts,
         answer=answer,
+        gold_docs=item.gold_docs,
+        gold_pages=item.gold_pages,
     )
+    expected: dict[str, Any] = {
+        "answer": item.answer,
+        "gold_titles": item.gold_titles,
+        "key_facts": item.key_facts,
+    }
+    if item.gold_docs:
+        expected.update(gold_docs=item.gold_docs, gold_pages=item.gold_pages)
     return {
         "id": item.id,
         "type": item.type,
+        "tags": item.tags,
         "question": item.question,
-        "expected": {
-            "answer": item.answer,
-            "gold_titles": item.gold_titles,
-            "key_facts": item.key_facts,
-        },
+        "expected": expected,
         "answer": answer["answer"],
         "refused": bool(answer["refused"]),
+        "answerability": answer.get("answerability"),
         "citations": [
-            {"n": c["n"], "title": c["title"], "doc_id": c["doc_id"], "quote": c["quote"]}
+            {
+                "n": c["n"],
+                "title": c["title"],
+                "doc_id": c["doc_id"],
+                "quote": c["quote"],
+                **{k: c[k] for k in ("source", "page", "page_end") if c.get(k) is not None},
+            }
             for c in answer["citations"]
         ],
         "retrieved": [s["title"] for s in answer["sources"]],
+        "retrieved_sources": [s.get("source") for s in answer["sources"]],
         "hygiene": answer_hygiene(answer["answer"], answer["sources"], bool(answer["refused"])),
         "dropped": answer.get("dropped", []),
         "metrics": {name: rounded(value, ITEM_DIGITS) for name, value in scores.items()},
@@ -230,25 +253,41 @@ def metric_names(judged: bool) -> tuple[str, ...]:
     return QUALITY_METRICS + (OPTIONAL_METRICS if judged else ())
 
 
+def by_tag(records: Sequence[Mapping[str, Any]]) -> dict[str, list[Mapping[str, Any]]]:
+    """The records carrying each tag, tags in sorted order (an item may carry several)."""
+    groups: dict[str, list[Mapping[str, Any]]] = {}
+    for record in records:
+        for tag in record.get("tags", []):
+            groups.setdefault(str(tag), []).append(record)
+    return dict(sorted(groups.items()))
+
+
 def summarise(records: Sequence[Mapping[str, Any]], judged: bool = False) -> dict[str, Any]:
-    """Quality metrics overall and per type, applicable counts, and latency (kept apart)."""
+    """Quality metrics overall, per type and per tag, applicable counts, and latency (kept
+    apart)."""
     names = metric_names(judged)
     scores = [r["metrics"] for r in records]
     by_type = {t: [r for r in records if r["type"] == t] for t in ITEM_TYPES}
     by_type = {t: rs for t, rs in by_type.items() if rs}
+    tagged = by_tag(records)
     totals = [float(r["timings_ms"]["total"]) for r in records if "total" in r["timings_ms"]]
+    metrics: dict[str, Any] = {
+        "overall": aggregate(scores, names),
+        "by_type": {t: aggregate([r["metrics"] for r in rs], names) for t, rs in by_type.items()},
+    }
+    counts: dict[str, Any] = {
+        "items": len(records),
+        "by_type": {t: len(rs) for t, rs in by_type.items()},
+        "applicable": applicable_counts(scores, names),
+    }
+    if tagged:
+        metrics["by_tag"] = {
+            t: aggregate([r["metrics"] for r in rs], names) for t, rs in tagged.items()
+        }
+        counts["by_tag"] = {t: len(rs) for t, rs in tagged.items()}
     return {
-        "metrics": {
-            "overall": aggregate(scores, names),
-            "by_type": {
-                t: aggregate([r["metrics"] for r in rs], names) for t, rs in by_type.items()
-            },
-        },
-        "counts": {
-            "items": len(records),
-            "by_type": {t: len(rs) for t, rs in by_type.items()},
-            "applicable": applicable_counts(scores, names),
-        },
+        "metrics": metrics,
+        "counts": counts,
         "hygiene": {
             name: sum(int(r.get("hygiene", {}).get(name, 0)) for r in records)
             for name in HYGIENE_COUNTS
@@ -279,6 +318,7 @@ def _context(
         "generator": engine.generator.name,
         "judge": judge.name if judge is not None else "none",
         "top_k": engine.check_top_k(top_k),
+        "refusal_threshold": refusal_threshold(engine),
         "package_version": package_version(),
         "settings": settings_snapshot(engine),
     }
@@ -291,6 +331,7 @@ _SUMMARY_ORDER = (
     "judge",
     "judge_health",
     "top_k",
+    "refusal_threshold",
     "package_version",
     "metrics",
     "counts",
@@ -326,6 +367,31 @@ def item_score(record: Mapping[str, Any]) -> float:
     return sum(values) / len(values) if values else 1.0
 
 
+def item_failures(record: Mapping[str, Any]) -> list[str]:
+    """Why an item did not pass, empty when it did: an unanswerable item passes when refused;
+    an answerable one when it is answered, states every key fact, cites a gold document and,
+    where the dataset gives pages, cites one of them. The verdict of JUnit and of compare."""
+    metrics = record["metrics"]
+    if record.get("type") == UNANSWERABLE:
+        return [] if record.get("refused") else ["answered a question the documents do not answer"]
+    if record.get("refused"):
+        return ["refused a question the documents answer"]
+    reasons = []
+    if metrics.get("key_fact_accuracy") == 0.0:
+        missing = [
+            f for f in record["expected"]["key_facts"] if not fact_in_text(f, record["answer"])
+        ]
+        reasons.append("key facts missing: " + ", ".join(repr(f) for f in missing))
+    cited = metrics.get("gold_doc_cited")
+    if cited is None:
+        cited = metrics.get("citation_hit")
+    if cited == 0.0:
+        reasons.append("no citation of a gold document")
+    elif metrics.get("page_accuracy") == 0.0:
+        reasons.append("no citation on a gold page")
+    return reasons
+
+
 def worst_items(
     records: Sequence[Mapping[str, Any]], n: int = WORST_ITEMS
 ) -> list[Mapping[str, Any]]:
@@ -350,25 +416,29 @@ def _fmt_ms(value: Any) -> str:
     return "-" if value is None else f"{float(value):.1f}"
 
 
-def _table_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]:
+def _table_rows(
+    summary: Mapping[str, Any], group: str = "by_type"
+) -> tuple[list[str], list[list[str]]]:
+    """Rows of the metrics table: overall and per type (``group="by_type"``, with latency) or
+    per tag (``group="by_tag"``)."""
     metrics = summary["metrics"]
-    types = list(metrics["by_type"])
+    types = list(metrics.get(group, {}))
     header = ["metric", "overall", *types]
     counts = summary.get("counts", {})
     rows = [
         [
             "items",
             str(counts.get("items", "")),
-            *(str(counts.get("by_type", {}).get(t, "")) for t in types),
+            *(str(counts.get(group, {}).get(t, "")) for t in types),
         ]
     ]
     for name, value in metrics["overall"].items():
         arrow = " (lower is better)" if name in LOWER_IS_BETTER else ""
         rows.append(
-            [name + arrow, _fmt(value), *(_fmt(metrics["by_type"][t].get(name)) for t in types)]
+            [name + arrow, _fmt(value), *(_fmt(metrics[group][t].get(name)) for t in types)]
         )
     latency = summary.get("latency", {})
-    if latency:
+    if latency and group == "by_type":
         for key in ("p50_ms", "p95_ms"):
             rows.append(
                 [
@@ -380,9 +450,9 @@ def _table_rows(summary: Mapping[str, Any]) -> tuple[list[str], list[list[str]]]
     return header, rows
 
 
-def format_table(summary: Mapping[str, Any]) -> str:
-    """The metrics, overall and per type, as an aligned plain-text table."""
-    header, rows = _table_rows(summary)
+def format_table(summary: Mapping[str, Any], group: str = "by_type") -> str:
+    """The metrics, overall and per type (or per tag), as an aligned plain-text table."""
+    header, rows = _table_rows(summary, group)
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(cells: Sequence[str]) -> str:
@@ -392,7 +462,7 @@ def format_table(summary: Mapping[str, Any]) -> str:
 
     out = [line(header), "  ".join("-" * w for w in widths)]
     out.extend(line(r) for r in rows)
-    if "hygiene" in summary:
+    if "hygiene" in summary and group == "by_type":
         out.append(describe_hygiene(summary["hygiene"]))
     return "\n".join(out)
 
@@ -404,6 +474,14 @@ def describe_hygiene(hygiene: Mapping[str, int]) -> str:
 
 def _md_escape(text: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
+
+
+def _md_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    return [
+        "| " + " | ".join(header) + " |",
+        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
+        *("| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows),
+    ]
 
 
 def format_report(run: EvalRun, n_worst: int = WORST_ITEMS) -> str:
@@ -422,13 +500,13 @@ def format_report(run: EvalRun, n_worst: int = WORST_ITEMS) -> str:
         "",
         "## Metrics",
         "",
-        "| " + " | ".join(header) + " |",
-        "|" + "|".join(["---"] + ["---:"] * (len(header) - 1)) + "|",
     ]
-    lines.extend("| " + " | ".join(_md_escape(c) for c in row) + " |" for row in rows)
+    lines.extend(_md_table(header, rows))
+    if summary["metrics"].get("by_tag"):
+        lines += ["", "## By tag", "", *_md_table(*_table_rows(summary, "by_tag"))]
     lines += [
         "",
-        "Metric definitions: `evals/metrics.py`. `-`: the metric applies to no item of that type.",
+        "Metric definitions: `evals/metrics.py`. `-`: the metric applies to no item of that kind.",
         "",
         *([describe_hygiene(summary["hygiene"]) + ".", ""] if "hygiene" in summary else []),
         *(

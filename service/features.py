@@ -77,7 +77,9 @@ class NameMatch:
         if not self.asked:
             return 1.0
         found = self.by_doc.get(doc_id, set())
-        return sum(self.weight[n] for n in found) / sum(self.weight.values())
+        # Summed in the question's order, as the total is: a set's order (the process's hash
+        # seed) would make a document that mentions every name score 0.9999999999999999.
+        return sum(self.weight[n] for n in self.asked if n in found) / sum(self.weight.values())
 
     def unmentioned(self) -> list[str]:
         """Names no retrieved text mentions."""

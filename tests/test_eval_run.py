@@ -1,8 +1,10 @@
 """The offline eval of the dev set end to end: determinism, outputs, speed and the CI gate.
 
-This is the CI gate: it fails when a metric of the dev set falls below its floor or more than the
-tolerance below ``evals/baseline.json`` (regenerate that file from a real run with
-``python -m evals.gate eval-out/dev/summary.json --write-baseline`` when a change is intended).
+The gate here is the one ``make eval-gate`` runs through ``citeqa eval --baseline``: it fails when
+a metric of the dev set falls below its floor or more than the tolerance below
+``evals/baseline.json`` (regenerate that file from a real run with ``citeqa eval --dataset
+evals/datasets/dev.jsonl --baseline evals/baseline.json --write-baseline`` when a change is
+intended).
 """
 
 from __future__ import annotations
