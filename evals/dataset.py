@@ -156,7 +156,8 @@ def _item_problems(
         for title in item.gold_titles
         if title not in abstracts
     ]
-    gold_texts = [abstracts[t] for t in item.gold_titles if t in abstracts]
+    # A paper's title is part of its document: a key fact may be the name it gives.
+    gold_texts = [f"{t}\n{abstracts[t]}" for t in item.gold_titles if t in abstracts]
     if item.gold_docs:
         for doc in item.gold_docs:
             found = [text for source, text in documents.items() if same_source(source, doc)]

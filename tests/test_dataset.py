@@ -172,14 +172,15 @@ def test_rv_dev_set_loads_with_document_gold() -> None:
 
 @pytest.mark.slow
 @pytest.mark.skipif(not RV_CORPUS.is_dir(), reason="../shared/corpora/r-vignettes is not there")
-def test_rv_dev_key_facts_are_in_the_documents_as_extracted() -> None:
-    """Every key fact of rv-dev is in the text the readers extract from its gold documents,
+@pytest.mark.parametrize("path", sorted(DATASETS.glob("rv-*.jsonl")), ids=lambda p: p.name)
+def test_rv_key_facts_are_in_the_documents_as_extracted(path: Path) -> None:
+    """Every key fact of an rv- set is in the text the readers extract from its gold documents,
     extraction differences (ligatures, hyphenation, spacing) folded for all items alike."""
     from ingest.readers import read_folder
 
     read = read_folder(RV_CORPUS)
     documents = {d.doc_id.removeprefix("file:"): d.get_content() for d in read.documents}
-    problems = validate_against_corpus(load_dataset(RV_DEV), {}, documents)
+    problems = validate_against_corpus(load_dataset(path), {}, documents)
     other = [p for p in problems if "gold title" not in p and UNREADABLE not in p]
     unreadable_items = {p.split(":")[0] for p in problems if UNREADABLE in p}
     assert other == [] or all(p.split(":")[0] in unreadable_items for p in other), other
