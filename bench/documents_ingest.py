@@ -16,6 +16,7 @@ texts embedded (both 0 when nothing changed). The load average is recorded besid
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -198,9 +199,16 @@ def _reingests(
 
 
 def main(argv: list[str]) -> None:
-    write = "--write" in argv
-    paths = [arg for arg in argv if arg != "--write"]
-    folder = Path(paths[0]) if paths else default_folder()
+    parser = argparse.ArgumentParser(
+        prog="python -m bench.documents_ingest",
+        description="Ingest a documents folder from empty, then re-ingest it unchanged.",
+    )
+    parser.add_argument("folder", nargs="?", type=Path, help="default: ../shared r-vignettes")
+    parser.add_argument("--write", action="store_true", help="rewrite its BENCHMARKS.md section")
+    args = parser.parse_args(argv)
+    folder = args.folder or default_folder()
+    if not folder.is_dir():
+        parser.error(f"{folder}: no such folder")
     result = run(folder, reingests=5)
     figures = asdict(result)
     figures["reingest_s"] = result.reingest_s.text(2)
@@ -208,7 +216,7 @@ def main(argv: list[str]) -> None:
     figures["pages_per_s"] = round(result.pages_per_s, 2)
     figures["texts_per_s"] = round(result.texts_per_s, 1)
     print(json.dumps(figures, indent=2, default=str), flush=True)
-    if write:
+    if args.write:
         write_section(result, REPO_ROOT / "BENCHMARKS.md")
 
 
