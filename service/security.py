@@ -302,25 +302,26 @@ def _unauthorized(credential: str = "API key") -> Refusal:
     )
 
 
-def _metrics_closed() -> Refusal:
+def _forbidden(message: str) -> Refusal:
     return Refusal(
         status=403,
         kind="Forbidden",
-        message="/metrics is closed while API keys are set: give the scraper its own token "
-        "(CITEQA_METRICS_TOKEN)",
+        message=message,
         openai_type="invalid_request_error",
         openai_code=None,
     )
 
 
+def _metrics_closed() -> Refusal:
+    return _forbidden(
+        "/metrics is closed while API keys are set: give the scraper its own token "
+        "(CITEQA_METRICS_TOKEN)"
+    )
+
+
 def _read_only() -> Refusal:
-    return Refusal(
-        status=403,
-        kind="Forbidden",
-        message="this API key may only read: uploads and deletes need a write key "
-        "(CITEQA_WRITE_API_KEYS)",
-        openai_type="invalid_request_error",
-        openai_code=None,
+    return _forbidden(
+        "this API key may only read: uploads and deletes need a write key (CITEQA_WRITE_API_KEYS)"
     )
 
 
