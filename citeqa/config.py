@@ -104,6 +104,15 @@ class Settings(BaseSettings):
         30, ge=5, le=200, description="Candidates taken from each retriever before fusion."
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    refresh_s: float = Field(
+        2.0,
+        gt=0,
+        le=3600,
+        description="Most seconds an API process goes on answering from its lexical snapshot "
+        "before it checks the collection for changes made by others (another replica, "
+        "`citeqa ingest`, `citeqa documents delete`): the bound on how long replicas disagree, "
+        "plus the time to apply the change. Its own uploads and deletes it sees at once.",
+    )
 
     # Answering
     generator: Literal["auto", "extractive", "llm"] = Field(

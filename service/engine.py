@@ -176,7 +176,9 @@ def build_engine(
     embedder = embedder or build_embedder(settings)
     if index is None:
         index = open_index(connect(settings), settings.collection, embedder, create=True)
-    retriever = HybridRetriever(index, embedder, settings.candidate_k, settings.rrf_k)
+    retriever = HybridRetriever(
+        index, embedder, settings.candidate_k, settings.rrf_k, refresh_s=settings.refresh_s
+    )
     generator = generator or build_generator(settings)
     return Engine(
         settings=settings,
