@@ -8,9 +8,11 @@
   calibrate their scores against each other.
 
 The BM25 index lives in process memory, built from the chunk collection, and is rebuilt when the
-collection's record count changes, or when Chroma returns an id the snapshot does not know or
-lacks one it holds (a change that kept the count), checked at most every ``refresh_s`` seconds;
-so replicas sharing a Chroma server pick up new ingests without a restart. The snapshot holds
+collection's record count changes, when it holds a chunk written by an ingest newer than any in
+the snapshot (a document replaced by a version of as many chunks keeps the count), or when
+Chroma returns an id the snapshot does not know or lacks one it holds, checked at most every
+``refresh_s`` seconds (``CITEQA_REFRESH_S``); so replicas sharing a Chroma server pick up
+ingests, replacements and deletes made elsewhere without a restart. The snapshot holds
 only :func:`~citeqa.store.visible_chunks` (one complete version per document), and every hit is
 taken from it: a search during a re-ingest never mixes two versions of a document.
 """
@@ -27,12 +29,13 @@ from typing import Any
 
 import bm25s
 import numpy as np
+from chromadb.api.types import Where
 from llama_index.core.base.base_retriever import BaseRetriever
 from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from citeqa.embedding import Embedder
 from citeqa.errors import StoreNotReadyError
-from citeqa.store import Index, get_all, public_source, visible_chunks
+from citeqa.store import INGESTED_AT, Index, get_all, public_source, visible_chunks
 from citeqa.text import (
     mentions,
     name_keys,
@@ -223,6 +226,7 @@ class HybridRetriever(BaseRetriever):
         self._lexical: _LexicalIndex | None = None
         self._stale = False
         self._lexical_count = -1
+        self._written_at = 0.0  # the newest ingested_at the snapshot read
         self._checked_at = 0.0
         self._lock = threading.Lock()
 
@@ -374,11 +378,23 @@ class HybridRetriever(BaseRetriever):
                 return self._lexical
             self._checked_at = now
             count = self.index.chunks.count()
-            if self._lexical is None or count != self._lexical_count or self._stale:
+            if (
+                self._lexical is None
+                or count != self._lexical_count
+                or self._stale
+                or self._written_since()
+            ):
                 self._stale = False
                 self._lexical = self._load_lexical()
                 self._lexical_count = count
             return self._lexical
+
+    def _written_since(self) -> bool:
+        """Whether a chunk newer than the snapshot's newest is in the collection: one record
+        at most, read by a metadata range filter."""
+        where: Where = {INGESTED_AT: {"$gt": self._written_at}}  # type: ignore[dict-item]
+        newer = self.index.chunks.get(where=where, limit=1, include=[])
+        return bool(newer["ids"])
 
     def _load_lexical(self) -> _LexicalIndex:
         chunks = get_all(self.index.chunks, ["documents", "metadatas"])
@@ -388,4 +404,5 @@ class HybridRetriever(BaseRetriever):
             [ids[i] for i in order], [texts[i] for i in order], [dict(metas[i]) for i in order]
         )
         lexical.known = frozenset(ids)
+        self._written_at = max((float(m.get(INGESTED_AT, 0.0)) for m in metas), default=0.0)
         return lexical
