@@ -51,10 +51,10 @@ from citeqa.retry import (
     log_retry,
     safe_url,
 )
-from service.answer import Draft
-from service.evidence import Evidence
-from service.prompts import render
-from service.retrieval import Hit
+from service.answering.answer import Draft
+from service.answering.evidence import Evidence
+from service.answering.prompts import render
+from service.answering.retrieval import Hit
 
 log = logging.getLogger(__name__)
 
@@ -369,7 +369,7 @@ class LLMGenerator:
         return cls(ChatClient.from_settings(settings), settings)
 
     def messages(self, evidence: Evidence) -> Messages:
-        return answer_messages(evidence.question, evidence.hits, self.settings.prompts_dir)
+        return answer_messages(evidence.question.text, evidence.hits, self.settings.prompts_dir)
 
     def generate(self, evidence: Evidence) -> Draft:
         if not evidence.hits:  # nothing to answer from: do not ask the model to improvise
