@@ -53,8 +53,8 @@ from citeqa.config import Settings
 from citeqa.embedding import Embedder, MiniLMOnnxEmbedder
 from citeqa.store import connect, delete_records, open_index
 from evals.dataset import load_dataset
-from service.engine import build_engine
-from service.extractive import ExtractiveGenerator
+from service.answering.engine import build_engine
+from service.answering.extractive import ExtractiveGenerator
 from tests.servers import child_env
 
 HEADING = "## Scale: a large collection, replicas, ingest while serving (issue 19)"
@@ -286,8 +286,9 @@ def finished(process: subprocess.Popen[str]) -> dict[str, object]:
     return dict(json.loads(stdout.strip().splitlines()[-1]))
 
 
-def shows(url: str, tag: str) -> bool:
-    return any(doc_id.startswith(f"{tag}-") for doc_id in search(url, tag))
+def shows(url: str, report: Mapping[str, object]) -> bool:
+    """Whether a search on ``url`` finds the last document of an ingest's ``report``."""
+    return str(report["probe_doc"]) in search(url, str(report["probe"]))
 
 
 def measure_visible(run: ScaleRun, url: str, apis: list[ApiProcess], chunks: int) -> None:
@@ -297,7 +298,7 @@ def measure_visible(run: ScaleRun, url: str, apis: list[ApiProcess], chunks: int
     pending = {api.url: float("inf") for api in apis}
     while any(s == float("inf") for s in pending.values()):
         for api_url, seconds in pending.items():
-            if seconds == float("inf") and shows(api_url, VISIBLE_TAG):
+            if seconds == float("inf") and shows(api_url, report):
                 pending[api_url] = time.time() - written
         if time.time() - written > VISIBLE_CAP_S:
             break
@@ -313,6 +314,7 @@ def measure_busy(
     process = writer(url, chunks, INGEST_TAG)
     timed: list[tuple[float, float]] = []  # wall start, ms
     visible_at = None
+    report: dict[str, object] | None = None
     turn = 0
     while visible_at is None:
         question = questions[turn % len(questions)]
@@ -324,11 +326,14 @@ def measure_busy(
         except httpx.TimeoutException:
             run.busy_timeouts += 1
             timed.append((begun, REQUEST_TIMEOUT_S * 1000))
-        if process.poll() is not None and shows(api.url, INGEST_TAG):
+        if report is None and process.poll() is not None:
+            report = finished(process)
+            written = float(report["written"])  # type: ignore[arg-type]
+        if report is not None and shows(api.url, report):
             visible_at = time.time()
-        if time.time() - begun > VISIBLE_CAP_S:
+        elif report is not None and time.time() - written > VISIBLE_CAP_S:
             break
-    report = finished(process)
+    assert report is not None
     started, written = float(report["started"]), float(report["written"])  # type: ignore[arg-type]
     run.ingest_chunks = int(report["chunks"])  # type: ignore[call-overload]
     run.ingest_write_s = written - started

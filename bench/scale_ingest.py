@@ -95,6 +95,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     corpus = corpus_vectors(bundled_store(model), model)
     embedder = PrecomputedEmbedder(model, corpus)
     read = documents(embedder, corpus, args.chunks, args.tag, args.seed)
+    last = read.documents[-1]
     settings = Settings(chroma_url=args.chroma, collection=args.collection)
     ingestor = build_ingestor(settings, embedder)
     started = time.time()
@@ -107,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         "chunks": summary.chunks_written,
         "summary": summary.line(),
         "missed": embedder.missed,
+        # A search that finds this ingest's last document first, lexically and densely: its
+        # whole text (the tag makes it unique), so visibility does not hang on rank fusion.
+        "probe": f"{last.metadata['title']} {last.text}",
+        "probe_doc": last.metadata["doc_id"],
     }
     print(json.dumps(out), flush=True)
     return 0

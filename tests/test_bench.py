@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench import scale
 from bench.report import SECTIONS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,5 +39,35 @@ def test_quick_bench_prints_every_section_and_writes_nothing() -> None:
         "| Texts embedded by the re-ingest | 0 |" in report
     )  # the unchanged re-ingest embedded nothing
     assert "| Errors | 0 |" in report
+    after = benchmarks.read_bytes() if benchmarks.exists() else None
+    assert after == before
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_scale_section_runs_tiny_and_writes_nothing() -> None:
+    """`python -m bench --scale N` at a tiny N: a store of 1,000 chunks, two replicas, small
+    ingests through the pipeline; every figure of the section is measured."""
+    benchmarks = REPO / "BENCHMARKS.md"
+    before = benchmarks.read_bytes() if benchmarks.exists() else None
+    command = [sys.executable, "-m", "bench", "--scale", "1000", "--ingest", "60"]
+    command += ["--visible", "20", "--refresh-s", "1", "--quick", "--no-write"]
+    done = subprocess.run(
+        command,
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        capture_output=True,
+        text=True,
+        timeout=1500,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = done.stdout
+    assert report.startswith(scale.HEADING), report[:500]
+    assert "| Chunks / sentence records in the store | 1,000 / " in report
+    for row in ("Search p50, idle", "Search p99 while an ingest of", "cold build"):
+        assert row in report
+    visible = next(line for line in report.splitlines() if "end of writes to visible, per" in line)
+    assert "gave up" not in visible and "n/a" not in visible, visible
+    assert "n/a" not in report.split("| Bundled corpus", 1)[1].splitlines()[0]
     after = benchmarks.read_bytes() if benchmarks.exists() else None
     assert after == before

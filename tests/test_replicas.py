@@ -92,7 +92,7 @@ def replicas(store: Settings, tmp_path_factory: pytest.TempPathFactory) -> Itera
 
 def cli(settings: Settings, data_dir: Path, *args: str) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "citeqa.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         env=env(settings, data_dir),
         cwd=REPO_ROOT,
         capture_output=True,
