@@ -44,6 +44,8 @@ from bench.measure import Samples, load_average, rss_mb
 from bench.scale_store import (
     CACHE,
     COLLECTION,
+    SEED,
+    SENTENCE_CHUNKS,
     ScaleStore,
     bundled_store,
     corpus_vectors,
@@ -439,12 +441,13 @@ other settings: {settings}), {run.total_s / 60:.0f} min. Load average (1/5/15 mi
 {table}
 
 How it was made: the store ({built}; its build took {store.build_s / 60:.0f} min) holds the
-bundled corpus (real embeddings) and synthetic documents of two chunks, each chunk 3 to 5 real
-sentences of the bundled corpus drawn at random (seed {19}), its vector the normalised mean of
-its sentences' real vectors (bench/synthetic.py, bench/scale_store.py); only the first
-{store.sentence_chunks:,} synthetic chunks have sentence records (writing all of them would
-take hours), so the dense sentence search is over a smaller collection than a real library of
-this size has. The synthetic chunks draw on the corpus' vocabulary (a few thousand terms): a
+bundled corpus (real embeddings) and synthetic documents of two chunks, each chunk as many
+real sentences of the bundled corpus as a real chunk holds, drawn at random (seed {SEED}), its
+vector the normalised mean of its sentences' real vectors (bench/synthetic.py,
+bench/scale_store.py). Synthetic chunks have sentence records up to the
+{SENTENCE_CHUNKS:,}th only (writing 4 more records per chunk beyond would take hours here), so
+past that size the dense sentence search is over a smaller collection than a real library of
+that size has. The synthetic chunks draw on the corpus' vocabulary (a few thousand terms): a
 real library's terms are far more selective, so lexical search times here are pessimistic. The
 ingests are synthetic one-chunk documents written by citeqa's own ingest pipeline in a process
 of their own (bench/scale_ingest.py), so any lexical index design sees them as a real ingest.
