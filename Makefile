@@ -34,8 +34,8 @@ run: $(RUN_STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/citeqa serve
 
 lint: $(STAMP)
-	$(BIN)/ruff check citeqa ingest service evals tests bench
-	$(BIN)/ruff format --check citeqa ingest service evals tests bench
+	$(BIN)/ruff check citeqa cli ingest service evals tests bench
+	$(BIN)/ruff format --check citeqa cli ingest service evals tests bench
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

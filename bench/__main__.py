@@ -37,8 +37,8 @@ from bench.report import BenchRun, Profile, evaluate_targets, explain, render
 from citeqa.config import Settings
 from citeqa.embedding import MiniLMOnnxEmbedder
 from evals.dataset import load_dataset
-from service.engine import build_engine
-from service.extractive import ExtractiveGenerator
+from service.answering.engine import build_engine
+from service.answering.extractive import ExtractiveGenerator
 
 CACHE = Path(__file__).resolve().parent / ".cache"
 DEV_SET = REPO_ROOT / "evals" / "datasets" / "dev.jsonl"

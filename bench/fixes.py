@@ -1,10 +1,11 @@
 """Before/after of local changes, re-measured in every run (interleaved call by call).
 
-* Applied (``service/retrieval.py``): dense search over sentences asks Chroma for ids only (a
+* Applied (``service/answering/retrieval.py``): dense search over sentences asks Chroma for ids
+only (a
   sentence id names its chunk) instead of the records' metadata.
-* Applied (``service/retrieval.py``): the chunk id -> position map of the BM25 snapshot is
+* Applied (``service/answering/retrieval.py``): the chunk id -> position map of the BM25 snapshot is
   built once with the snapshot instead of on every query.
-* Applied (``service/retrieval.py``): each hit's cosine similarity comes from the dense
+* Applied (``service/answering/retrieval.py``): each hit's cosine similarity comes from the dense
   search's distances instead of a Chroma get of the hits' embeddings.
 * Applied (``citeqa/embedding.py``): one text (a query) is embedded without the padding lock
   and the length sort of the batch path.
@@ -26,7 +27,7 @@ import numpy as np
 
 from bench.measure import Samples
 from citeqa.embedding import MiniLMOnnxEmbedder
-from service.engine import Engine
+from service.answering.engine import Engine
 
 
 @dataclass

@@ -61,7 +61,7 @@ class ApiProcess:
         env: Mapping[str, str],
         log: Path,
         port: int | None = None,
-        citeqa: Sequence[str] = (sys.executable, "-m", "citeqa.cli"),
+        citeqa: Sequence[str] = (sys.executable, "-m", "cli"),
         cwd: Path = REPO_ROOT,
     ) -> None:
         self.env = dict(env)

@@ -24,8 +24,8 @@ import httpx
 from citeqa.config import Settings
 from evals.dataset import load_dataset
 from evals.metrics import HYGIENE_COUNTS, answer_hygiene
-from service.api import create_app
-from service.engine import build_engine
+from service.answering.engine import build_engine
+from service.api.app import create_app
 from tests.live_server import LiveServer
 from tests.llama_server import MODEL_NAME, assemble_model, running_llama
 from tests.paths import REPO_ROOT

@@ -502,27 +502,32 @@ def _fixes(run: BenchRun) -> str:
 Both variants of each change are re-measured in every run, interleaved call by call so that
 they share the machine's load (median ms, min in brackets).
 
-- Applied, `service/retrieval.py`: the dense search over sentences asks Chroma for ids only (a
+- Applied, `service/answering/retrieval.py`: the dense search over sentences asks Chroma for ids
+only (a
   sentence id is `<chunk id>/s<position>`, so it names its chunk) instead of the metadata of the
   3 * k records, which SQLite had to fetch and which cost more than the vector search itself.
   Same rankings (checked in each run, last column).
-- Applied, `service/retrieval.py`: the map from chunk id to position in the BM25 snapshot is
+- Applied, `service/answering/retrieval.py`: the map from chunk id to position in the BM25 snapshot
+is
   built once with the snapshot, not on every query (at 100k chunks, rebuilding it was more than
   half of a search; the profile showed it).
-- Applied, `service/retrieval.py`: the BM25 snapshot is loaded from Chroma in pages of 5,000:
+- Applied, `service/answering/retrieval.py`: the BM25 snapshot is loaded from Chroma in pages of
+5,000:
   one `get` of the 100k-chunk collection failed in Chroma's SQLite ("too many SQL variables").
-- Applied, `service/retrieval.py`: each hit's cosine similarity to the question is the dense
+- Applied, `service/answering/retrieval.py`: each hit's cosine similarity to the question is the
+dense
   search's own distance (cosine space: 1 - distance) instead of a Chroma `get` of the hits'
   embeddings and a dot product; hits the dense search did not return (3 of 525 on the dev set)
   still read their stored embedding. Same figures (largest difference, last column).
 - Applied, `citeqa/embedding.py`: one text (a query) skips the tokenizer's padding toggle under
   a lock and the length sort of the batch path. Same vectors (tests/test_embedding.py).
-- Applied, `citeqa/cli.py`: `citeqa serve` builds one embedding model, not two (the probe's last
+- Applied, `cli/main.py`: `citeqa serve` builds one embedding model, not two (the probe's last
   RSS figure under Service is what the second cost), and `/readyz` turns true only once the BM25
   snapshot is built, so the first search does not pay for it.
 - Applied, `ingest/pipeline.py`: the ingest plan reads a source's existing records in pages (a
   source of 33k chunks failed like the 100k-chunk snapshot below; tests/test_ingest.py).
-- Candidate, not applied, `service/retrieval.py`: the two Chroma queries in threads while BM25
+- Candidate, not applied, `service/answering/retrieval.py`: the two Chroma queries in threads while
+BM25
   runs in the caller. Chroma's bindings do not let them overlap usefully on 2 cores shared with
   the ONNX threads and other work: no faster, often slower (row below), so they stay serial.
 - Candidate, not applied, `citeqa/embedding.py`: the ONNX session's idle threads sleep instead

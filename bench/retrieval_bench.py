@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from bench.measure import Samples, fastest_of, latencies_ms, percentile_runs
 from bench.synthetic import hnsw_of
-from service.engine import Engine
+from service.answering.engine import Engine
 
 
 @dataclass

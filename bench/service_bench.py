@@ -70,7 +70,7 @@ def free_port() -> int:
 
 def _command() -> list[str]:
     script = shutil.which("citeqa", path=str(Path(sys.executable).parent))
-    return [script, "serve"] if script else [sys.executable, "-m", "citeqa.cli", "serve"]
+    return [script, "serve"] if script else [sys.executable, "-m", "cli", "serve"]
 
 
 def _environment(store: Settings, port: int) -> dict[str, str]:
@@ -131,7 +131,7 @@ def rss():
         return next(int(l.split()[1]) / 1024 for l in f if l.startswith("VmRSS:"))
 out = {"python": rss()}
 t = time.perf_counter()
-import citeqa.cli, ingest.run, service.api, service.engine, uvicorn
+import cli.main, ingest.run, service.api.app, service.answering.engine, uvicorn
 out["imports_s"], out["imports"] = time.perf_counter() - t, rss()
 from citeqa.embedding import MiniLMOnnxEmbedder
 t = time.perf_counter()
@@ -283,7 +283,7 @@ class WebLayer:
     """
 
     def __init__(self, store: Settings, engine: object, questions: list[str]) -> None:
-        from service.api import create_app
+        from service.api.app import create_app
 
         settings = store.model_copy(update={"generator": "extractive"})
         self.app = create_app(settings, lambda _: engine)  # type: ignore[arg-type,return-value]

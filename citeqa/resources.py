@@ -3,7 +3,7 @@
 Found with :mod:`importlib.resources`, never from the source tree, so a wheel (``pip install``,
 ``pipx``, the Docker image) works the same as an editable checkout. In the repository they live
 at: ``prompts/`` (installed as ``citeqa.prompts``), ``data/ml_papers.txt`` (``citeqa.data``),
-``citeqa/assets/`` and ``service/static/``; pyproject.toml maps the first two into the package.
+``citeqa/assets/`` and ``service/api/static/``; pyproject.toml maps the first two into the package.
 """
 
 from __future__ import annotations
@@ -28,4 +28,4 @@ def package_path(package: str, name: str = "") -> Path:
 PROMPTS_DIR = package_path("citeqa.prompts")
 BUNDLED_CORPUS = package_path("citeqa.data", "ml_papers.txt")
 TOKENIZER_PATH = package_path("citeqa", "assets/minilm-tokenizer.json")
-STATIC_DIR = package_path("service", "static")
+STATIC_DIR = package_path("service.api", "static")

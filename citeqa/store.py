@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from citeqa.embedding import Embedder
 
 SENTENCE_SUFFIX = "__sentences"
-JOBS_SUFFIX = "__jobs"  # upload jobs (service/jobs.py), beside the server's default collection
+JOBS_SUFFIX = "__jobs"  # upload jobs (service/api/jobs.py), beside the server's default collection
 DOC_CHUNKS = "doc_chunks"  # chunk metadata: chunks in this version of the document
 INGESTED_AT = "ingested_at"  # chunk metadata: start of the ingest run that wrote it (epoch s)
 

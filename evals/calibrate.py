@@ -1,4 +1,4 @@
-"""Fit a collection's answerability model (service/answerability.py) on its own documents.
+"""Fit a collection's answerability model (service/answering/answerability.py) on its own documents.
 
     citeqa calibrate [--dataset LABELLED.jsonl] [--collection NAME]
 
@@ -10,7 +10,7 @@ evidence scoring (no generation) for each, fits an L2-regularised logistic regre
 there are some, else the generated ones. The figures to trust are the cross-validated ones:
 refit without a fifth of those questions, measured on that fifth.
 
-The model is stored with the collection (:func:`service.answerability.store`), so every
+The model is stored with the collection (:func:`service.answering.answerability.store`), so every
 replica reads it; ``ingest.run`` refits it after an ingest that changed the collection
 materially.
 """
@@ -32,9 +32,9 @@ from citeqa.embedding import Embedder
 from citeqa.store import Index
 from evals.dataset import EvalItem, load_dataset
 from evals.nearmiss import Paper, answerable_questions, near_miss_questions, papers
-from service.answerability import FALLBACK, AnswerabilityModel
-from service.engine import Engine
-from service.features import answerability_features
+from service.answering.answerability import FALLBACK, AnswerabilityModel
+from service.answering.engine import Engine
+from service.answering.features import answerability_features
 
 if TYPE_CHECKING:
     from ingest.pipeline import IngestSummary
@@ -282,9 +282,9 @@ def after_ingest(
 ) -> AnswerabilityModel | None:
     """Refit and store the collection's model when the ingest changed it materially; logs
     the figures (the ingest summary's calibration line). None when nothing was fit."""
-    from service import answerability
-    from service.engine import build_engine
-    from service.extractive import ExtractiveGenerator
+    from service.answering import answerability
+    from service.answering.engine import build_engine
+    from service.answering.extractive import ExtractiveGenerator
 
     changed = sum(s.added + s.updated + s.deleted for s in summaries)
     current = answerability.load(index.chunks)
@@ -301,9 +301,9 @@ def after_ingest(
 
 def run(settings: Settings, dataset: Path | None = None) -> AnswerabilityModel | None:
     """Fit the configured collection's model (on ``dataset`` too, when given) and store it."""
-    from service import answerability
-    from service.engine import build_engine
-    from service.extractive import ExtractiveGenerator
+    from service.answering import answerability
+    from service.answering.engine import build_engine
+    from service.answering.extractive import ExtractiveGenerator
 
     engine = build_engine(settings, generator=ExtractiveGenerator())
     model = calibrate(engine, load_dataset(dataset) if dataset else [])

@@ -146,7 +146,7 @@ def _open_engine(settings: Settings) -> Any:
     """The engine over ``settings.collection``, which must exist and hold documents."""
     from citeqa.embedding import build_embedder
     from citeqa.store import connect, open_index
-    from service.engine import build_engine
+    from service.answering.engine import build_engine
 
     embedder = build_embedder(settings)
     try:

@@ -61,7 +61,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from citeqa.config import Settings
 from evals.metrics import parse_markers
-from service.prompts import render
+from service.answering.prompts import render
 
 DEFAULT_CACHE_DIR = Path("evals/cache/llm")
 PROMPT = "judge_claims"

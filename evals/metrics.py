@@ -62,9 +62,10 @@ from typing import Any
 
 from citeqa.text import answer_sentence_spans, numbers, term_set
 from evals.dataset import same_source
-from service.citations import parse_markers, strip_markers
+from service.answering.citations import parse_markers, strip_markers
 
-# Mirrors service.citations.MIN_COVERAGE at the time the metric was defined; kept separate so
+# Mirrors service.answering.citations.MIN_COVERAGE at the time the metric was defined; kept
+# separate so
 # tuning the engine's validator does not silently change what the eval measures.
 MIN_COVERAGE = 0.6
 
@@ -300,7 +301,8 @@ def answer_sentences(answer: str) -> list[Sentence]:
 
 
 def supports(claim: str, evidence: str, min_coverage: float = MIN_COVERAGE) -> bool:
-    """Whether ``evidence`` supports ``claim`` (the rule of ``service.citations.support``).
+    """Whether ``evidence`` supports ``claim`` (the rule of
+    ``service.answering.citations.support``).
 
     Every number stated in the claim appears in the evidence (normalised: "2,990" = "2990"), and
     at least ``min_coverage`` of the claim's stemmed content terms (``term_set``) appear in it.
@@ -424,7 +426,7 @@ def refusal_scores(
 # --------------------------------------------------------------------------- answer hygiene
 # An independent check of what the engine's validator promises (no line without content, no
 # repeated sentence, no name absent from the source a sentence cites), written apart from
-# service.citations on purpose: simpler rules, so a validator that fails shows up here.
+# service.answering.citations on purpose: simpler rules, so a validator that fails shows up here.
 
 HYGIENE_COUNTS = ("empty_lines", "repeated_sentences", "unsupported_names")
 _HY_MARKER_RE = re.compile(r"\[\s*\d+(?:\s*,\s*\d+)*\s*\]")

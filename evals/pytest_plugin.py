@@ -38,8 +38,8 @@ import pytest
 from citeqa.config import Settings
 
 if TYPE_CHECKING:
-    from service.answer import Answer
-    from service.engine import Engine
+    from service.answering.answer import Answer
+    from service.answering.engine import Engine
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -64,7 +64,7 @@ def citeqa_engine(pytestconfig: pytest.Config) -> Iterator[Engine]:
     from citeqa.lock import hold_store
     from citeqa.store import connect, open_index
     from evals.corpus import collection_for, ingest_corpus
-    from service.engine import build_engine
+    from service.answering.engine import build_engine
 
     settings = Settings()
     corpus = _option(pytestconfig, "corpus")
@@ -104,7 +104,7 @@ def check_answer(
     """Ask ``question``; raise AssertionError naming every expectation the answer misses."""
     from evals.dataset import same_source
     from evals.metrics import fact_in_text
-    from service.citations import strip_markers
+    from service.answering.citations import strip_markers
 
     answer = engine.ask(question, top_k=top_k)
     problems = []

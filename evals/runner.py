@@ -1,6 +1,7 @@
 """Run an evaluation dataset through the answer engine and write the results.
 
-:func:`run_eval` asks every question of the dataset through :meth:`service.engine.Engine.ask`,
+:func:`run_eval` asks every question of the dataset through
+:meth:`service.answering.engine.Engine.ask`,
 the engine the API uses, scores each answer with :mod:`evals.metrics` and aggregates the scores
 overall and per item type. :func:`write_outputs` writes three files:
 
@@ -50,7 +51,7 @@ from evals.metrics import (
 
 if TYPE_CHECKING:
     from evals.judge import LLMJudge
-    from service.engine import Engine
+    from service.answering.engine import Engine
 
 WORST_ITEMS = 10
 ITEM_DIGITS = 6  # per-item figures; summary figures are rounded to 4 decimals
@@ -102,7 +103,7 @@ def _redact_url(value: Any) -> Any:
 def refusal_threshold(engine: Engine) -> float:
     """The answerability threshold of the engine's collection (its calibrated model, else the
     default one): the line the compare report draws."""
-    from service.answerability import load
+    from service.answering.answerability import load
 
     return load(engine.index.chunks).threshold
 

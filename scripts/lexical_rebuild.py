@@ -9,7 +9,7 @@ Each size runs in a fresh interpreter. The chunks are made from the bundled corp
 synthetic stores: every abstract is cut into sentences; a synthetic chunk is a random real
 title followed by 3 to 5 (mean 4, as real chunks hold about 4.1) sentences drawn at random from
 all real sentences, seeded; two chunks per synthetic document, metadata shaped as the ingest
-pipeline writes it. The build measured is service.retrieval's own ``_LexicalIndex``, in memory:
+pipeline writes it. The build measured is service.answering.retrieval's own ``_LexicalIndex``, in memory:
 the Chroma read before it (paging by offset) is not included. Prints one JSON line per size.
 """
 
@@ -80,7 +80,7 @@ def synthetic(size: int) -> tuple[list[str], list[str], list[dict[str, Any]]]:
 
 
 def measure(size: int) -> dict[str, Any]:
-    from service.retrieval import _LexicalIndex
+    from service.answering.retrieval import _LexicalIndex
 
     base = rss_mb()
     ids, texts, metas = synthetic(size)

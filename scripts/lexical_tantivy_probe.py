@@ -7,7 +7,7 @@ tantivy is not a citeqa dependency; to run this probe:
     PYTHONPATH=/tmp/tantivy .venv/bin/python scripts/lexical_tantivy_probe.py 100000 1000000
 
 Each size runs in a fresh interpreter, on the synthetic chunks of scripts/lexical_rebuild.py.
-The index tokenizes in Rust with the rules bm25s applies in service.retrieval (the same word
+The index tokenizes in Rust with the rules bm25s applies in service.answering.retrieval (the same word
 pattern, lower case, bm25s' English stop words, Snowball English stems) after with_compounds in
 Python; the probe first checks on 2,000 chunks that both give exactly the same tokens.
 Measured: the cold build (tokenize, index, commit), the index on disk and the process RSS, the
@@ -32,11 +32,11 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 
 def tokens(texts: list[str]) -> list[list[str]]:
-    """Today's BM25 tokens (service.retrieval's bm25s call)."""
+    """Today's BM25 tokens (service.answering.retrieval's bm25s call)."""
     import bm25s
 
     from citeqa.text import stemmer
-    from service.retrieval import with_compounds
+    from service.answering.retrieval import with_compounds
 
     return bm25s.tokenize(  # type: ignore[no-any-return]
         [with_compounds(t) for t in texts],
@@ -67,7 +67,7 @@ def measure(size: int) -> dict[str, Any]:
     from lexical_rebuild import rss_mb, synthetic
 
     from evals.dataset import load_dataset
-    from service.retrieval import with_compounds
+    from service.answering.retrieval import with_compounds
 
     ids, texts, _ = synthetic(size + 1000)
     rust = analyzer()

@@ -17,7 +17,7 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 from citeqa.config import Settings
 from citeqa.embedding import Embedder, MiniLMOnnxEmbedder
-from service.engine import Engine, build_engine
+from service.answering.engine import Engine, build_engine
 
 pytest_plugins = ["tests.fakes.fixtures"]
 

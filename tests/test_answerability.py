@@ -18,12 +18,12 @@ from evals.nearmiss import (
     near_miss_questions,
     paper_name,
 )
-from service.corpus import CorpusStats
-from service.engine import Engine
-from service.features import NameMatch, counts_stated, numbers_next_to
-from service.question import counted_things, focus_phrase
-from service.refusal import missing_answer_type
-from service.retrieval import Hit
+from service.answering.corpus import CorpusStats
+from service.answering.engine import Engine
+from service.answering.features import NameMatch, counts_stated, numbers_next_to
+from service.answering.question import counted_things, focus_phrase
+from service.answering.refusal import missing_answer_type
+from service.answering.retrieval import Hit
 
 
 @pytest.mark.parametrize(

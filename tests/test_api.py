@@ -15,8 +15,8 @@ import uvicorn
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.errors import StoreUnavailableError
-from service.api import create_app
-from service.engine import Engine, build_engine
+from service.answering.engine import Engine, build_engine
+from service.api.app import create_app
 
 pytestmark = pytest.mark.integration
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from citeqa.errors import InputError
-from service.api import create_app
-from service.engine import Engine
+from service.answering.engine import Engine
+from service.api.app import create_app
 from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.integration

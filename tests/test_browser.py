@@ -35,8 +35,8 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
-from service.api import create_app
-from service.engine import Engine, build_engine
+from service.answering.engine import Engine, build_engine
+from service.api.app import create_app
 from tests.live_server import LiveServer
 
 DATA = Path(__file__).parent / "data" / "r-vignettes"

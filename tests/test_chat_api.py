@@ -18,11 +18,11 @@ import pytest
 
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
-from service.answer import REFUSAL_TEXT, Draft
-from service.api import create_app
-from service.engine import Engine, build_engine
-from service.evidence import Evidence
-from service.extractive import ExtractiveGenerator
+from service.answering.answer import REFUSAL_TEXT, Draft
+from service.answering.engine import Engine, build_engine
+from service.answering.evidence import Evidence
+from service.answering.extractive import ExtractiveGenerator
+from service.api.app import create_app
 from tests.fakes.fixtures import fake_llm  # noqa: F401 - pytest fixture
 from tests.fakes.openai_server import CutStream, Error, FakeOpenAIServer, Reply
 from tests.live_server import LiveServer

@@ -31,7 +31,7 @@ def test_chat_streams_cited_answers_and_follows_up(
         "What is never asked?",
     ]
     done = subprocess.run(
-        [sys.executable, "-m", "citeqa.cli", "chat"],
+        [sys.executable, "-m", "cli", "chat"],
         input="\n".join(questions) + "\n",
         capture_output=True,
         text=True,

@@ -1,7 +1,8 @@
 """What a conversation costs: a maximal chat request must not cost much more than a short one.
 
-A client may send :data:`~service.chat.MAX_MESSAGES` messages of
-:data:`~service.chat.MAX_MESSAGE_CHARS` characters each (about 400 KB, under the body cap);
+A client may send :data:`~service.answering.chat.MAX_MESSAGES` messages of
+:data:`~service.answering.chat.MAX_MESSAGE_CHARS` characters each (about 400 KB, under the body
+cap);
 the answer needs only the last few turns, so the work must not grow with the rest. And work
 for a client that has gone away stops.
 """
@@ -17,12 +18,12 @@ from typing import Any
 import httpx
 import pytest
 
-from service.answer import Answer, Draft
-from service.api import create_app
-from service.chat import MAX_MESSAGE_CHARS, MAX_MESSAGES, ChatService, Message
-from service.engine import Engine
-from service.evidence import Evidence
-from service.extractive import ExtractiveGenerator
+from service.answering.answer import Answer, Draft
+from service.answering.chat import MAX_MESSAGE_CHARS, MAX_MESSAGES, ChatService, Message
+from service.answering.engine import Engine
+from service.answering.evidence import Evidence
+from service.answering.extractive import ExtractiveGenerator
+from service.api.app import create_app
 from tests.live_server import LiveServer
 
 MAX_RATIO = 3.0

@@ -19,7 +19,7 @@ from bench.load import ApiProcess
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from ingest.run import ingest_paths
-from service.engine import build_engine
+from service.answering.engine import build_engine
 from tests.servers import (
     TOPICS,
     ChromaServer,

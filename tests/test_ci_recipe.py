@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from citeqa.cli import _parser
+from cli.main import _parser
 from tests.paths import REPO_ROOT
 
 DOC = REPO_ROOT / "docs" / "ci.md"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 import re
 
-from service.citations import Validator, parse_markers, validate
-from service.engine import Engine
-from service.retrieval import Hit
+from service.answering.citations import Validator, parse_markers, validate
+from service.answering.engine import Engine
+from service.answering.retrieval import Hit
 
 TEXT = (
     "We present DeepSeek-V3, a strong Mixture-of-Experts language model with 671B total "

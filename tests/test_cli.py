@@ -19,7 +19,7 @@ pytestmark = pytest.mark.integration
 def citeqa(*args: str, data_dir: Path, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, CITEQA_DATA_DIR=str(data_dir), HF_HUB_OFFLINE="1")
     return subprocess.run(
-        [sys.executable, "-m", "citeqa.cli", *args],
+        [sys.executable, "-m", "cli", *args],
         capture_output=True,
         text=True,
         env=env,
@@ -98,7 +98,7 @@ def test_serve_builds_one_embedding_model_and_is_ready_with_bm25_built(
     from fastapi.testclient import TestClient
 
     import citeqa.embedding
-    from citeqa.cli import main
+    from cli.main import main
 
     built: list[object] = []
     real_init = citeqa.embedding.MiniLMOnnxEmbedder.__init__
@@ -126,7 +126,7 @@ def test_serve_builds_one_embedding_model_and_is_ready_with_bm25_built(
 def test_version_is_pyprojects(capsys: pytest.CaptureFixture[str]) -> None:
     import tomllib
 
-    from citeqa.cli import main
+    from cli.main import main
     from tests.paths import REPO_ROOT
 
     version = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"]["version"]

@@ -15,10 +15,10 @@ import pytest
 
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
-from service.answer import Answer
-from service.api import create_app
-from service.engine import Engine, build_engine
-from service.extractive import SOURCES_DIFFER
+from service.answering.answer import Answer
+from service.answering.engine import Engine, build_engine
+from service.answering.extractive import SOURCES_DIFFER
+from service.api.app import create_app
 from tests.live_server import LiveServer
 
 pytestmark = pytest.mark.integration

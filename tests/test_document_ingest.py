@@ -12,16 +12,16 @@ from pathlib import Path
 import docx
 import pytest
 
-from citeqa.cli import main
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.layout import describe
 from citeqa.store import get_all
+from cli.main import main
 from ingest.readers import read_folder
 from ingest.run import ingest_paths
-from service.api import SearchResponse
-from service.citations import validate
-from service.engine import Engine, build_engine
+from service.answering.citations import validate
+from service.answering.engine import Engine, build_engine
+from service.api.app import SearchResponse
 
 DATA = Path(__file__).parent / "data" / "r-vignettes"
 OOP = "sandwich-sandwich-OOP.pdf"

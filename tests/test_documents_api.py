@@ -15,8 +15,8 @@ from pydantic import SecretStr
 
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
-from service.api import create_app
-from service.engine import Engine, build_engine
+from service.answering.engine import Engine, build_engine
+from service.api.app import create_app
 from tests.live_server import LiveServer
 from tests.paths import REPO_ROOT
 from tests.servers import running_chroma

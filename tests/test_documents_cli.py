@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from citeqa.cli import main
+from cli.main import main
 
 pytestmark = pytest.mark.integration
 

@@ -13,7 +13,7 @@ import pytest
 from citeqa.errors import InputError
 from evals.dataset import EvalItem, load_dataset
 from evals.metrics import fact_in_text
-from service.engine import Engine
+from service.answering.engine import Engine
 
 DEV = load_dataset(Path(__file__).parents[1] / "evals" / "datasets" / "dev.jsonl")
 ANSWERABLE = [item for item in DEV if item.type != "unanswerable"]

@@ -469,7 +469,7 @@ def test_a_document_that_mentions_every_asked_name_scores_exactly_one() -> None:
     some processes and the answerability of one item changed from run to run."""
     from itertools import permutations
 
-    from service.features import NameMatch
+    from service.answering.features import NameMatch
 
     weights = {"Alpha": 0.1, "Beta": 0.2, "Gamma": 0.3}
     for asked in permutations(weights):

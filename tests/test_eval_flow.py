@@ -54,7 +54,7 @@ def _run(args: list[str], root: Path, store: Path) -> subprocess.CompletedProces
 
 
 def _citeqa(root: Path, *args: str, store: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return _run([sys.executable, "-m", "citeqa.cli", *args], root, store or root / "store")
+    return _run([sys.executable, "-m", "cli", *args], root, store or root / "store")
 
 
 def _summary(folder: Path) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from citeqa.config import Settings
 from evals.dataset import load_dataset
 from evals.gate import BASELINE_PATH, check, compare, load_baseline
 from evals.runner import EvalRun, run_eval, write_outputs
-from service.engine import Engine, build_engine
+from service.answering.engine import Engine, build_engine
 from tests.paths import REPO_ROOT
 
 pytestmark = pytest.mark.slow

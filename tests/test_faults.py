@@ -29,8 +29,8 @@ from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.store import Index, connect, open_index, visible_chunks
 from ingest.run import ingest_paths
-from service.api import create_app
-from service.engine import build_engine
+from service.answering.engine import build_engine
+from service.api.app import create_app
 from tests.servers import (
     ChromaServer,
     child_env,
@@ -191,7 +191,7 @@ def test_ingest_killed_at_random_points_converges(
     settings = Settings(chroma_url=chroma.url, collection="killed", data_dir=tmp_path / "d")
     index = open_index(connect(settings), settings.collection, embedder, create=True)
     env = child_env(CITEQA_CHROMA_URL=chroma.url, CITEQA_COLLECTION=settings.collection)
-    command = [sys.executable, "-m", "citeqa.cli", "ingest", str(folder)]
+    command = [sys.executable, "-m", "cli", "ingest", str(folder)]
     log = []
     for trial in range(KILL_TRIALS):
         if trial == 3:  # the corpus changes: 8 papers rewritten, 4 removed, 2 added

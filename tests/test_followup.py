@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from service.answer import REFUSAL_TEXT
-from service.followup import named_entities, numbered_sources, standalone_question
+from service.answering.answer import REFUSAL_TEXT
+from service.answering.followup import named_entities, numbered_sources, standalone_question
 
 DEEPSEEK_ANSWER = (
     "We present DeepSeek-V3, a strong Mixture-of-Experts (MoE) language model with 671B total "

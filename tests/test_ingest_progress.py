@@ -33,7 +33,7 @@ LINE = re.compile(r"embedding \(20 documents\): (\d+)/120 texts \(\d+%\), [\d.]+
 
 
 def citeqa_ingest(folder: Path, data_dir: Path, **streams: object) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "citeqa.cli", "ingest", str(folder)]
+    command = [sys.executable, "-m", "cli", "ingest", str(folder)]
     env = child_env(CITEQA_DATA_DIR=str(data_dir))
     return subprocess.Popen(command, env=env, **streams)  # type: ignore[call-overload]
 

@@ -24,8 +24,8 @@ from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.store import connect
 from ingest.run import ingest_paths
-from service.api import create_app
-from service.engine import build_engine
+from service.answering.engine import build_engine
+from service.api.app import create_app
 from tests.servers import child_env, paper, paper_name, write_corpus, write_paper
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ CORPUS_QUESTION = "How many activated parameters does DeepSeek-V3 have?"
 
 
 def citeqa_ingest(folder: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "citeqa.cli", "ingest", str(folder)]
+    command = [sys.executable, "-m", "cli", "ingest", str(folder)]
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
 
 

@@ -20,7 +20,7 @@ from evals.judge import (
     LLMJudge,
 )
 from evals.runner import format_report, run_eval
-from service.engine import Engine
+from service.answering.engine import Engine
 from tests.fakes.openai_server import Error, FakeOpenAIServer, Reply
 from tests.paths import REPO_ROOT
 

@@ -24,18 +24,18 @@ from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.errors import LLMError, LLMTimeoutError
 from citeqa.retry import is_retryable, retry_after_s
-from service.answer import Draft
-from service.engine import Engine, build_engine
-from service.evidence import Evidence
-from service.llm import (
+from service.answering.answer import Draft
+from service.answering.engine import Engine, build_engine
+from service.answering.evidence import Evidence
+from service.answering.llm import (
     CANNOT_ANSWER,
     ChatClient,
     LLMGenerator,
     answer_messages,
     is_cannot_answer,
 )
-from service.prompts import render
-from service.retrieval import Hit
+from service.answering.prompts import render
+from service.answering.retrieval import Hit
 from tests.fakes.openai_server import (
     CutStream,
     Error,
@@ -233,7 +233,7 @@ def test_rate_limit_then_success_honours_retry_after(
     evidence = engine.prepare(QUESTION)
     fake_llm.enqueue(Error(429, headers={"Retry-After": "1"}), Reply(SUPPORTED))
 
-    caplog.set_level(logging.WARNING, logger="service.llm")
+    caplog.set_level(logging.WARNING, logger="service.answering.llm")
     started = time.monotonic()
     draft = engine.generator.generate(evidence)
     elapsed = time.monotonic() - started
@@ -241,7 +241,7 @@ def test_rate_limit_then_success_honours_retry_after(
     assert draft.text == SUPPORTED
     assert fake_llm.requests_count == 2
     assert 0.95 <= elapsed < 3.0  # the server's 1 s, not the backoff's first window (<= 0.5 s)
-    [record] = [r for r in caplog.records if r.name == "service.llm"]
+    [record] = [r for r in caplog.records if r.name == "service.answering.llm"]
     assert record.levelno == logging.WARNING
     assert "attempt 1 of 3" in record.getMessage()
     assert "429 Too Many Requests" in record.getMessage()
@@ -476,7 +476,7 @@ def test_api_key_never_appears_in_logs_or_errors(
     assert "401 Unauthorized" in str(caught.value)
     assert SECRET not in caplog.text and SECRET not in str(caught.value)
     assert fake_llm.history[0].headers["authorization"] == "Bearer <redacted>"
-    ours = " ".join(r.getMessage() for r in caplog.records if r.name == "service.llm")
+    ours = " ".join(r.getMessage() for r in caplog.records if r.name == "service.answering.llm")
     assert "retrying" in ours and QUESTION not in ours  # no prompt text either
 
 

@@ -18,9 +18,9 @@ from pydantic import SecretStr
 
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
-from service.api import create_app
-from service.engine import Engine, build_engine
-from service.observability import (
+from service.answering.engine import Engine, build_engine
+from service.api.app import create_app
+from service.api.observability import (
     ACCESS_LOGGER,
     EngineCollector,
     JsonFormatter,
@@ -30,7 +30,7 @@ from service.observability import (
     install_observability,
     request_id_var,
 )
-from service.security import install_security
+from service.api.security import install_security
 from tests.fakes.openai_server import Error, FakeOpenAIServer, Reply
 from tests.live_server import LiveServer
 
@@ -141,7 +141,7 @@ class _Chunks:
 
 
 class _Client:
-    """Counters the way service.llm.ChatClient exposes them."""
+    """Counters the way service.answering.llm.ChatClient exposes them."""
 
     requests, retries, failures, prompt_tokens, completion_tokens = 5, 2, 1, 300, 40
 

@@ -36,10 +36,10 @@ PACKAGE_DATA = [
     "citeqa/prompts/condense.md",
     "citeqa/prompts/judge_claims.md",
     "citeqa/assets/minilm-tokenizer.json",
-    "service/static/index.html",
-    "service/static/app.js",
-    "service/static/style.css",
-    "service/static/favicon.svg",
+    "service/api/static/index.html",
+    "service/api/static/app.js",
+    "service/api/static/style.css",
+    "service/api/static/favicon.svg",
     "evals/baseline.json",
 ]
 
@@ -50,7 +50,7 @@ def test_every_python_package_of_the_tree_is_declared() -> None:
     (ingest.formats was)."""
     setuptools = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
     declared = set(setuptools["packages"])
-    for root in ("citeqa", "ingest", "service", "evals"):
+    for root in ("citeqa", "cli", "ingest", "service", "evals"):
         for init in (REPO_ROOT / root).rglob("__init__.py"):
             package = ".".join(init.parent.relative_to(REPO_ROOT).parts)
             assert package in declared, f"{package} is missing from [tool.setuptools] packages"
@@ -133,7 +133,7 @@ def test_sdist_and_wheel_hold_the_package_data(dist: Path) -> None:
 def test_installed_package_reads_its_files_from_site_packages(installed: Installed) -> None:
     assert installed.run("citeqa", "--version").stdout.strip() == f"citeqa {VERSION}"
     probe = (
-        "import json, citeqa, citeqa.resources as r, service.chat_api;"
+        "import json, citeqa, citeqa.resources as r, service.api.chat;"
         "from citeqa.config import Settings;"
         "print(json.dumps([citeqa.__file__, str(Settings().corpus_path), str(r.PROMPTS_DIR),"
         " str(r.TOKENIZER_PATH), str(r.STATIC_DIR)]))"

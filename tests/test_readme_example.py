@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from service.engine import Engine
+from service.answering.engine import Engine
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 ASK_EXAMPLE = re.compile(

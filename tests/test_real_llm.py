@@ -20,8 +20,8 @@ from evals.dataset import load_dataset
 from evals.judge import LLMJudge
 from evals.metrics import HYGIENE_COUNTS, answer_hygiene
 from evals.runner import format_report, run_eval
-from service.api import create_app
-from service.engine import Engine, build_engine
+from service.answering.engine import Engine, build_engine
+from service.api.app import create_app
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
 from tests.live_server import LiveServer
 from tests.llama_server import MODEL_NAME, assemble_model, running_llama

@@ -14,11 +14,11 @@ from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.text import idf_table
 from evals.calibrate import material
-from service import answerability
-from service.answerability import FALLBACK, AnswerabilityModel
-from service.corpus import CorpusStats, abbreviations
-from service.engine import Engine, build_engine
-from service.question import expects_number, stated_numbers
+from service.answering import answerability
+from service.answering.answerability import FALLBACK, AnswerabilityModel
+from service.answering.corpus import CorpusStats, abbreviations
+from service.answering.engine import Engine, build_engine
+from service.answering.question import expects_number, stated_numbers
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
 
 NEAR_MISS = "How many TPU chips were used to train ViT-22B?"

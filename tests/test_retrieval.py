@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from citeqa.embedding import Embedder
-from service.engine import Engine
-from service.retrieval import HybridRetriever
+from service.answering.engine import Engine
+from service.answering.retrieval import HybridRetriever
 
 QUESTIONS = [
     "How many tokens was DeepSeek-V3 pre-trained on?",
@@ -51,7 +51,7 @@ def test_each_hit_carries_the_cosine_of_its_chunk_and_the_question(
 _NO_AVX512 = "X86_V4 AVX512_ICL AVX512_SPR"
 _LEXICAL_ORDER = """
 import json, sys
-from service.retrieval import _LexicalIndex
+from service.answering.retrieval import _LexicalIndex
 ids, texts, questions = json.load(open(sys.argv[1]))
 index = _LexicalIndex(ids, texts, [{} for _ in ids])
 print(json.dumps([[ids[i] for i, _ in index.search(q, 30)] for q in questions]))

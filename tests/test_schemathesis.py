@@ -20,8 +20,8 @@ from schemathesis.specs.openapi.checks import response_schema_conformance
 from starlette.routing import Route
 
 from citeqa.config import Settings
-from service.api import create_app
-from service.engine import Engine
+from service.answering.engine import Engine
+from service.api.app import create_app
 from tests.live_server import LiveServer
 
 MAX_EXAMPLES = 25

@@ -26,9 +26,9 @@ from starlette.websockets import WebSocketDisconnect
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.errors import StoreUnavailableError
-from service.api import create_app
-from service.engine import Engine, build_engine
-from service.security import KeyRing, RateLimiter, install_security
+from service.answering.engine import Engine, build_engine
+from service.api.app import create_app
+from service.api.security import KeyRing, RateLimiter, install_security
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
 from tests.live_server import LiveServer
 from tests.servers import child_env, free_port
@@ -575,7 +575,7 @@ import sys
 import uvicorn
 from citeqa.config import Settings
 from citeqa.errors import StoreUnavailableError
-from service.api import create_app
+from service.api.app import create_app
 
 def no_store(_):
     raise StoreUnavailableError("no store: this server only receives bodies")

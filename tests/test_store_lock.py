@@ -33,7 +33,7 @@ with hold_store(Settings(data_dir=Path(sys.argv[1])), "serve", "http://127.0.0.1
 
 
 def citeqa(data_dir: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    command = [sys.executable, "-m", "citeqa.cli", *args]
+    command = [sys.executable, "-m", "cli", *args]
     env = child_env(CITEQA_DATA_DIR=str(data_dir))
     return subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
 

@@ -18,9 +18,9 @@ from citeqa.catalog import Catalog, files_dir
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.store import Index, connect, open_index
-from service.api import create_app
-from service.engine import Engine, build_engine
-from service.jobs import STALE_AFTER_S, JobStore
+from service.answering.engine import Engine, build_engine
+from service.api.app import create_app
+from service.api.jobs import STALE_AFTER_S, JobStore
 from tests.live_server import LiveServer
 from tests.paths import REPO_ROOT
 from tests.servers import child_env, free_port, stop_process, wait_until_up
@@ -131,7 +131,7 @@ def test_a_server_killed_mid_upload_leaves_no_half_document(
     log = tmp_path / "serve.log"
     with log.open("wb") as out:
         process = subprocess.Popen(
-            [sys.executable, "-m", "citeqa.cli", "serve", "--port", str(port)],
+            [sys.executable, "-m", "cli", "serve", "--port", str(port)],
             env=env,
             stdout=out,
             stderr=subprocess.STDOUT,
@@ -164,7 +164,7 @@ def test_a_server_killed_mid_upload_leaves_no_half_document(
     jobs = JobStore(client, settings.collection)
     assert jobs.get(job["id"]).state == "running"  # no one saves it any more
     later = time.time() + STALE_AFTER_S + 1
-    monkeypatch.setattr("service.jobs.time.time", lambda: later)
+    monkeypatch.setattr("service.api.jobs.time.time", lambda: later)
     stale = jobs.get(job["id"])
     assert stale.state == "failed" and stale.error is not None and "interrupted" in stale.error
 

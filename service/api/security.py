@@ -28,7 +28,7 @@ Checks, in order:
    to the app, so nothing downstream ever sees more than the limit. The upload route
    (``POST /v1/documents``) is the exception: a declared length over ``max_upload_bytes`` is
    refused here, and otherwise its body goes to the route unbuffered, which streams it to disk
-   under its own limits and time (:mod:`service.documents_api`).
+   under its own limits and time (:mod:`service.api.documents`).
 4. **Body time** (408, then the connection is closed): the whole body must arrive within
    ``body_timeout_s``; a client that sends part of a body and stalls holds no socket and no
    worker beyond that. (The time to send the headers is the reverse proxy's to bound:

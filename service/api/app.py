@@ -1,5 +1,5 @@
 """The FastAPI app: /v1/ask, /v1/search, /healthz, /readyz (the documents routes are in
-:mod:`service.documents_api`, the OpenAI-compatible ones in :mod:`service.chat_api`).
+:mod:`service.api.documents`, the OpenAI-compatible ones in :mod:`service.api.chat`).
 
 Routes stay thin: they validate input with pydantic models, call the :class:`Engine` held in
 ``app.state`` (built once in the lifespan), and let one exception handler map
@@ -28,16 +28,16 @@ from citeqa import __version__
 from citeqa.catalog import files_dir
 from citeqa.config import Settings
 from citeqa.errors import CiteqaError
-from service.answer import Citation
-from service.chat_api import OPENAI_PREFIXES, ask_event_stream, chat_router, openai_error_response
-from service.collections import Collections, default_engine, engine_for
-from service.docs import install_docs
-from service.documents_api import documents_router
-from service.engine import Engine, build_engine
-from service.jobs import JobStore, UploadRunner
-from service.observability import MetricsDep, configure_logging, install_observability
-from service.retrieval import MAX_TOP_K
-from service.security import install_security
+from service.answering.answer import Citation
+from service.answering.collections import Collections, default_engine, engine_for
+from service.answering.engine import Engine, build_engine
+from service.answering.retrieval import MAX_TOP_K
+from service.api.chat import OPENAI_PREFIXES, ask_event_stream, chat_router, openai_error_response
+from service.api.docs import install_docs
+from service.api.documents import documents_router
+from service.api.jobs import JobStore, UploadRunner
+from service.api.observability import MetricsDep, configure_logging, install_observability
+from service.api.security import install_security
 
 log = logging.getLogger("citeqa.api")
 
@@ -50,7 +50,7 @@ class AskRequest(BaseModel):
     top_k: int | None = Field(
         None, ge=1, le=MAX_TOP_K, description="Sources to retrieve (default from settings)."
     )
-    stream: bool = Field(False, description="Server-sent events (see service/chat_api.py).")
+    stream: bool = Field(False, description="Server-sent events (see service/api/chat.py).")
     collection: str | None = Field(
         None, description="The collection to answer from (default: the server's own)."
     )

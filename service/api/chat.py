@@ -1,16 +1,17 @@
 """The OpenAI-compatible chat API, the streamed ``/v1/ask`` and the web page.
 
-Routes (``chat_router``, included by :func:`service.api.create_app`):
+Routes (``chat_router``, included by :func:`service.api.app.create_app`):
 
 * ``POST /v1/chat/completions``: the OpenAI Chat Completions shape, ``stream`` false or true;
   the model is a collection's name (``citeqa`` by default; any id listed by ``GET /v1/models``,
   one per collection; others get 404 ``model_not_found``). A bearer token is accepted; the
   security middleware checks it when API keys are configured. Stateless: the conversation comes
-  in ``messages`` (at most :data:`~service.chat.MAX_MESSAGES`, each at most
-  :data:`~service.chat.MAX_MESSAGE_CHARS` characters, the last one from the user). Sampling
+  in ``messages`` (at most :data:`~service.answering.chat.MAX_MESSAGES`, each at most
+  :data:`~service.answering.chat.MAX_MESSAGE_CHARS` characters, the last one from the user).
+  Sampling
   options (``temperature``...) are accepted and ignored. ``top_k`` is an extension.
 * ``GET /v1/models``, ``GET /v1/models/{id}``.
-* ``GET``/``HEAD`` ``/`` and ``/static/{app.js,style.css}``: the web page (``service/static``);
+* ``GET``/``HEAD`` ``/`` and ``/static/{app.js,style.css}``: the web page (``service/api/static``);
   the page's text box takes ``max_question_chars`` characters, rendered in from the settings.
 
 Extra fields, which clients that do not know them ignore (the openai SDK keeps them in
@@ -23,7 +24,8 @@ carries all ``citations``, ``refused``, ``dropped`` and ``answer``, then ``data:
 
 Streaming and validation: only validated text is streamed. The generator's draft is buffered to
 the end of each sentence, the sentence is checked against the sources it cites
-(:class:`service.citations.Validator`) and sent only if it holds, so the concatenated content
+(:class:`service.answering.citations.Validator`) and sent only if it holds, so the concatenated
+content
 deltas equal the last chunk's ``answer`` exactly, whatever client shows them. A refusal is
 streamed as content too, so a client reading only the content sees it.
 
@@ -69,8 +71,8 @@ from starlette.types import Receive, Scope, Send
 
 from citeqa.errors import CiteqaError
 from citeqa.resources import STATIC_DIR
-from service.answer import Answer
-from service.chat import (
+from service.answering.answer import Answer
+from service.answering.chat import (
     MAX_MESSAGE_CHARS,
     MAX_MESSAGES,
     PROGRESS,
@@ -82,9 +84,9 @@ from service.chat import (
     Started,
     check_conversation,
 )
-from service.collections import engine_for
-from service.engine import Engine
-from service.retrieval import MAX_TOP_K, Hit
+from service.answering.collections import engine_for
+from service.answering.engine import Engine
+from service.answering.retrieval import MAX_TOP_K, Hit
 
 log = logging.getLogger("citeqa.chat")
 

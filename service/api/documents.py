@@ -31,9 +31,9 @@ from citeqa.errors import ClientGoneError, InputError, TooLargeError, TooSlowErr
 from citeqa.store import check_collection_name
 from ingest.run import build_ingestor
 from ingest.uploads import Item, StoredFile, TextItem, store_file
-from service.collections import engine_for
-from service.engine import Engine
-from service.jobs import Job, UploadRunner, Work
+from service.answering.collections import engine_for
+from service.answering.engine import Engine
+from service.api.jobs import Job, UploadRunner, Work
 
 MAX_FILES = 1000  # parts per upload request
 T = TypeVar("T")

@@ -12,11 +12,13 @@ that say how well it *answers* the question, not just how close it is to it:
   thanks to the title, detail is low;
 * ``expects_number`` / ``has_number``: "how many", "what percentage" need a number;
 * ``names_found``: the IDF-weighted share of the names in the question ("TinyViT", "GPUs")
-  that the sentence's document mentions (:class:`~service.features.NameMatch`).
+  that the sentence's document mentions (:class:`~service.answering.features.NameMatch`).
 
-``answerability`` is the collection's answerability model (:mod:`service.answerability`) over
-:func:`~service.features.answerability_features`; whether the engine answers is the refusal
-policy's call (:mod:`service.refusal`). The IDF and the other statistics come with the
+``answerability`` is the collection's answerability model (:mod:`service.answering.answerability`)
+over
+:func:`~service.answering.features.answerability_features`; whether the engine answers is the
+refusal
+policy's call (:mod:`service.answering.refusal`). The IDF and the other statistics come with the
 retrieval (the lexical snapshot its hits were taken from): :meth:`EvidenceBuilder.build` keeps
 no per-request state on the builder, which the threadpool shares.
 """
@@ -35,16 +37,16 @@ from chromadb.api.types import Where
 
 from citeqa.store import Index
 from citeqa.text import term_set, words
-from service import answerability as model_store
-from service.answerability import FALLBACK, AnswerabilityModel
-from service.corpus import CorpusStats
-from service.features import (
+from service.answering import answerability as model_store
+from service.answering.answerability import FALLBACK, AnswerabilityModel
+from service.answering.corpus import CorpusStats
+from service.answering.features import (
     NameMatch,
     answerability_features,
     document_texts,
     number_bound,
 )
-from service.question import (
+from service.answering.question import (
     YES_NO_Q,
     asked_unit,
     asks_several,
@@ -53,8 +55,8 @@ from service.question import (
     focus_phrase,
     stated_numbers,
 )
-from service.refusal import answerable, missing_answer_type
-from service.retrieval import Hit, HybridRetriever, Retrieval
+from service.answering.refusal import answerable, missing_answer_type
+from service.answering.retrieval import Hit, HybridRetriever, Retrieval
 
 MODEL_REFRESH_S = 5.0  # how often the stored answerability model is read again
 
@@ -101,7 +103,8 @@ class Evidence:
     # "name" or "unit" the evidence does not state (:func:`missing_answer_type`), or the answer
     # would be about another "subject" than the question's names.
     missing_answer_type: str = ""
-    # Whether the engine answers: the refusal policy's decision (service.refusal.answerable).
+    # Whether the engine answers: the refusal policy's decision
+    # (service.answering.refusal.answerable).
     answerable: bool = False
 
     @property
@@ -131,7 +134,7 @@ class EvidenceBuilder:
     requests: everything a request computes lives in its own :class:`Evidence`.
 
     ``retrieval_only``: the generator decides by itself from the sources (an LLM), so only
-    retrieval-level signals refuse (:func:`service.refusal.answerable`)."""
+    retrieval-level signals refuse (:func:`service.answering.refusal.answerable`)."""
 
     def __init__(
         self, index: Index, retriever: HybridRetriever, retrieval_only: bool = False

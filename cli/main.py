@@ -138,7 +138,7 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
-    from service.engine import build_engine
+    from service.answering.engine import build_engine
 
     with hold_store(settings, "search"):
         _require_collection(settings, args.collection)
@@ -154,7 +154,7 @@ def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
-    from service.engine import build_engine
+    from service.answering.engine import build_engine
 
     with hold_store(settings, "ask"):
         _require_collection(settings, args.collection)
@@ -205,8 +205,8 @@ def cmd_documents(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
-    from service.chat import ChatService, run_terminal_chat
-    from service.engine import build_engine
+    from service.answering.chat import ChatService, run_terminal_chat
+    from service.answering.engine import build_engine
 
     with hold_store(settings, "chat"):
         chat = ChatService(build_engine(settings))
@@ -228,9 +228,9 @@ def _serve(settings: Settings) -> int:
     from citeqa.embedding import build_embedder
     from ingest.progress import for_stream
     from ingest.run import ensure_ingested
-    from service.api import create_app
-    from service.engine import Engine, build_engine
-    from service.observability import configure_logging
+    from service.answering.engine import Engine, build_engine
+    from service.api.app import create_app
+    from service.api.observability import configure_logging
 
     # The first ingest's progress lines go out in the server's log format (the app's lifespan
     # configures logging again, once uvicorn has set up its own).

@@ -51,10 +51,10 @@ from citeqa.retry import (
     log_retry,
     safe_url,
 )
-from service.answer import Draft
-from service.evidence import Evidence
-from service.prompts import render
-from service.retrieval import Hit
+from service.answering.answer import Draft
+from service.answering.evidence import Evidence
+from service.answering.prompts import render
+from service.answering.retrieval import Hit
 
 log = logging.getLogger(__name__)
 

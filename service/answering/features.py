@@ -1,5 +1,5 @@
 """Features of how well the evidence answers the question, for the answerability model
-(:mod:`service.answerability`) and the refusal rules (:mod:`service.refusal`).
+(:mod:`service.answering.answerability`) and the refusal rules (:mod:`service.answering.refusal`).
 
 * which retrieved documents mention the names of the question (:class:`NameMatch`), each
   name weighed by its IDF in the collection;
@@ -16,12 +16,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from citeqa.text import names, numbers, term_set, words
-from service.corpus import CorpusStats
-from service.question import UNITS, asks_several, counted_in_words
+from service.answering.corpus import CorpusStats
+from service.answering.question import UNITS, asks_several, counted_in_words
 
 if TYPE_CHECKING:
-    from service.evidence import Candidate, Evidence
-    from service.retrieval import Hit
+    from service.answering.evidence import Candidate, Evidence
+    from service.answering.retrieval import Hit
 
 # How few of the collection's documents mention a name that tells which document is meant
 # ("rare": the question is about that document; "distinctive": it picks documents out).

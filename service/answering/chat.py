@@ -1,19 +1,20 @@
 """The chat service: a stateless conversation in, a cited answer out, whole or streamed.
 
-The OpenAI-compatible endpoint (:mod:`service.chat_api`), the web page (through that endpoint)
+The OpenAI-compatible endpoint (:mod:`service.api.chat`), the web page (through that endpoint)
 and ``citeqa chat`` all answer through :class:`ChatService`. A turn:
 
 1. the last user message becomes a standalone question: the generator's ``condense`` (the LLM
    and ``prompts/condense.md``) when it has one, else the offline rewrite of
-   :mod:`service.followup`; a first question is used as it is;
+   :mod:`service.answering.followup`; a first question is used as it is;
 2. the engine retrieves evidence for the standalone question;
 3. the generator writes (or streams) a draft and the engine validates its citations.
 
 :meth:`ChatService.stream` yields, in order: :class:`Started` (the standalone question and the
 retrieved sources, known before generation starts), :class:`Delta` (validated answer text, each
 sentence once it is complete and checked against its sources, with the citations it added),
-:class:`Finished` (the validated :class:`~service.answer.Answer`). The draft goes through
-:class:`~service.citations.Validator` as it is written, so the deltas joined are exactly the
+:class:`Finished` (the validated :class:`~service.answering.answer.Answer`). The draft goes through
+:class:`~service.answering.citations.Validator` as it is written, so the deltas joined are exactly
+the
 finished answer's text. When the answer ends refused, nothing was validated and one delta carries
 the refusal text before :class:`Finished`, so a client that reads only the text still learns
 that the corpus has no answer. An empty delta (:data:`PROGRESS`) says that the draft went on
@@ -41,12 +42,12 @@ from citeqa.errors import (
     LLMError,
     LLMTimeoutError,
 )
-from service.answer import Answer, Citation
-from service.citations import Validator
-from service.engine import Engine, check_text
-from service.evidence import Evidence
-from service.followup import standalone_question
-from service.retrieval import Hit
+from service.answering.answer import Answer, Citation
+from service.answering.citations import Validator
+from service.answering.engine import Engine, check_text
+from service.answering.evidence import Evidence
+from service.answering.followup import standalone_question
+from service.answering.retrieval import Hit
 
 log = logging.getLogger(__name__)
 

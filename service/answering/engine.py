@@ -16,11 +16,11 @@ from citeqa.config import Settings
 from citeqa.embedding import Embedder, build_embedder
 from citeqa.errors import InputError
 from citeqa.store import Index, connect, open_index
-from service.answer import Answer, Draft, refusal_text
-from service.citations import Validated, validate
-from service.evidence import Evidence, EvidenceBuilder
-from service.extractive import ExtractiveGenerator
-from service.retrieval import MAX_TOP_K, Hit, HybridRetriever
+from service.answering.answer import Answer, Draft, refusal_text
+from service.answering.citations import Validated, validate
+from service.answering.evidence import Evidence, EvidenceBuilder
+from service.answering.extractive import ExtractiveGenerator
+from service.answering.retrieval import MAX_TOP_K, Hit, HybridRetriever
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,8 @@ class Generator(Protocol):
 
     A generator whose ``judges_answerability`` is true (an LLM with the prompt's cannot-answer
     rule) decides by itself whether the sources answer the question: then only
-    retrieval-level signals refuse before it is called (:func:`service.refusal.answerable`).
+    retrieval-level signals refuse before it is called
+    (:func:`service.answering.refusal.answerable`).
     """
 
     name: str
@@ -160,7 +161,7 @@ class Engine:
 
 def build_generator(settings: Settings) -> Generator:
     if settings.use_llm:
-        from service.llm import LLMGenerator
+        from service.answering.llm import LLMGenerator
 
         return LLMGenerator.from_settings(settings)
     return ExtractiveGenerator()

@@ -42,7 +42,7 @@ from citeqa.text import (
     stemmer,
     words,
 )
-from service.corpus import CorpusStats
+from service.answering.corpus import CorpusStats
 
 MAX_TOP_K = 50
 # BM25 scores equal to this many decimals are a tie (float32 sums differ in the last bits between

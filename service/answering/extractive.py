@@ -1,6 +1,7 @@
 """The extractive generator: answers with verbatim sentences of the sources, no LLM needed.
 
-It picks the best-scoring candidate sentence (see :mod:`service.evidence`), adds the sentence
+It picks the best-scoring candidate sentence (see :mod:`service.answering.evidence`), adds the
+sentence
 next to it when that one also answers the question (facts often span two sentences), and, for
 questions that span papers, the best sentence of each other document that scores nearly as
 well. When another paper states a different value for the number asked of the same subject
@@ -15,11 +16,11 @@ import re
 from collections.abc import Iterator
 
 from citeqa.text import mentions, squashed, words
-from service.answer import Draft
-from service.citations import claim_with_markers
-from service.evidence import Candidate, Evidence
-from service.features import NUMBER_WINDOW, number_windows, stated_values
-from service.question import asks_several
+from service.answering.answer import Draft
+from service.answering.citations import claim_with_markers
+from service.answering.evidence import Candidate, Evidence
+from service.answering.features import NUMBER_WINDOW, number_windows, stated_values
+from service.answering.question import asks_several
 
 MAX_SENTENCES = 5
 SAME_CHUNK_RATIO = 0.85  # a second sentence of the best chunk scoring this close is kept

@@ -1,5 +1,5 @@
 """The answerability model: a logistic function of the evidence features
-(:func:`service.features.answerability_features`) and the threshold under which the engine
+(:func:`service.answering.features.answerability_features`) and the threshold under which the engine
 refuses.
 
 Each collection has its own, fit on its own documents by :mod:`evals.calibrate` (generated

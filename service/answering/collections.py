@@ -20,7 +20,7 @@ from fastapi.concurrency import run_in_threadpool
 from citeqa.config import Settings
 from citeqa.errors import StoreUnavailableError
 from citeqa.store import check_collection_name, collection_names, connect, require_collection
-from service.engine import Engine
+from service.answering.engine import Engine
 
 
 class Collections:

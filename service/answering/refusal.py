@@ -17,8 +17,8 @@ import re
 from typing import TYPE_CHECKING
 
 from citeqa.text import name_keys, names, squashed
-from service.features import counts_stated
-from service.question import (
+from service.answering.features import counts_stated
+from service.answering.question import (
     COUNT_Q,
     UNITS,
     asked_unit,
@@ -28,7 +28,7 @@ from service.question import (
 )
 
 if TYPE_CHECKING:
-    from service.evidence import Evidence
+    from service.answering.evidence import Evidence
 
 _YEAR_Q = re.compile(
     r"\b(?:(?:what|which) year|when (?:was|were|did)\b.*\b(?:publish|releas|introduc|propos|"

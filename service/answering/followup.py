@@ -50,7 +50,7 @@ from functools import cached_property, lru_cache
 from typing import Any
 
 from citeqa.text import QUESTION_WORDS, stopwords
-from service.answer import REFUSAL_TEXT
+from service.answering.answer import REFUSAL_TEXT
 
 
 def _words(text: str) -> frozenset[str]:

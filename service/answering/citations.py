@@ -37,8 +37,8 @@ from citeqa.text import (
     squashed,
     term_set,
 )
-from service.answer import Citation
-from service.retrieval import Hit
+from service.answering.answer import Citation
+from service.answering.retrieval import Hit
 
 MIN_COVERAGE = 0.6
 NUMBER_CONTEXT_TERMS = 2  # content terms a number's sentence shares with the claim

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from service.retrieval import Hit
+from service.answering.retrieval import Hit
 
 REFUSAL_TEXT = "The corpus does not contain an answer to this question."
 

@@ -1,0 +1,1 @@
+"""The ``citeqa`` command line: the entry point above the packages it drives."""

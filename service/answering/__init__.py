@@ -1,0 +1,1 @@
+"""Answering: question -> evidence -> answer (retrieval, evidence, refusal, generators)."""

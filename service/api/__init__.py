@@ -1,0 +1,1 @@
+"""The HTTP API: routes, security, observability and the web page, over :mod:`service.answering`."""
