@@ -56,7 +56,7 @@ from service.answering.retrieval import (
 
 log = logging.getLogger("citeqa.lexical")
 
-FORMAT = 3  # of the folder's index and state: another one is rebuilt
+FORMAT = 4  # of the folder's index and state: another one is rebuilt
 LOOKBACK_S = 30.0  # a change may land in the log this long after its logged_at (clock, latency)
 ALIAS = "\x1f"  # between the two forms of an alias term: "gdpr\x1fgeneral data protection ..."
 PREFIX_CANDIDATES = 8  # words a name key may begin ("a100" -> "a100s"), checked at most
@@ -104,8 +104,9 @@ def _chunk_schema() -> tantivy.Schema:
     builder.add_text_field("terms", tokenizer_name="citeqa", index_option="freq")
     builder.add_text_field("stems", tokenizer_name="whitespace", index_option="basic")
     builder.add_text_field("names", tokenizer_name="whitespace", index_option="basic")
-    builder.add_integer_field("dl", fast=True)  # tokens in "terms": the BM25 length
-    builder.add_bytes_field("tokens", stored=True, indexed=False)  # "terms" tokens, for BM25
+    builder.add_integer_field("dl", stored=True, fast=True)  # tokens in "terms": BM25's length
+    # the "terms" tokens, " a  b  a ": each one's frequency is one count of " a " (in C)
+    builder.add_bytes_field("tokens", stored=True, indexed=False)
     builder.add_bytes_field("record", stored=True, indexed=False)  # text and metadata
     return builder.build()
 
@@ -187,12 +188,15 @@ class TantivyView:
             held = self.searcher.doc_freq("terms", term)
             idf[term] = math.log(1 + (n - held + 0.5) / (held + 0.5))
         scored = []
+        padded = {term: f" {term} ".encode() for term in asked}
         for _, address in hits:
             doc = self.searcher.doc(address)
-            tokens = doc["tokens"][0].decode().split()
-            norm = K1 * ((1 - B) + B * len(tokens) / self._average_length)
-            counts = Counter(t for t in tokens if t in asked)
-            score = sum(asked[t] * idf[t] * f / (norm + f) for t, f in counts.items())
+            tokens = doc["tokens"][0]
+            norm = K1 * ((1 - B) + B * doc["dl"][0] / self._average_length)
+            score = 0.0
+            for term, weight in asked.items():
+                if f := tokens.count(padded[term]):
+                    score += weight * idf[term] * f / (norm + f)
             scored.append((round(score, SCORE_DECIMALS), doc["id"][0], doc))
         # As the snapshot: ordered by the score rounded past float noise, then by chunk id.
         scored.sort(key=lambda hit: (-hit[0], hit[1]))
@@ -331,9 +335,13 @@ class TantivyIndex:
                 shutil.rmtree(child)
         self._chunks, self._docs = self._indexes(create=True)
         self._state = _State(collection)
-        if not self.changes.complete:
-            backfill_log(self.index)
-        self._apply(self.changes.read(0.0))
+        try:
+            if not self.changes.complete:
+                backfill_log(self.index)
+            self._apply(self.changes.read(0.0))
+        except BaseException:
+            self._state = None  # the next catch-up builds again, from the start
+            raise
         self.builds += 1
 
     def _indexes(self, create: bool) -> tuple[tantivy.Index, tantivy.Index]:
@@ -403,7 +411,7 @@ class TantivyIndex:
                         doc_id=doc_id,
                         terms=compounds,
                         dl=len(tokens),
-                        tokens=" ".join(tokens).encode(),
+                        tokens=f" {'  '.join(tokens)} ".encode(),
                         stems=" ".join(sorted(terms)),
                         names=" ".join(sorted(name_terms(text))),
                         record=json.dumps({"text": text, "metadata": meta}).encode(),
