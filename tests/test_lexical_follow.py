@@ -289,4 +289,7 @@ def test_the_setting_chooses_the_index(tmp_path: Path, index: Index) -> None:
     assert isinstance(chosen, TantivyIndex) and chosen.poll_s == 5
     assert chosen.folder.is_relative_to(tmp_path / "lexical")
     chosen.close()
-    assert isinstance(build_lexical(Settings(data_dir=tmp_path), index), SnapshotIndex)
+    snapshot = Settings(data_dir=tmp_path, lexical_index="snapshot")
+    assert isinstance(build_lexical(snapshot, index), SnapshotIndex)
+    unlogged = Index(index.chunks, index.sentences)  # nothing to follow
+    assert isinstance(build_lexical(settings, unlogged), SnapshotIndex)

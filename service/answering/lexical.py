@@ -69,9 +69,9 @@ _PARTS = re.compile(r"[-./]")
 
 def build_lexical(settings: Settings, index: Index) -> LexicalIndex:
     """The lexical index ``settings.lexical_index`` names, for ``index``."""
-    if settings.lexical_index == "tantivy":
+    if settings.lexical_index == "tantivy" and index.log is not None:
         return TantivyIndex(index, settings.data_dir / "lexical", settings.lexical_poll_s)
-    return SnapshotIndex(index)
+    return SnapshotIndex(index)  # an index opened without its change log has nothing to follow
 
 
 def analyzer() -> tantivy.TextAnalyzer:
