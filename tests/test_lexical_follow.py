@@ -24,7 +24,8 @@ from ingest.chunker import SentenceChunker
 from ingest.pipeline import Ingestor
 from ingest.readers import read_source
 from service.answering.lexical import TantivyIndex, build_lexical, name_terms
-from service.answering.retrieval import SnapshotIndex, unknown_names
+from service.answering.question import Question
+from service.answering.retrieval import LexicalView, SnapshotIndex, unknown_names
 
 POLL_S = 0.3
 BOUND_S = POLL_S + 10.0  # poll, then read, index and commit on a loaded 2-core machine
@@ -74,6 +75,10 @@ def lexical(tmp_path: Path, index: Index, corpus: Path) -> Iterator[TantivyIndex
 
 def found_docs(follower: TantivyIndex, question: str) -> set[str]:
     return {str(c.metadata["doc_id"]) for c in follower.view().search(question, 10)}
+
+
+def unknown(view: LexicalView, question: str) -> list[str]:
+    return unknown_names(view, Question.parse(question))
 
 
 def wait_for(check: Any, bound: float = BOUND_S) -> float:
@@ -167,12 +172,12 @@ def test_an_added_document_is_searchable_within_the_poll_bound_without_a_rebuild
     index: Index, embedder: Embedder, corpus: Path, lexical: TantivyIndex
 ) -> None:
     assert found_docs(lexical, "Quokkatron kettle") == {"file:kettle.md"}
-    assert unknown_names(lexical.view(), "Who keeps the Marlowind lighthouse?") == ["Marlowind"]
+    assert unknown(lexical.view(), "Who keeps the Marlowind lighthouse?") == ["Marlowind"]
     write(corpus, {**PAPERS, "light.md": "# Lighthouse\n\nThe Marlowind lighthouse keeper."})
     ingestor(index, embedder).ingest(read_source(corpus))
     wait_for(lambda: "file:light.md" in found_docs(lexical, "Marlowind lighthouse keeper"))
     assert lexical.builds == 1  # applied in place: no cold build again
-    assert unknown_names(lexical.view(), "Who keeps the Marlowind lighthouse?") == []
+    assert unknown(lexical.view(), "Who keeps the Marlowind lighthouse?") == []
     assert lexical.view().stats.documents == 3
 
 
@@ -187,7 +192,7 @@ def test_a_deleted_document_is_never_returned_after_the_bound(
     after = lexical.view()
     assert after.chunks(held) == {}
     assert {m["doc_id"] for m in after.visible()} == {"file:kettle.md"}
-    assert unknown_names(after, "Where does the Zembrano river flow?") == ["Zembrano"]
+    assert unknown(after, "Where does the Zembrano river flow?") == ["Zembrano"]
     # a folder re-ingest that drops a file deletes it too
     write(corpus, {})
     ingestor(index, embedder).ingest(read_source(corpus))
@@ -237,10 +242,10 @@ def test_names_are_looked_up_in_the_term_dictionary(corpus: Path, lexical: Tanti
     view = lexical.view()
     assert not hasattr(view, "squashed")  # no copy of the corpus to scan
     # "Human Eval" is written as two words: known as one name, as the snapshot's scan knew it
-    assert unknown_names(view, "What is HumanEval?") == []
-    assert unknown_names(view, "What is Quokkatrons?") == []  # a plural of a word it holds
-    assert unknown_names(view, "What is Quokka?") == []  # the beginning of a word
-    assert unknown_names(view, "What is Glimmerfax?") == ["Glimmerfax"]
+    assert unknown(view, "What is HumanEval?") == []
+    assert unknown(view, "What is Quokkatrons?") == []  # a plural of a word it holds
+    assert unknown(view, "What is Quokka?") == []  # the beginning of a word
+    assert unknown(view, "What is Glimmerfax?") == ["Glimmerfax"]
     assert {"humaneval", "humanevalstove", "quokkatron"} <= name_terms(PAPERS["kettle.md"])
 
 

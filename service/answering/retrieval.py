@@ -37,12 +37,12 @@ from citeqa.store import Index, get_all, public_source, visible_chunks
 from citeqa.text import (
     mentions,
     name_keys,
-    names,
     squashed,
     stemmer,
     words,
 )
 from service.answering.corpus import CorpusStats
+from service.answering.question import Question
 
 MAX_TOP_K = 50
 # BM25 scores equal to this many decimals are a tie (float32 sums differ in the last bits between
@@ -109,7 +109,7 @@ class Hit:
 class Retrieval:
     """Hits plus the query embedding (reused by the answerer)."""
 
-    question: str
+    question: Question
     query_vector: np.ndarray
     hits: list[Hit]
     # The statistics of the lexical snapshot the hits were taken from, and the question's
@@ -186,7 +186,7 @@ class LexicalIndex(Protocol):
         ...
 
 
-def unknown_names(view: LexicalView, question: str) -> list[str]:
+def unknown_names(view: LexicalView, question: Question) -> list[str]:
     """The names in the question that no chunk of ``view`` mentions, however it is spelled
     ("Places365", "Kinetics-700"), nor a form the corpus defines for it ("GDPR" for "General
     Data Protection Regulation")."""
@@ -197,17 +197,17 @@ def unknown_names(view: LexicalView, question: str) -> list[str]:
 
     return [
         name
-        for name in dict.fromkeys(names(question))
+        for name in question.names
         if all(any(not known(k) for k in name_keys(form)) for form in view.stats.spellings(name))
     ]
 
 
-def naming(question: str, found: list[Chunk], stats: CorpusStats) -> list[str]:
+def naming(question: Question, found: list[Chunk], stats: CorpusStats) -> list[str]:
     """Of the chunks BM25 ``found``, those that mention the names in the question ("SHIKE",
     "DeepNet") exactly, most (IDF-weighted) names first. Stemmed BM25 conflates "DeepNet" with
     "DeepNets-1M", and two dense rankings outvote one lexical ranking in the fusion: a paper
     the question names must not lose to papers that are merely close."""
-    asked = list(dict.fromkeys(names(question)))
+    asked = list(question.names)
     if not asked:
         return []
     weights = [stats.name_weight(n) for n in asked]
@@ -355,7 +355,7 @@ class HybridRetriever(BaseRetriever):
 
     # llama-index entry point
     def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        result = self.retrieve_hits(query_bundle.query_str, top_k=self.candidate_k)
+        result = self.retrieve_hits(Question.parse(query_bundle.query_str), top_k=self.candidate_k)
         return [
             NodeWithScore(
                 node=TextNode(id_=h.chunk_id, text=h.text, metadata=h.metadata), score=h.score
@@ -363,15 +363,15 @@ class HybridRetriever(BaseRetriever):
             for h in result.hits
         ]
 
-    def retrieve_hits(self, question: str, top_k: int) -> Retrieval:
+    def retrieve_hits(self, question: Question, top_k: int) -> Retrieval:
         top_k = max(1, min(MAX_TOP_K, top_k))
-        vector = self.embedder.embed([question])[0]
+        vector = self.embedder.embed([question.text])[0]
         lexical = self.lexical.view()
         if lexical.empty:
             raise StoreNotReadyError("the index is empty: run `citeqa ingest`")
         k = max(self.candidate_k, top_k)
         dense = self._dense_chunks(vector, k)
-        found = lexical.search(question, k)
+        found = lexical.search(question.text, k)
         rankings = {
             "dense": list(dense),
             "sentence": self._dense_sentences(vector, k),
@@ -488,7 +488,7 @@ class HybridRetriever(BaseRetriever):
         search does (a full read took 1.1 s for the 2,075 chunks of r-vignettes)."""
         return self.lexical.view().visible()
 
-    def unknown_names(self, question: str) -> list[str]:
+    def unknown_names(self, question: Question) -> list[str]:
         """The names in the question that no document of the corpus mentions."""
         return unknown_names(self.lexical.view(), question)
 
