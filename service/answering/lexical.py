@@ -444,14 +444,18 @@ class TantivyIndex:
 
 
 def _follow_loop(ref: weakref.ref[TantivyIndex], stop: threading.Event, poll_s: float) -> None:
+    failing = False
     while not stop.wait(poll_s):
         index = ref()
         if index is None:
             return
         try:
             index.catch_up()
-        except Exception:  # Chroma away for a while: the next poll tries again
-            log.warning("lexical index: catching up failed", exc_info=True)
+            failing = False
+        except Exception as exc:  # Chroma away for a while: the next poll tries again
+            if not failing:  # once per outage, not every poll
+                log.warning("lexical index: cannot catch up (%s: %s)", type(exc).__name__, exc)
+            failing = True
         del index
 
 
