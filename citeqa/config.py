@@ -104,6 +104,18 @@ class Settings(BaseSettings):
         30, ge=5, le=200, description="Candidates taken from each retriever before fusion."
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    lexical_index: Literal["tantivy", "snapshot"] = Field(
+        "tantivy",
+        description="BM25 index: `tantivy` (on disk under data_dir, follows the change log, "
+        "updated in place; docs/lexical-index.md) or `snapshot` (bm25s, the whole collection "
+        "in memory, rebuilt when it changes).",
+    )
+    lexical_poll_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often a `tantivy` lexical index polls the change log (seconds): "
+        "changes made through another process are searchable within about this.",
+    )
 
     # Answering
     generator: Literal["auto", "extractive", "llm"] = Field(

@@ -112,6 +112,7 @@ class _Plan:
     existing_hashes: dict[str, str] = field(default_factory=dict)  # chunk id -> doc_hash
     kept: set[str] = field(default_factory=set)  # chunk ids of documents not read again
     relabel: dict[str, dict[str, str]] = field(default_factory=dict)  # chunk id -> new marks
+    changed: set[str] = field(default_factory=set)  # doc ids added or updated
 
     def to_write(self) -> set[str]:
         """Chunk ids missing, or stored for another version of their document."""
@@ -228,8 +229,10 @@ class Ingestor:
                 summary.added += 1
             elif old_docs[doc_id] == ids and ids <= plan.existing_chunks.keys():
                 summary.unchanged += 1
+                continue
             else:
                 summary.updated += 1
+            plan.changed.add(doc_id)
         summary.unchanged += len(read.unchanged)
         summary.deleted = len(old_docs.keys() - new_docs.keys() - set(read.unchanged))
 
@@ -261,6 +264,15 @@ class Ingestor:
         label = f"{summary.source}: embedding ({documents} documents)"
         meter = stage_meter(progress, label, total, "text")
         step = min(EMBED_BATCH, self.max_batch)
+        # A changed document is logged (citeqa.changes) once its new version is whole.
+        pending: dict[str, set[str]] = {doc_id: set() for doc_id in plan.changed}
+        versions: dict[str, tuple[str, int]] = {}
+        for cid, node in plan.nodes.items():
+            doc_id = str(node.metadata["doc_id"])
+            versions[doc_id] = (str(node.metadata["doc_hash"]), int(node.metadata[DOC_CHUNKS]))
+            if cid in rewrite and doc_id in pending:
+                pending[doc_id].add(cid)
+        self._log_complete(pending, versions)
         # Sentences first: a chunk that exists always has its sentences.
         for group in batches(missing_sentences, step):
             self._upsert_sentences(plan, group)
@@ -270,12 +282,28 @@ class Ingestor:
                 on_batch(len(group))
         for group in batches(missing_chunks, step):
             self._upsert_chunks(plan, group)
+            for cid in group:
+                pending.get(str(plan.nodes[cid].metadata["doc_id"]), set()).discard(cid)
+            self._log_complete(pending, versions)
             meter.update(len(group))
             summary.embedded += len(group)
             summary.chunks_written += len(group)
             if on_batch:
                 on_batch(len(group))
         meter.close()
+
+    def _log_complete(
+        self, pending: dict[str, set[str]], versions: dict[str, tuple[str, int]]
+    ) -> None:
+        """Log the documents of ``pending`` that have no chunk left to write (and forget
+        them): their new version (``versions``: hash, chunks) is whole, the old one is not
+        deleted yet."""
+        done = sorted(doc_id for doc_id, left in pending.items() if not left)
+        if not done or self.index.log is None:
+            return
+        self.index.log.append(((d, *versions[d]) for d in done), self.max_batch)
+        for doc_id in done:
+            del pending[doc_id]
 
     def _upsert_sentences(self, plan: _Plan, ids: list[str]) -> None:
         texts = [plan.sentences[sid][0] for sid in ids]
@@ -309,6 +337,11 @@ class Ingestor:
         ]
         for group in batches(stale_chunks, self.max_batch):
             self.index.chunks.delete(ids=group)
+        gone = {plan.existing_chunks[cid] for cid in stale_chunks} - {
+            str(node.metadata["doc_id"]) for node in plan.nodes.values()
+        }
+        if gone and self.index.log is not None:
+            self.index.log.deleted(gone, self.max_batch)
         stale_sentences = [
             sid
             for sid in plan.existing_sentences

@@ -20,6 +20,7 @@ from service.answering.answer import Answer, Draft, refusal_text
 from service.answering.citations import Validated, validate
 from service.answering.evidence import Evidence, EvidenceBuilder
 from service.answering.extractive import ExtractiveGenerator
+from service.answering.lexical import build_lexical
 from service.answering.question import Question
 from service.answering.retrieval import MAX_TOP_K, Hit, HybridRetriever
 
@@ -179,7 +180,13 @@ def build_engine(
     embedder = embedder or build_embedder(settings)
     if index is None:
         index = open_index(connect(settings), settings.collection, embedder, create=True)
-    retriever = HybridRetriever(index, embedder, settings.candidate_k, settings.rrf_k)
+    retriever = HybridRetriever(
+        index,
+        embedder,
+        settings.candidate_k,
+        settings.rrf_k,
+        lexical=build_lexical(settings, index),
+    )
     generator = generator or build_generator(settings)
     return Engine(
         settings=settings,
