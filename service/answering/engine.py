@@ -42,6 +42,7 @@ from service.answering.conversation import Message, standalone_question
 from service.answering.evidence import Evidence, EvidenceBuilder
 from service.answering.extractive import ExtractiveGenerator
 from service.answering.limits import check_conversation, check_question, check_top_k
+from service.answering.question import Question
 from service.answering.retrieval import Hit, HybridRetriever
 
 log = logging.getLogger(__name__)
@@ -125,13 +126,14 @@ class Engine:
         return self.check_question(question), self.check_top_k(top_k)
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
-        query = self.check_question(query)
-        return self.retriever.retrieve_hits(query, self.check_top_k(k)).hits
+        asked = Question.parse(self.check_question(query))
+        return self.retriever.retrieve_hits(asked, self.check_top_k(k)).hits
 
     def prepare(self, question: str, top_k: int | None = None) -> Evidence:
-        """Retrieve and score evidence for ``question`` (validated); no generation."""
-        question = self.check_question(question)
-        retrieval = self.retriever.retrieve_hits(question, self.check_top_k(top_k))
+        """Retrieve and score evidence for ``question`` (validated, then analysed once into the
+        :class:`Question` every later step reads); no generation."""
+        asked = Question.parse(self.check_question(question))
+        retrieval = self.retriever.retrieve_hits(asked, self.check_top_k(top_k))
         return self.evidence.build(retrieval)
 
     def ask(
