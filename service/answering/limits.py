@@ -16,7 +16,15 @@ from typing import Any
 from citeqa.config import MAX_TOP_K, Settings
 from citeqa.errors import InputError
 
-__all__ = ["MAX_MESSAGES", "MAX_MESSAGE_CHARS", "MAX_TOP_K"]
+__all__ = [  # MAX_TOP_K re-exported: the API models read every limit here
+    "MAX_MESSAGES",
+    "MAX_MESSAGE_CHARS",
+    "MAX_TOP_K",
+    "check_conversation",
+    "check_question",
+    "check_text",
+    "check_top_k",
+]
 
 MAX_MESSAGES = 50
 MAX_MESSAGE_CHARS = 8000
