@@ -27,8 +27,6 @@ from typing import Any
 
 import bm25s
 import numpy as np
-from llama_index.core.base.base_retriever import BaseRetriever
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from citeqa.config import MAX_TOP_K
 from citeqa.embedding import Embedder
@@ -203,8 +201,9 @@ class _LexicalIndex:
         return [cid for *_, cid in sorted(scored)]
 
 
-class HybridRetriever(BaseRetriever):
-    """llama-index retriever over a citeqa :class:`Index`."""
+class HybridRetriever:
+    """Hybrid search over a citeqa :class:`Index` (llama-index users have
+    :class:`service.answering.llama_index.CiteqaRetriever`)."""
 
     def __init__(
         self,
@@ -214,7 +213,6 @@ class HybridRetriever(BaseRetriever):
         rrf_k: int = 60,
         refresh_s: float = 2.0,
     ) -> None:
-        super().__init__()
         self.index = index
         self.embedder = embedder
         self.candidate_k = candidate_k
@@ -225,16 +223,6 @@ class HybridRetriever(BaseRetriever):
         self._lexical_count = -1
         self._checked_at = 0.0
         self._lock = threading.Lock()
-
-    # llama-index entry point
-    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        result = self.retrieve_hits(Question.parse(query_bundle.query_str), top_k=self.candidate_k)
-        return [
-            NodeWithScore(
-                node=TextNode(id_=h.chunk_id, text=h.text, metadata=h.metadata), score=h.score
-            )
-            for h in result.hits
-        ]
 
     def retrieve_hits(self, question: Question, top_k: int) -> Retrieval:
         top_k = max(1, min(MAX_TOP_K, top_k))
