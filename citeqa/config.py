@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from citeqa.resources import BUNDLED_CORPUS
 
 MIN_API_KEY_CHARS = 16
+MAX_TOP_K = 50  # most sources per answer or search: the one bound of top_k everywhere
 _API_KEY_RE = re.compile(rf"[\x21-\x7e]{{{MIN_API_KEY_CHARS},}}")
 
 
@@ -99,7 +100,9 @@ class Settings(BaseSettings):
     )
 
     # Retrieval
-    top_k: int = Field(5, ge=1, le=50, description="Sources returned per question by default.")
+    top_k: int = Field(
+        5, ge=1, le=MAX_TOP_K, description="Sources returned per question by default."
+    )
     candidate_k: int = Field(
         30, ge=5, le=200, description="Candidates taken from each retriever before fusion."
     )

@@ -29,6 +29,7 @@ from typing import Any, Protocol
 import bm25s
 import numpy as np
 
+from citeqa.config import MAX_TOP_K
 from citeqa.embedding import Embedder
 from citeqa.errors import StoreNotReadyError
 from citeqa.store import Index, get_all, public_source, visible_chunks
@@ -42,7 +43,6 @@ from citeqa.text import (
 from service.answering.corpus import CorpusStats
 from service.answering.question import Question
 
-MAX_TOP_K = 50
 # BM25 scores equal to this many decimals are a tie (float32 sums differ in the last bits between
 # SIMD kernels), broken by chunk id; TIE_MARGIN more candidates are read so that a tie across
 # the k-th place is broken the same way everywhere.
