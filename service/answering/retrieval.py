@@ -203,6 +203,24 @@ class _LexicalIndex:
         return [cid for *_, cid in sorted(scored)]
 
 
+PER_DOCUMENT = 1  # chunks of one document a question answered by documents keeps
+
+
+def _first_of_each_document(
+    fused: list[tuple[str, float]], lexical: _LexicalIndex
+) -> list[tuple[str, float]]:
+    """The best-ranked chunks of each document (:data:`PER_DOCUMENT`), in rank order."""
+    kept: dict[str, int] = {}
+    first = []
+    for cid, score in fused:
+        i = lexical.position.get(cid)
+        doc = str(lexical.metadatas[i].get("doc_id", cid)) if i is not None else cid
+        if kept.get(doc, 0) < PER_DOCUMENT:
+            kept[doc] = kept.get(doc, 0) + 1
+            first.append((cid, score))
+    return first
+
+
 class HybridRetriever(BaseRetriever):
     """llama-index retriever over a citeqa :class:`Index`."""
 
@@ -254,6 +272,8 @@ class HybridRetriever(BaseRetriever):
         if not lexical.known.issuperset(rankings["dense"]):
             self._stale = True  # written after the snapshot
         fused = self._fuse(rankings)
+        if question.lists_documents:  # answered by documents: one chunk of each
+            fused = _first_of_each_document(fused, lexical)
         hits = self._hits(fused[:top_k], rankings, lexical)
         self._attach_dense(hits, vector, dense)
         return Retrieval(
