@@ -27,8 +27,6 @@ from typing import Any
 
 import bm25s
 import numpy as np
-from llama_index.core.base.base_retriever import BaseRetriever
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from citeqa.embedding import Embedder
 from citeqa.errors import StoreNotReadyError
@@ -203,26 +201,24 @@ class _LexicalIndex:
         return [cid for *_, cid in sorted(scored)]
 
 
-PER_DOCUMENT = 1  # chunks of one document a question answered by documents keeps
-
-
 def _first_of_each_document(
     fused: list[tuple[str, float]], lexical: _LexicalIndex
 ) -> list[tuple[str, float]]:
-    """The best-ranked chunks of each document (:data:`PER_DOCUMENT`), in rank order."""
-    kept: dict[str, int] = {}
+    """The best-ranked chunk of each document, in rank order."""
+    seen: set[str] = set()
     first = []
     for cid, score in fused:
         i = lexical.position.get(cid)
         doc = str(lexical.metadatas[i].get("doc_id", cid)) if i is not None else cid
-        if kept.get(doc, 0) < PER_DOCUMENT:
-            kept[doc] = kept.get(doc, 0) + 1
+        if doc not in seen:
+            seen.add(doc)
             first.append((cid, score))
     return first
 
 
-class HybridRetriever(BaseRetriever):
-    """llama-index retriever over a citeqa :class:`Index`."""
+class HybridRetriever:
+    """Hybrid search over a citeqa :class:`Index` (llama-index users have
+    :class:`service.answering.llama_index.CiteqaRetriever`)."""
 
     def __init__(
         self,
@@ -232,7 +228,6 @@ class HybridRetriever(BaseRetriever):
         rrf_k: int = 60,
         refresh_s: float = 2.0,
     ) -> None:
-        super().__init__()
         self.index = index
         self.embedder = embedder
         self.candidate_k = candidate_k
@@ -243,16 +238,6 @@ class HybridRetriever(BaseRetriever):
         self._lexical_count = -1
         self._checked_at = 0.0
         self._lock = threading.Lock()
-
-    # llama-index entry point
-    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        result = self.retrieve_hits(Question.parse(query_bundle.query_str), top_k=self.candidate_k)
-        return [
-            NodeWithScore(
-                node=TextNode(id_=h.chunk_id, text=h.text, metadata=h.metadata), score=h.score
-            )
-            for h in result.hits
-        ]
 
     def retrieve_hits(self, question: Question, top_k: int) -> Retrieval:
         top_k = max(1, min(MAX_TOP_K, top_k))
