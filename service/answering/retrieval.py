@@ -330,6 +330,21 @@ class SnapshotIndex:
         return snapshot
 
 
+def _first_of_each_document(
+    fused: list[tuple[str, float]], chunks: dict[str, Chunk]
+) -> list[tuple[str, float]]:
+    """The best-ranked chunk of each document, in rank order (``chunks``: the view's records of
+    the fused ids)."""
+    seen: set[str] = set()
+    first = []
+    for cid, score in fused:
+        doc = str(chunks[cid].metadata.get("doc_id", cid)) if cid in chunks else cid
+        if doc not in seen:
+            seen.add(doc)
+            first.append((cid, score))
+    return first
+
+
 class HybridRetriever:
     """Hybrid search over a citeqa :class:`Index` (llama-index users have
     :class:`service.answering.llama_index.CiteqaRetriever`)."""
@@ -369,6 +384,8 @@ class HybridRetriever:
         if not lexical.knows(rankings["dense"]):
             self.lexical.stale()  # written after the view
         fused = self._fuse(rankings)
+        if question.lists_documents:  # answered by documents: one chunk of each
+            fused = _first_of_each_document(fused, lexical.chunks([cid for cid, _ in fused]))
         hits = self._hits(fused[:top_k], rankings, lexical, found)
         self._attach_dense(hits, vector, dense)
         return Retrieval(
