@@ -15,7 +15,9 @@ chunks of a changed document are all rewritten, even those whose id (content) di
 so that each version is whole and its offsets are right. Each chunk records ``doc_chunks`` and
 ``ingested_at``, from which readers pick one complete version per document
 (:func:`citeqa.store.visible_chunks`) while a re-ingest is under way.
-Writes go in batches no larger than ``client.get_max_batch_size()``.
+Writes go in batches no larger than ``client.get_max_batch_size()``; each batch is written
+while the next one is embedded (:mod:`ingest.overlap`), one write at a time and in the order
+above, so readers and interrupted runs see exactly what writing in turn would show.
 
 A file's chunks also record its ``file_digest`` (its bytes and the readers' version) and
 ``chunked_with`` (the chunker's version and budget). :meth:`Ingestor.stored` gives, per
@@ -31,8 +33,10 @@ import json
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from itertools import chain
 from pathlib import Path
 
+import numpy as np
 from chromadb.api.types import Where
 from llama_index.core.schema import Document, TextNode
 from llama_index.core.vector_stores.utils import node_to_metadata_dict
@@ -41,6 +45,7 @@ from citeqa.embedding import Embedder
 from citeqa.store import DOC_CHUNKS, INGESTED_AT, Index, batches, get_all
 from ingest.chunker import CHUNKER_VERSION, SentenceChunker
 from ingest.formats import FILE_DIGEST, Limits
+from ingest.overlap import Batch, embed_and_write
 from ingest.progress import Reporter, stage_meter
 from ingest.readers import ReadResult, read_source, source_key
 
@@ -132,12 +137,15 @@ class Ingestor:
         chunker: SentenceChunker,
         max_batch: int,
         read_page: int | None = None,
+        overlap_writes: bool = True,
     ) -> None:
         self.index = index
         self.embedder = embedder
         self.chunker = chunker
         self.max_batch = max_batch
         self.read_page = read_page  # records per Chroma get when planning; None: the default
+        # Write batch N while batch N+1 embeds (ingest.overlap); False: one after the other.
+        self.overlap_writes = overlap_writes
 
     @property
     def chunked_with(self) -> str:
@@ -261,40 +269,57 @@ class Ingestor:
         label = f"{summary.source}: embedding ({documents} documents)"
         meter = stage_meter(progress, label, total, "text")
         step = min(EMBED_BATCH, self.max_batch)
+
+        def written(group: list[str], chunks: bool) -> Callable[[], None]:
+            def count() -> None:
+                meter.update(len(group))
+                summary.embedded += len(group)
+                summary.chunks_written += len(group) if chunks else 0
+                if on_batch:
+                    on_batch(len(group))
+
+            return count
+
         # Sentences first: a chunk that exists always has its sentences.
-        for group in batches(missing_sentences, step):
-            self._upsert_sentences(plan, group)
-            meter.update(len(group))
-            summary.embedded += len(group)
-            if on_batch:
-                on_batch(len(group))
-        for group in batches(missing_chunks, step):
-            self._upsert_chunks(plan, group)
-            meter.update(len(group))
-            summary.embedded += len(group)
-            summary.chunks_written += len(group)
-            if on_batch:
-                on_batch(len(group))
+        work = chain(
+            (
+                self._sentence_batch(plan, group, written(group, chunks=False))
+                for group in batches(missing_sentences, step)
+            ),
+            (
+                self._chunk_batch(plan, group, written(group, chunks=True))
+                for group in batches(missing_chunks, step)
+            ),
+        )
+        embed_and_write(self.embedder, work, overlap=self.overlap_writes)
         meter.close()
 
-    def _upsert_sentences(self, plan: _Plan, ids: list[str]) -> None:
+    def _sentence_batch(self, plan: _Plan, ids: list[str], written: Callable[[], None]) -> Batch:
         texts = [plan.sentences[sid][0] for sid in ids]
-        self.index.sentences.upsert(
-            ids=ids,
-            embeddings=self.embedder.embed(texts),
-            documents=texts,
-            metadatas=[plan.sentences[sid][1] for sid in ids],  # type: ignore[misc]
-        )
 
-    def _upsert_chunks(self, plan: _Plan, ids: list[str]) -> None:
+        def write(vectors: np.ndarray) -> None:
+            self.index.sentences.upsert(
+                ids=ids,
+                embeddings=vectors,
+                documents=texts,
+                metadatas=[plan.sentences[sid][1] for sid in ids],  # type: ignore[misc]
+            )
+
+        return Batch(texts, write, written)
+
+    def _chunk_batch(self, plan: _Plan, ids: list[str], written: Callable[[], None]) -> Batch:
         nodes = [plan.nodes[cid] for cid in ids]
         texts = [node.get_content() for node in nodes]
-        self.index.chunks.upsert(
-            ids=ids,
-            embeddings=self.embedder.embed(texts),
-            documents=texts,
-            metadatas=[node_to_metadata_dict(n, remove_text=True) for n in nodes],
-        )
+
+        def write(vectors: np.ndarray) -> None:
+            self.index.chunks.upsert(
+                ids=ids,
+                embeddings=vectors,
+                documents=texts,
+                metadatas=[node_to_metadata_dict(n, remove_text=True) for n in nodes],
+            )
+
+        return Batch(texts, write, written)
 
     def _relabel(self, plan: _Plan) -> None:
         """Marks the chunks of unchanged documents read again with their file digest, so
