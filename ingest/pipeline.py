@@ -6,9 +6,10 @@ id, so a run computes the chunk ids the source should have, and then
 * embeds and upserts only the ids that are missing (nothing, when the corpus is unchanged),
 * deletes the ids of that source that are no longer expected (changed or removed documents).
 
-Sentence records are written before their chunk and deleted after it, so a chunk that exists
-always has its sentences. An interrupted run leaves a subset of the expected records plus
-possibly stale ones; the next run converges to exactly the expected set.
+Sentence records (one per :func:`quotable` sentence of a chunk) are written before their chunk
+and deleted after it, so a chunk that exists always has its sentences. An interrupted run
+leaves a subset of the expected records plus possibly stale ones; the next run converges to
+exactly the expected set.
 
 A chunk counts as present only when its stored ``doc_hash`` is the document's current one: the
 chunks of a changed document are all rewritten, even those whose id (content) did not change,
@@ -30,6 +31,7 @@ nothing more (no extraction, chunking or embedding).
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -50,6 +52,7 @@ from ingest.progress import Reporter, stage_meter
 from ingest.readers import ReadResult, read_source, source_key
 
 EMBED_BATCH = 64
+LETTER = re.compile(r"[^\W\d_]")  # a letter of any script: a word character, not a digit or _
 CHUNKED_WITH = "chunked_with"  # chunk metadata: chunker version and budget that made it
 MARKS = (FILE_DIGEST, CHUNKED_WITH)  # what makes a stored document's file need no reading
 
@@ -344,11 +347,21 @@ class Ingestor:
         summary.chunks_deleted = len(stale_chunks)
 
 
+def quotable(sentence: str) -> bool:
+    """Whether a sentence gets a record (and an embedding): it has a letter, in any script.
+    Those without one ('.', '2', '}', a table of contents' dot leaders) answer no question;
+    they were 28% of r-vignettes' sentences (5,708 of 18,692), and the rv-dev answers,
+    citations and refusals are the same without them (BENCHMARKS.md)."""
+    return LETTER.search(sentence) is not None
+
+
 def _sentence_records(
     document: Document, node: TextNode
 ) -> Iterable[tuple[str, tuple[str, dict[str, object]]]]:
     text = document.get_content()
     for position, (start, end) in enumerate(json.loads(str(node.metadata["sentences"]))):
+        if not quotable(text[start:end]):
+            continue
         metadata: dict[str, object] = {
             "chunk_id": node.node_id,
             "doc_id": node.metadata["doc_id"],
