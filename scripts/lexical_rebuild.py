@@ -80,6 +80,7 @@ def synthetic(size: int) -> tuple[list[str], list[str], list[dict[str, Any]]]:
 
 
 def measure(size: int) -> dict[str, Any]:
+    from service.answering.question import Question
     from service.answering.retrieval import _LexicalIndex
 
     base = rss_mb()
@@ -102,7 +103,7 @@ def measure(size: int) -> dict[str, Any]:
     for _ in range(5):
         started = time.perf_counter()
         found = lexical.search(question, 30)
-        lexical.naming(question, [i for i, _ in found])
+        lexical.naming(Question.parse(question), [i for i, _ in found])
         searches.append(time.perf_counter() - started)
     return {
         "chunks": size,

@@ -14,6 +14,7 @@ import pytest
 
 from citeqa.embedding import Embedder
 from service.answering.engine import Engine
+from service.answering.question import Question
 from service.answering.retrieval import HybridRetriever
 
 QUESTIONS = [
@@ -37,7 +38,7 @@ def test_each_hit_carries_the_cosine_of_its_chunk_and_the_question(
     retriever = HybridRetriever(engine.index, engine.embedder, candidate_k, engine.settings.rrf_k)
     outside = 0
     for question in QUESTIONS:
-        result = retriever.retrieve_hits(question, 10)
+        result = retriever.retrieve_hits(Question.parse(question), 10)
         for hit in result.hits:
             expected = _stored_cosine(engine, hit.chunk_id, result.query_vector)
             assert hit.dense == pytest.approx(expected, abs=1e-5)
@@ -129,7 +130,7 @@ def test_a_named_paper_survives_embedding_noise_of_another_cpu(engine: Engine, s
     noisy = _Perturbed(engine.embedder, 0.06, seed)
     retriever = HybridRetriever(engine.index, noisy, engine.settings.candidate_k)
     for question, title_start in NAMED:
-        hits = retriever.retrieve_hits(question, 5).hits
+        hits = retriever.retrieve_hits(Question.parse(question), 5).hits
         named = [h for h in hits if h.title.startswith(title_start)]
         assert named, (question, [h.title for h in hits])
         assert min(h.ranks.get("names", 99) for h in named) == 1

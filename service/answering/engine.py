@@ -20,6 +20,7 @@ from service.answering.answer import Answer, Draft, refusal_text
 from service.answering.citations import Validated, validate
 from service.answering.evidence import Evidence, EvidenceBuilder
 from service.answering.extractive import ExtractiveGenerator
+from service.answering.question import Question
 from service.answering.retrieval import MAX_TOP_K, Hit, HybridRetriever
 
 log = logging.getLogger(__name__)
@@ -83,20 +84,21 @@ class Engine:
         return question
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
-        query = self.check_question(query)
-        return self.retriever.retrieve_hits(query, self.check_top_k(k)).hits
+        asked = Question.parse(self.check_question(query))
+        return self.retriever.retrieve_hits(asked, self.check_top_k(k)).hits
 
     def prepare(self, question: str, top_k: int | None = None) -> Evidence:
-        """Retrieve and score evidence for ``question`` (validated); no generation."""
-        question = self.check_question(question)
-        retrieval = self.retriever.retrieve_hits(question, self.check_top_k(top_k))
+        """Retrieve and score evidence for ``question`` (validated, then analysed once into the
+        :class:`Question` every later step reads); no generation."""
+        asked = Question.parse(self.check_question(question))
+        retrieval = self.retriever.retrieve_hits(asked, self.check_top_k(top_k))
         return self.evidence.build(retrieval)
 
     def ask(self, question: str, top_k: int | None = None) -> Answer:
         started = time.perf_counter()
         evidence = self.prepare(question, top_k)
         retrieved = time.perf_counter()
-        answer = self.answer(evidence.question, evidence)
+        answer = self.answer(evidence.question.text, evidence)
         done = time.perf_counter()
         answer.timings_ms = {
             "retrieve": (retrieved - started) * 1000,

@@ -20,7 +20,7 @@ from service.answering.answer import Draft
 from service.answering.citations import claim_with_markers
 from service.answering.evidence import Candidate, Evidence
 from service.answering.features import NUMBER_WINDOW, number_windows, stated_values
-from service.answering.question import asks_several
+from service.answering.question import Question
 
 MAX_SENTENCES = 5
 SAME_CHUNK_RATIO = 0.85  # a second sentence of the best chunk scoring this close is kept
@@ -83,9 +83,9 @@ def disagreeing(evidence: Evidence) -> Candidate | None:
     best = evidence.best()
     names = evidence.names
     subject = names.distinctive()
-    if best is None or not evidence.expects_number or not subject:
+    if best is None or not evidence.question.expects_number or not subject:
         return None
-    if names.split() or asks_several(evidence.question):
+    if names.split() or evidence.question.asks_several:
         return None
     best_hit = evidence.hits[best.hit_index]
     if not _states_of(subject, best_hit.title, best.text, stated_values(evidence, best.text)):
@@ -139,13 +139,13 @@ MAX_DOCUMENTS = 3
 _ENTITY = re.compile(r"\b[\w\-\.]*(?:[a-z][A-Z]|[A-Z]{2}|\d)[\w\-\.]*\b")
 
 
-def is_multi_part(question: str, titles: list[str] | None = None) -> bool:
+def is_multi_part(question: Question, titles: list[str] | None = None) -> bool:
     """The question asks about several things at once: "both", "each", "compare", two joined
     questions, or names (like "EMOv2", "GLM-130B") that appear in the titles of different
     retrieved papers."""
-    if asks_several(question):
+    if question.asks_several:
         return True
-    names = {m.group(0).lower() for m in _ENTITY.finditer(question)}
+    names = {m.group(0).lower() for m in _ENTITY.finditer(question.text)}
     named = {t for t in titles or [] if any(n in t.lower() for n in names)}
     return len(named) >= 2
 

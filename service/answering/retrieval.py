@@ -27,8 +27,6 @@ from typing import Any
 
 import bm25s
 import numpy as np
-from llama_index.core.base.base_retriever import BaseRetriever
-from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from citeqa.embedding import Embedder
 from citeqa.errors import StoreNotReadyError
@@ -37,12 +35,12 @@ from citeqa.text import (
     mentions,
     name_keys,
     name_weight,
-    names,
     squashed,
     stemmer,
     words,
 )
 from service.answering.corpus import CorpusStats
+from service.answering.question import Question
 
 MAX_TOP_K = 50
 # BM25 scores equal to this many decimals are a tie (float32 sums differ in the last bits between
@@ -109,7 +107,7 @@ class Hit:
 class Retrieval:
     """Hits plus the query embedding (reused by the answerer)."""
 
-    question: str
+    question: Question
     query_vector: np.ndarray
     hits: list[Hit]
     # The statistics of the lexical snapshot the hits were taken from, and the question's
@@ -177,20 +175,20 @@ class _LexicalIndex:
             any(not self._known(k) for k in name_keys(form)) for form in self.stats.spellings(name)
         )
 
-    def unknown_names(self, question: str) -> list[str]:
+    def unknown_names(self, question: Question) -> list[str]:
         """The names in the question that no document mentions."""
-        return [n for n in dict.fromkeys(names(question)) if self.unknown(n)]
+        return [n for n in question.names if self.unknown(n)]
 
     def _known(self, key: str) -> bool:
         spellings = (key, key[:-1]) if key.endswith("s") and len(key) > 3 else (key,)  # "A100s"
         return any(s in self.vocabulary or s in self.squashed for s in spellings)
 
-    def naming(self, question: str, found: list[int]) -> list[str]:
+    def naming(self, question: Question, found: list[int]) -> list[str]:
         """Of the chunks BM25 ``found``, those that mention the names in the question
         ("SHIKE", "DeepNet") exactly, most (IDF-weighted) names first. Stemmed BM25 conflates
         "DeepNet" with "DeepNets-1M", and two dense rankings outvote one lexical ranking in
         the fusion: a paper the question names must not lose to papers that are merely close."""
-        asked = list(dict.fromkeys(names(question)))
+        asked = list(question.names)
         if not asked:
             return []
         weights = [name_weight(n, self.idf, self.default_idf) for n in asked]
@@ -203,8 +201,9 @@ class _LexicalIndex:
         return [cid for *_, cid in sorted(scored)]
 
 
-class HybridRetriever(BaseRetriever):
-    """llama-index retriever over a citeqa :class:`Index`."""
+class HybridRetriever:
+    """Hybrid search over a citeqa :class:`Index` (llama-index users have
+    :class:`service.answering.llama_index.CiteqaRetriever`)."""
 
     def __init__(
         self,
@@ -214,7 +213,6 @@ class HybridRetriever(BaseRetriever):
         rrf_k: int = 60,
         refresh_s: float = 2.0,
     ) -> None:
-        super().__init__()
         self.index = index
         self.embedder = embedder
         self.candidate_k = candidate_k
@@ -226,25 +224,15 @@ class HybridRetriever(BaseRetriever):
         self._checked_at = 0.0
         self._lock = threading.Lock()
 
-    # llama-index entry point
-    def _retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        result = self.retrieve_hits(query_bundle.query_str, top_k=self.candidate_k)
-        return [
-            NodeWithScore(
-                node=TextNode(id_=h.chunk_id, text=h.text, metadata=h.metadata), score=h.score
-            )
-            for h in result.hits
-        ]
-
-    def retrieve_hits(self, question: str, top_k: int) -> Retrieval:
+    def retrieve_hits(self, question: Question, top_k: int) -> Retrieval:
         top_k = max(1, min(MAX_TOP_K, top_k))
-        vector = self.embedder.embed([question])[0]
+        vector = self.embedder.embed([question.text])[0]
         lexical = self._lexical_index()
         if not lexical.ids:
             raise StoreNotReadyError("the index is empty: run `citeqa ingest`")
         k = max(self.candidate_k, top_k)
         dense = self._dense_chunks(vector, k)
-        found = [i for i, _ in lexical.search(question, k)]
+        found = [i for i, _ in lexical.search(question.text, k)]
         rankings = {
             "dense": list(dense),
             "sentence": self._dense_sentences(vector, k),
@@ -359,7 +347,7 @@ class HybridRetriever(BaseRetriever):
         search does (a full read took 1.1 s for the 2,075 chunks of r-vignettes)."""
         return self._lexical_index().metadatas
 
-    def unknown_names(self, question: str) -> list[str]:
+    def unknown_names(self, question: Question) -> list[str]:
         """The names in the question that no document of the corpus mentions."""
         return self._lexical_index().unknown_names(question)
 
