@@ -132,7 +132,9 @@ def _parser() -> argparse.ArgumentParser:
     scale.add_argument(
         "--visible", type=int, default=1_000, help="chunks whose visibility is timed"
     )
-    scale.add_argument("--refresh-s", type=float, default=2.0, help="CITEQA_REFRESH_S of replicas")
+    scale.add_argument(
+        "--poll-s", type=float, default=2.0, help="CITEQA_LEXICAL_POLL_S of replicas"
+    )
     scale.add_argument(
         "--env", action="append", default=[], help="KEY=VALUE for the replicas (repeatable)"
     )
@@ -146,7 +148,7 @@ def _scale(args: argparse.Namespace) -> int:
         args.replicas,
         args.ingest,
         args.visible,
-        args.refresh_s,
+        args.poll_s,
         env,
         questions=10 if args.quick else None,
     )

@@ -4,7 +4,7 @@ On the cached store of N chunks (:mod:`bench.scale_store`) served by ``chroma ru
 
 1. **cold build**: a fresh process opens the collection and builds its lexical index
    (``retriever.warm()``, the Chroma read included): time, and the RSS it retains;
-2. ``--replicas`` ``citeqa serve`` processes (``CITEQA_REFRESH_S`` as given), each measured
+2. ``--replicas`` ``citeqa serve`` processes (``CITEQA_LEXICAL_POLL_S`` as given), each measured
    for RSS once ready;
 3. **search, idle**: ``GET /v1/search`` on the first replica for every dev question, twice
    (the query embedding, dense and lexical search, HTTP): p50 and p99;
@@ -73,7 +73,7 @@ class ScaleRun:
 
     scale: int
     replicas: int
-    refresh_s: float
+    poll_s: float
     env: dict[str, str]
     store: ScaleStore | None = None
     chunks: int = 0
@@ -102,12 +102,12 @@ def run(
     replicas: int = 2,
     ingest: int = 10_000,
     visible: int = 1_000,
-    refresh_s: float = 2.0,
+    poll_s: float = 2.0,
     env: Mapping[str, str] | None = None,
     questions: int | None = None,
 ) -> ScaleRun:
     started = time.perf_counter()
-    out = ScaleRun(scale, replicas, refresh_s, dict(env or {}))
+    out = ScaleRun(scale, replicas, poll_s, dict(env or {}))
     out.loads["start"] = load_average()
     embedder = MiniLMOnnxEmbedder(threads=Settings().embed_threads)
     bundled = bundled_store(embedder)
@@ -197,7 +197,7 @@ def replica_env(url: str, data_dir: Path, run: ScaleRun) -> dict[str, str]:
         CITEQA_DATA_DIR=str(data_dir),
         CITEQA_CORPUS_PATH=str(empty),
         CITEQA_GENERATOR="extractive",
-        CITEQA_REFRESH_S=str(run.refresh_s),
+        CITEQA_LEXICAL_POLL_S=str(run.poll_s),
         **run.env,
     )
 
@@ -379,7 +379,7 @@ def section(run: ScaleRun, benchmarks: str) -> str:
     p50_today, hit_today = today(benchmarks)
     idle_p99, busy_p99 = run.idle.percentile(99), run.busy.percentile(99)
     ratio = busy_p99 / idle_p99 if idle_p99 else float("nan")
-    settings = ", ".join(f"{k}={v}" for k, v in run.env.items()) or "none (today's defaults)"
+    settings = ", ".join(f"{k}={v}" for k, v in run.env.items()) or "the defaults"
     rows = [
         ("Chunks / sentence records in the store", f"{run.chunks:,} / {run.sentences:,}", ""),
         (
@@ -432,8 +432,8 @@ def section(run: ScaleRun, benchmarks: str) -> str:
     built = "built now" if store.built_now else "cached"
     return f"""{HEADING}
 
-`python -m bench --scale {run.scale}` ({run.replicas} replica(s), CITEQA_REFRESH_S={run.refresh_s},
-other settings: {settings}), {run.total_s / 60:.0f} min. Load average (1/5/15 min) by phase:
+`python -m bench --scale {run.scale}` ({run.replicas} replica(s),
+CITEQA_LEXICAL_POLL_S={run.poll_s}, other settings: {settings}), {run.total_s / 60:.0f} min. Load average (1/5/15 min) by phase:
 {loads}.
 
 | Figure | Measured | Issue 19 asks |

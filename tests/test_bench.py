@@ -54,7 +54,7 @@ def test_scale_section_runs_tiny_and_writes_nothing() -> None:
     benchmarks = REPO / "BENCHMARKS.md"
     before = benchmarks.read_bytes() if benchmarks.exists() else None
     command = [sys.executable, "-m", "bench", "--scale", "1000", "--ingest", "60"]
-    command += ["--visible", "20", "--refresh-s", "1", "--quick", "--no-write"]
+    command += ["--visible", "20", "--poll-s", "1", "--quick", "--no-write"]
     bench = subprocess.Popen(
         command,
         cwd=REPO,

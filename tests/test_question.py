@@ -101,3 +101,31 @@ def test_several_things_and_content_terms() -> None:
     assert asked.asks_several
     assert asked.terms == frozenset({"compar", "batteri", "life", "phone", "tablet"})
     assert not Question.parse("What colour is the sky?").asks_several
+
+
+@pytest.mark.parametrize(
+    ("text", "documents", "collection"),
+    [
+        ("Which papers are about KV cache compression?", True, False),
+        ("Which survival package vignettes analyse the MGUS data?", True, False),
+        ("What articles discuss flood insurance?", True, False),
+        ("List the documents about tax returns.", True, False),
+        ("Are there any reports on bridge inspections?", True, False),
+        ("Which of the studies use a control group?", True, False),
+        ("What is this corpus about?", False, True),
+        ("What topics does the collection cover?", False, True),
+        ("Summarize the documents.", False, True),
+        ("Which paper proposes FastV?", False, False),  # one document
+        ("Which methods outperform BM25?", False, False),  # methods, not documents
+        ("What does the collection say about GDPR?", False, False),  # a topic
+        ("What is the capital of Australia?", False, False),
+    ],
+)
+def test_questions_a_list_of_documents_answers(
+    text: str, documents: bool, collection: bool
+) -> None:
+    """ "Which papers discuss X?" asks for documents; "what is this corpus about?" for the
+    collection as a whole; both are answered by documents, one cited sentence each."""
+    asked = Question.parse(text)
+    assert (asked.asks_documents, asked.about_collection) == (documents, collection)
+    assert asked.lists_documents is (documents or collection)

@@ -37,7 +37,7 @@ import numpy as np
 from chromadb.api.types import Where
 
 from citeqa.store import Index
-from citeqa.text import term_set
+from citeqa.text import mentions, term_set
 from service.answering import answerability as model_store
 from service.answering.answerability import FALLBACK, AnswerabilityModel
 from service.answering.corpus import CorpusStats
@@ -159,7 +159,7 @@ class EvidenceBuilder:
         for cand in candidates:
             cand.names_found = named.share(retrieval.hits[cand.hit_index].doc_id)
             cand.score = _sentence_score(cand, question.expects_number)
-            if subject and _defines(cand.text, subject):
+            if subject and _defines(cand.text, subject, retrieval.hits[cand.hit_index].title):
                 cand.score += DEFINITION_BONUS
         weights = {t: stats.weight(t) for t in question.terms}
         evidence = Evidence(question, retrieval.hits, candidates, weights, stats=stats)
@@ -272,16 +272,35 @@ _DEFINING_VERB = re.compile(
     r"\b(propose|proposes|present|presents|introduce|introduces|called|named|dubbed|termed)\b",
     re.IGNORECASE,
 )
+# What follows the subject in a sentence that says what it is: "X is a ...", "X (Y) are the
+# ...", "X, which is ...", "X refers to / stands for / means / denotes / is defined as ...".
+_COPULA = (
+    r"\s*(?:\([^)]*\)\s*)?,?\s*(?:which\s+)?(?:(?:is|are|was|were)\s+(?:an?|the|defined|called|"
+    r"known)\b|refers?\s+to\b|stands?\s+for\b|means\b|denotes\b)"
+)
 DEFINITION_BONUS = 0.5
 
 
-def _defines(sentence: str, subject: str) -> bool:
-    """The sentence introduces the subject ("we propose FastV, ...")."""
-    lowered, name = sentence.lower(), subject.lower()
-    if name not in lowered:
-        return False
-    copula = re.search(rf"{re.escape(name)}\s*(?:\([^)]*\)\s*)?(?:is|are)\s+an?\b", lowered)
-    return bool(_DEFINING_VERB.search(sentence) or copula)
+def _defines(sentence: str, subject: str, title: str) -> bool:
+    """The sentence says what the subject is: it names the subject (as a whole word: "DeepNet"
+    is not "DeepNets-1M") and introduces it ("we propose FastV, ...") or says what it is ("X is
+    a ...", "X stands for ..."); or its document is about the subject (the title names it) and
+    the sentence introduces what the document proposes ("In this paper, we propose ...")."""
+    lowered = sentence.lower()
+    forms = [subject.lower()]
+    if forms[0].endswith("s") and len(forms[0]) > 3:  # "Switch Transformers" -> "Transformer"
+        forms.append(forms[0][:-1])
+    named = [form for form in forms if mentions(lowered, form)]
+    if not named:
+        return _titled(title, forms) and bool(_DEFINING_VERB.search(sentence))
+    if _DEFINING_VERB.search(sentence):
+        return True
+    return any(re.search(rf"(?<![\w-]){re.escape(form)}{_COPULA}", lowered) for form in named)
+
+
+def _titled(title: str, forms: list[str]) -> bool:
+    lowered = title.lower()
+    return any(mentions(lowered, form) for form in forms)
 
 
 NAME_WEIGHT = 0.6

@@ -272,6 +272,44 @@ BEST_ONE_Q = re.compile(
 )
 
 
+# Nouns English uses for the documents of a collection, and for the collection itself.
+_DOCUMENTS = (
+    r"papers|documents|articles|files|sources|texts|reports|publications|studies|works|"
+    r"vignettes|manuals|guides|chapters|books|notes|pages|posts|entries"
+)
+_COLLECTION = r"corpus|collection|library|archive|database|knowledge base|documents|papers"
+# "Which (lme4) documents discuss X?", "What papers are about X?", "List the articles on X",
+# "Are there any reports about X?": the answer is a list of documents.
+_DOCUMENTS_Q = re.compile(
+    rf"^\s*(?:(?:which|what)\s+(?:of\s+the\s+)?(?:[\w\-.]+\s+){{0,3}}?(?:{_DOCUMENTS})\b|"
+    rf"(?:list|name|find|show|give)(?:\s+me)?\s+(?:all\s+)?(?:the\s+)?(?:[\w\-.]+\s+){{0,2}}?"
+    rf"(?:{_DOCUMENTS})\b|are\s+there\s+(?:any\s+)?(?:[\w\-.]+\s+){{0,2}}?(?:{_DOCUMENTS})\b)",
+    re.IGNORECASE,
+)
+# "What is this corpus about?", "What topics does the collection cover?", "Summarize the
+# documents": the collection itself is asked about.
+_COLLECTION_Q = re.compile(
+    rf"\b(?:this|the|these|your|my|our)\s+(?:{_COLLECTION})\b(?:\s+(?:about|cover|contain|"
+    rf"include|hold|discuss)\b|\s*[?.!]?\s*$)",
+    re.IGNORECASE,
+)
+_OVERVIEW_WORDS = frozenset(
+    term_set(
+        "topic subject theme area field cover contain include hold discuss about overview "
+        "summary summarize summarise kind sort type main general this these corpus collection "
+        "library archive database knowledge base documents papers"
+    )
+)
+
+
+def about_collection(question: str) -> bool:
+    """The question asks what the collection as a whole is about: it names the collection
+    ("this corpus", "the documents") and asks nothing more specific than its topics."""
+    if not _COLLECTION_Q.search(question):
+        return False
+    return term_set(question, drop_question_words=True) <= _OVERVIEW_WORDS
+
+
 def name_forms(name: str) -> set[str]:
     """A name squashed and its look-up keys: "LLM-like" -> {"llmlike", "llm"}."""
     return {squashed(name), *name_keys(name)}
@@ -299,6 +337,14 @@ class Question:
     asks_year: bool  # "what year", "when was X published"
     asks_license: bool
     asks_best_one: bool  # "which method performed best": a name answers it
+    asks_documents: bool  # "which papers discuss X?": a list of documents answers it
+    about_collection: bool  # "what is this corpus about?"
+
+    @property
+    def lists_documents(self) -> bool:
+        """Answered by documents, one cited sentence each: "which papers discuss X?", "what
+        is this corpus about?"."""
+        return self.asks_documents or self.about_collection
 
     @classmethod
     def parse(cls, text: str) -> Question:
@@ -321,4 +367,6 @@ class Question:
             asks_year=bool(YEAR_Q.search(text)),
             asks_license=bool(LICENSE_Q.search(text)),
             asks_best_one=bool(BEST_ONE_Q.search(text)),
+            asks_documents=bool(_DOCUMENTS_Q.search(text)),
+            about_collection=about_collection(text),
         )
