@@ -433,8 +433,8 @@ def section(run: ScaleRun, benchmarks: str) -> str:
     return f"""{HEADING}
 
 `python -m bench --scale {run.scale}` ({run.replicas} replica(s),
-CITEQA_LEXICAL_POLL_S={run.poll_s}, other settings: {settings}), {run.total_s / 60:.0f} min. Load average (1/5/15 min) by phase:
-{loads}.
+CITEQA_LEXICAL_POLL_S={run.poll_s}, other settings: {settings}), {run.total_s / 60:.0f} min.
+Load average (1/5/15 min) by phase: {loads}.
 
 | Figure | Measured | Issue 19 asks |
 | --- | --- | --- |
