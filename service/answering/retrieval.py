@@ -23,6 +23,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -179,8 +180,9 @@ class LexicalIndex(Protocol):
         """This process changed the collection: the next :meth:`view` shows it."""
         ...
 
-    def stale(self) -> None:
-        """A search saw the collection differ from the view (an id it lacks or holds)."""
+    def stale(self, ids: Iterable[str]) -> None:
+        """A search saw Chroma and the view disagree on the chunks ``ids`` (written after the
+        view, or deleted since); must not wait."""
         ...
 
 
@@ -303,7 +305,7 @@ class SnapshotIndex:
             self._stale = True
             self._checked_at = 0.0
 
-    def stale(self) -> None:
+    def stale(self, ids: Iterable[str] = ()) -> None:
         self._stale = True  # rebuilt at the next check, refresh_s at most from now
 
     def view(self) -> _Snapshot:
@@ -382,7 +384,7 @@ class HybridRetriever:
             "names": naming(question, found, lexical.stats),
         }
         if not lexical.knows(rankings["dense"]):
-            self.lexical.stale()  # written after the view
+            self.lexical.stale(rankings["dense"])  # written after the view
         fused = self._fuse(rankings)
         if question.lists_documents:  # answered by documents: one chunk of each
             fused = _first_of_each_document(fused, lexical.chunks([cid for cid, _ in fused]))
@@ -467,7 +469,7 @@ class HybridRetriever:
         got = self.index.chunks.get(ids=[h.chunk_id for h in others], include=["embeddings"])
         by_id = dict(zip(got["ids"], got["embeddings"], strict=True))  # type: ignore[arg-type]
         if len(by_id) < len(others):
-            self.lexical.stale()  # deleted after the view
+            self.lexical.stale(h.chunk_id for h in others if h.chunk_id not in by_id)  # deleted
         for hit in others:
             if by_id.get(hit.chunk_id) is not None:
                 hit.dense = float(np.dot(np.asarray(by_id[hit.chunk_id]), vector))
