@@ -61,7 +61,8 @@ eval-gate: $(STAMP)
 		--dataset evals/datasets/dev.jsonl --out eval-out/dev \
 		--baseline evals/baseline.json --junit eval-out/dev/junit.xml
 
-# The bench extra (pyinstrument, in the dev lock) profiles the targets a run misses.
+# The bench extra (in the dev lock): pyinstrument profiles the targets a run misses, and
+# llama-index-vector-stores-chroma builds the stock llama-index baseline (bench/baseline.py).
 bench: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/python -m bench
 

@@ -35,6 +35,7 @@ from evals.nearmiss import Paper, answerable_questions, near_miss_questions, pap
 from service.answering.answerability import FALLBACK, AnswerabilityModel
 from service.answering.engine import Engine
 from service.answering.features import answerability_features
+from service.answering.question import Question
 
 if TYPE_CHECKING:
     from ingest.pipeline import IngestSummary
@@ -61,7 +62,7 @@ def collect(engine: Engine, items: Sequence[EvalItem], top_k: int) -> Features:
     names: list[str] = []
     rows, labels, ruled = [], [], []
     for item in items:
-        retrieval = engine.retriever.retrieve_hits(item.question, top_k)
+        retrieval = engine.retriever.retrieve_hits(Question.parse(item.question), top_k)
         evidence = engine.evidence.build(retrieval, model=FALLBACK)
         if evidence.best() is None:
             continue

@@ -21,7 +21,7 @@ from evals.nearmiss import (
 from service.answering.corpus import CorpusStats
 from service.answering.engine import Engine
 from service.answering.features import NameMatch, counts_stated, numbers_next_to
-from service.answering.question import counted_things, focus_phrase
+from service.answering.question import Question, counted_things, focus_phrase
 from service.answering.refusal import missing_answer_type
 from service.answering.retrieval import Hit
 
@@ -91,7 +91,7 @@ def test_mentions_matches_whole_names_and_hyphenated_parts() -> None:
 )
 def test_missing_answer_type(question: str, document: str, missing: str) -> None:
     # the document's one sentence is the best sentence here
-    assert missing_answer_type(question, document, document) == missing
+    assert missing_answer_type(Question.parse(question), document, document) == missing
 
 
 CORPUS = [
@@ -182,7 +182,7 @@ def test_a_named_thing_the_corpus_never_mentions_is_refused(engine: Engine) -> N
     ],
 )
 def test_names_spelled_differently_from_the_corpus_are_known(engine: Engine, question: str) -> None:
-    assert engine.retriever.unknown_names(question) == []
+    assert engine.retriever.unknown_names(Question.parse(question)) == []
 
 
 @pytest.mark.parametrize(
@@ -226,7 +226,7 @@ def test_a_count_must_stand_next_to_what_it_counts() -> None:
     # the model states numbers, none of them a count of chips: refused by rule
     question = "How many TPU chips were used to train ViT-22B?"
     document = "ViT-22B has 22B parameters and reaches 89.5% on ImageNet."
-    assert missing_answer_type(question, document, document) == "number"
+    assert missing_answer_type(Question.parse(question), document, document) == "number"
 
 
 def _stats(**held: int) -> CorpusStats:
@@ -250,13 +250,15 @@ def test_name_match_weighs_rare_names_and_spots_an_answer_about_another_paper() 
         _hit("other", "Training used 64 GPUs for a week."),
     ]
     match = NameMatch.find(
-        "How many GPUs were used to train TinyViT?", hits, _stats(gpus=60, tinyvit=1)
+        Question.parse("How many GPUs were used to train TinyViT?"),
+        hits,
+        _stats(gpus=60, tinyvit=1),
     )
     assert match.asked == ["GPUs", "TinyViT"]
     assert match.share("tinyvit") > 0.5 > match.share("glm") > 0
     assert match.elsewhere("glm") and not match.elsewhere("tinyvit")
     assert match.unmentioned() == []
-    nothing = NameMatch.find("What is dropout?", hits, _stats())
+    nothing = NameMatch.find(Question.parse("What is dropout?"), hits, _stats())
     assert nothing.share("glm") == 1.0 and not nothing.elsewhere("glm")
     # TinyViT is rare: an answer from the GLM paper is about another paper
     assert match.rare_elsewhere("glm") and not match.rare_elsewhere("tinyvit")
@@ -269,10 +271,10 @@ def test_names_split_between_papers_make_a_question_about_several() -> None:
     ]
     stats = _stats(**{"video-mme": 4, "apollo-7b": 1, "longva-7b": 1})
     question = "What Video-MME numbers are reported for Apollo-7B and for LongVA-7B?"
-    match = NameMatch.find(question, hits, stats)
+    match = NameMatch.find(Question.parse(question), hits, stats)
     assert match.split()
     assert match.elsewhere("t3") and not match.rare_elsewhere("t3")  # both papers are asked
-    one = NameMatch.find("What does Apollo-7B reach?", hits, stats)
+    one = NameMatch.find(Question.parse("What does Apollo-7B reach?"), hits, stats)
     assert not one.split() and one.rare_elsewhere("t3")
 
 
@@ -303,6 +305,8 @@ def test_a_yes_no_question_needs_its_names_in_the_answering_paper() -> None:
         _hit("easter", "EASTER uses 1-D convolutions without recurrence."),
         _hit("returnn", "RETURNN trains CTC models."),
     ]
-    match = NameMatch.find("Does EASTER use CTC loss?", hits, _stats(easter=1, ctc=2))
+    match = NameMatch.find(
+        Question.parse("Does EASTER use CTC loss?"), hits, _stats(easter=1, ctc=2)
+    )
     assert match.unconfirmed("easter") == ["CTC"]
     assert match.unconfirmed("returnn") == ["EASTER"]

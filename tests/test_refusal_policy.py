@@ -18,7 +18,7 @@ from service.answering import answerability
 from service.answering.answerability import FALLBACK, AnswerabilityModel
 from service.answering.corpus import CorpusStats, abbreviations
 from service.answering.engine import Engine, build_engine
-from service.answering.question import expects_number, stated_numbers
+from service.answering.question import Question, expects_number, stated_numbers
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
 
 NEAR_MISS = "How many TPU chips were used to train ViT-22B?"
@@ -65,7 +65,7 @@ def test_concurrent_builds_keep_their_own_statistics(engine: Engine) -> None:
     ]
     texts = ["Kettles boil water in three minutes.", "A kettle has a lid and a spout."]
     other = CorpusStats.build(texts, ["k1", "k2"])
-    retrievals = [engine.retriever.retrieve_hits(q, 5) for q in questions]
+    retrievals = [engine.retriever.retrieve_hits(Question.parse(q), 5) for q in questions]
     retrievals += [dataclasses.replace(r, stats=other) for r in retrievals]
     builder = engine.evidence
     state = dict(vars(builder))

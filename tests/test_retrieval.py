@@ -14,7 +14,8 @@ import pytest
 
 from citeqa.embedding import Embedder
 from service.answering.engine import Engine
-from service.answering.retrieval import HybridRetriever
+from service.answering.question import Question
+from service.answering.retrieval import HybridRetriever, SnapshotIndex
 
 QUESTIONS = [
     "How many tokens was DeepSeek-V3 pre-trained on?",
@@ -37,7 +38,7 @@ def test_each_hit_carries_the_cosine_of_its_chunk_and_the_question(
     retriever = HybridRetriever(engine.index, engine.embedder, candidate_k, engine.settings.rrf_k)
     outside = 0
     for question in QUESTIONS:
-        result = retriever.retrieve_hits(question, 10)
+        result = retriever.retrieve_hits(Question.parse(question), 10)
         for hit in result.hits:
             expected = _stored_cosine(engine, hit.chunk_id, result.query_vector)
             assert hit.dense == pytest.approx(expected, abs=1e-5)
@@ -51,10 +52,10 @@ def test_each_hit_carries_the_cosine_of_its_chunk_and_the_question(
 _NO_AVX512 = "X86_V4 AVX512_ICL AVX512_SPR"
 _LEXICAL_ORDER = """
 import json, sys
-from service.answering.retrieval import _LexicalIndex
+from service.answering.retrieval import _Snapshot
 ids, texts, questions = json.load(open(sys.argv[1]))
-index = _LexicalIndex(ids, texts, [{} for _ in ids])
-print(json.dumps([[ids[i] for i, _ in index.search(q, 30)] for q in questions]))
+index = _Snapshot(ids, texts, [{} for _ in ids])
+print(json.dumps([[c.id for c in index.search(q, 30)] for q in questions]))
 """
 
 
@@ -65,7 +66,7 @@ def test_the_lexical_ranking_is_the_same_under_another_cpu_kernel(
     argpartition, whose AVX-512 kernel orders ties differently from the AVX2 one: the
     DeepNet question ranked another chunk first on other machines. Forced to the other
     kernel (NPY_DISABLE_CPU_FEATURES), the ranking is the same."""
-    lexical = engine.retriever._lexical_index()
+    lexical = SnapshotIndex(engine.index).view()
     questions = ["What learning rate does DeepNet use?", *QUESTIONS, "deep learning model"]
     payload = tmp_path / "lexical.json"
     payload.write_text(json.dumps([lexical.ids, lexical.texts, questions]), encoding="utf-8")
@@ -78,7 +79,7 @@ def test_the_lexical_ranking_is_the_same_under_another_cpu_kernel(
         check=True,
         cwd=Path(__file__).parents[1],
     )
-    here = [[lexical.ids[i] for i, _ in lexical.search(q, 30)] for q in questions]
+    here = [[c.id for c in lexical.search(q, 30)] for q in questions]
     assert json.loads(run.stdout) == here
 
 
@@ -129,7 +130,7 @@ def test_a_named_paper_survives_embedding_noise_of_another_cpu(engine: Engine, s
     noisy = _Perturbed(engine.embedder, 0.06, seed)
     retriever = HybridRetriever(engine.index, noisy, engine.settings.candidate_k)
     for question, title_start in NAMED:
-        hits = retriever.retrieve_hits(question, 5).hits
+        hits = retriever.retrieve_hits(Question.parse(question), 5).hits
         named = [h for h in hits if h.title.startswith(title_start)]
         assert named, (question, [h.title for h in hits])
         assert min(h.ranks.get("names", 99) for h in named) == 1

@@ -29,6 +29,7 @@ import re
 import threading
 import time
 from collections.abc import Mapping
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,7 +37,7 @@ import numpy as np
 from chromadb.api.types import Where
 
 from citeqa.store import Index
-from citeqa.text import term_set, words
+from citeqa.text import mentions, term_set
 from service.answering import answerability as model_store
 from service.answering.answerability import FALLBACK, AnswerabilityModel
 from service.answering.corpus import CorpusStats
@@ -46,15 +47,7 @@ from service.answering.features import (
     document_texts,
     number_bound,
 )
-from service.answering.question import (
-    YES_NO_Q,
-    asked_unit,
-    asks_several,
-    defined_subject,
-    expects_number,
-    focus_phrase,
-    stated_numbers,
-)
+from service.answering.question import Question, stated_numbers
 from service.answering.refusal import answerable, missing_answer_type
 from service.answering.retrieval import Hit, HybridRetriever, Retrieval
 
@@ -83,10 +76,9 @@ class Candidate:
 
 @dataclass
 class Evidence:
-    question: str
+    question: Question
     hits: list[Hit]
     candidates: list[Candidate]
-    expects_number: bool
     term_weights: dict[str, float] = field(default_factory=dict)  # question term -> IDF
     focus: str = ""
     focus_similarity: float = 0.0  # best cosine of the focus phrase and a top-document sentence
@@ -116,12 +108,12 @@ class Evidence:
     def best(self) -> Candidate | None:
         return max(self.candidates, key=lambda c: c.score, default=None)
 
-    def weighted_share(self, wanted: set[str], found: set[str]) -> float:
+    def weighted_share(self, wanted: AbstractSet[str], found: AbstractSet[str]) -> float:
         """The IDF-weighted share of the ``wanted`` terms that are in ``found``."""
         return weighted_share(self.stats, wanted, found)
 
 
-def weighted_share(stats: CorpusStats, wanted: set[str], found: set[str]) -> float:
+def weighted_share(stats: CorpusStats, wanted: AbstractSet[str], found: AbstractSet[str]) -> float:
     if not wanted:
         return 0.0
     total = sum(stats.weight(t) for t in wanted)
@@ -161,19 +153,16 @@ class EvidenceBuilder:
 
     def build(self, retrieval: Retrieval, model: AnswerabilityModel | None = None) -> Evidence:
         question, stats = retrieval.question, retrieval.stats
-        q_terms = term_set(question, drop_question_words=True)
-        numeric = expects_number(question)
-        unit = asked_unit(question)
-        candidates = self._candidates(retrieval, q_terms, unit)
-        subject = defined_subject(question)
+        candidates = self._candidates(retrieval)
+        subject = question.defined_subject
         named = NameMatch.find(question, retrieval.hits, stats)
         for cand in candidates:
             cand.names_found = named.share(retrieval.hits[cand.hit_index].doc_id)
-            cand.score = _sentence_score(cand, numeric)
-            if subject and _defines(cand.text, subject):
+            cand.score = _sentence_score(cand, question.expects_number)
+            if subject and _defines(cand.text, subject, retrieval.hits[cand.hit_index].title):
                 cand.score += DEFINITION_BONUS
-        weights = {t: stats.weight(t) for t in q_terms}
-        evidence = Evidence(question, retrieval.hits, candidates, numeric, weights, stats=stats)
+        weights = {t: stats.weight(t) for t in question.terms}
+        evidence = Evidence(question, retrieval.hits, candidates, weights, stats=stats)
         evidence.names = named
         evidence.unknown_names = retrieval.unknown_names
         self._score_focus(evidence)
@@ -181,8 +170,8 @@ class EvidenceBuilder:
         evidence.answerable = answerable(evidence, self.retrieval_only)
         return evidence
 
-    def _candidates(self, retrieval: Retrieval, q_terms: set[str], unit: str) -> list[Candidate]:
-        hits = retrieval.hits
+    def _candidates(self, retrieval: Retrieval) -> list[Candidate]:
+        hits, question = retrieval.hits, retrieval.question
         if not hits:
             return []
         where: Where = {"chunk_id": {"$in": [h.chunk_id for h in hits]}}  # type: ignore[dict-item]
@@ -202,7 +191,7 @@ class EvidenceBuilder:
             hit_index = position[str(meta["chunk_id"])]
             title_terms = term_set(hits[hit_index].title)
             cand = _candidate(
-                retrieval.stats, hit_index, meta, text, float(sim), q_terms, title_terms, unit
+                retrieval.stats, hit_index, meta, text, float(sim), question, title_terms
             )
             cand.vector = vectors[len(out)]
             out.append(cand)
@@ -216,12 +205,9 @@ class EvidenceBuilder:
         title = evidence.hits[best.hit_index].title
         # Without a wh-phrase ("How does X work?") the asked detail is what the title lacks.
         title_terms = term_set(title)
-        fallback = [w for w in words(evidence.question) if not term_set(w) <= title_terms]
-        evidence.focus = (
-            defined_subject(evidence.question)
-            or focus_phrase(evidence.question)
-            or " ".join(fallback)
-        )
+        question = evidence.question
+        fallback = [w for w in question.words if not term_set(w) <= title_terms]
+        evidence.focus = question.defined_subject or question.focus or " ".join(fallback)
         focus_terms = term_set(evidence.focus, drop_question_words=True)
         if not focus_terms:
             evidence.focus_similarity, evidence.focus_coverage = best.similarity, 1.0
@@ -243,12 +229,13 @@ class EvidenceBuilder:
             return
         doc_id = evidence.hits[best.hit_index].doc_id
         texts = document_texts(evidence.hits)
+        question = evidence.question
         evidence.missing_answer_type = missing_answer_type(
-            evidence.question, texts[doc_id], best.text, "\n".join(texts.values())
+            question, texts[doc_id], best.text, "\n".join(texts.values())
         )
-        if not asks_several(evidence.question) and evidence.names.rare_elsewhere(doc_id):
+        if not question.asks_several and evidence.names.rare_elsewhere(doc_id):
             evidence.missing_answer_type = evidence.missing_answer_type or "subject"
-        if YES_NO_Q.match(evidence.question) and evidence.names.unconfirmed(doc_id):
+        if question.yes_no and evidence.names.unconfirmed(doc_id):
             evidence.missing_answer_type = evidence.missing_answer_type or "subject"
         evidence.features = answerability_features(evidence)
         evidence.answerability = model.score(evidence.features)
@@ -260,14 +247,14 @@ def _candidate(
     meta: Mapping[str, Any],
     text: str,
     sim: float,
-    q_terms: set[str],
+    question: Question,
     title_terms: set[str],
-    unit: str,
 ) -> Candidate:
     s_terms = term_set(text)
+    q_terms = question.terms
     detail_terms = q_terms - title_terms
     return Candidate(
-        number_bound=number_bound(text, detail_terms, unit),
+        number_bound=number_bound(text, detail_terms, question.unit),
         hit_index=hit_index,
         position=int(meta["position"]),
         text=text,
@@ -285,16 +272,35 @@ _DEFINING_VERB = re.compile(
     r"\b(propose|proposes|present|presents|introduce|introduces|called|named|dubbed|termed)\b",
     re.IGNORECASE,
 )
+# What follows the subject in a sentence that says what it is: "X is a ...", "X (Y) are the
+# ...", "X, which is ...", "X refers to / stands for / means / denotes / is defined as ...".
+_COPULA = (
+    r"\s*(?:\([^)]*\)\s*)?,?\s*(?:which\s+)?(?:(?:is|are|was|were)\s+(?:an?|the|defined|called|"
+    r"known)\b|refers?\s+to\b|stands?\s+for\b|means\b|denotes\b)"
+)
 DEFINITION_BONUS = 0.5
 
 
-def _defines(sentence: str, subject: str) -> bool:
-    """The sentence introduces the subject ("we propose FastV, ...")."""
-    lowered, name = sentence.lower(), subject.lower()
-    if name not in lowered:
-        return False
-    copula = re.search(rf"{re.escape(name)}\s*(?:\([^)]*\)\s*)?(?:is|are)\s+an?\b", lowered)
-    return bool(_DEFINING_VERB.search(sentence) or copula)
+def _defines(sentence: str, subject: str, title: str) -> bool:
+    """The sentence says what the subject is: it names the subject (as a whole word: "DeepNet"
+    is not "DeepNets-1M") and introduces it ("we propose FastV, ...") or says what it is ("X is
+    a ...", "X stands for ..."); or its document is about the subject (the title names it) and
+    the sentence introduces what the document proposes ("In this paper, we propose ...")."""
+    lowered = sentence.lower()
+    forms = [subject.lower()]
+    if forms[0].endswith("s") and len(forms[0]) > 3:  # "Switch Transformers" -> "Transformer"
+        forms.append(forms[0][:-1])
+    named = [form for form in forms if mentions(lowered, form)]
+    if not named:
+        return _titled(title, forms) and bool(_DEFINING_VERB.search(sentence))
+    if _DEFINING_VERB.search(sentence):
+        return True
+    return any(re.search(rf"(?<![\w-]){re.escape(form)}{_COPULA}", lowered) for form in named)
+
+
+def _titled(title: str, forms: list[str]) -> bool:
+    lowered = title.lower()
+    return any(mentions(lowered, form) for form in forms)
 
 
 NAME_WEIGHT = 0.6

@@ -20,7 +20,7 @@ from service.answering.answer import Draft
 from service.answering.citations import claim_with_markers
 from service.answering.evidence import Candidate, Evidence
 from service.answering.features import NUMBER_WINDOW, number_windows, stated_values
-from service.answering.question import asks_several
+from service.answering.question import Question
 
 MAX_SENTENCES = 5
 SAME_CHUNK_RATIO = 0.85  # a second sentence of the best chunk scoring this close is kept
@@ -83,9 +83,9 @@ def disagreeing(evidence: Evidence) -> Candidate | None:
     best = evidence.best()
     names = evidence.names
     subject = names.distinctive()
-    if best is None or not evidence.expects_number or not subject:
+    if best is None or not evidence.question.expects_number or not subject:
         return None
-    if names.split() or asks_several(evidence.question):
+    if names.split() or evidence.question.asks_several:
         return None
     best_hit = evidence.hits[best.hit_index]
     if not _states_of(subject, best_hit.title, best.text, stated_values(evidence, best.text)):
@@ -139,13 +139,13 @@ MAX_DOCUMENTS = 3
 _ENTITY = re.compile(r"\b[\w\-\.]*(?:[a-z][A-Z]|[A-Z]{2}|\d)[\w\-\.]*\b")
 
 
-def is_multi_part(question: str, titles: list[str] | None = None) -> bool:
+def is_multi_part(question: Question, titles: list[str] | None = None) -> bool:
     """The question asks about several things at once: "both", "each", "compare", two joined
     questions, or names (like "EMOv2", "GLM-130B") that appear in the titles of different
     retrieved papers."""
-    if asks_several(question):
+    if question.asks_several:
         return True
-    names = {m.group(0).lower() for m in _ENTITY.finditer(question)}
+    names = {m.group(0).lower() for m in _ENTITY.finditer(question.text)}
     named = {t for t in titles or [] if any(n in t.lower() for n in names)}
     return len(named) >= 2
 
@@ -192,17 +192,56 @@ def _runner_up(first: Candidate, pool: list[Candidate], taken: list[Candidate]) 
     return second if second is not None and second.score >= SAME_CHUNK_RATIO * first.score else None
 
 
+_INTRODUCES = re.compile(
+    r"\b(?:we|this|the)\s+(?:\w+\s+){0,2}?(?:propose|proposes|present|presents|introduce|"
+    r"introduces|describe|describes|gives|provides|explains|shows)\b",
+    re.IGNORECASE,
+)
+
+
+def one_per_document(evidence: Evidence, best: Candidate) -> list[Candidate]:
+    """For a question a list of documents answers ("which papers discuss X?"): the best
+    sentence of each retrieved document that scores close to the best, once each. For the
+    collection as a whole ("what is this corpus about?"): each retrieved document's sentence
+    that introduces it ("This vignette describes ...", "we propose ..."), else its best."""
+    overview = evidence.question.about_collection
+    by_doc: dict[str, Candidate] = {}
+    ranked = sorted(
+        evidence.candidates,
+        key=lambda c: (overview and bool(_INTRODUCES.search(c.text)), c.score),
+        reverse=True,
+    )
+    for cand in ranked:
+        doc = evidence.hits[cand.hit_index].doc_id
+        if doc not in by_doc and (overview or cand.score >= MIN_RATIO * best.score):
+            by_doc[doc] = cand
+    return list(by_doc.values())[:MAX_SENTENCES]
+
+
 def select_sentences(evidence: Evidence) -> list[Candidate]:
     """The best sentence, then greedily those that cover question terms it leaves uncovered.
 
     Compound questions ("what error, and which competition?") and questions spanning papers
     ("what speedup does each report?") need several sentences; a sentence is added only when it
     scores close to the best and covers a meaningful share of the question that the sentences
-    chosen so far do not.
+    chosen so far do not. A question a list of documents answers gets each matching document's
+    best sentence (:func:`one_per_document`), and at most one sentence more.
     """
     best = evidence.best()
     if best is None:
         return []
+    if evidence.question.lists_documents:
+        chosen = one_per_document(evidence, best)
+        limit = len(chosen) + 1
+    else:
+        chosen, limit = _for_the_question(evidence, best), MAX_SENTENCES
+    _cover_the_rest(evidence, chosen, best, limit)
+    return sorted(chosen, key=lambda c: (c.hit_index, c.position))
+
+
+def _for_the_question(evidence: Evidence, best: Candidate) -> list[Candidate]:
+    """The best sentence, the next one of its chunk when it scores nearly as well, and for a
+    question about several papers the best sentences of the others."""
     chosen = [best]
     same_chunk = [c for c in evidence.candidates if c.hit_index == best.hit_index]
     runner_up = _runner_up(best, same_chunk, chosen)
@@ -214,9 +253,17 @@ def select_sentences(evidence: Evidence) -> list[Candidate]:
         chosen.extend(_best_of_other_documents(evidence, chosen, best.score))
         if len({evidence.hits[c.hit_index].doc_id for c in chosen}) > 1:
             chosen.extend(_runners_up(evidence, chosen)[: MAX_SENTENCES - len(chosen)])
+    return chosen
+
+
+def _cover_the_rest(
+    evidence: Evidence, chosen: list[Candidate], best: Candidate, limit: int
+) -> None:
+    """Adds to ``chosen``, up to ``limit`` sentences, those scoring close to the best that
+    cover a meaningful share of the question the chosen ones do not."""
     covered = set().union(*(c.matched for c in chosen))
     total = sum(evidence.term_weights.values()) or 1.0
-    while len(chosen) < MAX_SENTENCES:
+    while len(chosen) < limit:
         pool = [
             c for c in evidence.candidates if c not in chosen and c.score >= MIN_RATIO * best.score
         ]
@@ -229,4 +276,3 @@ def select_sentences(evidence: Evidence) -> list[Candidate]:
             break
         chosen.append(pick)
         covered |= pick.matched
-    return sorted(chosen, key=lambda c: (c.hit_index, c.position))

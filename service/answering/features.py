@@ -12,12 +12,13 @@ Corpus statistics enter only relative to the collection's own (:class:`CorpusSta
 from __future__ import annotations
 
 from collections.abc import Iterator
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from citeqa.text import names, numbers, term_set, words
 from service.answering.corpus import CorpusStats
-from service.answering.question import UNITS, asks_several, counted_in_words
+from service.answering.question import UNITS, Question, counted_in_words
 
 if TYPE_CHECKING:
     from service.answering.evidence import Candidate, Evidence
@@ -53,8 +54,8 @@ class NameMatch:
     distinctive_names: set[str] = field(default_factory=set)  # at most DISTINCTIVE_SHARE
 
     @classmethod
-    def find(cls, question: str, hits: list[Hit], stats: CorpusStats) -> NameMatch:
-        asked = list(dict.fromkeys(names(question)))
+    def find(cls, question: Question, hits: list[Hit], stats: CorpusStats) -> NameMatch:
+        asked = list(question.names)
         if not asked:
             return cls()
         by_doc = {}
@@ -125,7 +126,7 @@ class NameMatch:
         return rarest not in self.by_doc.get(doc_id, set()) and any(rarest in f for f in others)
 
 
-def numbers_next_to(terms: set[str], text: str, window: int = COUNT_WINDOW) -> bool:
+def numbers_next_to(terms: AbstractSet[str], text: str, window: int = COUNT_WINDOW) -> bool:
     """Whether ``text`` states a number within ``window`` words of one of the (stemmed)
     terms."""
     return any(terms & term_set(near) for _, _, near in number_windows(text, window))
@@ -185,7 +186,7 @@ def number_near_focus(evidence: Evidence, sentences: list[Candidate]) -> bool:
     return any(numbers_next_to(terms, c.text, NUMBER_WINDOW) for c in sentences)
 
 
-def number_bound(sentence: str, detail_terms: set[str], unit: str) -> bool:
+def number_bound(sentence: str, detail_terms: AbstractSet[str], unit: str) -> bool:
     """The sentence states the asked number: one in the unit asked for ("how long did it
     take": hours, not any number near "train"), else one next to a term of the asked detail."""
     if unit:
@@ -208,7 +209,7 @@ def answerability_features(evidence: Evidence) -> dict[str, float]:
     ]
     doc_terms = frozenset().union(*(c.matched for c in same_doc))
     unmentioned = bool(evidence.names.unmentioned())
-    single_subject = not asks_several(evidence.question) and not evidence.names.split()
+    single_subject = not evidence.question.asks_several and not evidence.names.split()
     return {
         "names_missing_all": float(unmentioned),
         "names_elsewhere": float(
@@ -220,7 +221,7 @@ def answerability_features(evidence: Evidence) -> dict[str, float]:
             and single_subject
         ),
         "number_unrelated": float(
-            evidence.expects_number and not number_near_focus(evidence, same_doc)
+            evidence.question.expects_number and not number_near_focus(evidence, same_doc)
         ),
         "similarity": best.similarity,
         "max_similarity": max(c.similarity for c in evidence.candidates),
@@ -228,7 +229,7 @@ def answerability_features(evidence: Evidence) -> dict[str, float]:
         "detail": best.detail,
         "doc_coverage": sum(evidence.term_weights[t] for t in doc_terms) / total,
         "chunk_similarity": evidence.hits[0].dense,
-        "number_missing": float(evidence.expects_number and not best.has_number),
+        "number_missing": float(evidence.question.expects_number and not best.has_number),
         "focus_similarity": evidence.focus_similarity,
         "focus_coverage": evidence.focus_coverage,
         "focus_head_found": evidence.focus_head_found,

@@ -369,7 +369,7 @@ class LLMGenerator:
         return cls(ChatClient.from_settings(settings), settings)
 
     def messages(self, evidence: Evidence) -> Messages:
-        return answer_messages(evidence.question, evidence.hits, self.settings.prompts_dir)
+        return answer_messages(evidence.question.text, evidence.hits, self.settings.prompts_dir)
 
     def generate(self, evidence: Evidence) -> Draft:
         if not evidence.hits:  # nothing to answer from: do not ask the model to improvise

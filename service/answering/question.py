@@ -1,6 +1,10 @@
 """What a question asks, read from its English alone: the asked focus, whether it wants a
 number (and in which unit), what it counts, whether it asks about several things.
 
+:class:`Question` holds the whole analysis, made once per ask (:meth:`Question.parse`) and
+passed down: retrieval, evidence, features, the refusal rules and the generators read its
+fields instead of analysing the text again.
+
 Only rules that hold of questions in general live here: "how many" wants a number, "what
 year" a year, "in milliseconds" a number in milliseconds. No word list of one field.
 """
@@ -8,8 +12,9 @@ year" a year, "in milliseconds" a number in milliseconds. No word list of one fi
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-from citeqa.text import numbers, stopwords
+from citeqa.text import name_keys, names, numbers, squashed, stopwords, term_set, words
 
 _WH_RE = re.compile(r"\b(what|which|how many|how much|who|whom|whose)\b", re.IGNORECASE)
 _PREPOSITIONS = frozenset(["in", "of", "for", "by", "on", "at", "with", "from", "to", "under"])
@@ -250,3 +255,118 @@ _JOINED_QUESTIONS = re.compile(r"\band (?:what|how|which|who|when|where|does|do|
 def asks_several(question: str) -> bool:
     """Words that ask about several things at once: "both", "compare", "and what ..."."""
     return bool(_MULTI_CUES.search(question) or _JOINED_QUESTIONS.search(question))
+
+
+YEAR_Q = re.compile(
+    r"\b(?:(?:what|which) year|when (?:was|were|did)\b.*\b(?:publish|releas|introduc|propos|"
+    r"present|written|appear))",
+    re.IGNORECASE,
+)
+LICENSE_Q = re.compile(r"\blicen[cs](?:e|ed|es|ing)\b", re.IGNORECASE)
+# "Which method performed best?", "which of the models scored highest": a name answers it.
+BEST_ONE_Q = re.compile(
+    r"\bwhich\b(?:\s+[\w\-]+){0,6}?\s+(?:performed|performs|scored|scores|achieved|achieves|"
+    r"obtained|obtains|was|is|ranked|ranks|did)\s+(?:the\s+)?(?:best|highest|top|strongest|"
+    r"lowest|first)\b",
+    re.IGNORECASE,
+)
+
+
+# Nouns English uses for the documents of a collection, and for the collection itself.
+_DOCUMENTS = (
+    r"papers|documents|articles|files|sources|texts|reports|publications|studies|works|"
+    r"vignettes|manuals|guides|chapters|books|notes|pages|posts|entries"
+)
+_COLLECTION = r"corpus|collection|library|archive|database|knowledge base|documents|papers"
+# "Which (lme4) documents discuss X?", "What papers are about X?", "List the articles on X",
+# "Are there any reports about X?": the answer is a list of documents.
+_DOCUMENTS_Q = re.compile(
+    rf"^\s*(?:(?:which|what)\s+(?:of\s+the\s+)?(?:[\w\-.]+\s+){{0,3}}?(?:{_DOCUMENTS})\b|"
+    rf"(?:list|name|find|show|give)(?:\s+me)?\s+(?:all\s+)?(?:the\s+)?(?:[\w\-.]+\s+){{0,2}}?"
+    rf"(?:{_DOCUMENTS})\b|are\s+there\s+(?:any\s+)?(?:[\w\-.]+\s+){{0,2}}?(?:{_DOCUMENTS})\b)",
+    re.IGNORECASE,
+)
+# "What is this corpus about?", "What topics does the collection cover?", "Summarize the
+# documents": the collection itself is asked about.
+_COLLECTION_Q = re.compile(
+    rf"\b(?:this|the|these|your|my|our)\s+(?:{_COLLECTION})\b(?:\s+(?:about|cover|contain|"
+    rf"include|hold|discuss)\b|\s*[?.!]?\s*$)",
+    re.IGNORECASE,
+)
+_OVERVIEW_WORDS = frozenset(
+    term_set(
+        "topic subject theme area field cover contain include hold discuss about overview "
+        "summary summarize summarise kind sort type main general this these corpus collection "
+        "library archive database knowledge base documents papers"
+    )
+)
+
+
+def about_collection(question: str) -> bool:
+    """The question asks what the collection as a whole is about: it names the collection
+    ("this corpus", "the documents") and asks nothing more specific than its topics."""
+    if not _COLLECTION_Q.search(question):
+        return False
+    return term_set(question, drop_question_words=True) <= _OVERVIEW_WORDS
+
+
+def name_forms(name: str) -> set[str]:
+    """A name squashed and its look-up keys: "LLM-like" -> {"llmlike", "llm"}."""
+    return {squashed(name), *name_keys(name)}
+
+
+@dataclass(frozen=True)
+class Question:
+    """A question analysed once: what retrieval, evidence, refusal and the generators need to
+    know of its text. Build it with :meth:`parse`."""
+
+    text: str
+    words: tuple[str, ...]  # its word tokens (:func:`citeqa.text.words`)
+    terms: frozenset[str]  # stemmed content terms, question words dropped
+    names: tuple[str, ...]  # the names it mentions ("DeepSeek-V3", "GDPR"), once each, in order
+    name_keys: frozenset[str]  # the names squashed, with their look-up keys (:func:`name_forms`)
+    numbers: frozenset[str]  # numbers it states, in digits or words
+    focus: str  # the asked thing after the wh-word (:func:`focus_phrase`), or ""
+    defined_subject: str  # the X of "What is X?", or ""
+    expects_number: bool  # asks for a quantity
+    unit: str  # the unit the answer is wanted in (:func:`asked_unit`), or ""
+    counted: tuple[str, ...]  # what each "how many" counts
+    asks_count: bool  # "how many" / "how much"
+    asks_several: bool  # about several things at once
+    yes_no: bool  # "Does X use Y?"
+    asks_year: bool  # "what year", "when was X published"
+    asks_license: bool
+    asks_best_one: bool  # "which method performed best": a name answers it
+    asks_documents: bool  # "which papers discuss X?": a list of documents answers it
+    about_collection: bool  # "what is this corpus about?"
+
+    @property
+    def lists_documents(self) -> bool:
+        """Answered by documents, one cited sentence each: "which papers discuss X?", "what
+        is this corpus about?"."""
+        return self.asks_documents or self.about_collection
+
+    @classmethod
+    def parse(cls, text: str) -> Question:
+        found = tuple(dict.fromkeys(names(text)))
+        return cls(
+            text=text,
+            words=tuple(words(text)),
+            terms=frozenset(term_set(text, drop_question_words=True)),
+            names=found,
+            name_keys=frozenset().union(*(name_forms(n) for n in found)),
+            numbers=frozenset(stated_numbers(text)),
+            focus=focus_phrase(text),
+            defined_subject=defined_subject(text),
+            expects_number=expects_number(text),
+            unit=asked_unit(text),
+            counted=tuple(counted_things(text)),
+            asks_count=bool(COUNT_Q.search(text)),
+            asks_several=asks_several(text),
+            yes_no=bool(YES_NO_Q.match(text)),
+            asks_year=bool(YEAR_Q.search(text)),
+            asks_license=bool(LICENSE_Q.search(text)),
+            asks_best_one=bool(BEST_ONE_Q.search(text)),
+            asks_documents=bool(_DOCUMENTS_Q.search(text)),
+            about_collection=about_collection(text),
+        )

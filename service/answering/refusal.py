@@ -16,62 +16,40 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING
 
-from citeqa.text import name_keys, names, squashed
+from citeqa.text import names
 from service.answering.features import counts_stated
-from service.answering.question import (
-    COUNT_Q,
-    UNITS,
-    asked_unit,
-    asks_several,
-    counted_things,
-    stated_numbers,
-)
+from service.answering.question import UNITS, Question, name_forms, stated_numbers
 
 if TYPE_CHECKING:
     from service.answering.evidence import Evidence
 
-_YEAR_Q = re.compile(
-    r"\b(?:(?:what|which) year|when (?:was|were|did)\b.*\b(?:publish|releas|introduc|propos|"
-    r"present|written|appear))",
-    re.IGNORECASE,
-)
-_LICENSE_Q = re.compile(r"\blicen[cs](?:e|ed|es|ing)\b", re.IGNORECASE)
 _LICENSE_EVIDENCE = re.compile(
     r"\b(?:licen[cs]e[ds]?|MIT|Apache|GPL|LGPL|BSD|Creative Commons|CC[- ]BY|public domain)\b",
     re.IGNORECASE,
 )
 _YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
-
-# "Which method performed best?", "which of the models scored highest": a name answers it.
-_BEST_ONE_Q = re.compile(
-    r"\bwhich\b(?:\s+[\w\-]+){0,6}?\s+(?:performed|performs|scored|scores|achieved|achieves|"
-    r"obtained|obtains|was|is|ranked|ranks|did)\s+(?:the\s+)?(?:best|highest|top|strongest|"
-    r"lowest|first)\b",
-    re.IGNORECASE,
-)
 _URL = re.compile(r"https?://\S+")
 _KIND_OF_THING = re.compile(r"[A-Z]{2,}s")  # "LLMs", "GPUs": kinds of things, not names
 
 
-def names_new(question: str, sentence: str) -> list[str]:
+def names_new(question: Question, sentence: str) -> list[str]:
     """The names of ``sentence`` that the question does not already name ("LLM-like" is
     named by "LLM"), kinds of things ("LMMs") aside."""
-    asked = {k for n in names(question) for k in [squashed(n), *name_keys(n)]}
     return [
         n
         for n in names(_URL.sub(" ", sentence))
-        if not _KIND_OF_THING.fullmatch(n) and not {squashed(n), *name_keys(n)} & asked
+        if not _KIND_OF_THING.fullmatch(n) and not name_forms(n) & question.name_keys
     ]
 
 
-def _names_an_answer(question: str, best_sentence: str) -> bool:
+def _names_an_answer(question: Question, best_sentence: str) -> bool:
     """For "which method performed best" (answered by a name): the best sentence names
     something the question does not. True for other questions."""
-    return not _BEST_ONE_Q.search(question) or bool(names_new(question, best_sentence))
+    return not question.asks_best_one or bool(names_new(question, best_sentence))
 
 
 def missing_answer_type(
-    question: str, document: str, best_sentence: str = "", sources: str = ""
+    question: Question, document: str, best_sentence: str = "", sources: str = ""
 ) -> str:
     """Questions whose answer has a form no statistic can fake: a year needs a year in the
     document, a license question a license,
@@ -80,23 +58,18 @@ def missing_answer_type(
     best sentence, "which one performed best" a name the question does not already give in
     the best sentence, a unit asked for ("in milliseconds", "how long did it take") a number
     in that unit. Returns the missing kind, or ""."""
-    several = asks_several(question)
+    several = question.asks_several
     if best_sentence and not _names_an_answer(question, best_sentence):
         return "name"
-    if (
-        best_sentence
-        and COUNT_Q.search(question)
-        and not several
-        and not stated_numbers(best_sentence)
-    ):
+    if best_sentence and question.asks_count and not several and not stated_numbers(best_sentence):
         return "number"
-    if not counts_stated(counted_things(question), sources if several and sources else document):
+    if not counts_stated(list(question.counted), sources if several and sources else document):
         return "number"
-    if _YEAR_Q.search(question) and not _YEAR.search(document):
+    if question.asks_year and not _YEAR.search(document):
         return "year"
-    if _LICENSE_Q.search(question) and not _LICENSE_EVIDENCE.search(document):
+    if question.asks_license and not _LICENSE_EVIDENCE.search(document):
         return "license"
-    unit = asked_unit(question)
+    unit = question.unit
     if unit and not UNITS[unit].search(sources if several and sources else document):
         return "unit"
     return ""

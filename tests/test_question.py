@@ -1,0 +1,131 @@
+"""The question is analysed once, into a :class:`Question` every step of an ask reads."""
+
+from __future__ import annotations
+
+import sys
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+from typing import Any
+
+import pytest
+
+import citeqa.text
+import service.answering.question
+from service.answering.engine import Engine
+from service.answering.question import Question
+
+_ANALYSIS_MODULES = (citeqa.text.__name__, service.answering.question.__name__)
+
+
+@contextmanager
+def calls_with(text: str) -> Iterator[tuple[Counter[str], Counter[str]]]:
+    """Count the calls of the analysis modules' functions that take ``text`` as an argument:
+    all of them, and those made from outside the analysis modules (a step of the engine
+    analysing the question itself)."""
+    every: Counter[str] = Counter()
+    from_outside: Counter[str] = Counter()
+
+    def profile(frame: FrameType, event: str, arg: Any) -> None:
+        if event != "call" or frame.f_globals.get("__name__") not in _ANALYSIS_MODULES:
+            return
+        code = frame.f_code
+        arguments = [frame.f_locals.get(name) for name in code.co_varnames[: code.co_argcount]]
+        if text not in arguments:
+            return
+        every[code.co_qualname] += 1
+        caller = frame.f_back
+        if caller is None or caller.f_globals.get("__name__") not in _ANALYSIS_MODULES:
+            from_outside[code.co_qualname] += 1
+
+    previous = sys.getprofile()
+    sys.setprofile(profile)
+    try:
+        yield every, from_outside
+    finally:
+        sys.setprofile(previous)
+
+
+@pytest.mark.parametrize(
+    "question",
+    [
+        "How many GPUs were used to train TinyViT?",  # names, a count
+        "What is DeepNet?",  # a definition
+        "Which method performed best on ImageNet, and how many layers does it have?",
+    ],
+)
+def test_one_ask_analyses_the_question_once(engine: Engine, question: str) -> None:
+    with calls_with(question) as (every, from_outside):
+        engine.ask(question)
+    assert every["names"] == 1
+    assert sum(from_outside.values()) == 1, from_outside  # Question.parse, nothing else
+
+
+def test_names_come_with_their_keys_once_each() -> None:
+    asked = Question.parse("Does the Pixel-8 beat the iPhone 15 and the Pixel-8 Pro?")
+    assert asked.names == ("Pixel-8", "iPhone", "Pro")
+    assert {"pixel8", "iphone"} <= asked.name_keys
+    assert asked.yes_no and asked.asks_several is False
+
+
+def test_a_count_in_words_and_the_counted_thing() -> None:
+    asked = Question.parse("How many arguments does the parse function take when given two files?")
+    assert asked.expects_number and asked.asks_count
+    assert asked.counted == ("arguments",)
+    assert asked.focus == "arguments"
+    assert asked.numbers == frozenset({"2"})  # "two files"
+    assert not asked.names
+
+
+def test_a_definition_names_its_subject() -> None:
+    asked = Question.parse("What is the General Data Protection Regulation?")
+    assert asked.defined_subject == "General Data Protection Regulation"
+    assert not asked.expects_number and not asked.yes_no
+    assert asked.names == ("General", "Data", "Protection", "Regulation")
+
+
+def test_the_unit_and_kind_of_answer_asked() -> None:
+    boil = Question.parse("How long does it take to boil an egg, in minutes?")
+    assert boil.unit == "minutes" and boil.expects_number
+    year = Question.parse("In what year was the Eiffel Tower completed?")
+    assert year.asks_year and not year.asks_license and year.names == ("Eiffel", "Tower")
+    license_q = Question.parse("Under which license is the library released?")
+    assert license_q.asks_license and not license_q.asks_year
+    best = Question.parse("Which team scored highest in the 1998 final?")
+    assert best.asks_best_one and best.numbers == frozenset({"1998"})
+
+
+def test_several_things_and_content_terms() -> None:
+    asked = Question.parse("Compare the battery life of phones and tablets.")
+    assert asked.asks_several
+    assert asked.terms == frozenset({"compar", "batteri", "life", "phone", "tablet"})
+    assert not Question.parse("What colour is the sky?").asks_several
+
+
+@pytest.mark.parametrize(
+    ("text", "documents", "collection"),
+    [
+        ("Which papers are about KV cache compression?", True, False),
+        ("Which survival package vignettes analyse the MGUS data?", True, False),
+        ("What articles discuss flood insurance?", True, False),
+        ("List the documents about tax returns.", True, False),
+        ("Are there any reports on bridge inspections?", True, False),
+        ("Which of the studies use a control group?", True, False),
+        ("What is this corpus about?", False, True),
+        ("What topics does the collection cover?", False, True),
+        ("Summarize the documents.", False, True),
+        ("Which paper proposes FastV?", False, False),  # one document
+        ("Which methods outperform BM25?", False, False),  # methods, not documents
+        ("What does the collection say about GDPR?", False, False),  # a topic
+        ("What is the capital of Australia?", False, False),
+    ],
+)
+def test_questions_a_list_of_documents_answers(
+    text: str, documents: bool, collection: bool
+) -> None:
+    """ "Which papers discuss X?" asks for documents; "what is this corpus about?" for the
+    collection as a whole; both are answered by documents, one cited sentence each."""
+    asked = Question.parse(text)
+    assert (asked.asks_documents, asked.about_collection) == (documents, collection)
+    assert asked.lists_documents is (documents or collection)
