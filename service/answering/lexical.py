@@ -115,6 +115,8 @@ class TantivyIndex:
         self._chunks: tantivy.Index | None = None
         self._docs: tantivy.Index | None = None
         self._update = threading.Lock()  # held by an update; searches never take it
+        self._suspects: set[str] = set()  # chunk ids searches saw differ (stale())
+        self._suspect_lock = threading.Lock()  # held for a set update only
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
 
@@ -134,8 +136,11 @@ class TantivyIndex:
     def refresh(self) -> None:
         self.catch_up()
 
-    def stale(self) -> None:
-        pass  # the change log says what changed
+    def stale(self, ids: Iterable[str] = ()) -> None:
+        """Chunks a search saw that this index and Chroma disagree on: the next catch-up reads
+        their documents again (a change whose log record was lost, a writer that died)."""
+        with self._suspect_lock:
+            self._suspects.update(ids)
 
     def close(self) -> None:
         """Stop following (the index stays on disk for the next start)."""
@@ -191,14 +196,39 @@ class TantivyIndex:
         assert self._state is not None
         found = self.changes.read(self._state.cursor - LOOKBACK_S)
         fresh = [c for c in found if c.id not in self._state.seen]
-        if fresh or self._view is None:
-            self._apply(fresh)
+        with self._suspect_lock:
+            suspects, self._suspects = self._suspects, set()
+        differ = self._differing(suspects) if suspects and self._view is not None else []
+        if fresh or differ or self._view is None:
+            self._apply(fresh, differ)
 
-    def _apply(self, changes: list[Change]) -> None:
-        """Replace every document ``changes`` name with what Chroma now shows of it, commit,
-        and swap the view."""
+    def _differing(self, ids: set[str]) -> list[str]:
+        """The documents of chunks ``ids`` whose visible chunks in Chroma are not the ones the
+        view holds (not those of a version still being written, hidden from both)."""
+        assert self._view is not None
+        view = self._view
+        held = view.chunks(sorted(ids))
+        got = self.index.chunks.get(ids=sorted(ids), include=["metadatas"])
+        in_chroma = dict(zip(got["ids"], got["metadatas"] or [], strict=True))
+        docs = {str(m["doc_id"]) for i, m in in_chroma.items() if i not in held and m}
+        docs |= {str(c.metadata["doc_id"]) for i, c in held.items() if i not in in_chroma}
+        if not docs:
+            return []
+        where: Where = {"doc_id": {"$in": sorted(docs)}}  # type: ignore[dict-item]
+        metadatas = self.index.chunks.get(where=where, include=["metadatas"])
+        shown: dict[str, set[str]] = {d: set() for d in docs}
+        rows = metadatas["metadatas"] or []
+        for i in visible_chunks(rows):
+            shown[str(rows[i]["doc_id"])].add(metadatas["ids"][i])
+        return sorted(d for d in docs if shown[d] != view.doc_chunk_ids(d))
+
+    def _apply(self, changes: list[Change], also: Iterable[str] = ()) -> None:
+        """Replace every document ``changes`` name (and the documents ``also``) with what
+        Chroma now shows of it, commit, and swap the view."""
         assert self._chunks is not None and self._docs is not None and self._state is not None
         latest = {c.doc_id: c.doc_chunks for c in changes}  # sorted by id: the last one wins
+        for doc_id in also:
+            latest.setdefault(doc_id, 1)
         if latest:
             chunk_writer = self._chunks.writer(heap_size=64_000_000, num_threads=1)
             doc_writer = self._docs.writer(heap_size=15_000_000, num_threads=1)

@@ -14,6 +14,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -94,8 +95,9 @@ class LexicalIndex(Protocol):
         """This process changed the collection: the next :meth:`view` shows it."""
         ...
 
-    def stale(self) -> None:
-        """A search saw the collection differ from the view (an id it lacks or holds)."""
+    def stale(self, ids: Iterable[str]) -> None:
+        """A search saw Chroma and the view disagree on the chunks ``ids`` (written after the
+        view, or deleted since); must not wait."""
         ...
 
 
@@ -184,7 +186,7 @@ class SnapshotIndex:
             self._stale = True
             self._checked_at = 0.0
 
-    def stale(self) -> None:
+    def stale(self, ids: Iterable[str] = ()) -> None:
         self._stale = True  # rebuilt at the next check, refresh_s at most from now
 
     def view(self) -> _Snapshot:

@@ -189,7 +189,7 @@ class HybridRetriever:
             "names": naming(question, found, lexical.stats),
         }
         if not lexical.knows(rankings["dense"]):
-            self.lexical.stale()  # written after the view
+            self.lexical.stale(rankings["dense"])  # written after the view
         fused = self._fuse(rankings)
         if question.lists_documents:  # answered by documents: one chunk of each
             fused = _first_of_each_document(fused, lexical.chunks([cid for cid, _ in fused]))
@@ -274,7 +274,7 @@ class HybridRetriever:
         got = self.index.chunks.get(ids=[h.chunk_id for h in others], include=["embeddings"])
         by_id = dict(zip(got["ids"], got["embeddings"], strict=True))  # type: ignore[arg-type]
         if len(by_id) < len(others):
-            self.lexical.stale()  # deleted after the view
+            self.lexical.stale(h.chunk_id for h in others if h.chunk_id not in by_id)  # deleted
         for hit in others:
             if by_id.get(hit.chunk_id) is not None:
                 hit.dense = float(np.dot(np.asarray(by_id[hit.chunk_id]), vector))

@@ -32,6 +32,7 @@ PREFIX_CANDIDATES = 8  # words a name key may begin ("a100" -> "a100s"), checked
 # tantivy's own (k1 1.2, lengths stored in one byte) ranked a few dev questions differently.
 K1, B = 1.5, 0.75
 POOL = 4  # times the hits wanted: tantivy's candidates to score again
+MAX_DOC_CHUNKS = 100_000  # chunks of one document read back, at most
 _PARTS = re.compile(r"[-./]")
 
 
@@ -180,7 +181,17 @@ class TantivyView:
         return bool(self.searcher.search(query, 1, count=False).hits)
 
     def knows(self, ids: list[str]) -> bool:
-        return True  # the follower, not the searches, finds what changed
+        wanted = set(ids)
+        if not wanted:
+            return True
+        query = tantivy.Query.term_set_query(self.schema, "id", list(wanted))
+        return len(self.searcher.search(query, len(wanted), count=False).hits) == len(wanted)
+
+    def doc_chunk_ids(self, doc_id: str) -> set[str]:
+        """The ids of the chunks this view shows of the document."""
+        query = tantivy.Query.term_query(self.schema, "doc_id", doc_id)
+        hits = self.searcher.search(query, MAX_DOC_CHUNKS, count=False).hits
+        return {self.searcher.doc(address)["id"][0] for _, address in hits}
 
     def visible(self) -> list[dict[str, Any]]:
         if self.empty:
