@@ -21,6 +21,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from citeqa.resources import BUNDLED_CORPUS
 
 MIN_API_KEY_CHARS = 16
+MAX_TOP_K = 50  # most sources per answer or search: the one bound of top_k everywhere
 _API_KEY_RE = re.compile(rf"[\x21-\x7e]{{{MIN_API_KEY_CHARS},}}")
 
 
@@ -99,11 +100,25 @@ class Settings(BaseSettings):
     )
 
     # Retrieval
-    top_k: int = Field(5, ge=1, le=50, description="Sources returned per question by default.")
+    top_k: int = Field(
+        5, ge=1, le=MAX_TOP_K, description="Sources returned per question by default."
+    )
     candidate_k: int = Field(
         30, ge=5, le=200, description="Candidates taken from each retriever before fusion."
     )
     rrf_k: int = Field(60, ge=1, description="Reciprocal rank fusion constant.")
+    lexical_index: Literal["tantivy", "snapshot"] = Field(
+        "tantivy",
+        description="BM25 index: `tantivy` (on disk under data_dir, follows the change log, "
+        "updated in place; docs/lexical-index.md) or `snapshot` (bm25s, the whole collection "
+        "in memory, rebuilt when it changes).",
+    )
+    lexical_poll_s: float = Field(
+        2.0,
+        gt=0,
+        description="How often a `tantivy` lexical index polls the change log (seconds): "
+        "changes made through another process are searchable within about this.",
+    )
 
     # Answering
     generator: Literal["auto", "extractive", "llm"] = Field(

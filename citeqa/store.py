@@ -33,6 +33,7 @@ from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Where
 from chromadb.config import Settings as ChromaSettings
 
+from citeqa.changes import CHANGES_SUFFIX, ChangeLog
 from citeqa.errors import (
     EmbeddingMismatchError,
     InputError,
@@ -93,10 +94,11 @@ def _bound_requests(client: ClientAPI) -> None:
 
 @dataclass
 class Index:
-    """The pair of collections behind one citeqa index."""
+    """The collections behind one citeqa index: chunks, sentences and the change log."""
 
     chunks: Collection
     sentences: Collection
+    log: ChangeLog | None = None  # what changed, for followers (citeqa.changes); None: none kept
 
 
 def _expected_metadata(embedder: Embedder) -> dict[str, Any]:
@@ -145,7 +147,22 @@ def open_index(client: ClientAPI, name: str, embedder: Embedder, create: bool) -
             raise _classify(exc, full_name) from exc
         check_embedder(collection, embedder)
         collections.append(collection)
-    return Index(chunks=collections[0], sentences=collections[1])
+    return Index(
+        chunks=collections[0], sentences=collections[1], log=_open_log(client, collections[0])
+    )
+
+
+def _open_log(client: ClientAPI, chunks: Collection) -> ChangeLog:
+    """The index's change log, created beside it; a log created with an empty index holds
+    every change of it (:meth:`ChangeLog.start`), one added to an older index does not."""
+    name = chunks.name + CHANGES_SUFFIX
+    try:
+        changes = client.get_or_create_collection(name, embedding_function=None)
+        if changes.count() == 0 and chunks.count() == 0:
+            ChangeLog(changes).start()
+    except Exception as exc:
+        raise _classify(exc, name) from exc
+    return ChangeLog(changes)
 
 
 def _classify(exc: Exception, name: str) -> Exception:
@@ -263,12 +280,31 @@ def public_source(doc_id: str, source: str) -> str:
     return where if kind in ("listing", "upload") else doc_id
 
 
+def backfill_log(index: Index) -> None:
+    """Log every document ``index`` shows, then mark its log complete: once, for an index
+    written before it kept a log (this is the one read of the whole collection by offset)."""
+    if index.log is None:
+        return
+    metadatas = get_all(index.chunks, ["metadatas"]).metadatas
+    versions = {}
+    for i in visible_chunks(metadatas):
+        meta = metadatas[i]
+        versions[str(meta["doc_id"])] = (
+            str(meta.get("doc_hash", "")),
+            int(meta.get(DOC_CHUNKS, 1)),
+        )
+    index.log.append((d, *versions[d]) for d in sorted(versions))
+    index.log.start()
+
+
 def delete_records(index: Index, where: Where, max_batch: int) -> int:
     """Delete the chunks matching ``where``, then their sentences (a chunk that exists always
-    has its sentences); the number of chunks deleted."""
-    chunk_ids = get_all(index.chunks, [], where).ids
-    for group in batches(chunk_ids, max_batch):
+    has its sentences), then log each document deleted; the number of chunks deleted."""
+    chunks = get_all(index.chunks, ["metadatas"], where)
+    for group in batches(chunks.ids, max_batch):
         index.chunks.delete(ids=group)
     for group in batches(get_all(index.sentences, [], where).ids, max_batch):
         index.sentences.delete(ids=group)
-    return len(chunk_ids)
+    if index.log is not None:
+        index.log.deleted((str((m or {}).get("doc_id")) for m in chunks.metadatas), max_batch)
+    return len(chunks.ids)

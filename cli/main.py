@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from citeqa import __version__
-from citeqa.config import Settings
+from citeqa.config import MAX_TOP_K, Settings
 from citeqa.errors import CiteqaError
 from citeqa.layout import describe
 from citeqa.lock import hold_store
@@ -72,11 +72,15 @@ def _parser() -> argparse.ArgumentParser:
     )
     _add(sub, "search", cmd_search, "Show the ranked sources for a query.")
     sub.choices["search"].add_argument("query")
-    sub.choices["search"].add_argument("-k", type=int, default=5)
+    sub.choices["search"].add_argument(
+        "-k", type=int, default=5, help=f"hits to show (1-{MAX_TOP_K})"
+    )
     sub.choices["search"].add_argument("--json", action="store_true")
     _add(sub, "ask", cmd_ask, "Answer a question with citations.")
     sub.choices["ask"].add_argument("question")
-    sub.choices["ask"].add_argument("-k", "--top-k", type=int, default=None)
+    sub.choices["ask"].add_argument(
+        "-k", "--top-k", type=int, default=None, help=f"sources to use (1-{MAX_TOP_K})"
+    )
     sub.choices["ask"].add_argument("--json", action="store_true", help="print the /v1/ask JSON")
     _add(sub, "documents", cmd_documents, "List, show or delete the documents of a collection.")
     docs = sub.choices["documents"].add_subparsers(dest="action", required=True)
@@ -138,13 +142,14 @@ def cmd_calibrate(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_search(args: argparse.Namespace, settings: Settings) -> int:
+    from service.answering.answer import public_sources
     from service.answering.engine import build_engine
 
     with hold_store(settings, "search"):
         _require_collection(settings, args.collection)
         hits = build_engine(settings).search(args.query, args.k)
     if args.json:
-        print(json.dumps([dict(h.public(), n=i + 1) for i, h in enumerate(hits)], indent=2))
+        print(json.dumps(public_sources(hits), indent=2))
         return 0
     for i, hit in enumerate(hits, start=1):
         place = describe(**hit.where())
@@ -205,13 +210,15 @@ def cmd_documents(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:
-    from service.answering.chat import ChatService, run_terminal_chat
+    from cli.chat import run_terminal_chat
     from service.answering.engine import build_engine
 
     with hold_store(settings, "chat"):
-        chat = ChatService(build_engine(settings))
+        engine = build_engine(settings)
         print("citeqa chat: ask about the corpus; /quit or Ctrl-D to leave.", file=sys.stderr)
-        return run_terminal_chat(chat, sys.stdin, sys.stdout, sys.stderr, prompt=sys.stdin.isatty())
+        return run_terminal_chat(
+            engine, sys.stdin, sys.stdout, sys.stderr, prompt=sys.stdin.isatty()
+        )
 
 
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:

@@ -35,6 +35,7 @@ DEFAULT_FLOORS: dict[str, float] = {
     "citation_hit": 0.90,
     "key_fact_accuracy": 0.80,
     "faithfulness": 0.95,
+    "citation_precision": 0.95,
     "refusal_recall": 0.70,
     "false_refusal_rate": 0.05,
 }

@@ -60,7 +60,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from citeqa.config import Settings
-from evals.metrics import parse_markers
+from evals.metrics import markers
 from service.answering.prompts import render
 
 DEFAULT_CACHE_DIR = Path("evals/cache/llm")
@@ -242,7 +242,7 @@ def cited_sources(answer: Mapping[str, Any]) -> list[dict[str, Any]]:
     """The sources an answer (``Answer.public()`` shape) cites, in order of first citation."""
     sources = list(answer.get("sources", []))
     out: list[dict[str, Any]] = []
-    for n in parse_markers(str(answer.get("answer", ""))):
+    for n in markers(str(answer.get("answer", ""))):
         if 1 <= n <= len(sources):
             src = sources[n - 1]
             out.append({"n": n, "title": src.get("title", ""), "text": src.get("text", "")})

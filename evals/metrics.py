@@ -26,11 +26,14 @@ page_accuracy          1 if one of the answer's citations of a gold document spa
 key_fact_accuracy      1 if every key fact appears in the answer text (see :func:`normalise_text`
                        and :func:`fact_in_text`); a refusal scores 0. Answerable items.
 key_fact_recall        the share of key facts that appear in the answer. Answerable items.
-faithfulness           share of the answer's sentences supported by the text they cite (see
-                       :func:`sentence_supported`); a sentence without a citation is unsupported.
+faithfulness           share of the answer's sentences grounded in a chunk they cite, as stored
+                       (:func:`sentence_grounded`: every content word and number of the sentence
+                       in that chunk; not the engine validator's rule, and not the text the
+                       answer carries); a sentence without a citation is not grounded.
                        Non-refused answers (also answers to unanswerable questions).
-citation_precision     ALCE-style: share of (sentence, cited source n) pairs in which source n
-                       alone supports the sentence. Non-refused answers with citations.
+citation_precision     ALCE-style: share of (sentence, cited source n) pairs in which the stored
+                       chunk n names alone grounds the sentence. Non-refused answers with
+                       citations.
 refusal_precision      share of refusals that are on unanswerable items: per item 1 if refused and
                        unanswerable, 0 if refused and answerable. Refused items.
 refusal_recall         share of unanswerable items that were refused. Unanswerable items.
@@ -48,7 +51,8 @@ Latency (p50/p95 of ``timings_ms.total``) is reported apart from the quality met
 the only figure that changes between two runs of the same engine.
 
 Answers are read in the JSON shape of ``Answer.public()``: citation markers ``[n]`` point at
-``sources[n-1]``, and the text a marker cites is ``source["title"] + "\\n" + source["text"]``.
+``sources[n-1]``, and the text a marker cites is the chunk ``sources[n-1]["chunk_id"]`` names,
+read from the store (:func:`cited_texts`).
 """
 
 from __future__ import annotations
@@ -60,15 +64,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from citeqa.text import answer_sentence_spans, numbers, term_set
+from citeqa.text import answer_sentence_spans
 from evals.dataset import same_source
-from service.answering.citations import parse_markers, strip_markers
-
-# Mirrors service.answering.citations.MIN_COVERAGE at the time the metric was defined; kept
-# separate so
-# tuning the engine's validator does not silently change what the eval measures.
-MIN_COVERAGE = 0.6
-
 
 # Metric names, in report order.
 RETRIEVAL_METRICS = ("hit_at_1", "hit_at_5", "mrr", "all_gold_at_5", "gold_doc_at_5")
@@ -259,7 +256,7 @@ def key_fact_accuracy(answer: str, key_facts: Sequence[str], refused: bool = Fal
         return None
     if refused:
         return 0.0
-    text = strip_markers(answer)
+    text = without_markers(answer)
     return 1.0 if all(fact_in_text(f, text) for f in key_facts) else 0.0
 
 
@@ -270,7 +267,7 @@ def key_fact_recall(answer: str, key_facts: Sequence[str], refused: bool = False
         return None
     if refused:
         return 0.0
-    text = strip_markers(answer)
+    text = without_markers(answer)
     return sum(fact_in_text(f, text) for f in key_facts) / len(key_facts)
 
 
@@ -286,62 +283,113 @@ def answer_sentences(answer: str) -> list[Sentence]:
     """The answer's sentences: paragraphs split on newlines, then
     ``citeqa.text.answer_sentence_spans`` (a quoted title is no sentence of its own).
 
-    Fragments with neither content terms nor numbers (a stray marker, punctuation) are skipped,
-    as the engine's citation validator does.
+    Markers that open a sentence belong to the one before it: "... (near the end of the
+    path.) [1] Next sentence [2]." cites [1] for the first sentence. Fragments without a word
+    or number (a stray marker, punctuation) are skipped.
     """
     out: list[Sentence] = []
     for paragraph in answer.split("\n"):
+        first = len(out)
         for start, end in answer_sentence_spans(paragraph):
             raw = paragraph[start:end]
-            claim = strip_markers(raw)
-            if not term_set(claim) and not numbers(claim):
+            lead = _LEADING_MARKERS_RE.match(raw)
+            if lead and len(out) > first:
+                before = out[-1]
+                cited = dict.fromkeys([*before.cited, *markers(lead.group(0))])
+                out[-1] = Sentence(before.claim, tuple(cited))
+                raw = raw[lead.end() :]
+            claim = without_markers(raw)
+            if not claim_tokens(claim):
                 continue
-            out.append(Sentence(claim, tuple(parse_markers(raw))))
+            out.append(Sentence(claim, tuple(markers(raw))))
     return out
 
 
-def supports(claim: str, evidence: str, min_coverage: float = MIN_COVERAGE) -> bool:
-    """Whether ``evidence`` supports ``claim`` (the rule of
-    ``service.answering.citations.support``).
+# --------------------------------------------------------------------------- grounding
+# Whether a sentence is grounded in the text it cites, judged apart from the engine's citation
+# validator (service.answering.citations, which every kept sentence passed by construction):
+# the cited text is the chunk as stored (the runner reads it from the store by the chunk id
+# the answer names, never the text the answer carries), and the rule is another, stricter one:
+# every content word and number of the sentence is in that one chunk. A verbatim quote passes;
+# a quote with a word changed, a number moved, a "not" added, or a citation of another chunk
+# does not; a paraphrase passes only when it keeps the chunk's words (the LLM judge,
+# ``faithfulness_llm``, is the measure of paraphrases).
 
-    Every number stated in the claim appears in the evidence (normalised: "2,990" = "2990"), and
-    at least ``min_coverage`` of the claim's stemmed content terms (``term_set``) appear in it.
-    """
-    if numbers(claim) - numbers(evidence):
-        return False
-    terms = term_set(claim)
-    if not terms:
-        return True
-    return len(terms & term_set(evidence)) / len(terms) >= min_coverage
-
-
-def source_text(source: Mapping[str, Any]) -> str:
-    """The text a citation of ``source`` (a ``sources`` entry of ``Answer.public()``) points at."""
-    return f"{source.get('title', '')}\n{source.get('text', '')}"
-
-
-def _cited_text(n: int, sources: Sequence[Mapping[str, Any]]) -> str | None:
-    if 1 <= n <= len(sources):
-        return source_text(sources[n - 1])
-    return None
-
-
-def sentence_supported(sentence: Sentence, sources: Sequence[Mapping[str, Any]]) -> bool:
-    """A sentence is supported when at least one source it cites supports it on its own.
-
-    A sentence citing nothing (or only numbers that point at no source) is unsupported.
-    """
-    for n in sentence.cited:
-        text = _cited_text(n, sources)
-        if text is not None and supports(sentence.claim, text):
-            return True
-    return False
+_MARKER_RE = re.compile(r"\[\s*(\d+(?:\s*,\s*\d+)*)\s*\]")
+_LEADING_MARKERS_RE = re.compile(r"(?:\s*\[\s*\d+(?:\s*,\s*\d+)*\s*\])+")
+_TOKEN_RE = re.compile(r"[a-z0-9]+(?:[.'][a-z0-9]+)*")
+# Function words; negations ("no", "not", "never", "without") are content: they flip a claim.
+_FUNCTION_WORD_LIST = """
+    a about above after again against all also am an and any are as at be because been before
+    being below between both but by can could did do does doing down during each few for from
+    further had has have having he her here hers him his how i if in into is it its itself just
+    me more most my of off on once only or other our ours out over own same she should so some
+    such than that the their theirs them then there these they this those through to too under
+    until up very was we were what when where which while who whom why will with would you your
+"""
+_FUNCTION_WORDS = frozenset(_FUNCTION_WORD_LIST.split())
+# Words the extractive generator writes itself, not quoted from a source: the lead of a
+# statement that disagrees with another paper (service.answering.extractive.SOURCES_DIFFER).
+_FRAMING_RE = re.compile(r"^\W*the sources differ;\s*", re.IGNORECASE)
 
 
-def faithfulness(
-    answer: str, sources: Sequence[Mapping[str, Any]], refused: bool = False
-) -> float | None:
-    """Share of the answer's sentences (:func:`answer_sentences`) supported by what they cite.
+def markers(sentence: str) -> list[int]:
+    """The numbers of the ``[n]`` / ``[n, m]`` markers of a sentence, in order, once each."""
+    found = [int(n) for group in _MARKER_RE.findall(sentence) for n in group.split(",")]
+    return list(dict.fromkeys(found))
+
+
+def without_markers(text: str) -> str:
+    """The text without ``[n]`` markers (and the space a marker left before punctuation)."""
+    return re.sub(r"\s+([.,;:!?])", r"\1", _MARKER_RE.sub("", text)).strip()
+
+
+def _fold(token: str) -> str:
+    """A plural's singular, crudely ("tokens" -> "token"), so "uses" matches "use"."""
+    return (
+        token[:-1] if len(token) > 3 and token.endswith("s") and not token.endswith("ss") else token
+    )
+
+
+def claim_tokens(text: str) -> set[str]:
+    """The content words and numbers of ``text``, normalised (:func:`normalise_text`: "2,990"
+    is "2990", "7 times" is "7x"), function words left out, plurals folded."""
+    tokens = _TOKEN_RE.findall(normalise_text(text))
+    return {_fold(t) for t in tokens if t not in _FUNCTION_WORDS}
+
+
+def grounded(claim: str, text: str) -> bool:
+    """Whether every content word and number of ``claim`` is in ``text`` (one stored chunk:
+    its title line and body). A claim without content words is grounded."""
+    return claim_tokens(_FRAMING_RE.sub("", claim)) <= claim_tokens(text)
+
+
+def cited_texts(
+    sources: Sequence[Mapping[str, Any]], stored: Mapping[str, str]
+) -> list[str | None]:
+    """What each ``[n]`` marker points at: the stored text of the chunk ``sources[n-1]`` names
+    by ``chunk_id`` (``stored``: chunk id -> text, read from the store), None when the store
+    does not hold it."""
+    return [stored.get(str(source.get("chunk_id", ""))) for source in sources]
+
+
+def _cited(n: int, texts: Sequence[str | None]) -> str | None:
+    return texts[n - 1] if 1 <= n <= len(texts) else None
+
+
+def sentence_grounded(sentence: Sentence, texts: Sequence[str | None]) -> bool:
+    """A sentence is grounded when one chunk it cites grounds it on its own; a sentence citing
+    nothing (or only markers that point at no stored chunk) is not."""
+    return any(
+        (text := _cited(n, texts)) is not None and grounded(sentence.claim, text)
+        for n in sentence.cited
+    )
+
+
+def faithfulness(answer: str, texts: Sequence[str | None], refused: bool = False) -> float | None:
+    """Share of the answer's sentences (:func:`answer_sentences`) grounded in a chunk they
+    cite (:func:`sentence_grounded`); ``texts[n-1]`` is the stored text marker ``[n]`` points
+    at (:func:`cited_texts`).
 
     ``None`` for a refusal or an answer without sentences.
     """
@@ -350,28 +398,32 @@ def faithfulness(
     sentences = answer_sentences(answer)
     if not sentences:
         return None
-    return sum(sentence_supported(s, sources) for s in sentences) / len(sentences)
+    return sum(sentence_grounded(s, texts) for s in sentences) / len(sentences)
 
 
 def citation_precision(
-    answer: str, sources: Sequence[Mapping[str, Any]], refused: bool = False
+    answer: str, texts: Sequence[str | None], refused: bool = False
 ) -> float | None:
     """ALCE-style citation precision: the share of (sentence, n) pairs, over every citation
-    marker of every sentence, in which source n alone supports the sentence.
+    marker of every sentence, in which the stored chunk n points at grounds the sentence alone.
 
-    A marker pointing at no source counts as an unsupported pair. ``None`` for a refusal or an
-    answer without citations.
+    A marker pointing at no stored chunk counts as an ungrounded pair. ``None`` for a refusal
+    or an answer without citations.
     """
     if refused:
         return None
     pairs = [(s.claim, n) for s in answer_sentences(answer) for n in s.cited]
     if not pairs:
         return None
-    good = 0
-    for claim, n in pairs:
-        text = _cited_text(n, sources)
-        good += text is not None and supports(claim, text)
-    return good / len(pairs)
+    return sum(
+        (text := _cited(n, texts)) is not None and grounded(claim, text) for claim, n in pairs
+    ) / len(pairs)
+
+
+def source_text(source: Mapping[str, Any]) -> str:
+    """The text the answer says a citation of ``source`` (a ``sources`` entry of
+    ``Answer.public()``) points at: its title and text (what answer hygiene reads)."""
+    return f"{source.get('title', '')}\n{source.get('text', '')}"
 
 
 # --------------------------------------------------------------------------- refusals
@@ -429,7 +481,6 @@ def refusal_scores(
 # service.answering.citations on purpose: simpler rules, so a validator that fails shows up here.
 
 HYGIENE_COUNTS = ("empty_lines", "repeated_sentences", "unsupported_names")
-_HY_MARKER_RE = re.compile(r"\[\s*\d+(?:\s*,\s*\d+)*\s*\]")
 _HY_TAG_RE = re.compile(r"<[^<>\n]*>?")
 _HY_LABEL_RE = re.compile(r"^\W*(sources?|question|answer)\W*$", re.IGNORECASE)
 _HY_SPLIT_RE = re.compile(r"(?<=[.!?])\s+")
@@ -444,7 +495,7 @@ def _alnum(text: str) -> str:
 def content_less(line: str, titles: Sequence[str]) -> bool:
     """A line that states nothing: prompt markup, punctuation, a label such as ``Sources:``,
     or only the title of a source (citation markers and quotes aside)."""
-    text = _HY_TAG_RE.sub(" ", _HY_MARKER_RE.sub(" ", line)).strip()
+    text = _HY_TAG_RE.sub(" ", _MARKER_RE.sub(" ", line)).strip()
     if not re.search(r"[A-Za-z]{2}|\d", text) or _HY_LABEL_RE.match(text):
         return True
     return _alnum(text) in {_alnum(t) for t in titles}
@@ -455,7 +506,7 @@ def mixed_case_names(sentence: str) -> list[str]:
     two capitals ("MMLU", "GPT-4"), a letter followed by a digit ("V3"); not amounts ("671B")."""
     return [
         token
-        for token in _HY_TOKEN_RE.findall(_HY_MARKER_RE.sub(" ", sentence))
+        for token in _HY_TOKEN_RE.findall(_MARKER_RE.sub(" ", sentence))
         if not token[0].isdigit() and _HY_NAME_RE.search(token)
     ]
 
@@ -485,11 +536,11 @@ def answer_hygiene(
             continue
         fragments = [f for f in _HY_SPLIT_RE.split(line.strip()) if f]
         for i, fragment in enumerate(fragments):
-            key = _alnum(_HY_MARKER_RE.sub(" ", fragment))
+            key = _alnum(_MARKER_RE.sub(" ", fragment))
             if len(key) >= 12 and key in seen:
                 counts["repeated_sentences"] += 1
             seen.add(key)
-            cited = next((m for f in fragments[i:] if (m := _HY_MARKER_RE.findall(f))), [])
+            cited = next((m for f in fragments[i:] if (m := _MARKER_RE.findall(f))), [])
             numbers_cited = {int(n) for m in cited for n in re.findall(r"\d+", m)}
             texts = [
                 source_text(sources[n - 1]).lower() for n in numbers_cited if 1 <= n <= len(sources)
@@ -513,8 +564,13 @@ def item_metrics(
     answer: Mapping[str, Any],
     gold_docs: Sequence[str] = (),
     gold_pages: Mapping[str, Sequence[int]] | None = None,
+    stored: Mapping[str, str] | None = None,
 ) -> dict[str, float | None]:
-    """Every per-item metric of one answer (``Answer.public()`` shape) to one dataset item."""
+    """Every per-item metric of one answer (``Answer.public()`` shape) to one dataset item.
+
+    ``stored`` maps the chunk ids of the answer's sources to their text as read from the store
+    (:func:`cited_texts`); without it, ``faithfulness`` and ``citation_precision`` are not
+    computed (``None``): the text the answer carries is no independent evidence."""
     unanswerable = item_type == UNANSWERABLE
     refused = bool(answer.get("refused"))
     text = str(answer.get("answer", ""))
@@ -525,6 +581,7 @@ def item_metrics(
     gold = [] if unanswerable else list(gold_titles)
     docs = [] if unanswerable else list(gold_docs)
     facts = [] if unanswerable else list(key_facts)
+    texts = cited_texts(sources, stored or {})
     return {
         "hit_at_1": hit_at_k(retrieved, gold, 1),
         "hit_at_5": hit_at_k(retrieved, gold, 5),
@@ -536,8 +593,8 @@ def item_metrics(
         "page_accuracy": None if unanswerable else page_accuracy(citations, gold_pages or {}),
         "key_fact_accuracy": key_fact_accuracy(text, facts, refused),
         "key_fact_recall": key_fact_recall(text, facts, refused),
-        "faithfulness": faithfulness(text, sources, refused),
-        "citation_precision": citation_precision(text, sources, refused),
+        "faithfulness": None if stored is None else faithfulness(text, texts, refused),
+        "citation_precision": None if stored is None else citation_precision(text, texts, refused),
         "refusal_precision": refusal_correct(refused, unanswerable),
         "refusal_recall": refusal_hit(refused, unanswerable),
         "false_refusal_rate": false_refusal(refused, unanswerable),

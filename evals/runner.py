@@ -119,7 +119,18 @@ def settings_snapshot(engine: Engine) -> dict[str, Any]:
 # --------------------------------------------------------------------------- running
 
 
-def _record(item: EvalItem, answer: Mapping[str, Any]) -> dict[str, Any]:
+def stored_chunks(engine: Engine, answer: Mapping[str, Any]) -> dict[str, str]:
+    """The text of the chunks the answer's sources name, read from the engine's collection by
+    chunk id: what ``faithfulness`` and ``citation_precision`` check the answer against (not
+    the text the answer carries, which the engine wrote)."""
+    ids = list(dict.fromkeys(str(s.get("chunk_id", "")) for s in answer["sources"]))
+    if not ids:
+        return {}
+    got = engine.index.chunks.get(ids=ids, include=["documents"])
+    return dict(zip(got["ids"], got["documents"] or [], strict=True))
+
+
+def _record(item: EvalItem, answer: Mapping[str, Any], stored: Mapping[str, str]) -> dict[str, Any]:
     scores = item_metrics(
         item_type=item.type,
         gold_titles=item.gold_titles,
@@ -127,6 +138,7 @@ def _record(item: EvalItem, answer: Mapping[str, Any]) -> dict[str, Any]:
         answer=answer,
         gold_docs=item.gold_docs,
         gold_pages=item.gold_pages,
+        stored=stored,
     )
     expected: dict[str, Any] = {
         "answer": item.answer,
@@ -182,7 +194,7 @@ def run_eval(
     bar = tqdm(items, desc="eval", unit="q", disable=not progress, dynamic_ncols=True)
     for item in bar:
         answer = engine.ask(item.question, top_k=top_k).public()
-        record = _record(item, answer)
+        record = _record(item, answer, stored_chunks(engine, answer))
         if judge is not None:
             _judge_into(judge, answer, record)
         records.append(record)

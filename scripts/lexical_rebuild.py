@@ -9,8 +9,9 @@ Each size runs in a fresh interpreter. The chunks are made from the bundled corp
 synthetic stores: every abstract is cut into sentences; a synthetic chunk is a random real
 title followed by 3 to 5 (mean 4, as real chunks hold about 4.1) sentences drawn at random from
 all real sentences, seeded; two chunks per synthetic document, metadata shaped as the ingest
-pipeline writes it. The build measured is service.answering.retrieval's own ``_LexicalIndex``, in memory:
-the Chroma read before it (paging by offset) is not included. Prints one JSON line per size.
+pipeline writes it. The build measured is service.answering.retrieval's own ``_Snapshot`` (the
+bm25s snapshot), in memory: the Chroma read before it (paging by offset) is not included.
+Prints one JSON line per size.
 """
 
 from __future__ import annotations
@@ -81,14 +82,14 @@ def synthetic(size: int) -> tuple[list[str], list[str], list[dict[str, Any]]]:
 
 def measure(size: int) -> dict[str, Any]:
     from service.answering.question import Question
-    from service.answering.retrieval import _LexicalIndex
+    from service.answering.retrieval import _Snapshot, naming, unknown_names
 
     base = rss_mb()
     ids, texts, metas = synthetic(size)
     gc.collect()
     with_records = rss_mb()
     started = time.perf_counter()
-    lexical = _LexicalIndex(ids, texts, metas)
+    lexical = _Snapshot(ids, texts, metas)
     build_s = time.perf_counter() - started
     gc.collect()
     built = rss_mb()
@@ -96,14 +97,14 @@ def measure(size: int) -> dict[str, Any]:
     scans = []
     for _ in range(5):
         started = time.perf_counter()
-        lexical.unknown("Zyxwvutsrq-9000")
+        unknown_names(lexical, Question.parse("What is Zyxwvutsrq-9000?"))
         scans.append(time.perf_counter() - started)
     question = "How many tokens was DeepSeek-V3 pre-trained on?"
     searches = []
     for _ in range(5):
         started = time.perf_counter()
         found = lexical.search(question, 30)
-        lexical.naming(Question.parse(question), [i for i, _ in found])
+        naming(Question.parse(question), found, lexical.stats)
         searches.append(time.perf_counter() - started)
     return {
         "chunks": size,

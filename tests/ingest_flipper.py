@@ -58,7 +58,7 @@ def main() -> None:
     embedder = build_embedder(settings)
     real = open_index(connect(settings), settings.collection, embedder, create=True)
     slow: Any = SlowCollection(real.chunks, args.pause)
-    index = Index(chunks=slow, sentences=real.sentences)
+    index = Index(chunks=slow, sentences=real.sentences, log=real.log)
     chunker = SentenceChunker(
         max_tokens=settings.chunk_max_tokens, count_tokens=embedder.count_tokens
     )

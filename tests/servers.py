@@ -31,6 +31,7 @@ from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.store import SENTENCE_SUFFIX, Index
 from ingest.chunker import SentenceChunker
+from ingest.pipeline import quotable
 from ingest.readers import read_source
 from ingest.run import ingest_paths
 
@@ -249,7 +250,7 @@ class StoreState:
 def store_state(index: Index) -> StoreState:
     """Every record id, and what breaks the pipeline's promises: a chunk without all of its
     sentences, a sentence whose chunk is gone, a duplicate id."""
-    chunks = index.chunks.get(include=["metadatas"])
+    chunks = index.chunks.get(include=["metadatas", "documents"])
     sentences = index.sentences.get(include=["metadatas"])
     problems: list[str] = []
     chunk_ids, sentence_ids = list(chunks["ids"]), list(sentences["ids"])
@@ -257,8 +258,14 @@ def store_state(index: Index) -> StoreState:
         if len(ids) != len(set(ids)):
             problems.append(f"duplicate {kind} ids")
     present = set(sentence_ids)
-    for cid, meta in zip(chunk_ids, chunks["metadatas"] or [], strict=True):
-        wanted = {f"{cid}/s{p}" for p in range(len(json.loads(str(meta["sentences"]))))}
+    for cid, meta, text in zip(
+        chunk_ids, chunks["metadatas"] or [], chunks["documents"] or [], strict=True
+    ):
+        at = int(meta["prefix_len"]) - int(meta["start"])  # document offset -> chunk text
+        spans = json.loads(str(meta["sentences"]))
+        wanted = {
+            f"{cid}/s{p}" for p, (s, e) in enumerate(spans) if quotable(text[s + at : e + at])
+        }
         if not wanted <= present:
             problems.append(f"chunk {cid} lacks sentences {sorted(wanted - present)}")
     known = set(chunk_ids)

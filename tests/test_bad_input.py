@@ -17,6 +17,7 @@ import pytest
 
 from citeqa.errors import InputError
 from service.answering.engine import Engine
+from service.answering.limits import MAX_MESSAGES
 from service.api.app import create_app
 from tests.live_server import LiveServer
 
@@ -91,14 +92,20 @@ def test_the_question_limit_is_the_setting_on_every_route(server: LiveServer) ->
     over = "What is FastV? " + "x" * LIMIT
     for response in (
         ask(server, over),
+        httpx.post(f"{server.url}/v1/ask", json={"question": over, "stream": True}, timeout=30),
         httpx.get(f"{server.url}/v1/search", params={"q": over}, timeout=30),
     ):
         assert response.status_code == 422
         assert f"the limit is {LIMIT}" in response.json()["detail"]
-    chat = {"model": "citeqa", "messages": [{"role": "user", "content": over}]}
-    response = httpx.post(f"{server.url}/v1/chat/completions", json=chat, timeout=30)
-    assert response.status_code == 422
-    assert f"the limit is {LIMIT}" in response.json()["error"]["message"]
+    for stream in (False, True):  # a stream is refused before it starts, not by an event
+        chat = {
+            "model": "citeqa",
+            "stream": stream,
+            "messages": [{"role": "user", "content": over}],
+        }
+        response = httpx.post(f"{server.url}/v1/chat/completions", json=chat, timeout=30)
+        assert response.status_code == 422
+        assert f"the limit is {LIMIT}" in response.json()["error"]["message"]
     assert ask(server, "What is FastV?".ljust(LIMIT, "?")).status_code == 200
 
 
@@ -115,6 +122,8 @@ def test_the_page_text_box_takes_what_the_server_takes(server: LiveServer) -> No
     page = httpx.get(server.url, timeout=30).text
     box: Any = re.search(r'<textarea id="question"[^>]*maxlength="(\d+)"', page)
     assert box is not None and int(box.group(1)) == LIMIT
+    form: Any = re.search(r'<form id="ask-form"[^>]*data-max-messages="(\d+)"', page)
+    assert form is not None and int(form.group(1)) == MAX_MESSAGES  # the conversation's limit
 
 
 # --------------------------------------------------------------------------- lone surrogates

@@ -261,6 +261,24 @@ def test_ask_stream_uses_the_same_event_design(server: LiveServer) -> None:
     assert final["refused"] is False
 
 
+@pytest.mark.parametrize("question", [FIRST, OFF_TOPIC])
+def test_streamed_and_plain_ask_give_the_same_answer(server: LiveServer, question: str) -> None:
+    """One answer path: the stream's ``answer`` event is the plain ``/v1/ask`` answer, with the
+    same timings (by name), and its deltas joined are that answer's text."""
+    url = f"{server.url}/v1/ask"
+    plain = httpx.post(url, json={"question": question}, timeout=60).json()
+    with httpx.stream("POST", url, json={"question": question, "stream": True}, timeout=60) as r:
+        frames = [f for f in sse_frames(r) if not f.startswith(":")]
+    deltas = [d["text"] for f, d in zip(frames, data_of(frames), strict=False) if "delta" in f]
+    streamed = data_of([frames[-2]])[0]
+    assert (
+        set(streamed["timings_ms"]) == set(plain["timings_ms"]) == {"retrieve", "generate", "total"}
+    )
+    assert "".join(deltas) == streamed["answer"]
+    del streamed["timings_ms"], plain["timings_ms"]
+    assert streamed == plain
+
+
 def test_errors_use_the_openai_envelope(server: LiveServer) -> None:
     openai_client = client(server)
     with pytest.raises(openai.NotFoundError) as not_found:

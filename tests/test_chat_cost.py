@@ -1,10 +1,9 @@
 """What a conversation costs: a maximal chat request must not cost much more than a short one.
 
-A client may send :data:`~service.answering.chat.MAX_MESSAGES` messages of
-:data:`~service.answering.chat.MAX_MESSAGE_CHARS` characters each (about 400 KB, under the body
-cap);
-the answer needs only the last few turns, so the work must not grow with the rest. And work
-for a client that has gone away stops.
+A client may send :data:`~service.answering.limits.MAX_MESSAGES` messages of
+:data:`~service.answering.limits.MAX_MESSAGE_CHARS` characters each (about 400 KB, under the
+body cap); the answer needs only the last few turns, so the work must not grow with the rest.
+And work for a client that has gone away stops.
 """
 
 from __future__ import annotations
@@ -19,10 +18,11 @@ import httpx
 import pytest
 
 from service.answering.answer import Answer, Draft
-from service.answering.chat import MAX_MESSAGE_CHARS, MAX_MESSAGES, ChatService, Message
+from service.answering.conversation import Message
 from service.answering.engine import Engine
 from service.answering.evidence import Evidence
 from service.answering.extractive import ExtractiveGenerator
+from service.answering.limits import MAX_MESSAGE_CHARS, MAX_MESSAGES
 from service.api.app import create_app
 from tests.live_server import LiveServer
 
@@ -32,20 +32,23 @@ QUESTION = "Does DeepSeek-V3 beat GLM-130B and Mixtral on MMLU?"
 FOLLOW_UP = "and how fast is it?"
 
 
-def _cpu_seconds(chat: ChatService, messages: list[Message]) -> tuple[float, Answer]:
+def _complete(engine: Engine, messages: list[Message]) -> Answer:
+    return engine.ask(messages[-1]["content"], history=messages[:-1])
+
+
+def _cpu_seconds(engine: Engine, messages: list[Message]) -> tuple[float, Answer]:
     """The fastest of a few runs, in CPU time of this process: other processes sharing the
     machine do not count, and the fastest run is the one least disturbed."""
     best, answer = float("inf"), None
     for _ in range(REPEATS):
         started = time.process_time()
-        answer = chat.complete(messages)
+        answer = _complete(engine, messages)
         best = min(best, time.process_time() - started)
     assert answer is not None
     return best, answer
 
 
 def test_a_maximal_conversation_costs_a_small_multiple_of_a_short_one(engine: Engine) -> None:
-    chat = ChatService(engine)
     # Names and sentence ends in every message: the most work for the follow-up rewrite.
     long = ((QUESTION + " ") * (MAX_MESSAGE_CHARS // len(QUESTION) + 1))[:MAX_MESSAGE_CHARS]
     roles = ("user", "assistant")
@@ -56,9 +59,9 @@ def test_a_maximal_conversation_costs_a_small_multiple_of_a_short_one(engine: En
         Message(role="assistant", content="..."),
         Message(role="user", content=FOLLOW_UP),
     ]
-    chat.complete(short)  # warm caches (stemmer, punkt) before measuring
-    short_s, short_answer = _cpu_seconds(chat, short)
-    maximal_s, maximal_answer = _cpu_seconds(chat, maximal)
+    _complete(engine, short)  # warm caches (stemmer, punkt) before measuring
+    short_s, short_answer = _cpu_seconds(engine, short)
+    maximal_s, maximal_answer = _cpu_seconds(engine, maximal)
     # The same question is answered, so the difference is the conversation's own cost.
     assert maximal_answer.standalone_question == short_answer.standalone_question
     assert "DeepSeek-V3" in (maximal_answer.standalone_question or "")

@@ -21,7 +21,7 @@ from ingest.readers import read_folder
 from ingest.run import ingest_paths
 from service.answering.citations import validate
 from service.answering.engine import Engine, build_engine
-from service.api.app import SearchResponse
+from service.api.ask import SearchResponse
 
 DATA = Path(__file__).parent / "data" / "r-vignettes"
 OOP = "sandwich-sandwich-OOP.pdf"

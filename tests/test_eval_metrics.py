@@ -143,55 +143,86 @@ def test_key_fact_accuracy_and_recall() -> None:
 def test_answer_sentences_paragraphs_and_markers() -> None:
     answer = "It uses semantic softmax [1].\n\nDeepStack stacks visual tokens [2][1]. [3]"
     sentences = m.answer_sentences(answer)
-    assert [s.cited for s in sentences] == [(1,), (2, 1)]
+    assert [s.cited for s in sentences] == [(1,), (2, 1, 3)]  # a trailing marker cites it too
     assert sentences[0].claim == "It uses semantic softmax."
 
 
-def test_faithfulness_all_supported() -> None:
-    answer = (
-        "It uses a training scheme called semantic softmax [1]. The dataset has 2990 classes [1]."
-    )
-    assert m.faithfulness(answer, SOURCES) == 1.0
+# What the markers point at, as read from the store: each chunk's title line and body.
+TEXTS = [f"{PAPER}\n{BODY}", f"{OTHER}\nDeepStack stacks visual tokens in layers."]
+STORED = {PAPER: TEXTS[0], OTHER: TEXTS[1]}  # by chunk id (answer_public: the title)
+QUOTE = "We use WordNet hierarchical structure and a novel training scheme called semantic softmax."
 
 
-def test_faithfulness_sentence_without_citation_is_unsupported() -> None:
-    answer = "It uses a training scheme called semantic softmax [1]. The dataset has 2990 classes."
-    assert m.faithfulness(answer, SOURCES) == 0.5
+def test_a_verbatim_quote_is_grounded_in_the_chunk_it_cites() -> None:
+    answer = f"\u201c{PAPER}\u201d: {QUOTE[:-1]} [1]. The dataset has 2,990 classes [1]."
+    assert m.faithfulness(answer, TEXTS) == 1.0
+    assert m.citation_precision(answer, TEXTS) == 1.0
+    # its words kept, differently ordered or written: "2990" is "2,990", "uses" "use"
+    assert m.faithfulness("It uses semantic softmax and 2990 classes [1].", TEXTS) == 1.0
 
 
-def test_faithfulness_invented_fact_is_unsupported() -> None:
-    # the number 3500 is not in the cited source
-    answer = "It uses semantic softmax [1]. The dataset has 3500 classes [1]."
-    assert m.faithfulness(answer, SOURCES) == 0.5
-    # unrelated words: fewer than 60% of the content terms are in the source
-    assert m.faithfulness("Transformers replace convolutions with attention [1].", SOURCES) == 0.0
+@pytest.mark.parametrize(
+    "doctored",
+    [
+        QUOTE.replace("WordNet", "ConceptNet"),  # a word changed
+        QUOTE.replace("a novel", "no novel"),  # a negation added
+        "The dataset has 2,991 classes.",  # a number changed
+        "The dataset has 2,990 classes and training is 8x faster.",
+        "Training is 7x slower.",  # most words kept, the claim reversed
+    ],
+)
+def test_an_altered_quote_is_not_grounded(doctored: str) -> None:
+    """The validator's rule (60% of the stemmed terms) kept most of these."""
+    answer = f"{doctored[:-1]} [1]."
+    assert m.faithfulness(answer, TEXTS) == 0.0
+    assert m.citation_precision(answer, TEXTS) == 0.0
 
 
-def test_faithfulness_title_counts_and_bad_markers() -> None:
-    # the cited text is title + body: "ImageNet-21K" and "pretraining" come from the title
-    assert m.faithfulness("ImageNet-21K pretraining uses semantic softmax [1].", SOURCES) == 1.0
-    # a marker pointing at no source supports nothing
-    assert m.faithfulness("It uses semantic softmax [7].", SOURCES) == 0.0
+def test_a_quote_citing_another_chunk_is_not_grounded() -> None:
+    answer = f"{QUOTE[:-1]} [2]. DeepStack stacks visual tokens in layers [2]."
+    assert m.faithfulness(answer, TEXTS) == 0.5
+    assert m.citation_precision(answer, TEXTS) == 0.5
+    # the marker names a chunk the store does not hold, or no source at all
+    assert m.faithfulness(f"{QUOTE[:-1]} [1].", [None, TEXTS[1]]) == 0.0
+    assert m.faithfulness(f"{QUOTE[:-1]} [7].", TEXTS) == 0.0
+
+
+def test_markers_after_a_closing_parenthesis_cite_the_sentence_before() -> None:
+    """The generator writes the marker after a sentence ending in ".)" (rvd-009)."""
+    answer = "It uses semantic softmax (a novel scheme.) [1] DeepStack stacks visual tokens [2]."
+    first, second = m.answer_sentences(answer)
+    assert (first.cited, second.cited) == ((1,), (2,))
+    assert m.faithfulness(answer, TEXTS) == m.citation_precision(answer, TEXTS) == 1.0
+
+
+def test_a_sentence_without_citation_is_not_grounded() -> None:
+    answer = "It uses semantic softmax [1]. The dataset has 2990 classes."
+    assert m.faithfulness(answer, TEXTS) == 0.5
+    assert m.citation_precision(answer, TEXTS) == 1.0  # pairs only: the one marker is right
+
+
+def test_the_generators_own_lead_is_no_claim_of_the_source() -> None:
+    answer = f"The sources differ; \u201c{PAPER}\u201d: The dataset has 2,990 classes [1]."
+    assert m.faithfulness(answer, TEXTS) == 1.0
 
 
 def test_faithfulness_refused_or_empty_is_none() -> None:
-    assert m.faithfulness("The corpus does not contain an answer.", SOURCES, refused=True) is None
-    assert m.faithfulness("", SOURCES) is None
+    assert m.faithfulness("The corpus does not contain an answer.", TEXTS, refused=True) is None
+    assert m.faithfulness("", TEXTS) is None
 
 
-def test_citation_precision() -> None:
-    # sentence 1 cites [1] (supports) and [2] (does not); sentence 2 cites [2] (supports)
+def test_citation_precision_counts_each_marker() -> None:
+    # sentence 1 cites [1] (grounds it) and [2] (does not); sentence 2 cites [2] (grounds it)
     answer = "It uses semantic softmax [1][2]. DeepStack stacks visual tokens in layers [2]."
-    assert m.faithfulness(answer, SOURCES) == 1.0
-    assert m.citation_precision(answer, SOURCES) == pytest.approx(2 / 3)
-    assert m.citation_precision("No markers at all.", SOURCES) is None
-    assert m.citation_precision(answer, SOURCES, refused=True) is None
+    assert m.faithfulness(answer, TEXTS) == 1.0
+    assert m.citation_precision(answer, TEXTS) == pytest.approx(2 / 3)
+    assert m.citation_precision("No markers at all.", TEXTS) is None
+    assert m.citation_precision(answer, TEXTS, refused=True) is None
 
 
-def test_supports_rule() -> None:
-    assert m.supports("The dataset has 2,990 classes.", BODY)
-    assert not m.supports("The dataset has 2,991 classes.", BODY)
-    assert m.supports("...", BODY)  # no content terms, no numbers
+def test_cited_texts_are_read_by_chunk_id() -> None:
+    sources = [{"chunk_id": "a", "text": "what the answer says"}, {"chunk_id": "gone"}]
+    assert m.cited_texts(sources, {"a": "stored"}) == ["stored", None]
 
 
 # --------------------------------------------------------------------------- refusals
@@ -249,7 +280,8 @@ def answer_public(
         "refused": refused,
         "citations": [{"n": i + 1, "title": t} for i, t in enumerate(cited)],
         "sources": [
-            source(t, BODY if t == PAPER else "DeepStack stacks visual tokens.") for t in retrieved
+            dict(source(t, BODY if t == PAPER else "DeepStack stacks visual tokens."), chunk_id=t)
+            for t in retrieved
         ],
     }
 
@@ -263,11 +295,16 @@ def test_item_metrics_unanswerable_and_answerable() -> None:
     assert scores["hit_at_5"] is None and scores["faithfulness"] is None
 
     good = answer_public("It uses semantic softmax [1].", False, [PAPER], [PAPER, OTHER])
-    scores = m.item_metrics(
-        item_type="fact", gold_titles=[PAPER], key_facts=["semantic softmax"], answer=good
-    )
+    item = {"item_type": "fact", "gold_titles": [PAPER], "key_facts": ["semantic softmax"]}
+    scores = m.item_metrics(**item, answer=good, stored=STORED)
     assert scores["hit_at_1"] == scores["citation_hit"] == scores["key_fact_accuracy"] == 1.0
     assert scores["faithfulness"] == scores["citation_precision"] == 1.0
+    # the store is the evidence: the chunk stored under the cited id says something else
+    doctored = m.item_metrics(**item, answer=good, stored={PAPER: TEXTS[1]})
+    assert doctored["faithfulness"] == doctored["citation_precision"] == 0.0
+    # without the store, the answer's own copy of its sources proves nothing
+    unread = m.item_metrics(**item, answer=good)
+    assert unread["faithfulness"] is None and unread["citation_precision"] is None
     assert scores["false_refusal_rate"] == 0.0
     assert scores["refusal_precision"] is None and scores["refusal_recall"] is None
     assert scores["all_gold_at_5"] is None  # only for multi items
@@ -294,7 +331,7 @@ def record(
         "citations": answer["citations"],
         "retrieved": [s["title"] for s in answer["sources"]],
         "metrics": m.item_metrics(
-            item_type=item_type, gold_titles=gold, key_facts=facts, answer=answer
+            item_type=item_type, gold_titles=gold, key_facts=facts, answer=answer, stored=STORED
         ),
         "timings_ms": {"total": total},
     }
@@ -474,6 +511,7 @@ BASE = {
     "citation_hit": 0.95,
     "key_fact_accuracy": 0.90,
     "faithfulness": 1.0,
+    "citation_precision": 1.0,
     "refusal_recall": 0.80,
     "false_refusal_rate": 0.02,
     "mrr": 0.97,

@@ -10,18 +10,20 @@ intended).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from citeqa.config import Settings
-from evals.dataset import load_dataset
+from evals.dataset import EvalItem, load_dataset
 from evals.gate import BASELINE_PATH, check, compare, load_baseline
 from evals.runner import EvalRun, run_eval, write_outputs
+from service.answering.answer import Answer
 from service.answering.engine import Engine, build_engine
 from tests.paths import REPO_ROOT
 
@@ -139,3 +141,55 @@ def test_gate_message_is_informative_when_a_metric_drops(runs: dict[str, Any]) -
     missed = [r for r in run.records if r["metrics"]["key_fact_accuracy"] == 0.0]
     assert missed, "expected at least one item missing a key fact"
     assert missed[0]["id"] in message and missed[0]["question"] in message
+
+
+# --------------------------------------------------------------------------- metrics that fail
+
+FACT = EvalItem(
+    id="fact",
+    type="fact",
+    question="How many activated parameters per token does DeepSeek-V3 have?",
+    answer="37B",
+    gold_titles=["DeepSeek-V3 Technical Report"],
+    key_facts=["37B"],
+)
+
+
+def _doctored(engine: Engine, doctor: Callable[[Answer], None]) -> Engine:
+    """The engine, with every answer changed by ``doctor`` after it was validated."""
+
+    class Doctored(Engine):
+        def ask(self, question: str, top_k: int | None = None) -> Answer:
+            answer = super().ask(question, top_k)
+            doctor(answer)
+            return answer
+
+    return Doctored(**{f.name: getattr(engine, f.name) for f in dataclasses.fields(engine)})
+
+
+def _alter_the_quote(answer: Answer) -> None:
+    assert " strong " in answer.answer
+    answer.answer = answer.answer.replace(" strong ", " weak ")
+
+
+def _cite_another_chunk(answer: Answer) -> None:
+    """Marker [1] now names a chunk of another paper; the text the answer shows is unchanged."""
+    cited = answer.sources[0]
+    other = next(h for h in answer.sources if h.doc_id != cited.doc_id)
+    answer.sources[0] = dataclasses.replace(cited, chunk_id=other.chunk_id)
+
+
+def _grounding(engine: Engine) -> tuple[float | None, float | None]:
+    (record,) = run_eval(engine, [FACT], progress=False).records
+    return record["metrics"]["faithfulness"], record["metrics"]["citation_precision"]
+
+
+@pytest.mark.parametrize("doctor", [_alter_the_quote, _cite_another_chunk])
+def test_faithfulness_and_citation_precision_drop_for_a_doctored_answer(
+    eval_engine: Engine, doctor: Callable[[Answer], None]
+) -> None:
+    """They judge the answer against the chunks as stored, by a rule of evals' own: a quote
+    with a word changed (the validator's 60% coverage still passes it), or a citation naming
+    another chunk than the text the answer carries, is not grounded."""
+    assert _grounding(eval_engine) == (1.0, 1.0)
+    assert _grounding(_doctored(eval_engine, doctor)) == (0.0, 0.0)

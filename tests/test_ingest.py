@@ -332,3 +332,27 @@ def test_an_unchanged_reingest_does_not_load_the_embedding_model(
     assert first.added == 2 and len(built) == 1
     (again,) = ingest_paths(fresh_settings, [root])
     assert again.unchanged == 2 and len(built) == 1, "nothing to embed: no model loaded"
+
+
+def test_sentences_without_a_letter_get_no_record_nor_embedding(
+    tmp_path: Path, fresh_settings: Settings, embedder: Embedder
+) -> None:
+    """A table of contents' dot leaders, a lone "2." or "}" answer nothing: the chunk keeps
+    them in its text, but they are neither embedded nor stored as sentences."""
+    root = tmp_path / "docs"
+    root.mkdir()
+    (root / "fit.md").write_text(
+        "# Model fit\n\nContents\n\n1 Introduction . . . . . . . . 3\n\n"
+        "The fit converged after 12 iterations. The estimate is 4.2 (SE 0.3).\n\n2.\n\n}\n"
+    )
+    counting = CountingEmbedder(embedder)
+    ingestor = _ingestor(fresh_settings, counting)
+    summary = ingestor.ingest(read_folder(root))
+    sentences = ingestor.index.sentences.get(include=["documents"])["documents"] or []
+    assert sorted(sentences) == sorted(
+        ["Contents", "1 Introduction .", "The fit converged after 12 iterations.",
+         "The estimate is 4.2 (SE 0.3)."]
+    )  # fmt: skip
+    assert counting.count == summary.embedded == summary.chunks_written + len(sentences)
+    chunks = ingestor.index.chunks.get(include=["documents"])["documents"] or []
+    assert ". . . . . . . 3" in "".join(chunks) and "}" in "".join(chunks)

@@ -133,7 +133,7 @@ def test_sdist_and_wheel_hold_the_package_data(dist: Path) -> None:
 def test_installed_package_reads_its_files_from_site_packages(installed: Installed) -> None:
     assert installed.run("citeqa", "--version").stdout.strip() == f"citeqa {VERSION}"
     probe = (
-        "import json, citeqa, citeqa.resources as r, service.api.chat;"
+        "import json, citeqa, citeqa.resources as r, service.api.page;"
         "from citeqa.config import Settings;"
         "print(json.dumps([citeqa.__file__, str(Settings().corpus_path), str(r.PROMPTS_DIR),"
         " str(r.TOKENIZER_PATH), str(r.STATIC_DIR)]))"

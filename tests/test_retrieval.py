@@ -15,7 +15,7 @@ import pytest
 from citeqa.embedding import Embedder
 from service.answering.engine import Engine
 from service.answering.question import Question
-from service.answering.retrieval import HybridRetriever
+from service.answering.retrieval import HybridRetriever, SnapshotIndex
 
 QUESTIONS = [
     "How many tokens was DeepSeek-V3 pre-trained on?",
@@ -52,10 +52,10 @@ def test_each_hit_carries_the_cosine_of_its_chunk_and_the_question(
 _NO_AVX512 = "X86_V4 AVX512_ICL AVX512_SPR"
 _LEXICAL_ORDER = """
 import json, sys
-from service.answering.retrieval import _LexicalIndex
+from service.answering.retrieval import _Snapshot
 ids, texts, questions = json.load(open(sys.argv[1]))
-index = _LexicalIndex(ids, texts, [{} for _ in ids])
-print(json.dumps([[ids[i] for i, _ in index.search(q, 30)] for q in questions]))
+index = _Snapshot(ids, texts, [{} for _ in ids])
+print(json.dumps([[c.id for c in index.search(q, 30)] for q in questions]))
 """
 
 
@@ -66,7 +66,7 @@ def test_the_lexical_ranking_is_the_same_under_another_cpu_kernel(
     argpartition, whose AVX-512 kernel orders ties differently from the AVX2 one: the
     DeepNet question ranked another chunk first on other machines. Forced to the other
     kernel (NPY_DISABLE_CPU_FEATURES), the ranking is the same."""
-    lexical = engine.retriever._lexical_index()
+    lexical = SnapshotIndex(engine.index).view()
     questions = ["What learning rate does DeepNet use?", *QUESTIONS, "deep learning model"]
     payload = tmp_path / "lexical.json"
     payload.write_text(json.dumps([lexical.ids, lexical.texts, questions]), encoding="utf-8")
@@ -79,7 +79,7 @@ def test_the_lexical_ranking_is_the_same_under_another_cpu_kernel(
         check=True,
         cwd=Path(__file__).parents[1],
     )
-    here = [[lexical.ids[i] for i, _ in lexical.search(q, 30)] for q in questions]
+    here = [[c.id for c in lexical.search(q, 30)] for q in questions]
     assert json.loads(run.stdout) == here
 
 

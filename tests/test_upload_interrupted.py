@@ -71,7 +71,8 @@ def test_a_failure_mid_upload_shows_nothing_of_the_document(
         engine = build_engine(engine_settings, embedder=embedder)
         if fail:
             failing = FailingChunks(engine.index.chunks, fail_at=3)
-            engine.index = Index(chunks=failing, sentences=engine.index.sentences)  # type: ignore[arg-type]
+            index = engine.index
+            engine.index = Index(failing, index.sentences, index.log)  # type: ignore[arg-type]
             engine.retriever.index = engine.evidence.index = engine.index
         return engine
 

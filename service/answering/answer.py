@@ -64,13 +64,19 @@ class Answer:
             "answer": self.answer,
             "refused": self.refused,
             "citations": [asdict(c) for c in self.citations],
-            "sources": [dict(h.public(), n=i + 1) for i, h in enumerate(self.sources)],
+            "sources": public_sources(self.sources),
             "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
             "generator": self.generator,
             "answerability": round(self.answerability, 4),
             "dropped": self.dropped,
             "usage": self.usage,
         }
+
+
+def public_sources(hits: list[Hit]) -> list[dict[str, Any]]:
+    """The JSON shape of sources (in answers, searches and streams), numbered from 1 as the
+    citations number them."""
+    return [dict(hit.public(), n=n) for n, hit in enumerate(hits, start=1)]
 
 
 def refusal_text(hits: list[Hit], limit: int = 3, unknown: list[str] | None = None) -> str:

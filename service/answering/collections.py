@@ -5,7 +5,8 @@ The server's own collection (``Settings.collection``) is the engine the app open
 the documents routes, ``model`` on chat completions) gets its engine here, from the same
 factory with the collection swapped in, so the embedder is shared and each collection keeps its
 own lexical snapshot. A name that is not an index in the store is a 404 naming it; uploads may
-create one (:meth:`Collections.get` with ``create``).
+create one (:meth:`Collections.get` with ``create``). :mod:`service.api.engines` picks the
+engine of a request.
 """
 
 from __future__ import annotations
@@ -14,11 +15,8 @@ import threading
 from collections.abc import Callable
 
 from chromadb.api import ClientAPI
-from fastapi import Request
-from fastapi.concurrency import run_in_threadpool
 
 from citeqa.config import Settings
-from citeqa.errors import StoreUnavailableError
 from citeqa.store import check_collection_name, collection_names, connect, require_collection
 from service.answering.engine import Engine
 
@@ -55,20 +53,3 @@ class Collections:
                 engine = self.factory(self.settings.model_copy(update={"collection": name}))
                 self._engines[name] = engine
             return engine
-
-
-def default_engine(request: Request) -> Engine:
-    """The engine of the server's own collection."""
-    engine: Engine | None = request.app.state.engine
-    if engine is None:
-        raise StoreUnavailableError(f"the store is not open yet: {request.app.state.startup_error}")
-    return engine
-
-
-async def engine_for(request: Request, name: str | None, create: bool = False) -> Engine:
-    """The engine of collection ``name`` (None: the server's own)."""
-    settings: Settings = request.app.state.settings
-    if name is None or name == settings.collection:
-        return default_engine(request)
-    collections: Collections = request.app.state.collections
-    return await run_in_threadpool(collections.get, name, create)

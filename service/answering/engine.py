@@ -1,27 +1,50 @@
-"""The query engine: retrieval, evidence, generation, citation validation, refusal.
+"""The query engine: the one answer path.
 
-The API, the CLI, the chat endpoint and the eval harness all call :class:`Engine`; nothing else
-answers questions.
+:meth:`Engine.run` is the only place that answers a question: it checks the input, condenses a
+follow-up into a standalone question (a conversation's last turn), retrieves evidence, decides
+whether to refuse, generates, validates the citations and times each stage. It yields events:
+
+* :class:`Started`: the standalone question and the retrieved sources, known before
+  generation starts;
+* :class:`Delta`: validated answer text with the citations it added. Streamed
+  (``stream=True``), each sentence once it is complete and checked against its sources
+  (:class:`~service.answering.citations.Validator`), so the deltas joined are exactly the
+  finished answer's text; an empty delta (:data:`PROGRESS`) says the draft went on without
+  completing a sentence (a consumer sends nothing for it but can stop there). Not streamed, one
+  delta with the whole validated text. A refusal is one delta with the refusal text, so a
+  client that reads only the text still learns that the corpus has no answer;
+* :class:`Finished`: the validated :class:`~service.answering.answer.Answer`, with its timings.
+
+The plain callers (``/v1/ask``, non-streamed chat completions, ``citeqa ask``, the eval
+harness) collect the events with :meth:`Engine.ask`; the streaming ones (streamed ``/v1/ask``
+and chat completions, the web page through them, ``citeqa chat``) send them as they come.
+Closing the iterator early closes the generator's stream too (an LLM stream stops reading from
+the endpoint). A stream cut by the LLM deadline or max tokens after it started ends cleanly with
+the sentences validated so far (an unfinished last sentence is dropped).
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections import abc
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from citeqa.config import Settings
 from citeqa.embedding import Embedder, build_embedder
-from citeqa.errors import InputError
+from citeqa.errors import ClientGoneError, LLMCutOffError, LLMTimeoutError
 from citeqa.store import Index, connect, open_index
-from service.answering.answer import Answer, Draft, refusal_text
-from service.answering.citations import Validated, validate
+from service.answering.answer import Answer, Citation, Draft, refusal_text
+from service.answering.citations import Validated, Validator, validate
+from service.answering.conversation import Message, standalone_question
 from service.answering.evidence import Evidence, EvidenceBuilder
 from service.answering.extractive import ExtractiveGenerator
+from service.answering.lexical import build_lexical
+from service.answering.limits import check_conversation, check_question, check_top_k
 from service.answering.question import Question
-from service.answering.retrieval import MAX_TOP_K, Hit, HybridRetriever
+from service.answering.retrieval import Hit, HybridRetriever
 
 log = logging.getLogger(__name__)
 
@@ -40,21 +63,41 @@ class Generator(Protocol):
     def generate(self, evidence: Evidence) -> Draft: ...
 
     def stream(self, evidence: Evidence) -> Iterator[str]:
-        """The draft as text deltas; the caller validates the joined text with ``finish``."""
+        """The draft as text deltas; the engine validates them as they come."""
         ...
 
 
-def check_text(text: str, what: str) -> str:
-    """``text`` when the tokenizer can take it, else :class:`InputError`: the one check of every
-    text a client sends (question, search query, each chat message). JSON's ``\\ud800`` escape
-    and Python strings allow a lone surrogate; UTF-8 and the tokenizer do not."""
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as exc:
-        raise InputError(
-            f"{what} is not valid Unicode text: a lone surrogate at character {exc.start}"
-        ) from None
-    return text
+@dataclass(frozen=True)
+class Started:
+    """Retrieval is done: what will be answered, from which sources."""
+
+    standalone_question: str
+    sources: list[Hit]
+
+
+@dataclass(frozen=True)
+class Delta:
+    """Validated answer text (and the citations it added), or the refusal text."""
+
+    text: str
+    citations: tuple[Citation, ...] = ()
+
+
+PROGRESS = Delta("")  # the draft went on without completing a sentence: nothing to show yet
+
+
+@dataclass(frozen=True)
+class Finished:
+    """The validated answer; ``answer.standalone_question`` is set."""
+
+    answer: Answer
+
+
+Event = Started | Delta | Finished
+
+
+def _never() -> bool:
+    return False
 
 
 @dataclass
@@ -67,21 +110,21 @@ class Engine:
     generator: Generator
 
     def check_top_k(self, top_k: int | None) -> int:
-        k = self.settings.top_k if top_k is None else top_k
-        if not 1 <= k <= MAX_TOP_K:
-            raise InputError(f"top_k must be between 1 and {MAX_TOP_K}, got {k}")
-        return k
+        return check_top_k(top_k, self.settings)
 
     def check_question(self, question: str) -> str:
-        question = check_text(question, "the question").strip()
-        if not question:
-            raise InputError("the question is empty")
-        if len(question) > self.settings.max_question_chars:
-            raise InputError(
-                f"the question has {len(question)} characters; the limit is "
-                f"{self.settings.max_question_chars}"
-            )
-        return question
+        return check_question(question, self.settings)
+
+    def check(
+        self, question: str, top_k: int | None = None, history: Sequence[Message] | None = None
+    ) -> tuple[str, int]:
+        """The input of :meth:`run` checked against :mod:`service.answering.limits`: the
+        question (stripped) and ``top_k`` (the default filled in), or :class:`InputError`.
+        :meth:`run` checks for every caller; a route also checks before its stream starts, so
+        that bad input is a 4xx, not an error event."""
+        if history is not None:
+            check_conversation([*history, Message(role="user", content=question)])
+        return self.check_question(question), self.check_top_k(top_k)
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
         asked = Question.parse(self.check_question(query))
@@ -94,24 +137,96 @@ class Engine:
         retrieval = self.retriever.retrieve_hits(asked, self.check_top_k(top_k))
         return self.evidence.build(retrieval)
 
-    def ask(self, question: str, top_k: int | None = None) -> Answer:
+    def ask(
+        self,
+        question: str,
+        top_k: int | None = None,
+        history: Sequence[Message] | None = None,
+        gone: Callable[[], bool] = _never,
+    ) -> Answer:
+        """The whole answer: the events of :meth:`run`, collected."""
+        for event in self.run(question, top_k, history, gone=gone):
+            if isinstance(event, Finished):
+                return event.answer
+        raise AssertionError("unreachable: run always ends with Finished")
+
+    def run(
+        self,
+        question: str,
+        top_k: int | None = None,
+        history: Sequence[Message] | None = None,
+        stream: bool = False,
+        gone: Callable[[], bool] = _never,
+    ) -> abc.Generator[Event, None, None]:
+        """The answer to ``question`` as events (see the module docstring).
+
+        ``history``: the conversation before ``question`` (a chat), whose subject a follow-up
+        borrows; its timings then include ``condense``. ``stream``: generate sentence by sentence
+        (the generator's ``stream``) instead of in one call (its ``generate``). ``gone`` says
+        whether the client has disconnected: checked before retrieval and before generation
+        (the LLM call that costs most), it raises :class:`ClientGoneError` so abandoned work
+        stops there.
+        """
         started = time.perf_counter()
-        evidence = self.prepare(question, top_k)
+        asked, top_k = self.check(question, top_k, history)
+        if history is not None:
+            asked = standalone_question(
+                self.generator, asked, history, self.settings.max_question_chars
+            )
+        condensed = time.perf_counter()
+        _stop_if(gone)
+        evidence = self.prepare(asked, top_k)
         retrieved = time.perf_counter()
-        answer = self.answer(evidence.question.text, evidence)
+        yield Started(asked, evidence.hits)
+        _stop_if(gone)
+        if not evidence.answerable:
+            answer = self.refusal(asked, evidence)
+        elif stream:
+            answer = yield from self._streamed(asked, evidence)
+        else:
+            answer = self.finish(asked, evidence, self.generator.generate(evidence))
+        if answer.refused or not stream:
+            yield Delta(answer.answer, tuple(answer.citations))
         done = time.perf_counter()
+        answer.standalone_question = asked
         answer.timings_ms = {
-            "retrieve": (retrieved - started) * 1000,
+            "retrieve": (retrieved - condensed) * 1000,
             "generate": (done - retrieved) * 1000,
             "total": (done - started) * 1000,
         }
-        return answer
+        if history is not None:
+            answer.timings_ms = {"condense": (condensed - started) * 1000, **answer.timings_ms}
+        yield Finished(answer)
 
-    def answer(self, question: str, evidence: Evidence) -> Answer:
-        """The answer from prepared evidence: generated and validated, or a refusal."""
-        if not evidence.answerable:
-            return self.refusal(question, evidence)
-        return self.finish(question, evidence, self.generator.generate(evidence))
+    def _streamed(self, question: str, evidence: Evidence) -> abc.Generator[Delta, None, Answer]:
+        """The generator's stream through a validator: only validated sentences come out. A
+        stream cut by the LLM deadline or max tokens after it started ends with what was
+        validated."""
+        validator = Validator(evidence.hits)
+        pieces = self.generator.stream(evidence)
+        received = False
+        cut: str | None = None
+        try:
+            for text in pieces:
+                received = received or bool(text)
+                validated = validator.feed(text)
+                for piece in validated:
+                    yield Delta(piece.text, tuple(piece.citations))
+                if not validated:
+                    yield PROGRESS  # lets the consumer notice a client that left
+        except (LLMTimeoutError, LLMCutOffError) as exc:
+            if not received:
+                raise
+            log.warning("%s; answering with the sentences validated so far", exc)
+            limit = "time" if isinstance(exc, LLMTimeoutError) else "token"
+            cut = f"cut off by the {limit} limit"
+        finally:
+            close = getattr(pieces, "close", None)
+            if close is not None:
+                close()
+        for piece in validator.close(cut):
+            yield Delta(piece.text, tuple(piece.citations))
+        return self.finish_validated(question, evidence, validator.result())
 
     def finish(self, question: str, evidence: Evidence, draft: Draft) -> Answer:
         """Validate a generator's draft into the final answer (or a refusal)."""
@@ -161,6 +276,11 @@ class Engine:
         )
 
 
+def _stop_if(gone: Callable[[], bool]) -> None:
+    if gone():
+        raise ClientGoneError("the client disconnected; the answer was abandoned")
+
+
 def build_generator(settings: Settings) -> Generator:
     if settings.use_llm:
         from service.answering.llm import LLMGenerator
@@ -179,7 +299,13 @@ def build_engine(
     embedder = embedder or build_embedder(settings)
     if index is None:
         index = open_index(connect(settings), settings.collection, embedder, create=True)
-    retriever = HybridRetriever(index, embedder, settings.candidate_k, settings.rrf_k)
+    retriever = HybridRetriever(
+        index,
+        embedder,
+        settings.candidate_k,
+        settings.rrf_k,
+        lexical=build_lexical(settings, index),
+    )
     generator = generator or build_generator(settings)
     return Engine(
         settings=settings,

@@ -7,12 +7,13 @@
 * Reciprocal rank fusion (Cormack et al. 2009) combines the three rankings without having to
   calibrate their scores against each other.
 
-The BM25 index lives in process memory, built from the chunk collection, and is rebuilt when the
-collection's record count changes, or when Chroma returns an id the snapshot does not know or
-lacks one it holds (a change that kept the count), checked at most every ``refresh_s`` seconds;
-so replicas sharing a Chroma server pick up new ingests without a restart. The snapshot holds
-only :func:`~citeqa.store.visible_chunks` (one complete version per document), and every hit is
-taken from it: a search during a re-ingest never mixes two versions of a document.
+BM25 searches a :class:`LexicalIndex`, which gives each request one consistent
+:class:`LexicalView`: either the :class:`SnapshotIndex` (bm25s, in process memory, rebuilt from
+the whole chunk collection when its record count changes, or when Chroma returns an id the
+snapshot does not know or lacks one it holds, checked at most every ``refresh_s`` seconds), or
+the tantivy index of :mod:`service.answering.lexical`, which follows the change log. Either
+holds only :func:`~citeqa.store.visible_chunks` (one complete version per document), and every
+hit is taken from the view: a search during a re-ingest never mixes two versions of a document.
 """
 
 from __future__ import annotations
@@ -23,18 +24,18 @@ import re
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import bm25s
 import numpy as np
 
+from citeqa.config import MAX_TOP_K
 from citeqa.embedding import Embedder
 from citeqa.errors import StoreNotReadyError
 from citeqa.store import Index, get_all, public_source, visible_chunks
 from citeqa.text import (
     mentions,
     name_keys,
-    name_weight,
     squashed,
     stemmer,
     words,
@@ -42,7 +43,6 @@ from citeqa.text import (
 from service.answering.corpus import CorpusStats
 from service.answering.question import Question
 
-MAX_TOP_K = 50
 # BM25 scores equal to this many decimals are a tie (float32 sums differ in the last bits between
 # SIMD kernels), broken by chunk id; TIE_MARGIN more candidates are read so that a tie across
 # the k-th place is broken the same way everywhere.
@@ -126,14 +126,107 @@ def with_compounds(text: str) -> str:
     return f"{text} {' '.join(joined)}" if joined else text
 
 
-class _LexicalIndex:
+@dataclass(frozen=True)
+class Chunk:
+    """A chunk as a lexical view holds it."""
+
+    id: str
+    text: str
+    metadata: dict[str, Any]
+
+
+class LexicalView(Protocol):
+    """One consistent state of the lexical index: every answer of a request comes from one."""
+
+    stats: CorpusStats
+
+    @property
+    def empty(self) -> bool: ...
+
+    def search(self, question: str, k: int) -> list[Chunk]:
+        """The k best BM25 chunks, ties broken by chunk id (:data:`SCORE_DECIMALS`)."""
+        ...
+
+    def chunks(self, ids: list[str]) -> dict[str, Chunk]:
+        """Those of ``ids`` this view shows (one complete version per document)."""
+        ...
+
+    def has_key(self, key: str) -> bool:
+        """Some chunk mentions ``key`` (a squashed name, :func:`citeqa.text.name_keys`)."""
+        ...
+
+    def knows(self, ids: list[str]) -> bool:
+        """Whether this view was made after the chunks ``ids`` were written."""
+        ...
+
+    def visible(self) -> list[dict[str, Any]]:
+        """The metadata of every chunk this view shows."""
+        ...
+
+
+class LexicalIndex(Protocol):
+    """Where a retriever gets its current :class:`LexicalView` from."""
+
+    @property
+    def warmed(self) -> bool: ...
+
+    def view(self) -> LexicalView:
+        """The current view; the first call may build it, later ones never wait on an update
+        (:class:`SnapshotIndex` does: it rebuilds in the caller)."""
+        ...
+
+    def refresh(self) -> None:
+        """This process changed the collection: the next :meth:`view` shows it."""
+        ...
+
+    def stale(self) -> None:
+        """A search saw the collection differ from the view (an id it lacks or holds)."""
+        ...
+
+
+def unknown_names(view: LexicalView, question: Question) -> list[str]:
+    """The names in the question that no chunk of ``view`` mentions, however it is spelled
+    ("Places365", "Kinetics-700"), nor a form the corpus defines for it ("GDPR" for "General
+    Data Protection Regulation")."""
+
+    def known(key: str) -> bool:
+        spellings = (key, key[:-1]) if key.endswith("s") and len(key) > 3 else (key,)  # "A100s"
+        return any(view.has_key(s) for s in spellings)
+
+    return [
+        name
+        for name in question.names
+        if all(any(not known(k) for k in name_keys(form)) for form in view.stats.spellings(name))
+    ]
+
+
+def naming(question: Question, found: list[Chunk], stats: CorpusStats) -> list[str]:
+    """Of the chunks BM25 ``found``, those that mention the names in the question ("SHIKE",
+    "DeepNet") exactly, most (IDF-weighted) names first. Stemmed BM25 conflates "DeepNet" with
+    "DeepNets-1M", and two dense rankings outvote one lexical ranking in the fusion: a paper
+    the question names must not lose to papers that are merely close."""
+    asked = list(question.names)
+    if not asked:
+        return []
+    weights = [stats.name_weight(n) for n in asked]
+    scored = []
+    for rank, chunk in enumerate(found):
+        lowered = chunk.text.lower()
+        share = sum(w for n, w in zip(asked, weights, strict=True) if mentions(lowered, n))
+        if share:
+            scored.append((-share, rank, chunk.id))
+    return [cid for *_, cid in sorted(scored)]
+
+
+class _Snapshot:
+    """A :class:`LexicalView` held whole in memory (bm25s)."""
+
     def __init__(self, ids: list[str], texts: list[str], metadatas: list[dict[str, Any]]) -> None:
         self.ids, self.texts, self.metadatas = ids, texts, metadatas
         self.position = {cid: i for i, cid in enumerate(ids)}  # once, not per query (100k: 40 ms)
         self.known: frozenset[str] = frozenset(ids)  # every id in the collection, shown or not
         self.retriever = bm25s.BM25()
         self.stats = CorpusStats.build(texts, [str(m.get("doc_id", "")) for m in metadatas])
-        self.idf, self.default_idf = self.stats.idf, self.stats.default_idf
         # For names the corpus never mentions: every word squashed (the usual, quick answer),
         # and the whole corpus squashed, for names written across words ("Human Eval").
         self.vocabulary = frozenset(squashed(w) for t in texts for w in words(t))
@@ -147,7 +240,11 @@ class _LexicalIndex:
             )
             self.retriever.index(tokens, show_progress=False)
 
-    def search(self, question: str, k: int) -> list[tuple[int, float]]:
+    @property
+    def empty(self) -> bool:
+        return not self.ids
+
+    def search(self, question: str, k: int) -> list[Chunk]:
         if not self.texts:
             return []
         tokens = bm25s.tokenize(
@@ -165,51 +262,83 @@ class _LexicalIndex:
         docs, scores = self.retriever.retrieve(tokens, k=wanted, show_progress=False)
         found = [(int(d), float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
         found.sort(key=lambda hit: (-round(hit[1], SCORE_DECIMALS), self.ids[hit[0]]))
-        return found[:k]
+        return [self._chunk(i) for i, _ in found[:k]]
 
-    def unknown(self, name: str) -> bool:
-        """No chunk mentions the name, however it is spelled ("Places365", "Kinetics-700"),
-        nor a form the corpus defines for it ("GDPR" for "General Data Protection
-        Regulation")."""
-        return all(
-            any(not self._known(k) for k in name_keys(form)) for form in self.stats.spellings(name)
+    def chunks(self, ids: list[str]) -> dict[str, Chunk]:
+        return {cid: self._chunk(self.position[cid]) for cid in ids if cid in self.position}
+
+    def _chunk(self, i: int) -> Chunk:
+        return Chunk(self.ids[i], self.texts[i], self.metadatas[i])
+
+    def has_key(self, key: str) -> bool:
+        return key in self.vocabulary or key in self.squashed
+
+    def knows(self, ids: list[str]) -> bool:
+        return self.known.issuperset(ids)
+
+    def visible(self) -> list[dict[str, Any]]:
+        return self.metadatas
+
+
+class SnapshotIndex:
+    """The BM25 snapshot of the whole collection, rebuilt when the collection's record count
+    changes or a search saw it differ, checked at most every ``refresh_s`` seconds. The rebuild
+    reads every chunk and runs in the caller, under a lock: searches wait for it."""
+
+    def __init__(self, index: Index, refresh_s: float = 2.0) -> None:
+        self.index = index
+        self.refresh_s = refresh_s
+        self._snapshot: _Snapshot | None = None
+        self._stale = False
+        self._count = -1
+        self._checked_at = 0.0
+        self._lock = threading.Lock()
+
+    @property
+    def warmed(self) -> bool:
+        return self._snapshot is not None
+
+    def refresh(self) -> None:
+        with self._lock:
+            self._stale = True
+            self._checked_at = 0.0
+
+    def stale(self) -> None:
+        self._stale = True  # rebuilt at the next check, refresh_s at most from now
+
+    def view(self) -> _Snapshot:
+        now = time.monotonic()
+        with self._lock:
+            if self._snapshot is not None and now - self._checked_at < self.refresh_s:
+                return self._snapshot
+            self._checked_at = now
+            count = self.index.chunks.count()
+            if self._snapshot is None or count != self._count or self._stale:
+                self._stale = False
+                self._snapshot = self._load()
+                self._count = count
+            return self._snapshot
+
+    def _load(self) -> _Snapshot:
+        chunks = get_all(self.index.chunks, ["documents", "metadatas"])
+        ids, texts, metas = chunks.ids, chunks.documents, chunks.metadatas
+        order = sorted(visible_chunks(metas), key=lambda i: ids[i])
+        snapshot = _Snapshot(
+            [ids[i] for i in order], [texts[i] for i in order], [dict(metas[i]) for i in order]
         )
-
-    def unknown_names(self, question: Question) -> list[str]:
-        """The names in the question that no document mentions."""
-        return [n for n in question.names if self.unknown(n)]
-
-    def _known(self, key: str) -> bool:
-        spellings = (key, key[:-1]) if key.endswith("s") and len(key) > 3 else (key,)  # "A100s"
-        return any(s in self.vocabulary or s in self.squashed for s in spellings)
-
-    def naming(self, question: Question, found: list[int]) -> list[str]:
-        """Of the chunks BM25 ``found``, those that mention the names in the question
-        ("SHIKE", "DeepNet") exactly, most (IDF-weighted) names first. Stemmed BM25 conflates
-        "DeepNet" with "DeepNets-1M", and two dense rankings outvote one lexical ranking in
-        the fusion: a paper the question names must not lose to papers that are merely close."""
-        asked = list(question.names)
-        if not asked:
-            return []
-        weights = [name_weight(n, self.idf, self.default_idf) for n in asked]
-        scored = []
-        for rank, i in enumerate(found):
-            lowered = self.texts[i].lower()
-            share = sum(w for n, w in zip(asked, weights, strict=True) if mentions(lowered, n))
-            if share:
-                scored.append((-share, rank, self.ids[i]))
-        return [cid for *_, cid in sorted(scored)]
+        snapshot.known = frozenset(ids)
+        return snapshot
 
 
 def _first_of_each_document(
-    fused: list[tuple[str, float]], lexical: _LexicalIndex
+    fused: list[tuple[str, float]], chunks: dict[str, Chunk]
 ) -> list[tuple[str, float]]:
-    """The best-ranked chunk of each document, in rank order."""
+    """The best-ranked chunk of each document, in rank order (``chunks``: the view's records of
+    the fused ids)."""
     seen: set[str] = set()
     first = []
     for cid, score in fused:
-        i = lexical.position.get(cid)
-        doc = str(lexical.metadatas[i].get("doc_id", cid)) if i is not None else cid
+        doc = str(chunks[cid].metadata.get("doc_id", cid)) if cid in chunks else cid
         if doc not in seen:
             seen.add(doc)
             first.append((cid, score))
@@ -227,46 +356,44 @@ class HybridRetriever:
         candidate_k: int = 30,
         rrf_k: int = 60,
         refresh_s: float = 2.0,
+        lexical: LexicalIndex | None = None,
     ) -> None:
+        """``lexical``: where BM25 searches (service.answering.lexical.build_lexical); by
+        default a :class:`SnapshotIndex` checked every ``refresh_s`` seconds."""
         self.index = index
         self.embedder = embedder
         self.candidate_k = candidate_k
         self.rrf_k = rrf_k
-        self.refresh_s = refresh_s
-        self._lexical: _LexicalIndex | None = None
-        self._stale = False
-        self._lexical_count = -1
-        self._checked_at = 0.0
-        self._lock = threading.Lock()
+        self.lexical: LexicalIndex = lexical or SnapshotIndex(index, refresh_s)
 
     def retrieve_hits(self, question: Question, top_k: int) -> Retrieval:
         top_k = max(1, min(MAX_TOP_K, top_k))
         vector = self.embedder.embed([question.text])[0]
-        lexical = self._lexical_index()
-        if not lexical.ids:
+        lexical = self.lexical.view()
+        if lexical.empty:
             raise StoreNotReadyError("the index is empty: run `citeqa ingest`")
         k = max(self.candidate_k, top_k)
         dense = self._dense_chunks(vector, k)
-        found = [i for i, _ in lexical.search(question.text, k)]
+        found = lexical.search(question.text, k)
         rankings = {
             "dense": list(dense),
             "sentence": self._dense_sentences(vector, k),
-            "lexical": [lexical.ids[i] for i in found],
-            "names": lexical.naming(question, found),
+            "lexical": [c.id for c in found],
+            "names": naming(question, found, lexical.stats),
         }
-        if not lexical.known.issuperset(rankings["dense"]):
-            self._stale = True  # written after the snapshot
+        if not lexical.knows(rankings["dense"]):
+            self.lexical.stale()  # written after the view
         fused = self._fuse(rankings)
         if question.lists_documents:  # answered by documents: one chunk of each
-            fused = _first_of_each_document(fused, lexical)
-        hits = self._hits(fused[:top_k], rankings, lexical)
+            fused = _first_of_each_document(fused, lexical.chunks([cid for cid, _ in fused]))
+        hits = self._hits(fused[:top_k], rankings, lexical, found)
         self._attach_dense(hits, vector, dense)
         return Retrieval(
             question=question,
             query_vector=vector,
             hits=hits,
             stats=lexical.stats,
-            unknown_names=lexical.unknown_names(question),
+            unknown_names=unknown_names(lexical, question),
         )
 
     def _dense_chunks(self, vector: np.ndarray, k: int) -> dict[str, float]:
@@ -299,22 +426,26 @@ class HybridRetriever:
         return sorted(scores.items(), key=lambda item: (-item[1], item[0]))
 
     def _hits(
-        self, fused: list[tuple[str, float]], rankings: dict[str, list[str]], lex: _LexicalIndex
+        self,
+        fused: list[tuple[str, float]],
+        rankings: dict[str, list[str]],
+        lexical: LexicalView,
+        found: list[Chunk],
     ) -> list[Hit]:
-        position = lex.position
+        held = {c.id: c for c in found}
+        held.update(lexical.chunks([cid for cid, _ in fused if cid not in held]))
         hits = []
         for cid, score in fused:
-            if cid not in position:  # written after the lexical index was built
+            if cid not in held:  # not shown by the view: another version, or written after it
                 continue
-            i = position[cid]
-            meta = lex.metadatas[i]
+            meta = held[cid].metadata
             ranks = {name: r.index(cid) + 1 for name, r in rankings.items() if cid in r}
             hits.append(
                 Hit(
                     chunk_id=cid,
                     doc_id=str(meta["doc_id"]),
                     title=str(meta["title"]),
-                    text=lex.texts[i],
+                    text=held[cid].text,
                     score=score,
                     url=str(meta.get("url") or ""),
                     metadata=meta,
@@ -336,61 +467,36 @@ class HybridRetriever:
         got = self.index.chunks.get(ids=[h.chunk_id for h in others], include=["embeddings"])
         by_id = dict(zip(got["ids"], got["embeddings"], strict=True))  # type: ignore[arg-type]
         if len(by_id) < len(others):
-            self._stale = True  # deleted after the snapshot
+            self.lexical.stale()  # deleted after the view
         for hit in others:
             if by_id.get(hit.chunk_id) is not None:
                 hit.dense = float(np.dot(np.asarray(by_id[hit.chunk_id]), vector))
 
     def warm(self) -> None:
-        """Build the BM25 snapshot now (a service does it before it reports ready), so that
+        """Build the lexical view now (a service does it before it reports ready), so that
         the first search does not pay for it (0.2 s for the bundled corpus, ~60 s at 100k)."""
-        self._lexical_index()
+        self.lexical.view()
 
     def refresh(self) -> None:
-        """Rebuild the BM25 snapshot on the next search: this process changed the collection
-        (an upload, a delete) and its next answer must see that at once, not after refresh_s."""
-        with self._lock:
-            self._stale = True
-            self._checked_at = 0.0
+        """This process changed the collection (an upload, a delete): its next answer must
+        see that at once, not after the refresh or poll interval."""
+        self.lexical.refresh()
 
     @property
     def warmed(self) -> bool:
-        """Whether the BM25 snapshot has been built."""
-        return self._lexical is not None
+        """Whether the lexical view has been built."""
+        return self.lexical.warmed
 
     def visible(self) -> list[dict[str, Any]]:
         """The metadata of every chunk a search may return (one complete version per
-        document), from the snapshot: listing the documents reads no more of Chroma than a
+        document), from the lexical view: listing the documents reads no more of Chroma than a
         search does (a full read took 1.1 s for the 2,075 chunks of r-vignettes)."""
-        return self._lexical_index().metadatas
+        return self.lexical.view().visible()
 
     def unknown_names(self, question: Question) -> list[str]:
         """The names in the question that no document of the corpus mentions."""
-        return self._lexical_index().unknown_names(question)
+        return unknown_names(self.lexical.view(), question)
 
     def stats(self) -> CorpusStats:
-        """The statistics of the current lexical snapshot."""
-        return self._lexical_index().stats
-
-    def _lexical_index(self) -> _LexicalIndex:
-        now = time.monotonic()
-        with self._lock:
-            if self._lexical is not None and now - self._checked_at < self.refresh_s:
-                return self._lexical
-            self._checked_at = now
-            count = self.index.chunks.count()
-            if self._lexical is None or count != self._lexical_count or self._stale:
-                self._stale = False
-                self._lexical = self._load_lexical()
-                self._lexical_count = count
-            return self._lexical
-
-    def _load_lexical(self) -> _LexicalIndex:
-        chunks = get_all(self.index.chunks, ["documents", "metadatas"])
-        ids, texts, metas = chunks.ids, chunks.documents, chunks.metadatas
-        order = sorted(visible_chunks(metas), key=lambda i: ids[i])
-        lexical = _LexicalIndex(
-            [ids[i] for i in order], [texts[i] for i in order], [dict(metas[i]) for i in order]
-        )
-        lexical.known = frozenset(ids)
-        return lexical
+        """The statistics of the current lexical view."""
+        return self.lexical.view().stats

@@ -31,8 +31,8 @@ from citeqa.errors import ClientGoneError, InputError, TooLargeError, TooSlowErr
 from citeqa.store import check_collection_name
 from ingest.run import build_ingestor
 from ingest.uploads import Item, StoredFile, TextItem, store_file
-from service.answering.collections import engine_for
 from service.answering.engine import Engine
+from service.api.engines import engine_for
 from service.api.jobs import Job, UploadRunner, Work
 
 MAX_FILES = 1000  # parts per upload request

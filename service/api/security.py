@@ -50,8 +50,8 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from citeqa.config import Settings
+from service.api.errors import error_response
 
-OPENAI_PREFIXES = ("/v1/chat", "/v1/models")
 DOCUMENTS_PATH = "/v1/documents"
 _READ_METHODS = frozenset({"GET", "HEAD"})
 
@@ -80,22 +80,9 @@ def is_public(method: str, path: str) -> bool:
 
 def refusal_response(path: str, refusal: Refusal) -> JSONResponse:
     """The refusal as the OpenAI envelope (OpenAI-compatible paths) or as problem+json."""
-    if path.startswith(OPENAI_PREFIXES):
-        error = {
-            "message": refusal.message,
-            "type": refusal.openai_type,
-            "param": None,
-            "code": refusal.openai_code,
-        }
-        return JSONResponse({"error": error}, refusal.status, headers=refusal.headers)
-    problem = {
-        "type": refusal.kind,
-        "title": refusal.kind,
-        "status": refusal.status,
-        "detail": refusal.message,
-    }
-    return JSONResponse(
-        problem, refusal.status, headers=refusal.headers, media_type="application/problem+json"
+    openai = (refusal.openai_type, refusal.openai_code)
+    return error_response(
+        path, refusal.status, refusal.kind, refusal.message, refusal.headers, openai
     )
 
 

@@ -13,7 +13,9 @@
 "use strict";
 
 (() => {
-  const MAX_MESSAGES = 48; // the API takes 50; leave room for the new question
+  // The API's limit on messages, rendered into the page by the server; the conversation kept
+  // leaves room for the new question.
+  const MAX_MESSAGES = Number(document.getElementById("ask-form").dataset.maxMessages) - 2;
   const KEY_STORAGE = "citeqa.apiKey";
   const PAGE_SIZE = 20; // documents per page of the list
   const POLL_MS = 500; // job polling interval

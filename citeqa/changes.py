@@ -1,0 +1,138 @@
+"""The change log of one index: what documents changed, for readers that follow the collection.
+
+Chroma has no change feed and no cursor (its ``get`` pages only by a growing offset, which
+reads every skipped row again), so every writer appends one record per document change to
+the small collection ``<name>__changes``: ingest once a document's new version is complete
+and before its old version is deleted; every delete path once the document is gone. A record
+says only *which* document changed (``doc_id``), its version (``doc_hash``, ``doc_chunks``: 0
+for a delete) and when (``logged_at``); a follower re-reads that document's chunks and shows
+its newest complete version (:func:`citeqa.store.visible_chunks`), so applying a record twice,
+or two records of a document in either order, ends in the same state.
+
+Record ids sort by time, then writer: ``<logged_at in ns, 20 digits>-<writer>-<counter>``.
+Readers take records by ``logged_at`` windows (a metadata range filter, so a read costs what it
+returns): :meth:`ChangeLog.read` halves a window whose records do not fit one page.
+
+A log made with its collection holds every document ever written (the ``genesis`` record says
+so); one added to an older store does not, until a reader :meth:`ChangeLog.backfill` s it once
+from a full read of the chunks.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from chromadb.api.models.Collection import Collection
+from chromadb.api.types import Where
+
+CHANGES_SUFFIX = "__changes"
+LOGGED_AT = "logged_at"
+GENESIS_ID = "0" * 20 + "-genesis"  # this log holds every document change of its collection
+PAGE = 1000  # records per read
+_NO_VECTOR: Sequence[float] = [1.0]  # Chroma asks for one; records are found by metadata
+_MIN_WINDOW_S = 1e-6  # a window this narrow is read whole, however many records it holds
+
+
+@dataclass(frozen=True)
+class Change:
+    """One document changed: ``doc_chunks`` chunks in its new version, 0 when deleted."""
+
+    id: str
+    doc_id: str
+    doc_hash: str
+    doc_chunks: int
+    logged_at: float
+
+
+class ChangeLog:
+    """Appends to, and reads, the change collection of one index."""
+
+    def __init__(self, collection: Collection) -> None:
+        self.collection = collection
+        self.writer = uuid.uuid4().hex[:8]
+        self._counter = itertools.count()
+        self._last = 0.0
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ writing
+
+    def append(self, changes: Iterable[tuple[str, str, int]], max_batch: int = 1000) -> None:
+        """Log ``(doc_id, doc_hash, doc_chunks)`` changes, in that order."""
+        records = [self._record(*change) for change in changes]
+        for start in range(0, len(records), max_batch):
+            group = records[start : start + max_batch]
+            self.collection.upsert(
+                ids=[c.id for c in group],
+                embeddings=[_NO_VECTOR] * len(group),
+                metadatas=[_metadata(c) for c in group],
+            )
+
+    def deleted(self, doc_ids: Iterable[str], max_batch: int = 1000) -> None:
+        """Log that the documents ``doc_ids`` are gone (call once they are)."""
+        self.append(((d, "", 0) for d in sorted(set(doc_ids))), max_batch)
+
+    def _record(self, doc_id: str, doc_hash: str, doc_chunks: int) -> Change:
+        with self._lock:  # strictly increasing per writer: its records keep their order
+            now = max(time.time(), self._last + _MIN_WINDOW_S)
+            self._last = now
+            serial = next(self._counter)
+        key = f"{round(now * 1e9):020d}-{self.writer}-{serial:08d}"
+        return Change(key, doc_id, doc_hash, doc_chunks, now)
+
+    def start(self) -> None:
+        """Mark the log complete from here on: called when its collection is created empty."""
+        self.collection.upsert(
+            ids=[GENESIS_ID],
+            embeddings=[_NO_VECTOR],
+            metadatas=[{LOGGED_AT: 0.0, "doc_id": "", "doc_hash": "", "doc_chunks": 0}],
+        )
+
+    @property
+    def complete(self) -> bool:
+        """Whether the log holds every document of its collection (see :meth:`start`)."""
+        return bool(self.collection.get(ids=[GENESIS_ID], include=[])["ids"])
+
+    # ------------------------------------------------------------------ reading
+
+    def read(self, since: float, until: float | None = None) -> list[Change]:
+        """The changes logged in ``[since, until)`` (until: now and later), sorted by id."""
+        end = until if until is not None else time.time() + 3600.0
+        found = self._window(since, end)
+        return sorted((c for c in found if c.id != GENESIS_ID), key=lambda c: c.id)
+
+    def _window(self, since: float, until: float) -> list[Change]:
+        where: Where = {"$and": [{LOGGED_AT: {"$gte": since}}, {LOGGED_AT: {"$lt": until}}]}  # type: ignore[dict-item]
+        narrow = until - since <= _MIN_WINDOW_S
+        got = self.collection.get(
+            where=where, include=["metadatas"], limit=None if narrow else PAGE + 1
+        )
+        if narrow or len(got["ids"]) <= PAGE:
+            metadatas = got["metadatas"] or []
+            return [_change(i, m) for i, m in zip(got["ids"], metadatas, strict=True)]
+        middle = since + (until - since) / 2
+        return self._window(since, middle) + self._window(middle, until)
+
+
+def _metadata(change: Change) -> dict[str, str | int | float]:
+    return {
+        "doc_id": change.doc_id,
+        "doc_hash": change.doc_hash,
+        "doc_chunks": change.doc_chunks,
+        LOGGED_AT: change.logged_at,
+    }
+
+
+def _change(record_id: str, meta: object) -> Change:
+    m = dict(meta or {})  # type: ignore[call-overload]
+    return Change(
+        record_id,
+        str(m.get("doc_id", "")),
+        str(m.get("doc_hash", "")),
+        int(m.get("doc_chunks", 0)),
+        float(m.get(LOGGED_AT, 0.0)),
+    )

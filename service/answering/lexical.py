@@ -1,0 +1,496 @@
+"""The lexical index that follows the collection: tantivy segments on local disk, kept up to date
+from the change log (docs/lexical-index.md, issue 19).
+
+A :class:`TantivyIndex` is one replica's index, in a folder of its own under the data dir. Its
+first use builds it (cold build: the documents the change log names, read from Chroma in
+batches of document ids, never by offset); a background thread then polls the log every
+``poll_s`` seconds, re-reads each changed document and replaces it (delete by term, add),
+commits and reloads. A search uses the :class:`TantivyView` it picked up: an immutable tantivy
+searcher, swapped in whole after each commit, so no search waits on an update.
+
+Tokens are bm25s' (service.answering.retrieval): the regex ``\\b\\w\\w+\\b``, lower case, bm25s'
+English stop words and the Snowball English stemmer, in Rust, after :func:`with_compounds`.
+Beside them each chunk indexes its stemmed terms (the IDF of :class:`CorpusStats`), and its
+words, word parts and runs of two and three words squashed ("Human Eval" -> "humaneval"): a
+name is known when its key, or a word it begins, is a term there (a dictionary lookup, not a
+scan of the corpus). Each document also has a record in a second index (its terms, the
+abbreviations it defines), for document counts and aliases.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import json
+import logging
+import math
+import os
+import re
+import shutil
+import threading
+import weakref
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import tantivy
+from bm25s.stopwords import STOPWORDS_EN
+from chromadb.api.types import Where
+
+from citeqa.changes import Change
+from citeqa.config import Settings
+from citeqa.errors import StoreNotReadyError
+from citeqa.store import GET_PAGE, Index, backfill_log, visible_chunks
+from citeqa.text import squashed, term_set, words
+from service.answering.corpus import CorpusStats, abbreviations
+from service.answering.retrieval import (
+    SCORE_DECIMALS,
+    TIE_MARGIN,
+    Chunk,
+    LexicalIndex,
+    SnapshotIndex,
+    with_compounds,
+)
+
+log = logging.getLogger("citeqa.lexical")
+
+FORMAT = 4  # of the folder's index and state: another one is rebuilt
+LOOKBACK_S = 30.0  # a change may land in the log this long after its logged_at (clock, latency)
+ALIAS = "\x1f"  # between the two forms of an alias term: "gdpr\x1fgeneral data protection ..."
+PREFIX_CANDIDATES = 8  # words a name key may begin ("a100" -> "a100s"), checked at most
+# bm25s' BM25 ("lucene": Kamphuis et al. 2020), which tantivy's top hits are scored again with:
+# tantivy's own (k1 1.2, lengths stored in one byte) ranked a few dev questions differently.
+K1, B = 1.5, 0.75
+POOL = 4  # times the hits wanted: tantivy's candidates to score again
+_PARTS = re.compile(r"[-./]")
+
+
+def build_lexical(settings: Settings, index: Index) -> LexicalIndex:
+    """The lexical index ``settings.lexical_index`` names, for ``index``."""
+    if settings.lexical_index == "tantivy" and index.log is not None:
+        return TantivyIndex(index, settings.data_dir / "lexical", settings.lexical_poll_s)
+    return SnapshotIndex(index)  # an index opened without its change log has nothing to follow
+
+
+def analyzer() -> tantivy.TextAnalyzer:
+    """bm25s' tokens, made by tantivy (scripts/lexical_tantivy_probe.py checks they agree)."""
+    return (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(r"(?u)\b\w\w+\b"))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.custom_stopword(list(STOPWORDS_EN)))
+        .filter(tantivy.Filter.stemmer("english"))
+        .build()
+    )
+
+
+def name_terms(text: str) -> set[str]:
+    """The keys a name of ``text`` may be looked up by: each word squashed, its parts, and
+    runs of two and three words ("Human Eval" -> "humaneval")."""
+    found = [w for w in words(text) if squashed(w)]
+    keys = [squashed(w) for w in found]
+    out = set(keys)
+    out.update(k for w in found for p in _PARTS.split(w) if (k := squashed(p)))
+    out.update(a + b for a, b in itertools.pairwise(keys))
+    out.update(a + b + c for a, b, c in zip(keys, keys[1:], keys[2:], strict=False))
+    return out
+
+
+def _chunk_schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("id", stored=True, tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("doc_id", tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("terms", tokenizer_name="citeqa", index_option="freq")
+    builder.add_text_field("stems", tokenizer_name="whitespace", index_option="basic")
+    builder.add_text_field("names", tokenizer_name="whitespace", index_option="basic")
+    builder.add_integer_field("dl", stored=True, fast=True)  # tokens in "terms": BM25's length
+    # the "terms" tokens, " a  b  a ": each one's frequency is one count of " a " (in C)
+    builder.add_bytes_field("tokens", stored=True, indexed=False)
+    builder.add_bytes_field("record", stored=True, indexed=False)  # text and metadata
+    return builder.build()
+
+
+def _doc_schema() -> tantivy.Schema:
+    builder = tantivy.SchemaBuilder()
+    builder.add_text_field("doc_id", tokenizer_name="raw", index_option="basic")
+    builder.add_text_field("stems", tokenizer_name="whitespace", index_option="basic")
+    builder.add_text_field("aliases", tokenizer_name="raw", index_option="basic")
+    return builder.build()
+
+
+@dataclass(frozen=True)
+class IndexStats(CorpusStats):
+    """:class:`CorpusStats` read from the index's term dictionaries instead of tables held in
+    memory. Counts of a term include chunks deleted since the last merge of their segment."""
+
+    chunks: Any = field(default=None, compare=False, repr=False)  # the chunks' searcher
+    docs: Any = field(default=None, compare=False, repr=False)  # the documents' searcher
+    chunk_count: int = 0
+
+    @classmethod
+    def of(cls, chunks: tantivy.Searcher, docs: tantivy.Searcher) -> IndexStats:
+        n = chunks.num_docs
+        return cls(
+            default_idf=math.log(1 + (n + 0.5) / 0.5),
+            documents=docs.num_docs,
+            chunks=chunks,
+            docs=docs,
+            chunk_count=n,
+        )
+
+    def weight(self, term: str) -> float:
+        held = self.chunks.doc_freq("stems", term) if term else 0
+        if not held:
+            return self.default_idf
+        return math.log(1 + (self.chunk_count - held + 0.5) / (held + 0.5))
+
+    def name_documents(self, name: str) -> int:
+        return min((self.docs.doc_freq("stems", t) for t in term_set(name)), default=0)
+
+    def spellings(self, name: str) -> list[str]:
+        prefix = name.lower() + ALIAS
+        forms = self.docs.terms_with_prefix("aliases", prefix)
+        return [name, *sorted({term.removeprefix(prefix) for term, _ in forms})]
+
+
+class TantivyView:
+    """One committed state of a :class:`TantivyIndex` (a :class:`LexicalView`)."""
+
+    def __init__(
+        self, chunks: tantivy.Searcher, docs: tantivy.Searcher, schema: tantivy.Schema
+    ) -> None:
+        self.searcher, self.schema = chunks, schema
+        self.stats: CorpusStats = IndexStats.of(chunks, docs)
+        self._analyzer = analyzer()
+        total = {"total": {"sum": {"field": "dl"}}}
+        tokens = chunks.aggregate(tantivy.Query.all_query(), total)["total"]["value"] or 0.0
+        self._average_length = tokens / chunks.num_docs if chunks.num_docs else 1.0
+
+    @property
+    def empty(self) -> bool:
+        return self.searcher.num_docs == 0
+
+    def search(self, question: str, k: int) -> list[Chunk]:
+        asked = Counter(self._analyzer.analyze(with_compounds(question)))
+        if not asked or self.empty:
+            return []
+        query = tantivy.Query.boolean_query(
+            [
+                (tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "terms", t))
+                for t in asked
+            ]
+        )
+        hits = self.searcher.search(query, POOL * (k + TIE_MARGIN), count=False).hits
+        n = self.searcher.num_docs
+        idf = {}
+        for term in asked:
+            held = self.searcher.doc_freq("terms", term)
+            idf[term] = math.log(1 + (n - held + 0.5) / (held + 0.5))
+        scored = []
+        padded = {term: f" {term} ".encode() for term in asked}
+        for _, address in hits:
+            doc = self.searcher.doc(address)
+            tokens = doc["tokens"][0]
+            norm = K1 * ((1 - B) + B * doc["dl"][0] / self._average_length)
+            score = 0.0
+            for term, weight in asked.items():
+                if f := tokens.count(padded[term]):
+                    score += weight * idf[term] * f / (norm + f)
+            scored.append((round(score, SCORE_DECIMALS), doc["id"][0], doc))
+        # As the snapshot: ordered by the score rounded past float noise, then by chunk id.
+        scored.sort(key=lambda hit: (-hit[0], hit[1]))
+        return [_chunk(doc) for score, _, doc in scored[:k] if score > 0]
+
+    def chunks(self, ids: list[str]) -> dict[str, Chunk]:
+        if not ids:
+            return {}
+        query = tantivy.Query.term_set_query(self.schema, "id", ids)
+        hits = self.searcher.search(query, len(ids), count=False).hits
+        return {c.id: c for c in (_chunk(self.searcher.doc(address)) for _, address in hits)}
+
+    def has_key(self, key: str) -> bool:
+        candidates = self.searcher.terms_with_prefix("names", key, limit=PREFIX_CANDIDATES)
+        return any(self._holds("names", term) for term, _ in candidates)
+
+    def _holds(self, field_name: str, term: str) -> bool:
+        """A chunk not deleted holds the term (the dictionary still counts deleted ones)."""
+        query = tantivy.Query.term_query(self.schema, field_name, term)
+        return bool(self.searcher.search(query, 1, count=False).hits)
+
+    def knows(self, ids: list[str]) -> bool:
+        return True  # the follower, not the searches, finds what changed
+
+    def visible(self) -> list[dict[str, Any]]:
+        if self.empty:
+            return []
+        hits = self.searcher.search(tantivy.Query.all_query(), self.searcher.num_docs).hits
+        shown = sorted(
+            (_chunk(self.searcher.doc(address)) for _, address in hits), key=lambda c: c.id
+        )
+        return [c.metadata for c in shown]
+
+
+def _chunk(doc: tantivy.Document) -> Chunk:
+    record = json.loads(doc["record"][0])
+    return Chunk(doc["id"][0], record["text"], record["metadata"])
+
+
+@dataclass
+class _State:
+    """What a folder's index holds: the collection it follows and the changes applied."""
+
+    collection: str
+    cursor: float = 0.0  # the newest logged_at applied
+    seen: set[str] = field(
+        default_factory=set
+    )  # change ids applied, logged since cursor - LOOKBACK
+
+    @classmethod
+    def load(cls, path: Path, collection: str) -> _State | None:
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        if raw.get("format") != FORMAT or raw.get("collection") != collection:
+            return None
+        return cls(collection, float(raw["cursor"]), set(raw["seen"]))
+
+    def save(self, path: Path) -> None:
+        raw = {"format": FORMAT, "collection": self.collection, "cursor": self.cursor}
+        temporary = path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({**raw, "seen": sorted(self.seen)}), encoding="utf-8")
+        os.replace(temporary, path)
+
+
+class TantivyIndex:
+    """One replica's tantivy index of ``index`` (a :class:`LexicalIndex`), under ``root``.
+
+    ``builds`` counts cold builds, ``applied`` the changes applied since."""
+
+    def __init__(self, index: Index, root: Path, poll_s: float = 2.0) -> None:
+        if index.log is None:
+            raise StoreNotReadyError("the lexical index follows the change log: none is kept")
+        self.index, self.changes, self.poll_s = index, index.log, poll_s
+        self.builds = 0
+        self.applied = 0
+        self.schema, self.doc_schema = _chunk_schema(), _doc_schema()
+        self._analyzer = analyzer()
+        self.folder, self._slot_lock = _claim(root / index.chunks.name)
+        self._state_path = self.folder / "state.json"
+        self._view: TantivyView | None = None
+        self._state: _State | None = None
+        self._chunks: tantivy.Index | None = None
+        self._docs: tantivy.Index | None = None
+        self._update = threading.Lock()  # held by an update; searches never take it
+        self._stop = threading.Event()
+        self._follower: threading.Thread | None = None
+
+    @property
+    def warmed(self) -> bool:
+        return self._view is not None
+
+    def view(self) -> TantivyView:
+        view = self._view
+        if view is None:
+            self.catch_up()
+            self._start_following()
+            view = self._view
+            assert view is not None
+        return view
+
+    def refresh(self) -> None:
+        self.catch_up()
+
+    def stale(self) -> None:
+        pass  # the change log says what changed
+
+    def close(self) -> None:
+        """Stop following (the index stays on disk for the next start)."""
+        self._stop.set()
+        if self._follower is not None and self._follower is not threading.current_thread():
+            self._follower.join()
+        self._slot_lock.close()
+
+    def catch_up(self) -> None:
+        """Apply what the change log holds that this index does not (building it first)."""
+        with self._update:
+            if self._state is None:
+                self._open()
+            else:
+                self._follow()
+
+    # ------------------------------------------------------------------ updates
+
+    def _open(self) -> None:
+        collection = str(self.index.chunks.id)
+        state = _State.load(self._state_path, collection)
+        if state is not None and tantivy.Index.exists(str(self.folder / "chunks")):
+            self._chunks, self._docs = self._indexes(create=False)
+            self._state = state
+            self._follow()
+            return
+        for child in self.folder.iterdir():
+            if child.is_dir():
+                shutil.rmtree(child)
+        self._chunks, self._docs = self._indexes(create=True)
+        self._state = _State(collection)
+        try:
+            if not self.changes.complete:
+                backfill_log(self.index)
+            self._apply(self.changes.read(0.0))
+        except BaseException:
+            self._state = None  # the next catch-up builds again, from the start
+            raise
+        self.builds += 1
+
+    def _indexes(self, create: bool) -> tuple[tantivy.Index, tantivy.Index]:
+        opened = []
+        for name, schema in (("chunks", self.schema), ("docs", self.doc_schema)):
+            path = self.folder / name
+            path.mkdir(exist_ok=True)
+            index = tantivy.Index(schema, path=str(path), reuse=not create)
+            index.register_tokenizer("citeqa", analyzer())
+            index.config_reader(reload_policy="manual")
+            opened.append(index)
+        return opened[0], opened[1]
+
+    def _follow(self) -> None:
+        assert self._state is not None
+        found = self.changes.read(self._state.cursor - LOOKBACK_S)
+        fresh = [c for c in found if c.id not in self._state.seen]
+        if fresh or self._view is None:
+            self._apply(fresh)
+
+    def _apply(self, changes: list[Change]) -> None:
+        """Replace every document ``changes`` name with what Chroma now shows of it, commit,
+        and swap the view."""
+        assert self._chunks is not None and self._docs is not None and self._state is not None
+        latest = {c.doc_id: c.doc_chunks for c in changes}  # sorted by id: the last one wins
+        if latest:
+            chunk_writer = self._chunks.writer(heap_size=64_000_000, num_threads=1)
+            doc_writer = self._docs.writer(heap_size=15_000_000, num_threads=1)
+            for batch in _batches(latest, GET_PAGE // 2):
+                self._replace(batch, chunk_writer, doc_writer)
+            self._commit(chunk_writer, doc_writer)
+            del chunk_writer, doc_writer  # releases the writers' lock and threads
+        self._chunks.reload()
+        self._docs.reload()
+        self._view = TantivyView(self._chunks.searcher(), self._docs.searcher(), self.schema)
+        self.applied += len(changes)
+        state = self._state
+        state.cursor = max([state.cursor, *(c.logged_at for c in changes)])
+        state.seen = {c.id for c in changes if c.logged_at >= state.cursor - LOOKBACK_S} | {
+            i for i in state.seen if _logged_at(i) >= state.cursor - LOOKBACK_S
+        }
+        state.save(self._state_path)
+
+    def _replace(self, doc_ids: list[str], chunk_writer: Any, doc_writer: Any) -> None:
+        where: Where = {"doc_id": {"$in": doc_ids}}  # type: ignore[dict-item]
+        got = self.index.chunks.get(where=where, include=["documents", "metadatas"])
+        texts, metadatas = got["documents"] or [], got["metadatas"] or []
+        by_doc: dict[str, list[int]] = {}
+        for i in visible_chunks(metadatas):
+            by_doc.setdefault(str(metadatas[i]["doc_id"]), []).append(i)
+        for doc_id in doc_ids:
+            chunk_writer.delete_documents_by_term("doc_id", doc_id)
+            doc_writer.delete_documents_by_term("doc_id", doc_id)
+            shown = by_doc.get(doc_id, [])
+            if not shown:
+                continue
+            stems: set[str] = set()
+            for i in shown:
+                text, meta = texts[i], dict(metadatas[i])
+                terms = term_set(text)
+                stems.update(terms)
+                compounds = with_compounds(text)
+                tokens = self._analyzer.analyze(compounds)
+                chunk_writer.add_document(
+                    tantivy.Document(
+                        id=got["ids"][i],
+                        doc_id=doc_id,
+                        terms=compounds,
+                        dl=len(tokens),
+                        tokens=f" {'  '.join(tokens)} ".encode(),
+                        stems=" ".join(sorted(terms)),
+                        names=" ".join(sorted(name_terms(text))),
+                        record=json.dumps({"text": text, "metadata": meta}).encode(),
+                    )
+                )
+            aliases = abbreviations(texts[i] for i in shown)
+            record = tantivy.Document(doc_id=doc_id, stems=" ".join(sorted(stems)))
+            for short, longs in aliases.items():
+                for long_form in longs:
+                    record.add_text("aliases", f"{short}{ALIAS}{long_form}")
+            doc_writer.add_document(record)
+
+    def _commit(self, chunk_writer: Any, doc_writer: Any) -> None:
+        """Commit both indexes (the chunks first: a document counted is always searchable)."""
+        chunk_writer.commit()
+        doc_writer.commit()
+
+    # ------------------------------------------------------------------ following
+
+    def _start_following(self) -> None:
+        if self._follower is not None or self.poll_s <= 0:
+            return
+        self._follower = threading.Thread(
+            target=_follow_loop,
+            args=(weakref.ref(self), self._stop, self.poll_s),
+            name=f"lexical-{self.index.chunks.name}",
+            daemon=True,
+        )
+        self._follower.start()
+
+
+def _follow_loop(ref: weakref.ref[TantivyIndex], stop: threading.Event, poll_s: float) -> None:
+    failing = False
+    while not stop.wait(poll_s):
+        index = ref()
+        if index is None:
+            return
+        try:
+            index.catch_up()
+            failing = False
+        except Exception as exc:  # Chroma away for a while: the next poll tries again
+            if not failing:  # once per outage, not every poll
+                log.warning("lexical index: cannot catch up (%s: %s)", type(exc).__name__, exc)
+            failing = True
+        del index
+
+
+def _batches(latest: dict[str, int], budget: int) -> Iterable[list[str]]:
+    """Doc ids in groups whose chunks (two versions at most, mid re-ingest) fit ``budget``."""
+    group: list[str] = []
+    size = 0
+    for doc_id, chunks in latest.items():
+        cost = 2 * max(chunks, 1)
+        if group and size + cost > budget:
+            yield group
+            group, size = [], 0
+        group.append(doc_id)
+        size += cost
+    if group:
+        yield group
+
+
+def _logged_at(change_id: str) -> float:
+    return int(change_id.split("-", 1)[0]) / 1e9
+
+
+def _claim(folder: Path) -> tuple[Path, IO[str]]:
+    """The first slot ``folder/<n>`` no other live process holds, locked until the lock file
+    is closed (or the process ends): replicas sharing a data dir each keep their own index,
+    and a restarted one finds its index again."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for n in itertools.count():
+        slot = folder / str(n)
+        slot.mkdir(exist_ok=True)
+        lock = (slot / "lock").open("a")
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            lock.close()
+            continue
+        return slot, lock
+    raise AssertionError("unreachable")

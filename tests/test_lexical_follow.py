@@ -1,0 +1,300 @@
+"""The change log and the tantivy lexical index that follows it (issue 19,
+docs/lexical-index.md), on an in-memory Chroma with the real embedder."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import chromadb
+import pytest
+from chromadb.config import Settings as ChromaSettings
+
+import citeqa.changes
+from citeqa.catalog import Catalog
+from citeqa.changes import GENESIS_ID, ChangeLog
+from citeqa.config import Settings
+from citeqa.embedding import Embedder
+from citeqa.store import Index, open_index
+from ingest.chunker import SentenceChunker
+from ingest.pipeline import Ingestor
+from ingest.readers import read_source
+from service.answering.lexical import TantivyIndex, build_lexical, name_terms
+from service.answering.question import Question
+from service.answering.retrieval import LexicalView, SnapshotIndex, unknown_names
+
+POLL_S = 0.3
+BOUND_S = POLL_S + 10.0  # poll, then read, index and commit on a loaded 2-core machine
+
+PAPERS = {
+    "kettle.md": "# Kettle descaling\n\nThe Quokkatron kettle is descaled with citric acid. "
+    "It boils water in ninety seconds on the Human Eval stove.",
+    "rivers.md": "# River deltas\n\nSediment from the Zembrano river forms a wide delta. "
+    "Tides move the sand along the coast every spring.",
+}
+
+
+@pytest.fixture
+def index(embedder: Embedder) -> Index:
+    client = chromadb.EphemeralClient(settings=ChromaSettings(anonymized_telemetry=False))
+    return open_index(client, f"lx{uuid.uuid4().hex[:12]}", embedder, create=True)
+
+
+def ingestor(index: Index, embedder: Embedder) -> Ingestor:
+    chunker = SentenceChunker(max_tokens=64, count_tokens=embedder.count_tokens)
+    return Ingestor(index, embedder, chunker, max_batch=64)
+
+
+def write(folder: Path, papers: dict[str, str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for old in folder.iterdir():
+        if old.name not in papers:
+            old.unlink()
+    for name, text in papers.items():
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def corpus(tmp_path: Path, index: Index, embedder: Embedder) -> Path:
+    folder = write(tmp_path / "docs", PAPERS)
+    ingestor(index, embedder).ingest(read_source(folder))
+    return folder
+
+
+@pytest.fixture
+def lexical(tmp_path: Path, index: Index, corpus: Path) -> Iterator[TantivyIndex]:
+    follower = TantivyIndex(index, tmp_path / "lexical", poll_s=POLL_S)
+    yield follower
+    follower.close()
+
+
+def found_docs(follower: TantivyIndex, question: str) -> set[str]:
+    return {str(c.metadata["doc_id"]) for c in follower.view().search(question, 10)}
+
+
+def unknown(view: LexicalView, question: str) -> list[str]:
+    return unknown_names(view, Question.parse(question))
+
+
+def wait_for(check: Any, bound: float = BOUND_S) -> float:
+    """Seconds until ``check()`` held; fails after ``bound``."""
+    started = time.monotonic()
+    while not check():
+        assert time.monotonic() - started < bound, "not within the bound"
+        time.sleep(0.05)
+    return time.monotonic() - started
+
+
+# ----------------------------------------------------------------------- the change log
+
+
+def test_ingest_logs_each_changed_document_and_each_dropped_one(
+    tmp_path: Path, index: Index, embedder: Embedder, corpus: Path
+) -> None:
+    assert index.log is not None and index.log.complete  # made with its collection
+    first = index.log.read(0.0)
+    assert sorted(c.doc_id for c in first) == ["file:kettle.md", "file:rivers.md"]
+    assert all(c.doc_chunks > 0 and c.doc_hash for c in first)
+
+    ingestor(index, embedder).ingest(read_source(corpus))  # unchanged: nothing logged
+    assert index.log.read(0.0) == first
+
+    write(corpus, {"rivers.md": PAPERS["rivers.md"] + " Herons nest there."})
+    ingestor(index, embedder).ingest(read_source(corpus))
+    later = [c for c in index.log.read(0.0) if c not in first]
+    assert {(c.doc_id, c.doc_chunks > 0) for c in later} == {
+        ("file:rivers.md", True),  # a new version
+        ("file:kettle.md", False),  # its file is gone
+    }
+    assert [c.id for c in index.log.read(0.0)] == sorted(c.id for c in index.log.read(0.0))
+
+
+def test_a_delete_through_the_catalog_is_logged(tmp_path: Path, index: Index, corpus: Path) -> None:
+    assert index.log is not None
+    Catalog(index, tmp_path).delete("file:kettle.md", max_batch=64)
+    last = index.log.read(0.0)[-1]
+    assert (last.doc_id, last.doc_chunks) == ("file:kettle.md", 0)
+
+
+class NoOffsets:
+    """A collection that fails any read by offset, and counts its reads."""
+
+    def __init__(self, collection: Any) -> None:
+        self._collection = collection
+        self.gets = 0
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        assert not kwargs.get("offset"), "read by offset"
+        self.gets += 1
+        return self._collection.get(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+
+def test_the_log_is_read_by_time_windows_never_by_offset(
+    index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert index.log is not None
+    monkeypatch.setattr(citeqa.changes, "PAGE", 4)  # 23 records: many windows of at most 4
+    spy = NoOffsets(index.log.collection)
+    log = ChangeLog(spy)  # type: ignore[arg-type]
+    log.append((f"doc{n:02d}", "h", 1) for n in range(23))
+    read = log.read(0.0)
+    assert [c.doc_id for c in read] == [f"doc{n:02d}" for n in range(23)]
+    assert spy.gets > 23 // 4  # it did page
+    assert [c.doc_id for c in log.read(read[10].logged_at)] == [c.doc_id for c in read[10:]]
+
+
+# ----------------------------------------------------------------------- the follower
+
+
+def test_the_cold_build_reads_documents_by_id_never_by_offset(
+    tmp_path: Path, index: Index, corpus: Path
+) -> None:
+    chunks = NoOffsets(index.chunks)
+    follower = TantivyIndex(
+        Index(chunks, index.sentences, index.log),  # type: ignore[arg-type]
+        tmp_path / "lexical",
+        poll_s=0,
+    )
+    assert found_docs(follower, "citric acid descaling") == {"file:kettle.md"}
+    assert follower.builds == 1 and chunks.gets >= 1
+    follower.close()
+
+
+def test_an_added_document_is_searchable_within_the_poll_bound_without_a_rebuild(
+    index: Index, embedder: Embedder, corpus: Path, lexical: TantivyIndex
+) -> None:
+    assert found_docs(lexical, "Quokkatron kettle") == {"file:kettle.md"}
+    assert unknown(lexical.view(), "Who keeps the Marlowind lighthouse?") == ["Marlowind"]
+    write(corpus, {**PAPERS, "light.md": "# Lighthouse\n\nThe Marlowind lighthouse keeper."})
+    ingestor(index, embedder).ingest(read_source(corpus))
+    wait_for(lambda: "file:light.md" in found_docs(lexical, "Marlowind lighthouse keeper"))
+    assert lexical.builds == 1  # applied in place: no cold build again
+    assert unknown(lexical.view(), "Who keeps the Marlowind lighthouse?") == []
+    assert lexical.view().stats.documents == 3
+
+
+def test_a_deleted_document_is_never_returned_after_the_bound(
+    tmp_path: Path, index: Index, embedder: Embedder, corpus: Path, lexical: TantivyIndex
+) -> None:
+    view = lexical.view()
+    held = [c.id for c in view.search("Zembrano river delta", 10)]
+    assert held
+    Catalog(index, tmp_path).delete("file:rivers.md", max_batch=64)
+    wait_for(lambda: not found_docs(lexical, "Zembrano river delta sediment tides"))
+    after = lexical.view()
+    assert after.chunks(held) == {}
+    assert {m["doc_id"] for m in after.visible()} == {"file:kettle.md"}
+    assert unknown(after, "Where does the Zembrano river flow?") == ["Zembrano"]
+    # a folder re-ingest that drops a file deletes it too
+    write(corpus, {})
+    ingestor(index, embedder).ingest(read_source(corpus))
+    wait_for(lambda: lexical.view().empty)
+    assert lexical.builds == 1
+
+
+class HeldCommit(TantivyIndex):
+    """Stops in the middle of an update, writers open, until the test lets it go."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.holding = threading.Event()
+        self.release = threading.Event()
+
+    def _commit(self, chunk_writer: Any, doc_writer: Any) -> None:
+        if self.warmed:
+            self.holding.set()
+            assert self.release.wait(60)
+        super()._commit(chunk_writer, doc_writer)
+
+
+def test_a_search_does_not_wait_for_an_update(
+    tmp_path: Path, index: Index, embedder: Embedder, corpus: Path
+) -> None:
+    follower = HeldCommit(index, tmp_path / "lexical", poll_s=3600)
+    assert found_docs(follower, "Quokkatron kettle") == {"file:kettle.md"}
+    write(corpus, {**PAPERS, "light.md": "# Lighthouse\n\nThe Marlowind lighthouse keeper."})
+    ingestor(index, embedder).ingest(read_source(corpus))
+    update = threading.Thread(target=follower.catch_up)
+    update.start()
+    try:
+        assert follower.holding.wait(30)
+        started = time.monotonic()
+        assert found_docs(follower, "Quokkatron kettle") == {"file:kettle.md"}
+        assert "file:light.md" not in found_docs(follower, "Marlowind lighthouse keeper")
+        assert time.monotonic() - started < 5.0  # answered from the view it had
+        assert update.is_alive()  # the update still holds the writers
+    finally:
+        follower.release.set()
+        update.join()
+    assert "file:light.md" in found_docs(follower, "Marlowind lighthouse keeper")
+    follower.close()
+
+
+def test_names_are_looked_up_in_the_term_dictionary(corpus: Path, lexical: TantivyIndex) -> None:
+    view = lexical.view()
+    assert not hasattr(view, "squashed")  # no copy of the corpus to scan
+    # "Human Eval" is written as two words: known as one name, as the snapshot's scan knew it
+    assert unknown(view, "What is HumanEval?") == []
+    assert unknown(view, "What is Quokkatrons?") == []  # a plural of a word it holds
+    assert unknown(view, "What is Quokka?") == []  # the beginning of a word
+    assert unknown(view, "What is Glimmerfax?") == ["Glimmerfax"]
+    assert {"humaneval", "humanevalstove", "quokkatron"} <= name_terms(PAPERS["kettle.md"])
+
+
+def test_a_store_written_before_the_log_is_backfilled_once(
+    tmp_path: Path, index: Index, corpus: Path
+) -> None:
+    assert index.log is not None
+    index.log.collection.delete(ids=[GENESIS_ID])  # as a store older than the log
+    follower = TantivyIndex(index, tmp_path / "lexical", poll_s=0)
+    assert found_docs(follower, "Zembrano river") == {"file:rivers.md"}
+    assert index.log.complete
+    follower.close()
+
+
+def test_the_tantivy_view_agrees_with_the_snapshot(index: Index, lexical: TantivyIndex) -> None:
+    snapshot, view = SnapshotIndex(index).view(), lexical.view()
+    assert sorted(snapshot.ids) == sorted(c.id for c in view.chunks(snapshot.ids).values())
+    assert snapshot.visible() == view.visible()
+    for question in ("citric acid kettle", "river delta tides", "the Human Eval stove"):
+        assert [c.id for c in view.search(question, 10)] == [
+            c.id for c in snapshot.search(question, 10)
+        ]
+    for term in ("kettl", "river", "absent"):
+        assert view.stats.weight(term) == pytest.approx(snapshot.stats.weight(term))
+    assert view.stats.documents == snapshot.stats.documents == 2
+
+
+def test_a_restarted_replica_reopens_its_index_and_catches_up(
+    tmp_path: Path, index: Index, embedder: Embedder, corpus: Path
+) -> None:
+    first = TantivyIndex(index, tmp_path / "lexical", poll_s=0)
+    first.view()
+    first.close()
+    write(corpus, {**PAPERS, "light.md": "# Lighthouse\n\nThe Marlowind lighthouse keeper."})
+    ingestor(index, embedder).ingest(read_source(corpus))
+    again = TantivyIndex(index, tmp_path / "lexical", poll_s=0)
+    assert again.folder == first.folder
+    assert "file:light.md" in found_docs(again, "Marlowind lighthouse")
+    assert again.builds == 0  # caught up from its cursor
+    again.close()
+
+
+def test_the_setting_chooses_the_index(tmp_path: Path, index: Index) -> None:
+    settings = Settings(data_dir=tmp_path, lexical_index="tantivy", lexical_poll_s=5)
+    chosen = build_lexical(settings, index)
+    assert isinstance(chosen, TantivyIndex) and chosen.poll_s == 5
+    assert chosen.folder.is_relative_to(tmp_path / "lexical")
+    chosen.close()
+    snapshot = Settings(data_dir=tmp_path, lexical_index="snapshot")
+    assert isinstance(build_lexical(snapshot, index), SnapshotIndex)
+    unlogged = Index(index.chunks, index.sentences)  # nothing to follow
+    assert isinstance(build_lexical(settings, unlogged), SnapshotIndex)
