@@ -65,7 +65,8 @@ def build_lexical(settings: Settings, index: Index) -> LexicalIndex:
     """The lexical index ``settings.lexical_index`` names, for ``index``."""
     if settings.lexical_index == "tantivy" and index.log is not None:
         return TantivyIndex(index, settings.data_dir / "lexical", settings.lexical_poll_s)
-    return SnapshotIndex(index)  # an index opened without its change log has nothing to follow
+    # an index opened without its change log has nothing to follow
+    return SnapshotIndex(index, settings.lexical_poll_s)
 
 
 @dataclass

@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import bm25s
+from chromadb.api.types import Where
 
-from citeqa.store import Index, get_all, visible_chunks
+from citeqa.store import INGESTED_AT, Index, get_all, visible_chunks
 from citeqa.text import squashed, stemmer, words
 from service.answering.corpus import CorpusStats
 
@@ -165,8 +166,10 @@ class _Snapshot:
 
 class SnapshotIndex:
     """The BM25 snapshot of the whole collection, rebuilt when the collection's record count
-    changes or a search saw it differ, checked at most every ``refresh_s`` seconds. The rebuild
-    reads every chunk and runs in the caller, under a lock: searches wait for it."""
+    changes, when it holds a chunk ingested after the snapshot's newest (a document replaced by
+    a version of as many chunks keeps the count), or a search saw it differ, checked at most
+    every ``refresh_s`` seconds. The rebuild reads every chunk and runs in the caller, under a
+    lock: searches wait for it."""
 
     def __init__(self, index: Index, refresh_s: float = 2.0) -> None:
         self.index = index
@@ -174,6 +177,7 @@ class SnapshotIndex:
         self._snapshot: _Snapshot | None = None
         self._stale = False
         self._count = -1
+        self._written_at = 0.0  # the newest ingested_at the snapshot read
         self._checked_at = 0.0
         self._lock = threading.Lock()
 
@@ -196,11 +200,22 @@ class SnapshotIndex:
                 return self._snapshot
             self._checked_at = now
             count = self.index.chunks.count()
-            if self._snapshot is None or count != self._count or self._stale:
+            if (
+                self._snapshot is None
+                or count != self._count
+                or self._stale
+                or self._written_since()
+            ):
                 self._stale = False
                 self._snapshot = self._load()
                 self._count = count
             return self._snapshot
+
+    def _written_since(self) -> bool:
+        """Whether a chunk newer than the snapshot's newest is in the collection: one record
+        at most, read by a metadata range filter."""
+        where: Where = {INGESTED_AT: {"$gt": self._written_at}}  # type: ignore[dict-item]
+        return bool(self.index.chunks.get(where=where, limit=1, include=[])["ids"])
 
     def _load(self) -> _Snapshot:
         chunks = get_all(self.index.chunks, ["documents", "metadatas"])
@@ -210,4 +225,5 @@ class SnapshotIndex:
             [ids[i] for i in order], [texts[i] for i in order], [dict(metas[i]) for i in order]
         )
         snapshot.known = frozenset(ids)
+        self._written_at = max((float(m.get(INGESTED_AT, 0.0)) for m in metas), default=0.0)
         return snapshot
