@@ -28,6 +28,7 @@ import numpy as np
 from bench.measure import Samples
 from citeqa.embedding import MiniLMOnnxEmbedder
 from service.answering.engine import Engine
+from service.answering.lexical_views import SnapshotIndex
 
 
 @dataclass
@@ -85,7 +86,7 @@ def sentence_query(engine: Engine, label: str, questions: list[str]) -> ABResult
 def position_map(engine: Engine, label: str, questions: list[str]) -> ABResult:
     """Mapping chunk ids to snapshot positions: rebuilt per query (before) vs kept in the
     snapshot (after). This is the whole per-query difference of the change."""
-    lexical = engine.retriever._lexical_index()
+    lexical = SnapshotIndex(engine.retriever.index).view()  # the design the fix was made in
     ids = lexical.ids
     result = ABResult(f"Chunk id -> snapshot position map, {label}", "built per query", "kept")
     result.samples = interleaved(
@@ -150,7 +151,7 @@ def single_text_embedding(embedder: MiniLMOnnxEmbedder, questions: list[str]) ->
 def concurrent_queries(engine: Engine, label: str, questions: list[str]) -> ABResult:
     """The two Chroma queries and BM25 one after the other (as applied) vs in threads."""
     retriever = engine.retriever
-    lexical = retriever._lexical_index()
+    lexical = retriever.lexical.view()
     k = retriever.candidate_k
     vectors = {q: engine.embedder.embed([q])[0] for q in questions}
     result = ABResult(

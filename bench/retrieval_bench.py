@@ -77,13 +77,13 @@ def components(engine: Engine, questions: list[str]) -> dict[str, Samples]:
     retriever = engine.retriever
     k = retriever.candidate_k
     try:
-        lexical = retriever._lexical_index()
+        lexical = retriever.lexical.view()
         vectors = {q: engine.embedder.embed([q])[0] for q in questions}
         steps: dict[str, Callable[[str], object]] = {
             "query embedding": lambda q: engine.embedder.embed([q]),
             "dense over chunks (Chroma)": lambda q: retriever._dense_chunks(vectors[q], k),
             "dense over sentences (Chroma)": lambda q: retriever._dense_sentences(vectors[q], k),
-            "BM25 (bm25s)": lambda q: lexical.search(q, k),
+            "BM25 (lexical index)": lambda q: lexical.search(q, k),
         }
         return {name: latencies_ms(step, questions) for name, step in steps.items()}
     except AttributeError:

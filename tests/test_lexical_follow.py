@@ -24,8 +24,9 @@ from ingest.chunker import SentenceChunker
 from ingest.pipeline import Ingestor
 from ingest.readers import read_source
 from service.answering.lexical import TantivyIndex, build_lexical, name_terms
+from service.answering.lexical_views import LexicalView, SnapshotIndex
 from service.answering.question import Question
-from service.answering.retrieval import LexicalView, SnapshotIndex, unknown_names
+from service.answering.retrieval import HybridRetriever, unknown_names
 
 POLL_S = 0.3
 BOUND_S = POLL_S + 10.0  # poll, then read, index and commit on a loaded 2-core machine
@@ -236,6 +237,29 @@ def test_a_search_does_not_wait_for_an_update(
         update.join()
     assert "file:light.md" in found_docs(follower, "Marlowind lighthouse keeper")
     follower.close()
+
+
+def test_a_document_whose_log_record_was_lost_is_read_again_once_a_search_meets_it(
+    index: Index, embedder: Embedder, corpus: Path, lexical: TantivyIndex
+) -> None:
+    """A writer that died after writing a new document and before logging it: its next run
+    finds the document whole and logs nothing. The dense search meets the chunks the view
+    lacks, and the follower reads that document again."""
+    retriever = HybridRetriever(index, embedder, lexical=lexical)
+    assert lexical.view().stats.documents == 2
+    write(corpus, {**PAPERS, "light.md": "# Lighthouse\n\nThe Marlowind lighthouse keeper."})
+    unlogged = Index(index.chunks, index.sentences)  # writes, logs nothing
+    ingestor(unlogged, embedder).ingest(read_source(corpus))
+    time.sleep(3 * POLL_S)
+    assert "file:light.md" not in found_docs(lexical, "Marlowind lighthouse keeper")
+    question = Question.parse("Who keeps the Marlowind lighthouse?")
+
+    def healed() -> bool:
+        retriever.retrieve_hits(question, 5)
+        return "file:light.md" in found_docs(lexical, "Marlowind lighthouse keeper")
+
+    wait_for(healed)
+    assert lexical.builds == 1
 
 
 def test_names_are_looked_up_in_the_term_dictionary(corpus: Path, lexical: TantivyIndex) -> None:
