@@ -28,12 +28,13 @@ from bench import (
     ingest_bench,
     profiling,
     retrieval_bench,
+    scale,
     service_bench,
     synthetic,
 )
 from bench.load import REPO_ROOT
 from bench.measure import load_average, machine, versions
-from bench.report import BenchRun, Profile, evaluate_targets, explain, render
+from bench.report import BenchRun, Profile, evaluate_targets, explain, render, replace_section
 from citeqa.config import Settings
 from citeqa.embedding import MiniLMOnnxEmbedder
 from evals.dataset import load_dataset
@@ -82,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     for noisy in ("bm25s", "chromadb", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    if args.scale:
+        return _scale(args)
     plan = QUICK if args.quick else FULL
     if args.no_profile or args.profile:
         plan = dataclasses.replace(plan, profiles=bool(args.profile))
@@ -97,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     report = render(run)
     log.info("embedder over HTTP, by concurrency")
     embedding = embedder_concurrency.section(embedder_concurrency.run(quick=args.quick))
-    report = embedder_concurrency.replace_section(report, embedding)
+    report = replace_section(report, embedder_concurrency.HEADING, embedding)
     if args.no_write:
         print(report)
     else:
@@ -122,7 +125,41 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--output", type=Path, default=OUTPUT, help="report path (default BENCHMARKS.md)"
     )
+    scale = parser.add_argument_group("scale (issue 19): only this section runs")
+    scale.add_argument("--scale", type=int, default=0, help="chunks in the store, e.g. 1000000")
+    scale.add_argument("--replicas", type=int, default=2, help="citeqa serve processes")
+    scale.add_argument("--ingest", type=int, default=10_000, help="chunks ingested while serving")
+    scale.add_argument(
+        "--visible", type=int, default=1_000, help="chunks whose visibility is timed"
+    )
+    scale.add_argument(
+        "--poll-s", type=float, default=2.0, help="CITEQA_LEXICAL_POLL_S of replicas"
+    )
+    scale.add_argument(
+        "--env", action="append", default=[], help="KEY=VALUE for the replicas (repeatable)"
+    )
     return parser
+
+
+def _scale(args: argparse.Namespace) -> int:
+    env = dict(item.split("=", 1) for item in args.env)
+    run = scale.run(
+        args.scale,
+        args.replicas,
+        args.ingest,
+        args.visible,
+        args.poll_s,
+        env,
+        questions=10 if args.quick else None,
+    )
+    old = args.output.read_text(encoding="utf-8") if args.output.exists() else "# Benchmarks\n"
+    text = scale.section(run, old)
+    if args.no_write:
+        print(text)
+    else:
+        args.output.write_text(replace_section(old, scale.HEADING, text), encoding="utf-8")
+        log.info("wrote %s", args.output)
+    return 0
 
 
 def run_all(plan: Plan, workdir: Path, quick: bool) -> BenchRun:

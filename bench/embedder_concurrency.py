@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
 
+from bench import report
 from bench.load import REPO_ROOT
 from bench.measure import Samples, load_average, machine
 from citeqa.config import Settings
@@ -164,12 +165,7 @@ concurrency worth setting.
 
 def replace_section(document: str, new: str) -> str:
     """``document`` with this bench's section replaced by ``new`` (appended when absent)."""
-    start = document.find(HEADING)
-    if start < 0:
-        return document.rstrip("\n") + "\n\n" + new
-    end = document.find("\n## ", start + len(HEADING))
-    rest = document[end + 1 :] if end >= 0 else ""
-    return document[:start] + new + ("\n" + rest if rest else "")
+    return report.replace_section(document, HEADING, new)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -724,3 +724,14 @@ def _load_caveat(run: BenchRun) -> str:
             "uncontended cost."
         )
     return ""
+
+
+def replace_section(document: str, heading: str, new: str) -> str:
+    """``document`` with the section under ``heading`` replaced by ``new`` (appended when
+    absent); the section runs to the next ``## `` heading."""
+    start = document.find(heading)
+    if start < 0:
+        return document.rstrip("\n") + "\n\n" + new
+    end = document.find("\n## ", start + len(heading))
+    rest = document[end + 1 :] if end >= 0 else ""
+    return document[:start] + new + ("\n" + rest if rest else "")

@@ -23,7 +23,7 @@ import json
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,11 +36,11 @@ from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
-from citeqa.store import Index, batches, connect, open_index
+from citeqa.store import DOC_CHUNKS, INGESTED_AT, Index, batches, connect, open_index
 from ingest.chunker import chunk_id, doc_hash
 from ingest.readers import make_document
 
-VERSION = 1  # bump when the generator changes: cached stores are rebuilt
+VERSION = 2  # bump when the generator changes: cached stores are rebuilt
 SOURCE = "synthetic:bench"
 BLOCK_CHUNKS = 2000  # chunks generated and written at a time
 COMPLETE = "complete.json"
@@ -164,8 +164,16 @@ def store_hnsw(embedder: Embedder) -> dict[str, Any]:
 
 
 def write_store(
-    index: Index, max_batch: int, n_chunks: int, corpus: CorpusVectors, seed: int
+    index: Index,
+    max_batch: int,
+    n_chunks: int,
+    corpus: CorpusVectors,
+    seed: int,
+    sentence_chunks: int | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> None:
+    """The real corpus, then synthetic chunks up to ``n_chunks``; only the first
+    ``sentence_chunks`` synthetic chunks (None: all) get their sentence records."""
     if n_chunks < len(corpus.chunks.ids):
         raise ValueError(
             f"{n_chunks} chunks is fewer than the real corpus' {len(corpus.chunks.ids)}"
@@ -173,12 +181,16 @@ def write_store(
     _add(index.sentences, corpus.sentences, max_batch)
     _add(index.chunks, corpus.chunks, max_batch)
     generator = SyntheticChunks(corpus, seed)
-    remaining = n_chunks - len(corpus.chunks.ids)
-    while remaining > 0:
-        chunks, sentences = generator.block(min(BLOCK_CHUNKS, remaining))
-        _add(index.sentences, sentences, max_batch)  # sentences first, as the pipeline
+    written = len(corpus.chunks.ids)
+    with_sentences = n_chunks if sentence_chunks is None else written + sentence_chunks
+    while written < n_chunks:
+        chunks, sentences = generator.block(min(BLOCK_CHUNKS, n_chunks - written))
+        if written < with_sentences:
+            _add(index.sentences, sentences, max_batch)  # sentences first, as the pipeline
         _add(index.chunks, chunks, max_batch)
-        remaining -= len(chunks.ids)
+        written += len(chunks.ids)
+        if progress is not None:
+            progress(written)
 
 
 def _add(collection: Any, records: Records, max_batch: int) -> None:
@@ -200,6 +212,7 @@ class SyntheticChunks:
         self.titles = sorted({str(m["title"]) for m in corpus.chunks.metadatas})
         self.shapes = [len(json.loads(str(m["sentences"]))) for m in corpus.chunks.metadatas]
         self.next_doc = 0
+        self.ingested_at = 1.0  # fixed: a cached store is the same whenever it was built
 
     def block(self, n_chunks: int) -> tuple[Records, Records]:
         chunks = Records([], [], [], np.zeros((0, 0)))
@@ -255,6 +268,8 @@ class SyntheticChunks:
                     "start": start,
                     "prefix_len": len(title) + 1,
                     "sentences": json.dumps(spans),
+                    DOC_CHUNKS: n_chunks,
+                    INGESTED_AT: self.ingested_at,
                 },
                 relationships={NodeRelationship.SOURCE: document.as_related_node_info()},
             )

@@ -116,8 +116,10 @@ class Settings(BaseSettings):
     lexical_poll_s: float = Field(
         2.0,
         gt=0,
-        description="How often a `tantivy` lexical index polls the change log (seconds): "
-        "changes made through another process are searchable within about this.",
+        description="How often (seconds) an API process looks for changes made through another "
+        "process (a replica, `citeqa ingest`, `citeqa documents delete`): `tantivy` polls the "
+        "change log, `snapshot` checks the collection. With the time to apply a change, the "
+        "bound on how long replicas disagree; a process sees its own uploads and deletes at once.",
     )
 
     # Answering

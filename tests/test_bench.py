@@ -3,13 +3,16 @@ and prints a report with every section, without touching BENCHMARKS.md."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from bench import scale
 from bench.report import SECTIONS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,5 +41,41 @@ def test_quick_bench_prints_every_section_and_writes_nothing() -> None:
         "| Texts embedded by the re-ingest | 0 |" in report
     )  # the unchanged re-ingest embedded nothing
     assert "| Errors | 0 |" in report
+    after = benchmarks.read_bytes() if benchmarks.exists() else None
+    assert after == before
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+@pytest.mark.timeout(1800)
+def test_scale_section_runs_tiny_and_writes_nothing() -> None:
+    """`python -m bench --scale N` at a tiny N: a store of 1,000 chunks, two replicas, small
+    ingests through the pipeline; every figure of the section is measured."""
+    benchmarks = REPO / "BENCHMARKS.md"
+    before = benchmarks.read_bytes() if benchmarks.exists() else None
+    command = [sys.executable, "-m", "bench", "--scale", "1000", "--ingest", "60"]
+    command += ["--visible", "20", "--poll-s", "1", "--quick", "--no-write"]
+    bench = subprocess.Popen(
+        command,
+        cwd=REPO,
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # its servers go with it, whatever happens here
+    )
+    try:
+        report, errors = bench.communicate(timeout=1500)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(bench.pid, signal.SIGKILL)
+    assert bench.returncode == 0, errors[-3000:]
+    assert report.startswith(scale.HEADING), report[:500]
+    assert "| Chunks / sentence records in the store | 1,000 / " in report
+    for row in ("Search p50, idle", "Search p99 while an ingest of", "cold build"):
+        assert row in report
+    visible = next(line for line in report.splitlines() if "end of writes to visible, per" in line)
+    assert "gave up" not in visible and "n/a" not in visible, visible
+    assert "n/a" not in report.split("| Bundled corpus", 1)[1].splitlines()[0]
     after = benchmarks.read_bytes() if benchmarks.exists() else None
     assert after == before
