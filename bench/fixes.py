@@ -28,7 +28,7 @@ import numpy as np
 from bench.measure import Samples
 from citeqa.embedding import MiniLMOnnxEmbedder
 from service.answering.engine import Engine
-from service.answering.retrieval import SnapshotIndex
+from service.answering.lexical_views import SnapshotIndex
 
 
 @dataclass

@@ -1,8 +1,10 @@
 """Sentence-preserving chunker, as a llama-index ``NodeParser``.
 
 Each chunk holds whole sentences of one document (a sentence longer than the budget becomes a
-chunk of its own), starts with the document title so that every chunk says what it is about,
-and records the character offsets of its sentences in the document so answers can quote exact
+chunk of its own), starts with the document title and, when the document has headings, the
+section trail it is in, so that every chunk says what it is about even far from its heading
+(the embedding and BM25 both see them; quotes come from the body after that prefix), and
+records the character offsets of its sentences in the document so answers can quote exact
 spans. Chunk ids are deterministic: document id, position and a hash of the content.
 
 Given the document's :class:`~citeqa.layout.Layout`, a chunk never spans two sections, and it
@@ -29,19 +31,24 @@ from citeqa.text import sentence_spans
 Span = tuple[int, int]
 # Bump when the chunks of the same text change (packing, ids, metadata, sentence splitting):
 # a file the store holds is re-chunked only when this, its bytes or the budget change.
-CHUNKER_VERSION = 1
+# 2: the section trail joins the title in a chunk's prefix.
+CHUNKER_VERSION = 2
 
 
 def chunk_id(doc_id: str, index: int, text: str) -> str:
     return f"{doc_id}#{index}-{hashlib.sha1(text.encode()).hexdigest()[:12]}"
 
 
-def doc_hash(title: str, text: str, layout: Layout | None = None) -> str:
+def doc_hash(title: str, text: str, layout: Layout | None = None, chunking: str = "") -> str:
     """The version of a document: its title, text and layout (when it has pages or sections:
-    a text file without headings keeps the version it had before layouts existed)."""
+    a text file without headings keeps the version it had before layouts existed), and the
+    ``chunking`` that cut it (:attr:`SentenceChunker.chunking`): chunks another chunker or
+    budget made belong to another version, even where a chunk keeps its id (same place, same
+    text), so that a version is never a mix of the two."""
     parts = [layout.pages, layout.sections, layout.labels] if layout else []
     where = f"\n{json.dumps(parts)}" if any(parts) else ""
-    return hashlib.sha1(f"{title}\n{text}{where}".encode()).hexdigest()[:16]
+    made = f"\n{chunking}" if chunking else ""
+    return hashlib.sha1(f"{title}\n{text}{where}{made}".encode()).hexdigest()[:16]
 
 
 class SentenceChunker(NodeParser):
@@ -49,6 +56,11 @@ class SentenceChunker(NodeParser):
 
     max_tokens: int = Field(200, description="Budget of word pieces per chunk.")
     count_tokens: Callable[[str], int] = Field(exclude=True, description="Token counter.")
+
+    @property
+    def chunking(self) -> str:
+        """What decides the chunks of a text: the chunker's version and its budget."""
+        return f"c{CHUNKER_VERSION}/t{self.max_tokens}"
 
     def _parse_nodes(
         self, nodes: Sequence[BaseNode], show_progress: bool = False, **kwargs: Any
@@ -63,12 +75,21 @@ class SentenceChunker(NodeParser):
         title = str(document.metadata["title"])
         spans = sentence_spans(text) or [(0, len(text))]
         budget = max(16, self.max_tokens - self.count_tokens(title))
-        groups = [g for part in _by_section(spans, layout) for g in self._pack(text, part, budget)]
-        digest = doc_hash(title, text, layout)
+        groups = [
+            group
+            for part in _by_section(spans, layout)
+            for group in self._pack(text, part, self._section_budget(budget, part, layout))
+        ]
+        digest = doc_hash(title, text, layout, self.chunking)
         return [
             self._node(document, title, text, group, index, digest, layout)
             for index, group in enumerate(groups)
         ]
+
+    def _section_budget(self, budget: int, spans: list[Span], layout: Layout | None) -> int:
+        """The budget of a run of one section: what its section trail leaves."""
+        section = layout.section_at(spans[0][0]) if layout else ""
+        return max(16, budget - self.count_tokens(section)) if section else budget
 
     def _pack(self, text: str, spans: list[Span], budget: int) -> list[list[Span]]:
         """Greedy packing towards an even size, so a document splits into balanced chunks."""
@@ -96,7 +117,8 @@ class SentenceChunker(NodeParser):
         layout: Layout | None,
     ) -> TextNode:
         start, end = group[0][0], group[-1][1]
-        prefix = f"{title}\n"
+        section = layout.section_at(start) if layout else ""
+        prefix = f"{title}\n{section}\n" if section else f"{title}\n"
         content = prefix + text[start:end]
         metadata = {
             "doc_id": document.metadata["doc_id"],

@@ -45,7 +45,7 @@ from llama_index.core.vector_stores.utils import node_to_metadata_dict
 
 from citeqa.embedding import Embedder
 from citeqa.store import DOC_CHUNKS, INGESTED_AT, Index, batches, get_all
-from ingest.chunker import CHUNKER_VERSION, SentenceChunker
+from ingest.chunker import SentenceChunker
 from ingest.formats import FILE_DIGEST, Limits
 from ingest.overlap import Batch, embed_and_write
 from ingest.progress import Reporter, stage_meter
@@ -153,7 +153,7 @@ class Ingestor:
 
     @property
     def chunked_with(self) -> str:
-        return f"c{CHUNKER_VERSION}/t{self.chunker.max_tokens}"
+        return self.chunker.chunking
 
     def stored(self, source: str) -> Stored:
         """What the store holds of ``source``; :meth:`Stored.whole_files` of it tells the

@@ -9,7 +9,7 @@ Each size runs in a fresh interpreter. The chunks are made from the bundled corp
 synthetic stores: every abstract is cut into sentences; a synthetic chunk is a random real
 title followed by 3 to 5 (mean 4, as real chunks hold about 4.1) sentences drawn at random from
 all real sentences, seeded; two chunks per synthetic document, metadata shaped as the ingest
-pipeline writes it. The build measured is service.answering.retrieval's own ``_Snapshot`` (the
+pipeline writes it. The build measured is service.answering.lexical_views' own ``_Snapshot`` (the
 bm25s snapshot), in memory: the Chroma read before it (paging by offset) is not included.
 Prints one JSON line per size.
 """
@@ -81,8 +81,9 @@ def synthetic(size: int) -> tuple[list[str], list[str], list[dict[str, Any]]]:
 
 
 def measure(size: int) -> dict[str, Any]:
+    from service.answering.lexical_views import _Snapshot
     from service.answering.question import Question
-    from service.answering.retrieval import _Snapshot, naming, unknown_names
+    from service.answering.retrieval import naming, unknown_names
 
     base = rss_mb()
     ids, texts, metas = synthetic(size)

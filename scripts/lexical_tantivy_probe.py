@@ -36,7 +36,7 @@ def tokens(texts: list[str]) -> list[list[str]]:
     import bm25s
 
     from citeqa.text import stemmer
-    from service.answering.retrieval import with_compounds
+    from service.answering.lexical_views import with_compounds
 
     return bm25s.tokenize(  # type: ignore[no-any-return]
         [with_compounds(t) for t in texts],
@@ -67,7 +67,7 @@ def measure(size: int) -> dict[str, Any]:
     from lexical_rebuild import rss_mb, synthetic
 
     from evals.dataset import load_dataset
-    from service.answering.retrieval import with_compounds
+    from service.answering.lexical_views import with_compounds
 
     ids, texts, _ = synthetic(size + 1000)
     rust = analyzer()

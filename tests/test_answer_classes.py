@@ -8,7 +8,11 @@ import pytest
 
 from service.answering.answer import Answer
 from service.answering.engine import Engine
-from service.answering.evidence import _defines
+from service.answering.evidence import Candidate, Evidence, _defines
+from service.answering.extractive import select_sentences
+from service.answering.features import NameMatch
+from service.answering.question import Question
+from service.answering.retrieval import Hit
 
 
 def _quotes_by_document(answer: Answer) -> dict[str, list[str]]:
@@ -60,3 +64,76 @@ def test_an_overview_question_lists_several_documents(engine: Engine) -> None:
     quotes = _quotes_by_document(answer)
     assert len(quotes) >= 3
     assert sum(len(q) for q in quotes.values()) <= len(quotes) + 1, quotes
+
+
+def _hit(doc_id: str, title: str, ranks: dict[str, int]) -> Hit:
+    return Hit(
+        chunk_id=f"{doc_id}#0",
+        doc_id=doc_id,
+        title=title,
+        text=title,
+        score=1.0,
+        url="",
+        metadata={},
+        ranks=ranks,
+    )
+
+
+def _sentence(hit_index: int, text: str, score: float) -> Candidate:
+    return Candidate(
+        hit_index=hit_index,
+        position=0,
+        text=text,
+        start=0,
+        end=len(text),
+        similarity=0.5,
+        coverage=0.5,
+        detail=0.5,
+        has_number=False,
+        score=score,
+    )
+
+
+def test_the_document_both_dense_rankings_put_first_is_quoted_too() -> None:
+    """A paraphrase shares words with another paper's sentence (it scores best), but the
+    chunk and the sentence embeddings both rank the other paper first: the answer shows both."""
+    hits = [
+        _hit("lexical", "Words Alike", {"lexical": 1, "dense": 4}),
+        _hit("dense", "Meaning Alike", {"dense": 1, "sentence": 1, "lexical": 9}),
+    ]
+    lexical = _sentence(0, "Skipping layers at random in training words alike.", 2.0)
+    dense = _sentence(1, "Dropping whole residual blocks during training helps.", 1.2)
+    evidence = Evidence(
+        question=Question.parse("How can randomly leaving out layers while training help?"),
+        hits=hits,
+        candidates=[lexical, dense],
+    )
+    assert select_sentences(evidence) == [lexical, dense]
+    # no second paper when the dense rankings disagree with each other
+    hits[1].ranks = {"dense": 1, "sentence": 3}
+    hits[0].ranks = {"sentence": 1}
+    assert select_sentences(evidence) == [lexical]
+
+
+def test_a_comparison_quotes_the_paper_of_each_named_thing() -> None:
+    """Alpha-7B's paper names BetaBench too and scores best, but BetaBench's own paper is the
+    one about it: the answer quotes it as well, however low its sentence scores."""
+    hits = [
+        _hit("alpha", "Alpha-7B: A Video Model", {"dense": 1}),
+        _hit("beta", "BetaBench: A Long Video Benchmark", {"sentence": 1}),
+    ]
+    alpha = _sentence(0, "Alpha-7B reaches 70.9 on BetaBench.", 2.0)
+    beta = _sentence(1, "BetaBench evaluates twenty models on long videos.", 0.5)
+    question = Question.parse(
+        "What does Alpha-7B score on BetaBench, and how many models did BetaBench test?"
+    )
+    names = NameMatch(
+        asked=list(question.names),
+        weight={"Alpha-7B": 5.0, "BetaBench": 4.0},
+        by_doc={"alpha": {"Alpha-7B", "BetaBench"}, "beta": {"BetaBench"}},
+        rare={"Alpha-7B", "BetaBench"},
+        distinctive_names={"Alpha-7B", "BetaBench"},
+    )
+    evidence = Evidence(question=question, hits=hits, candidates=[alpha, beta], names=names)
+    assert question.names == ("Alpha-7B", "BetaBench")
+    assert select_sentences(evidence) == [alpha, beta]

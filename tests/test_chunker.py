@@ -56,3 +56,22 @@ def test_only_a_layout_with_pages_or_sections_changes_the_document_version() -> 
     assert doc_hash("Title", "Body.") == doc_hash("Title", "Body.", Layout())
     assert doc_hash("Title", "Body.") != doc_hash("Title", "Body.", Layout(sections=[(0, "A")]))
     assert doc_hash("T", "B", Layout(pages=[(0, 1)])) != doc_hash("T", "B", Layout(pages=[(0, 2)]))
+
+
+def test_a_chunk_far_from_its_heading_still_says_its_section(embedder: Embedder) -> None:
+    """The section trail joins the title in the prefix that is embedded and indexed, so a
+    chunk deep inside "Appendix: Convergence criteria" is found by what its heading says;
+    the body after the prefix is still the exact text of the document."""
+    heading = "Appendix: Convergence criteria"
+    filler = " ".join(f"Sentence number {i} says something about the model." for i in range(60))
+    text = f"{heading}\n\n{filler}"
+    layout = Layout(sections=[(0, heading)])
+    doc = make_document("d1", "Title", text, "test")
+    nodes = _chunker(embedder, max_tokens=80).chunk_document(doc, layout)
+    assert len(nodes) > 2
+    for node in nodes:
+        content = node.get_content()
+        assert content.startswith(f"Title\n{heading}\n")
+        spans = json.loads(node.metadata["sentences"])
+        assert content[node.metadata["prefix_len"] :] == text[spans[0][0] : spans[-1][1]]
+        assert embedder.count_tokens(content) <= 80 * 1.2

@@ -107,6 +107,30 @@ def test_pdf_tex_ligatures_without_unicode_map_are_spelled_out() -> None:
     assert not any(0xFB00 <= ord(ch) <= 0xFB06 for ch in extracted.text)
 
 
+def test_pdf_table_of_contents_is_dropped_and_the_text_it_lists_kept() -> None:
+    """glmnet-relax.pdf opens with "Contents" and six entries ("Introduction . . . . 1"): they
+    repeat the headings and would match a question about any section, so they go; the
+    headings themselves and the sections' text stay."""
+    extracted = read_pdf((DATA / "glmnet-relax.pdf").read_bytes())
+    text, layout = extracted.text, extracted.layout
+    assert not re.search(r"(\. ){4,}", text)
+    assert "Contents" not in text
+    assert [s for _, s in layout.sections][:2] == ["Introduction", "Simple relaxed fitting"]
+    start = text.index("In this vignette, we describe how the glmnet package")
+    assert layout.page_at(start) == 1
+    assert layout.section_at(start) == "Introduction"
+
+
+def test_pdf_leader_dots_without_words_are_no_table_of_contents() -> None:
+    """A printed sparse matrix row ("[6,] . . . . . 1") ends like an entry but names nothing."""
+    lines = [
+        pdf_format.Line(1, text, 0.0, 700.0 - 12 * i, 10.0, False)
+        for i, text in enumerate(["[6,] . . . . . 1", "Priors . . . . . . 7", "Body text."])
+    ]
+    pdf_format._mark_contents(lines)
+    assert [line.furniture for line in lines] == [False, True, False]
+
+
 def test_html_keeps_code_drops_scripts_styles_images_and_the_table_of_contents() -> None:
     data = (DATA / "rstan-stanfit-objects.html").read_bytes()
     extracted = read_html(data)

@@ -18,7 +18,7 @@ import ingest.run
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.errors import EmbeddingMismatchError
-from citeqa.store import batches, connect, get_all, open_index
+from citeqa.store import batches, connect, get_all, open_index, visible_chunks
 from ingest.chunker import SentenceChunker
 from ingest.pipeline import FILE_DIGEST, Ingestor
 from ingest.readers import read_folder
@@ -189,6 +189,25 @@ def test_a_new_chunk_budget_chunks_unchanged_files_again(
     summary = wider.ingest_path(root)
     assert len(extractions) == 2 and summary.updated == 1  # notes.md: one chunk either way
     assert _stored_ids(wider) == _expected_ids(wider, root)
+
+
+def test_a_chunk_that_keeps_its_id_under_a_new_budget_joins_the_new_version(
+    tmp_path: Path, fresh_settings: Settings, embedder: Embedder
+) -> None:
+    """A short first section is the same chunk (same place, same text, same id) under either
+    budget while the long second section splits otherwise: after the re-ingest that chunk
+    must belong to the new version, or the document is a mix of two versions that readers
+    never show."""
+    root = tmp_path / "docs"
+    root.mkdir()
+    long = " ".join(s.format(n=n) for n, s in enumerate(SENTENCES * 4))
+    (root / "doc.md").write_text(f"# Scope\n\nA short opening.\n\n# Body\n\n{long}\n")
+    _ingestor(fresh_settings, embedder, max_tokens=60).ingest_path(root)
+    wider = _ingestor(fresh_settings, embedder, max_tokens=120)
+    wider.ingest_path(root)
+    assert _stored_ids(wider) == _expected_ids(wider, root)
+    stored = wider.index.chunks.get(include=["metadatas"])
+    assert len(visible_chunks(stored["metadatas"] or [])) == len(stored["ids"])
 
 
 def test_changed_and_removed_documents_are_replaced_and_deleted(

@@ -24,13 +24,9 @@ from ingest.chunker import SentenceChunker
 from ingest.pipeline import Ingestor
 from ingest.readers import read_source
 from service.answering.lexical import TantivyIndex, build_lexical, name_terms
+from service.answering.lexical_views import LexicalView, SnapshotIndex
 from service.answering.question import Question
-from service.answering.retrieval import (
-    HybridRetriever,
-    LexicalView,
-    SnapshotIndex,
-    unknown_names,
-)
+from service.answering.retrieval import HybridRetriever, unknown_names
 
 POLL_S = 0.3
 BOUND_S = POLL_S + 10.0  # poll, then read, index and commit on a loaded 2-core machine

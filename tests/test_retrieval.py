@@ -14,8 +14,9 @@ import pytest
 
 from citeqa.embedding import Embedder
 from service.answering.engine import Engine
+from service.answering.lexical_views import SnapshotIndex
 from service.answering.question import Question
-from service.answering.retrieval import HybridRetriever, SnapshotIndex
+from service.answering.retrieval import HybridRetriever
 
 QUESTIONS = [
     "How many tokens was DeepSeek-V3 pre-trained on?",
@@ -52,7 +53,7 @@ def test_each_hit_carries_the_cosine_of_its_chunk_and_the_question(
 _NO_AVX512 = "X86_V4 AVX512_ICL AVX512_SPR"
 _LEXICAL_ORDER = """
 import json, sys
-from service.answering.retrieval import _Snapshot
+from service.answering.lexical_views import _Snapshot
 ids, texts, questions = json.load(open(sys.argv[1]))
 index = _Snapshot(ids, texts, [{} for _ in ids])
 print(json.dumps([[c.id for c in index.search(q, 30)] for q in questions]))

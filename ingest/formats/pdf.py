@@ -8,6 +8,10 @@ ligatures. On top of that this reader, per document:
 * drops *page furniture*: lines among the two top-most or bottom-most of a page whose text,
   digits masked, recurs on many pages (running headers and footers), and bare page numbers
   there;
+* drops the entries of a table of contents (a line that ends in dot leaders and a page
+  number, "3.2 Priors . . . . . 7", and under a "Contents" heading every line up to the first
+  that does not end in a page number) and that heading: the headings they
+  repeat are not text of the page, and they would match a question about any section;
 * rebuilds paragraphs from line geometry: a new paragraph where the vertical gap to the previous
   line is clearly larger than the line pitch, the font size changes, the text moves up (a
   footnote, a new column) or a heading starts; a paragraph that runs over a page break goes on
@@ -59,6 +63,9 @@ _LIGATURE_CODE = re.compile(
     r"(?<=[A-Za-z])[\x0b\x0c\x0e\x0f\x1b-\x1f]|[\x0b\x0c\x0e\x0f\x1b-\x1f](?=[a-z])"
 )
 _TOC_HEADING = re.compile(r"^(table of )?contents$", re.IGNORECASE)
+# "3.2 Priors . . . . . 7": words, dot leaders, a page number
+_TOC_ENTRY = re.compile(r"[A-Za-z]{2}.*?(?:\.\s?){4,}\s*\d{1,4}$")
+_ENDS_IN_PAGE = re.compile(r"\D\s\d{1,4}$")  # "2 Survival curves 9"
 _PDFIUM = threading.Lock()  # PDFium is not thread-safe: one document at a time per process
 
 
@@ -112,8 +119,9 @@ def read_pdf(data: bytes, seconds: float = PDF_SECONDS) -> Extracted:
     _mark_furniture(pages)
     body = [line for line in lines if not line.furniture]
     title = _mark_title(body)
-    _mark_headings(body)
-    builder = _assemble(body)
+    _mark_headings(body)  # a table of contents still ends the title page's front matter
+    _mark_contents(body)
+    builder = _assemble([line for line in body if not line.furniture])
     builder.layout.labels = labels
     clean_meta = " ".join(meta_title.split())
     if len(clean_meta) >= 4 and not _MEANINGLESS_TITLE.match(clean_meta):
@@ -212,6 +220,33 @@ def _mark_furniture(pages: list[list[Line]]) -> None:
             key = _furniture_key(line.text)
             if counts[key] >= needed or _BARE_NUMBER.match(key.replace(" ", "")):
                 line.furniture = True
+
+
+def _mark_contents(lines: list[Line]) -> None:
+    """The entries of a table of contents (dot leaders and a page number anywhere; under a
+    "Contents" heading, the lines in the type of its first entry up to the first that neither
+    ends in a page number nor wraps onto one that does), and that heading when entries follow
+    it."""
+    heading: Line | None = None
+    size = 0.0  # of the first entry under the heading
+    for i, line in enumerate(lines):
+        entry = _TOC_ENTRY.search(line.text)
+        if (
+            heading is not None
+            and (not size or abs(line.size - size) <= 1)
+            and any(_lists_a_page(n.text) for n in lines[i : i + 2])
+        ):
+            heading.furniture = line.furniture = True
+            size = size or line.size
+            continue
+        heading = line if _TOC_HEADING.match(line.text) else None
+        size = 0.0
+        if entry:
+            line.furniture = True
+
+
+def _lists_a_page(text: str) -> bool:
+    return bool(_TOC_ENTRY.search(text) or _ENDS_IN_PAGE.search(text))
 
 
 def _body_size(lines: list[Line]) -> float:

@@ -21,6 +21,7 @@ from service.answering.citations import claim_with_markers
 from service.answering.evidence import Candidate, Evidence
 from service.answering.features import NUMBER_WINDOW, number_windows, stated_values
 from service.answering.question import Question
+from service.answering.refusal import KIND_OF_THING
 
 MAX_SENTENCES = 5
 SAME_CHUNK_RATIO = 0.85  # a second sentence of the best chunk scoring this close is kept
@@ -230,16 +231,74 @@ def select_sentences(evidence: Evidence) -> list[Candidate]:
     best = evidence.best()
     if best is None:
         return []
+    several = bool(evidence.names.split()) or is_multi_part(
+        evidence.question, list({h.title for h in evidence.hits})
+    )
     if evidence.question.lists_documents:
         chosen = one_per_document(evidence, best)
         limit = len(chosen) + 1
     else:
-        chosen, limit = _for_the_question(evidence, best), MAX_SENTENCES
+        chosen, limit = _for_the_question(evidence, best, several), MAX_SENTENCES
     _cover_the_rest(evidence, chosen, best, limit)
+    if several:
+        chosen.extend(_each_named(evidence, chosen))
+    dense = _dense_choice(evidence, chosen)
+    if dense is not None:
+        chosen.append(dense)
     return sorted(chosen, key=lambda c: (c.hit_index, c.position))
 
 
-def _for_the_question(evidence: Evidence, best: Candidate) -> list[Candidate]:
+def _each_named(evidence: Evidence, chosen: list[Candidate]) -> list[Candidate]:
+    """For a question about several things ("compare A, B and C"): for each distinctive
+    coined name ("MLVU", "Apollo-7B"; not "Depth", which any paper may bear, nor a kind of
+    thing like "LVLMs"), the best sentence of a retrieved document whose title names it (else
+    the best sentence that names it) when no chosen sentence is one of those. Each named
+    thing is quoted from its own paper, not one of them thrice."""
+    names = [
+        n
+        for n in evidence.names.distinctive()
+        if _ENTITY.fullmatch(n) and not KIND_OF_THING.fullmatch(n)
+    ]
+    if len(names) < 2:
+        return []
+    stats, hits = evidence.stats, evidence.hits
+    added: list[Candidate] = []
+    ranked = sorted(evidence.candidates, key=lambda c: -c.score)
+    for name in names:
+        titled = [c for c in ranked if stats.mentions(_own_name(hits[c.hit_index].title), name)]
+        naming = [c for c in ranked if stats.mentions(c.text.lower(), name)]
+        wanted = titled or naming  # the paper about it, else any sentence that names it
+        if wanted and not any(c in wanted for c in chosen + added):
+            added.append(wanted[0])
+    return added
+
+
+def _own_name(title: str) -> str:
+    """The part of a title that names the paper's own subject: before its colon ("MLVU" of
+    "MLVU: A Comprehensive Benchmark ..."), else the whole title; lower case."""
+    return title.split(":", 1)[0].lower()
+
+
+def _dense_choice(evidence: Evidence, chosen: list[Candidate]) -> Candidate | None:
+    """The best sentence of the document both dense rankings (chunks and sentences) put
+    first, when no chosen sentence is from it: the lexical features of the sentence score
+    may prefer another document (a heavily paraphrased question shares few words with the
+    right one), and the answer shows both instead of silently keeping the lexical choice.
+    None when the question names something that document does not mention."""
+    dense_first = {h.doc_id for h in evidence.hits if h.ranks.get("dense") == 1}
+    sentence_first = {h.doc_id for h in evidence.hits if h.ranks.get("sentence") == 1}
+    if len(dense_first) != 1 or dense_first != sentence_first:
+        return None
+    (doc,) = dense_first
+    if doc in {evidence.hits[c.hit_index].doc_id for c in chosen}:
+        return None
+    if evidence.names.share(doc) < 1.0:
+        return None
+    own = [c for c in evidence.candidates if evidence.hits[c.hit_index].doc_id == doc]
+    return max(own, key=lambda c: c.score, default=None)
+
+
+def _for_the_question(evidence: Evidence, best: Candidate, several: bool) -> list[Candidate]:
     """The best sentence, the next one of its chunk when it scores nearly as well, and for a
     question about several papers the best sentences of the others."""
     chosen = [best]
@@ -247,9 +306,7 @@ def _for_the_question(evidence: Evidence, best: Candidate) -> list[Candidate]:
     runner_up = _runner_up(best, same_chunk, chosen)
     if runner_up is not None:
         chosen.append(runner_up)  # facts often run over two sentences
-    if evidence.names.split() or is_multi_part(
-        evidence.question, list({h.title for h in evidence.hits})
-    ):
+    if several:
         chosen.extend(_best_of_other_documents(evidence, chosen, best.score))
         if len({evidence.hits[c.hit_index].doc_id for c in chosen}) > 1:
             chosen.extend(_runners_up(evidence, chosen)[: MAX_SENTENCES - len(chosen)])

@@ -23,49 +23,42 @@ import fcntl
 import itertools
 import json
 import logging
-import math
 import os
-import re
 import shutil
 import threading
 import weakref
-from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
 import tantivy
-from bm25s.stopwords import STOPWORDS_EN
 from chromadb.api.types import Where
 
 from citeqa.changes import Change
 from citeqa.config import Settings
 from citeqa.errors import StoreNotReadyError
 from citeqa.store import GET_PAGE, Index, backfill_log, visible_chunks
-from citeqa.text import squashed, term_set, words
-from service.answering.corpus import CorpusStats, abbreviations
-from service.answering.retrieval import (
-    SCORE_DECIMALS,
-    TIE_MARGIN,
-    Chunk,
+from citeqa.text import term_set
+from service.answering.corpus import abbreviations
+from service.answering.lexical_views import (
     LexicalIndex,
     SnapshotIndex,
     with_compounds,
+)
+from service.answering.tantivy_view import (
+    ALIAS,
+    TantivyView,
+    analyzer,
+    chunk_schema,
+    doc_schema,
+    name_terms,
 )
 
 log = logging.getLogger("citeqa.lexical")
 
 FORMAT = 4  # of the folder's index and state: another one is rebuilt
 LOOKBACK_S = 30.0  # a change may land in the log this long after its logged_at (clock, latency)
-ALIAS = "\x1f"  # between the two forms of an alias term: "gdpr\x1fgeneral data protection ..."
-PREFIX_CANDIDATES = 8  # words a name key may begin ("a100" -> "a100s"), checked at most
-# bm25s' BM25 ("lucene": Kamphuis et al. 2020), which tantivy's top hits are scored again with:
-# tantivy's own (k1 1.2, lengths stored in one byte) ranked a few dev questions differently.
-K1, B = 1.5, 0.75
-POOL = 4  # times the hits wanted: tantivy's candidates to score again
-MAX_DOC_CHUNKS = 100_000  # chunks of one document read back, at most
-_PARTS = re.compile(r"[-./]")
 
 
 def build_lexical(settings: Settings, index: Index) -> LexicalIndex:
@@ -74,178 +67,6 @@ def build_lexical(settings: Settings, index: Index) -> LexicalIndex:
         return TantivyIndex(index, settings.data_dir / "lexical", settings.lexical_poll_s)
     # an index opened without its change log has nothing to follow
     return SnapshotIndex(index, settings.lexical_poll_s)
-
-
-def analyzer() -> tantivy.TextAnalyzer:
-    """bm25s' tokens, made by tantivy (scripts/lexical_tantivy_probe.py checks they agree)."""
-    return (
-        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(r"(?u)\b\w\w+\b"))
-        .filter(tantivy.Filter.lowercase())
-        .filter(tantivy.Filter.custom_stopword(list(STOPWORDS_EN)))
-        .filter(tantivy.Filter.stemmer("english"))
-        .build()
-    )
-
-
-def name_terms(text: str) -> set[str]:
-    """The keys a name of ``text`` may be looked up by: each word squashed, its parts, and
-    runs of two and three words ("Human Eval" -> "humaneval")."""
-    found = [w for w in words(text) if squashed(w)]
-    keys = [squashed(w) for w in found]
-    out = set(keys)
-    out.update(k for w in found for p in _PARTS.split(w) if (k := squashed(p)))
-    out.update(a + b for a, b in itertools.pairwise(keys))
-    out.update(a + b + c for a, b, c in zip(keys, keys[1:], keys[2:], strict=False))
-    return out
-
-
-def _chunk_schema() -> tantivy.Schema:
-    builder = tantivy.SchemaBuilder()
-    builder.add_text_field("id", stored=True, tokenizer_name="raw", index_option="basic")
-    builder.add_text_field("doc_id", tokenizer_name="raw", index_option="basic")
-    builder.add_text_field("terms", tokenizer_name="citeqa", index_option="freq")
-    builder.add_text_field("stems", tokenizer_name="whitespace", index_option="basic")
-    builder.add_text_field("names", tokenizer_name="whitespace", index_option="basic")
-    builder.add_integer_field("dl", stored=True, fast=True)  # tokens in "terms": BM25's length
-    # the "terms" tokens, " a  b  a ": each one's frequency is one count of " a " (in C)
-    builder.add_bytes_field("tokens", stored=True, indexed=False)
-    builder.add_bytes_field("record", stored=True, indexed=False)  # text and metadata
-    return builder.build()
-
-
-def _doc_schema() -> tantivy.Schema:
-    builder = tantivy.SchemaBuilder()
-    builder.add_text_field("doc_id", tokenizer_name="raw", index_option="basic")
-    builder.add_text_field("stems", tokenizer_name="whitespace", index_option="basic")
-    builder.add_text_field("aliases", tokenizer_name="raw", index_option="basic")
-    return builder.build()
-
-
-@dataclass(frozen=True)
-class IndexStats(CorpusStats):
-    """:class:`CorpusStats` read from the index's term dictionaries instead of tables held in
-    memory. Counts of a term include chunks deleted since the last merge of their segment."""
-
-    chunks: Any = field(default=None, compare=False, repr=False)  # the chunks' searcher
-    docs: Any = field(default=None, compare=False, repr=False)  # the documents' searcher
-    chunk_count: int = 0
-
-    @classmethod
-    def of(cls, chunks: tantivy.Searcher, docs: tantivy.Searcher) -> IndexStats:
-        n = chunks.num_docs
-        return cls(
-            default_idf=math.log(1 + (n + 0.5) / 0.5),
-            documents=docs.num_docs,
-            chunks=chunks,
-            docs=docs,
-            chunk_count=n,
-        )
-
-    def weight(self, term: str) -> float:
-        held = self.chunks.doc_freq("stems", term) if term else 0
-        if not held:
-            return self.default_idf
-        return math.log(1 + (self.chunk_count - held + 0.5) / (held + 0.5))
-
-    def name_documents(self, name: str) -> int:
-        return min((self.docs.doc_freq("stems", t) for t in term_set(name)), default=0)
-
-    def spellings(self, name: str) -> list[str]:
-        prefix = name.lower() + ALIAS
-        forms = self.docs.terms_with_prefix("aliases", prefix)
-        return [name, *sorted({term.removeprefix(prefix) for term, _ in forms})]
-
-
-class TantivyView:
-    """One committed state of a :class:`TantivyIndex` (a :class:`LexicalView`)."""
-
-    def __init__(
-        self, chunks: tantivy.Searcher, docs: tantivy.Searcher, schema: tantivy.Schema
-    ) -> None:
-        self.searcher, self.schema = chunks, schema
-        self.stats: CorpusStats = IndexStats.of(chunks, docs)
-        self._analyzer = analyzer()
-        total = {"total": {"sum": {"field": "dl"}}}
-        tokens = chunks.aggregate(tantivy.Query.all_query(), total)["total"]["value"] or 0.0
-        self._average_length = tokens / chunks.num_docs if chunks.num_docs else 1.0
-
-    @property
-    def empty(self) -> bool:
-        return self.searcher.num_docs == 0
-
-    def search(self, question: str, k: int) -> list[Chunk]:
-        asked = Counter(self._analyzer.analyze(with_compounds(question)))
-        if not asked or self.empty:
-            return []
-        query = tantivy.Query.boolean_query(
-            [
-                (tantivy.Occur.Should, tantivy.Query.term_query(self.schema, "terms", t))
-                for t in asked
-            ]
-        )
-        hits = self.searcher.search(query, POOL * (k + TIE_MARGIN), count=False).hits
-        n = self.searcher.num_docs
-        idf = {}
-        for term in asked:
-            held = self.searcher.doc_freq("terms", term)
-            idf[term] = math.log(1 + (n - held + 0.5) / (held + 0.5))
-        scored = []
-        padded = {term: f" {term} ".encode() for term in asked}
-        for _, address in hits:
-            doc = self.searcher.doc(address)
-            tokens = doc["tokens"][0]
-            norm = K1 * ((1 - B) + B * doc["dl"][0] / self._average_length)
-            score = 0.0
-            for term, weight in asked.items():
-                if f := tokens.count(padded[term]):
-                    score += weight * idf[term] * f / (norm + f)
-            scored.append((round(score, SCORE_DECIMALS), doc["id"][0], doc))
-        # As the snapshot: ordered by the score rounded past float noise, then by chunk id.
-        scored.sort(key=lambda hit: (-hit[0], hit[1]))
-        return [_chunk(doc) for score, _, doc in scored[:k] if score > 0]
-
-    def chunks(self, ids: list[str]) -> dict[str, Chunk]:
-        if not ids:
-            return {}
-        query = tantivy.Query.term_set_query(self.schema, "id", ids)
-        hits = self.searcher.search(query, len(ids), count=False).hits
-        return {c.id: c for c in (_chunk(self.searcher.doc(address)) for _, address in hits)}
-
-    def has_key(self, key: str) -> bool:
-        candidates = self.searcher.terms_with_prefix("names", key, limit=PREFIX_CANDIDATES)
-        return any(self._holds("names", term) for term, _ in candidates)
-
-    def _holds(self, field_name: str, term: str) -> bool:
-        """A chunk not deleted holds the term (the dictionary still counts deleted ones)."""
-        query = tantivy.Query.term_query(self.schema, field_name, term)
-        return bool(self.searcher.search(query, 1, count=False).hits)
-
-    def knows(self, ids: list[str]) -> bool:
-        wanted = set(ids)
-        if not wanted:
-            return True
-        query = tantivy.Query.term_set_query(self.schema, "id", list(wanted))
-        return len(self.searcher.search(query, len(wanted), count=False).hits) == len(wanted)
-
-    def doc_chunk_ids(self, doc_id: str) -> set[str]:
-        """The ids of the chunks this view shows of the document."""
-        query = tantivy.Query.term_query(self.schema, "doc_id", doc_id)
-        hits = self.searcher.search(query, MAX_DOC_CHUNKS, count=False).hits
-        return {self.searcher.doc(address)["id"][0] for _, address in hits}
-
-    def visible(self) -> list[dict[str, Any]]:
-        if self.empty:
-            return []
-        hits = self.searcher.search(tantivy.Query.all_query(), self.searcher.num_docs).hits
-        shown = sorted(
-            (_chunk(self.searcher.doc(address)) for _, address in hits), key=lambda c: c.id
-        )
-        return [c.metadata for c in shown]
-
-
-def _chunk(doc: tantivy.Document) -> Chunk:
-    record = json.loads(doc["record"][0])
-    return Chunk(doc["id"][0], record["text"], record["metadata"])
 
 
 @dataclass
@@ -286,7 +107,7 @@ class TantivyIndex:
         self.index, self.changes, self.poll_s = index, index.log, poll_s
         self.builds = 0
         self.applied = 0
-        self.schema, self.doc_schema = _chunk_schema(), _doc_schema()
+        self.schema, self.doc_schema = chunk_schema(), doc_schema()
         self._analyzer = analyzer()
         self.folder, self._slot_lock = _claim(root / index.chunks.name)
         self._state_path = self.folder / "state.json"

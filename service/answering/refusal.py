@@ -29,7 +29,7 @@ _LICENSE_EVIDENCE = re.compile(
 )
 _YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
 _URL = re.compile(r"https?://\S+")
-_KIND_OF_THING = re.compile(r"[A-Z]{2,}s")  # "LLMs", "GPUs": kinds of things, not names
+KIND_OF_THING = re.compile(r"[A-Z]{2,}s")  # "LLMs", "GPUs": kinds of things, not names
 
 
 def names_new(question: Question, sentence: str) -> list[str]:
@@ -38,7 +38,7 @@ def names_new(question: Question, sentence: str) -> list[str]:
     return [
         n
         for n in names(_URL.sub(" ", sentence))
-        if not _KIND_OF_THING.fullmatch(n) and not name_forms(n) & question.name_keys
+        if not KIND_OF_THING.fullmatch(n) and not name_forms(n) & question.name_keys
     ]
 
 
