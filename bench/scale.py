@@ -120,7 +120,7 @@ def run(
     gc.collect()
     out.loads["store ready"] = load_average()
     server = out.store.server().start(timeout=600)
-    work = Path(tempfile.mkdtemp(prefix="scale-", dir=CACHE))
+    work = Path(tempfile.mkdtemp(prefix="run-scale-", dir=CACHE))
     settings = Settings(chroma_url=server.url, collection=COLLECTION)
     try:
         forget_ingests(settings, embedder)
