@@ -54,6 +54,7 @@ class TimingChunker:
     def __init__(self, inner: SentenceChunker) -> None:
         self.inner = inner
         self.max_tokens = inner.max_tokens
+        self.chunking = inner.chunking  # part of every chunk's version (ingest.chunker.doc_hash)
         self.seconds = 0.0
 
     def chunk_document(self, document: Any, layout: Layout | None = None) -> Any:

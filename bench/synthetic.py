@@ -40,7 +40,7 @@ from citeqa.store import DOC_CHUNKS, INGESTED_AT, Index, batches, connect, open_
 from ingest.chunker import chunk_id, doc_hash
 from ingest.readers import make_document
 
-VERSION = 2  # bump when the generator changes: cached stores are rebuilt
+VERSION = 3  # bump when the generator changes: cached stores are rebuilt
 SOURCE = "synthetic:bench"
 BLOCK_CHUNKS = 2000  # chunks generated and written at a time
 COMPLETE = "complete.json"
@@ -180,6 +180,7 @@ def write_store(
         )
     _add(index.sentences, corpus.sentences, max_batch)
     _add(index.chunks, corpus.chunks, max_batch)
+    _log(index, corpus.chunks, max_batch)
     generator = SyntheticChunks(corpus, seed)
     written = len(corpus.chunks.ids)
     with_sentences = n_chunks if sentence_chunks is None else written + sentence_chunks
@@ -188,6 +189,7 @@ def write_store(
         if written < with_sentences:
             _add(index.sentences, sentences, max_batch)  # sentences first, as the pipeline
         _add(index.chunks, chunks, max_batch)
+        _log(index, chunks, max_batch)
         written += len(chunks.ids)
         if progress is not None:
             progress(written)
@@ -201,6 +203,17 @@ def _add(collection: Any, records: Records, max_batch: int) -> None:
             metadatas=[records.metadatas[i] for i in rows],
             embeddings=records.vectors[rows],
         )
+
+
+def _log(index: Index, chunks: Records, max_batch: int) -> None:
+    """Log the documents of ``chunks`` as complete, as the ingest pipeline does once it has
+    written a version: the lexical index follows that log (citeqa.changes)."""
+    if index.log is None:
+        return
+    versions = {
+        str(m["doc_id"]): (str(m["doc_hash"]), int(m[DOC_CHUNKS])) for m in chunks.metadatas
+    }
+    index.log.append(((d, *v) for d, v in versions.items()), max_batch)
 
 
 class SyntheticChunks:
