@@ -7,9 +7,10 @@ tantivy is not a citeqa dependency; to run this probe:
     PYTHONPATH=/tmp/tantivy .venv/bin/python scripts/lexical_tantivy_probe.py 100000 1000000
 
 Each size runs in a fresh interpreter, on the synthetic chunks of scripts/lexical_rebuild.py.
-The index tokenizes in Rust with the rules bm25s applies in service.answering.retrieval (the same word
-pattern, lower case, bm25s' English stop words, Snowball English stems) after with_compounds in
-Python; the probe first checks on 2,000 chunks that both give exactly the same tokens.
+The index tokenizes in Rust (service.answering.tantivy_view.analyzer) with the rules bm25s
+applies (the same word pattern, lower case, bm25s' English stop words, Snowball English stems)
+after with_compounds in Python; the probe first checks on 2,000 chunks that both give exactly
+the same tokens.
 Measured: the cold build (tokenize, index, commit), the index on disk and the process RSS, the
 search p50/p95 over the dev questions, and an update: 1,000 chunks replaced (1,000 deleted by
 id, 1,000 added), committed, visible to a reloaded searcher. Prints one JSON line per size.
@@ -48,20 +49,6 @@ def tokens(texts: list[str]) -> list[list[str]]:
     )
 
 
-def analyzer() -> Any:
-    """The same tokens, made in Rust by tantivy."""
-    import tantivy
-    from bm25s.stopwords import STOPWORDS_EN
-
-    return (
-        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(r"(?u)\b\w\w+\b"))
-        .filter(tantivy.Filter.lowercase())
-        .filter(tantivy.Filter.custom_stopword(list(STOPWORDS_EN)))
-        .filter(tantivy.Filter.stemmer("english"))
-        .build()
-    )
-
-
 def measure(size: int) -> dict[str, Any]:
     import tantivy
     from lexical_rebuild import rss_mb, synthetic
@@ -70,6 +57,8 @@ def measure(size: int) -> dict[str, Any]:
     from service.answering.lexical_views import with_compounds
 
     ids, texts, _ = synthetic(size + 1000)
+    from service.answering.tantivy_view import analyzer  # the service's own analyzer
+
     rust = analyzer()
     sample = texts[:2000]
     same = [rust.analyze(with_compounds(t)) for t in sample] == tokens(sample)

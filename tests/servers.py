@@ -77,6 +77,19 @@ def child_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def api_env(settings: Settings, data_dir: Path, **overrides: str) -> dict[str, str]:
+    """The environment of a ``citeqa serve`` on ``settings``' Chroma server, with its own data
+    dir, answering offline (extractive)."""
+    assert settings.chroma_url
+    return child_env(
+        CITEQA_CHROMA_URL=settings.chroma_url,
+        CITEQA_COLLECTION=settings.collection,
+        CITEQA_DATA_DIR=str(data_dir),
+        CITEQA_GENERATOR="extractive",
+        **overrides,
+    )
+
+
 def wait_until_up(
     process: subprocess.Popen[bytes], url: str, timeout: float, log: Path, poll_s: float = 0.1
 ) -> None:

@@ -23,7 +23,7 @@ from service.answering.engine import build_engine
 from tests.servers import (
     TOPICS,
     ChromaServer,
-    child_env,
+    api_env,
     expected_ids,
     ingested_corpus,
     paper,
@@ -55,16 +55,6 @@ def small_store(
     settings, summary = ingested_corpus(chroma, "small", root, SMALL, embedder)
     assert summary.added == SMALL and not summary.skipped
     return settings
-
-
-def api_env(settings: Settings, data_dir: Path) -> dict[str, str]:
-    assert settings.chroma_url
-    return child_env(
-        CITEQA_CHROMA_URL=settings.chroma_url,
-        CITEQA_COLLECTION=settings.collection,
-        CITEQA_DATA_DIR=str(data_dir),
-        CITEQA_GENERATOR="extractive",
-    )
 
 
 @pytest.fixture(scope="module")

@@ -28,7 +28,7 @@ from tests.paths import REPO_ROOT
 from tests.servers import (
     TOPICS,
     ChromaServer,
-    child_env,
+    api_env,
     ingested_corpus,
     paper,
     paper_name,
@@ -68,12 +68,9 @@ def store(
 
 
 def env(settings: Settings, data_dir: Path) -> dict[str, str]:
-    assert settings.chroma_url
-    return child_env(
-        CITEQA_CHROMA_URL=settings.chroma_url,
-        CITEQA_COLLECTION=settings.collection,
-        CITEQA_DATA_DIR=str(data_dir),
-        CITEQA_GENERATOR="extractive",
+    return api_env(
+        settings,
+        data_dir,
         CITEQA_LEXICAL_INDEX=settings.lexical_index,
         CITEQA_LEXICAL_POLL_S=str(POLL_S),
     )
