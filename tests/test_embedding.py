@@ -20,3 +20,12 @@ def test_one_text_alone_equals_the_batched_embedding(embedder: Embedder) -> None
         assert alone.shape == (1, embedder.dim) and alone.dtype == np.float32
         np.testing.assert_allclose(alone[0], row, atol=1e-5)
         assert abs(float(np.linalg.norm(alone[0])) - 1.0) < 1e-5
+
+
+def test_idle_onnx_threads_sleep_rather_than_spin() -> None:
+    """Spinning threads burn CPU that a shared machine's other work (and the ingest's own
+    store writes) needs; the vectors are the same either way."""
+    from citeqa.embedding import MiniLMOnnxEmbedder
+
+    options = MiniLMOnnxEmbedder(threads=2)._session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
