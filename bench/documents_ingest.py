@@ -114,7 +114,9 @@ class DocumentsResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     pages: int = 0
     chunks: int = 0
-    texts: int = 0
+    texts: int = 0  # records written with a vector: chunks and sentences
+    chunk_vectors: str = "embed"  # CITEQA_CHUNK_VECTORS of the run (ingest.vectors)
+    model_texts: int = 0  # texts the model embedded (fewer than ``texts`` in sentence-mean)
     wall_s: float = 0.0
     extraction_s: float = 0.0
     hashing_s: float = 0.0  # reading and hashing the files' bytes, outside extraction
@@ -144,13 +146,22 @@ class DocumentsResult:
 
 
 def run(
-    folder: Path, reingests: int = 3, embedder: Embedder | None = None, workdir: Path | None = None
+    folder: Path,
+    reingests: int = 3,
+    embedder: Embedder | None = None,
+    workdir: Path | None = None,
+    chunk_vectors: str | None = None,
 ) -> DocumentsResult:
-    """Ingest ``folder`` into an empty store, then re-ingest it ``reingests`` times."""
+    """Ingest ``folder`` into an empty store, then re-ingest it ``reingests`` times;
+    ``chunk_vectors``: that setting (None: CITEQA_CHUNK_VECTORS or its default)."""
     folder = folder.resolve()
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:
         settings = Settings(data_dir=Path(tmp), generator="extractive")
-        result = DocumentsResult(folder=str(folder), load_start=os.getloadavg())
+        if chunk_vectors is not None:
+            settings = settings.model_copy(update={"chunk_vectors": chunk_vectors})
+        result = DocumentsResult(
+            folder=str(folder), chunk_vectors=settings.chunk_vectors, load_start=os.getloadavg()
+        )
         _from_empty(result, settings, folder, embedder)
         result.load_end = os.getloadavg()
         _reingests(result, settings, folder, reingests, embedder)
@@ -191,6 +202,7 @@ def _from_empty(
     result.pages = sum(pages)
     result.chunks = summary.chunks_written
     result.texts = summary.embedded
+    result.model_texts = timing.texts
     result.extraction_s = extraction.seconds
     result.hashing_s = read_s - extraction.seconds
     result.chunking_s = chunker.seconds
@@ -231,11 +243,16 @@ def main(argv: list[str]) -> None:
     )
     parser.add_argument("folder", nargs="?", type=Path, help="default: ../shared r-vignettes")
     parser.add_argument("--write", action="store_true", help="rewrite its BENCHMARKS.md section")
+    parser.add_argument(
+        "--chunk-vectors",
+        choices=["embed", "sentence-mean"],
+        help="how chunk vectors are made (default: CITEQA_CHUNK_VECTORS or its default)",
+    )
     args = parser.parse_args(argv)
     folder = args.folder or default_folder()
     if not folder.is_dir():
         parser.error(f"{folder}: no such folder")
-    result = run(folder, reingests=5)
+    result = run(folder, reingests=5, chunk_vectors=args.chunk_vectors)
     figures = asdict(result)
     figures["reingest_s"] = result.reingest_s.text(2)
     figures["reingest_open_s"] = result.reingest_open_s.text(2)

@@ -61,8 +61,10 @@ class TimingEmbedder:
         self.name, self.dim = inner.name, inner.dim
         self.embed_s = 0.0
         self.count_s = 0.0
+        self.texts = 0  # texts embedded
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.texts += len(texts)
         started = time.perf_counter()
         try:
             return self.inner.embed(texts)

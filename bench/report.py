@@ -270,8 +270,15 @@ def documents_section(docs: DocumentsResult, when: str) -> str:
         ("Documents", f"{docs.documents} read; skipped: {skipped}"),
         ("Pages (PDF, physical)", f"{docs.pages:,}"),
         (
-            "Chunks / texts embedded",
-            f"{docs.chunks:,} / {docs.texts:,} (every chunk, every sentence with a letter)",
+            "Chunk vectors (CITEQA_CHUNK_VECTORS)",
+            "sentence-mean: the mean of its sentences' and its title line's vectors"
+            if docs.chunk_vectors == "sentence-mean"
+            else "embed: a model pass over each chunk",
+        ),
+        (
+            "Chunks / records with a vector / texts the model embedded",
+            f"{docs.chunks:,} / {docs.texts:,} (every chunk, every sentence with a letter) / "
+            f"{docs.model_texts:,}",
         ),
         (
             "Load average (1/5/15 min) at start / end",

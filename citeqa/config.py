@@ -98,6 +98,14 @@ class Settings(BaseSettings):
     chunk_max_tokens: int = Field(
         200, ge=32, le=512, description="Most word pieces in a chunk (title included)."
     )
+    chunk_vectors: Literal["embed", "sentence-mean"] = Field(
+        "embed",
+        description="How ingest makes a chunk's vector. embed: a model pass over the chunk. "
+        "sentence-mean: the normalised mean of the vectors of its sentences and of its title "
+        "and section line, which ingest embeds anyway: no chunk pass, about half the "
+        "embedding CPU of a folder (BENCHMARKS.md). Part of every chunk's version: changing "
+        "it re-embeds the store on the next ingest.",
+    )
 
     # Retrieval
     top_k: int = Field(

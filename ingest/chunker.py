@@ -56,11 +56,19 @@ class SentenceChunker(NodeParser):
 
     max_tokens: int = Field(200, description="Budget of word pieces per chunk.")
     count_tokens: Callable[[str], int] = Field(exclude=True, description="Token counter.")
+    vectors: str = Field(
+        "",
+        description="How ingest makes the chunks' vectors when not by a pass over each chunk "
+        "(CITEQA_CHUNK_VECTORS); empty: by that pass.",
+    )
 
     @property
     def chunking(self) -> str:
-        """What decides the chunks of a text: the chunker's version and its budget."""
-        return f"c{CHUNKER_VERSION}/t{self.max_tokens}"
+        """What decides a chunk's record: the chunker's version, its budget and, when not by
+        a pass over the chunk, how its vector is made (chunks whose vectors were made another
+        way belong to another version, and are rewritten)."""
+        made = f"/v:{self.vectors}" if self.vectors else ""
+        return f"c{CHUNKER_VERSION}/t{self.max_tokens}{made}"
 
     def _parse_nodes(
         self, nodes: Sequence[BaseNode], show_progress: bool = False, **kwargs: Any

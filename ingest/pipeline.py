@@ -50,6 +50,7 @@ from ingest.formats import FILE_DIGEST, Limits
 from ingest.overlap import Batch, embed_and_write
 from ingest.progress import Reporter, stage_meter
 from ingest.readers import ReadResult, read_source, source_key
+from ingest.vectors import SENTENCE_MEAN, chunk_vectors, plan_texts
 
 EMBED_BATCH = 64
 LETTER = re.compile(r"[^\W\d_]")  # a letter of any script: a word character, not a digit or _
@@ -155,6 +156,11 @@ class Ingestor:
     def chunked_with(self) -> str:
         return self.chunker.chunking
 
+    @property
+    def mean_vectors(self) -> bool:
+        """Whether chunk vectors are the mean of their sentences' (ingest.vectors)."""
+        return self.chunker.vectors == SENTENCE_MEAN
+
     def stored(self, source: str) -> Stored:
         """What the store holds of ``source``; :meth:`Stored.whole_files` of it tells the
         reader which files need no reading, and :meth:`ingest` plans with it."""
@@ -257,10 +263,15 @@ class Ingestor:
         rewrite = plan.to_write()
         # Chunks that keep their id but move to the new version go last: until they are
         # rewritten, the old version stays whole (and visible).
-        # Within that order, texts of similar length are embedded together: less padding.
+        # Within that order, texts of similar length are embedded together: less padding;
+        # chunks made of their sentences' vectors go in document order instead (the chunks of
+        # a batch share their prefixes).
         missing_chunks = sorted(
             (cid for cid in plan.nodes if cid in rewrite),
-            key=lambda cid: (cid in plan.existing_hashes, len(plan.nodes[cid].get_content())),
+            key=lambda cid: (
+                cid in plan.existing_hashes,
+                self._chunk_order(plan.nodes[cid]),
+            ),
         )
         missing_sentences = sorted(
             (
@@ -271,6 +282,16 @@ class Ingestor:
             key=lambda sid: len(plan.sentences[sid][0]),
         )
         total = len(missing_chunks) + len(missing_sentences)
+        # Made of their sentences' vectors, chunks are written with their sentences.
+        with_chunks: dict[str, list[str]] = {}
+        if self.mean_vectors:
+            for sid in missing_sentences:
+                cid = str(plan.sentences[sid][1]["chunk_id"])
+                if cid in rewrite:
+                    with_chunks.setdefault(cid, []).append(sid)
+            missing_sentences = [
+                s for s in missing_sentences if plan.sentences[s][1]["chunk_id"] not in rewrite
+            ]
         documents = summary.added + summary.updated
         label = f"{summary.source}: embedding ({documents} documents)"
         meter = stage_meter(progress, label, total, "text")
@@ -285,19 +306,26 @@ class Ingestor:
                 pending[doc_id].add(cid)
         self._log_complete(pending, versions)
 
-        def written(group: list[str], chunks: bool) -> Callable[[], None]:
+        def written(group: list[str], chunks: bool, sentences: int = 0) -> Callable[[], None]:
             def count() -> None:  # runs once the group's write is done, in batch order
                 if chunks:
                     for cid in group:
                         pending.get(str(plan.nodes[cid].metadata["doc_id"]), set()).discard(cid)
                     self._log_complete(pending, versions)
-                meter.update(len(group))
-                summary.embedded += len(group)
+                meter.update(len(group) + sentences)
+                summary.embedded += len(group) + sentences
                 summary.chunks_written += len(group) if chunks else 0
                 if on_batch:
-                    on_batch(len(group))
+                    on_batch(len(group) + sentences)
 
             return count
+
+        def chunk_batch(group: list[str]) -> Batch:
+            if not self.mean_vectors:
+                return self._chunk_batch(plan, group, written(group, chunks=True))
+            sentences = [with_chunks.get(cid, []) for cid in group]
+            done = written(group, chunks=True, sentences=sum(map(len, sentences)))
+            return self._mean_batch(plan, group, sentences, done)
 
         # Sentences first: a chunk that exists always has its sentences.
         work = chain(
@@ -305,10 +333,7 @@ class Ingestor:
                 self._sentence_batch(plan, group, written(group, chunks=False))
                 for group in batches(missing_sentences, step)
             ),
-            (
-                self._chunk_batch(plan, group, written(group, chunks=True))
-                for group in batches(missing_chunks, step)
-            ),
+            (chunk_batch(group) for group in batches(missing_chunks, step)),
         )
         embed_and_write(self.embedder, work, overlap=self.overlap_writes)
         meter.close()
@@ -352,6 +377,47 @@ class Ingestor:
             )
 
         return Batch(texts, write, written)
+
+    def _mean_batch(
+        self,
+        plan: _Plan,
+        ids: list[str],
+        sentences: list[list[str]],
+        written: Callable[[], None],
+    ) -> Batch:
+        """Chunks whose vectors are the mean of their sentences' (:mod:`ingest.vectors`),
+        written after those sentences."""
+        nodes = [plan.nodes[cid] for cid in ids]
+        texts = [node.get_content() for node in nodes]
+        prefixes = [n.get_content()[: int(n.metadata["prefix_len"])] for n in nodes]
+        sentence_texts = [[plan.sentences[sid][0] for sid in group] for group in sentences]
+        mean = plan_texts(sentence_texts, prefixes, texts)
+        sentence_ids = [sid for group in sentences for sid in group]
+
+        def write(vectors: np.ndarray) -> None:
+            first = 0
+            for group in batches(sentence_ids, self.max_batch):
+                self.index.sentences.upsert(
+                    ids=group,
+                    embeddings=vectors[first : first + len(group)],
+                    documents=[plan.sentences[sid][0] for sid in group],
+                    metadatas=[plan.sentences[sid][1] for sid in group],  # type: ignore[misc]
+                )
+                first += len(group)
+            self.index.chunks.upsert(
+                ids=ids,
+                embeddings=chunk_vectors(vectors, mean.members),
+                documents=texts,
+                metadatas=[node_to_metadata_dict(n, remove_text=True) for n in nodes],
+            )
+
+        return Batch(mean.texts, write, written)
+
+    def _chunk_order(self, node: TextNode) -> tuple[str, int]:
+        """Batches of chunks embedded whole: by length; made of sentences: by document."""
+        if self.mean_vectors:
+            return str(node.metadata["doc_id"]), int(node.metadata["chunk_index"])
+        return "", len(node.get_content())
 
     def _relabel(self, plan: _Plan) -> None:
         """Marks the chunks of unchanged documents read again with their file digest, so

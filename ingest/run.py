@@ -55,7 +55,9 @@ def build_ingestor(
     client = client or connect(settings)
     index = index or open_index(client, settings.collection, embedder, create=True)
     chunker = SentenceChunker(
-        max_tokens=settings.chunk_max_tokens, count_tokens=embedder.count_tokens
+        max_tokens=settings.chunk_max_tokens,
+        count_tokens=embedder.count_tokens,
+        vectors="" if settings.chunk_vectors == "embed" else settings.chunk_vectors,
     )
     return Ingestor(index, embedder, chunker, client.get_max_batch_size())
 
