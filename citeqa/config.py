@@ -103,8 +103,8 @@ class Settings(BaseSettings):
         description="How ingest makes a chunk's vector. embed: a model pass over the chunk. "
         "sentence-mean: the normalised mean of the vectors of its sentences and of its title "
         "and section line, which ingest embeds anyway: no chunk pass, about half the "
-        "embedding CPU of a folder (BENCHMARKS.md). Part of every chunk's version: changing "
-        "it re-embeds the store on the next ingest.",
+        "embedding CPU of a folder, for fewer near misses refused (BENCHMARKS.md). Part of "
+        "every chunk's version: changing it re-embeds the store on the next ingest.",
     )
 
     # Retrieval
