@@ -174,6 +174,26 @@ def test_a_named_thing_the_corpus_never_mentions_is_refused(engine: Engine) -> N
 
 
 @pytest.mark.parametrize(
+    ("question", "unknown"),
+    [
+        ("What does the nnetar() function of Dyn-Perceiver fit?", ["nnetar()"]),
+        ("Which backbone does model.predict_exits of Dyn-Perceiver use?", ["model.predict_exits"]),
+        ("How is the `stochastic_exit` flag of Dyn-Perceiver set?", ["stochastic_exit"]),
+        ("Where is the Dynamic_Perceiver code released?", []),  # the corpus links to it
+    ],
+)
+def test_an_identifier_the_corpus_never_mentions_is_refused(
+    engine: Engine, question: str, unknown: list[str]
+) -> None:
+    """Names written as code (a call, a dotted or snake_case name, a word quoted as code)
+    are looked up like any other name."""
+    evidence = engine.prepare(question, 5)
+    assert evidence.unknown_names == unknown
+    if unknown:
+        assert not evidence.answerable
+
+
+@pytest.mark.parametrize(
     "question",
     [
         "How does the Human Eval benchmark score DeepSeek-Coder?",  # "Human-Eval" in the corpus
