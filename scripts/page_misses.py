@@ -22,6 +22,15 @@ evidence is built from) and among the citations. Each page miss gets one class:
 
 Prints the class counts, the rank distributions and the median retrieval time, and writes one
 JSON line per item to ``--out``.
+
+Measured on main aa87963 (rv-dev, 78 answerable items with pages): ok 58, doc 5, select 5,
+pool 5, pool-fixable 5. Pool changes tried through the whole eval (rv-dev page accuracy; the
+bundled dev/holdout/holdout2 moved too): RRF constant 10 (0.744 -> 0.769, bundled holdout2 key
+fact -0.022 and dev refusal recall -0.025), 20 (0.756, dev key fact -0.007), the first chunk of
+the dense-sentence and BM25 rankings always among the hits (0.731), one hit per page range of a
+document (0.756, false refusals 0.023 -> 0.034), 8 hits instead of 5 (0.744). A chunk brought
+into the hits mostly loses the sentence selection to the chunks it joins: the lever is the
+selection (service.answering.evidence), not the pool.
 """
 
 from __future__ import annotations
