@@ -15,7 +15,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from citeqa.text import mentions, squashed, words
+from citeqa.text import answer_sentence_spans, mentions, squashed, words
 from service.answering.answer import Draft
 from service.answering.citations import claim_with_markers
 from service.answering.evidence import Candidate, Evidence
@@ -66,7 +66,20 @@ def render(evidence: Evidence, chosen: list[Candidate], other: Candidate | None 
         differing = {evidence.hits[c.hit_index].doc_id for c in (best, other)}
         later = [doc for doc in paragraphs if doc in differing][-1]
         leads[later] = SOURCES_DIFFER + leads[later]
-    return "\n".join(leads[doc] + " ".join(p) for doc, p in paragraphs.items())
+    return "\n".join(leads[doc] + _joined(p) for doc, p in paragraphs.items())
+
+
+def _joined(quotes: list[str]) -> str:
+    """The quotes of one paragraph, joined by a space where the sentence splitter the
+    citation validator (and any reader of the answer) uses ends a sentence between them, else
+    by a line break: a quoted code line or URL without a full stop would otherwise run into
+    the next quote, and the two, cited from two chunks, would read as one claim."""
+    text = quotes[0] if quotes else ""
+    for quote in quotes[1:]:
+        spaced = f"{text} {quote}"
+        starts = {start for start, _ in answer_sentence_spans(spaced)}
+        text = spaced if len(text) + 1 in starts else f"{text}\n{quote}"
+    return text
 
 
 def disagreeing(evidence: Evidence) -> Candidate | None:
