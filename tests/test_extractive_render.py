@@ -6,7 +6,7 @@ from __future__ import annotations
 from evals.metrics import answer_sentences, grounded
 from service.answering.citations import validate
 from service.answering.evidence import Candidate, Evidence
-from service.answering.extractive import render
+from service.answering.extractive import render, select_sentences
 from service.answering.question import Question
 from service.answering.retrieval import Hit
 
@@ -65,3 +65,35 @@ def test_quotes_that_end_their_sentences_share_one_line() -> None:
     text, _ = _answer("The tmerge function builds counting process data.", PROSE)
     assert "\n" not in text.split(": ", 1)[1]
     assert [s.cited for s in answer_sentences(text)] == [(1,), (2,)]
+
+
+def _placed(position: int, text: str, score: float) -> Candidate:
+    cand = _quote(0, text)
+    cand.position, cand.score = position, score
+    return cand
+
+
+def _chosen(first: str) -> list[str]:
+    hit = _hit(1, "whatever")
+    candidates = [
+        _placed(0, first, 2.0),
+        _placed(1, "glmnet.control(itrace = 1)", 0.4),
+        _placed(2, "The bar slows the fit down a little.", 0.3),
+    ]
+    evidence = Evidence(
+        question=Question.parse("How do I make glmnet always show a progress bar?"),
+        hits=[hit],
+        candidates=candidates,
+    )
+    return [c.text for c in select_sentences(evidence)]
+
+
+def test_a_sentence_that_announces_the_next_one_brings_it_along() -> None:
+    """The best sentence ends with a colon (or is the question itself, as a FAQ heading):
+    what it announces is the next sentence, however poorly that one scores alone."""
+    announcing = "To always print the progress bar, call glmnet.control with itrace:"
+    assert "glmnet.control(itrace = 1)" in _chosen(announcing)
+    asking = "How can glmnet always print the progress bar?"
+    assert "glmnet.control(itrace = 1)" in _chosen(asking)
+    stating = "The progress bar is printed when trace.it is TRUE."
+    assert _chosen(stating) == [stating]

@@ -258,7 +258,26 @@ def select_sentences(evidence: Evidence) -> list[Candidate]:
     dense = _dense_choice(evidence, chosen)
     if dense is not None:
         chosen.append(dense)
+    chosen.extend(_announced(evidence, chosen))
     return sorted(chosen, key=lambda c: (c.hit_index, c.position))
+
+
+def _announced(evidence: Evidence, chosen: list[Candidate]) -> list[Candidate]:
+    """The sentence after each chosen one that hands over to it: one that ends with a colon
+    ("... via a call to glmnet.control with the itrace argument:") announces what follows,
+    and a question (a FAQ's "Why does lag give different results ...?") is answered by what
+    follows, not by itself."""
+    place = {(c.hit_index, c.position): c for c in evidence.candidates}
+    added: list[Candidate] = []
+    for cand in chosen:
+        after = place.get((cand.hit_index, cand.position + 1))
+        if after is not None and after not in chosen + added and _hands_over(cand.text):
+            added.append(after)
+    return added
+
+
+def _hands_over(sentence: str) -> bool:
+    return sentence.rstrip().endswith((":", "?"))
 
 
 def _each_named(evidence: Evidence, chosen: list[Candidate]) -> list[Candidate]:
