@@ -58,6 +58,7 @@ REPORTED = (
     "page_accuracy",
     "false_refusal_rate",
     "refusal_recall",
+    "faithfulness",
     "sentences",  # per answered item: a longer answer states more facts, so watch it
 )
 
