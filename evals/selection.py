@@ -260,7 +260,7 @@ def fit_ranker(cases: Sequence[Case], names: list[str], l2: float = L2) -> Sente
     hand-set score (unpenalised: its scale) and every feature (penalised towards 0 by ``l2``),
     so that a feature moves the ranking only as far as the labelled items show it should.
     The result is the hand-set score plus the corrections, on the hand-set score's scale, so
-    the selection's ratios to the best score (extractive.MIN_RATIO, SAME_CHUNK_RATIO) keep
+    the selection's ratios to the best score (extractive.MIN_RATIO, RUNNER_UP_RATIO) keep
     their meaning."""
     columns = ["hand", *names]
     blocks = [item_pairs(c, columns) for c in cases]

@@ -97,3 +97,21 @@ def test_a_sentence_that_announces_the_next_one_brings_it_along() -> None:
     assert "glmnet.control(itrace = 1)" in _chosen(asking)
     stating = "The progress bar is printed when trace.it is TRUE."
     assert _chosen(stating) == [stating]
+
+
+def test_the_runner_up_of_the_best_document_may_come_from_its_next_chunk() -> None:
+    """Where a chunk ends is no boundary of what a document says: the document's second
+    sentence scoring nearly as well as its best is quoted too, whichever chunk holds it."""
+    hits = [_hit(1, "first chunk"), _hit(2, "second chunk"), _hit(3, "another document")]
+    hits[2].doc_id = "other"
+    best = _placed(0, "lme4 lacks influence diagnostics such as Cook's distance.", 2.0)
+    second = _quote(1, "They are available in the packages HLMdiag and influence.ME.")
+    second.score = 1.9
+    elsewhere = _quote(2, "Another package fits mixed models.")
+    elsewhere.score = 1.0
+    evidence = Evidence(
+        question=Question.parse("Which packages provide influence diagnostics for lme4?"),
+        hits=hits,
+        candidates=[best, second, elsewhere],
+    )
+    assert select_sentences(evidence) == [best, second]
