@@ -70,9 +70,9 @@ def rank_documents(
     document's evidence. ``pool``: chunk id -> chunk, the union of the searches' results;
     ``sentence_cosine``: chunk id -> the best cosine of one of its sentences with the question
     (chunks whose sentences the sentence search did not return: absent)."""
-    chunk_terms = {cid: term_set(chunk.text) for cid, chunk in pool.items()}
+    chunk_terms = _topic_terms_held(pool, topic_terms(question))
     held = set().union(*chunk_terms.values()) if chunk_terms else set()
-    weights = {t: stats.weight(t) for t in topic_terms(question) & held}
+    weights = {t: stats.weight(t) for t in held}
     total = sum(weights.values()) or 1.0
 
     def share(terms: set[str]) -> float:
@@ -95,6 +95,25 @@ def rank_documents(
     best, median = scored[0][0], statistics.median(s for s, _ in scored)
     floor = median + KEEP * (best - median)
     return [(cid, score) for score, cid in scored[:MAX_LISTED] if score >= floor]
+
+
+def _topic_terms_held(pool: Mapping[str, Chunk], topics: frozenset[str]) -> dict[str, set[str]]:
+    """chunk id -> the topic terms it holds (as :func:`~citeqa.text.term_set` finds them).
+    Only the distinct words of the pool that begin like a topic term are stemmed (a stem
+    changes at most a word's last letter: "famili" of "family"), not each chunk's every word."""
+    if not topics:
+        return {cid: set() for cid in pool}
+    tokens = {cid: set(words(chunk.text.lower())) for cid, chunk in pool.items()}
+    starts = tuple(term[:-1] or term for term in topics)
+    meaning: dict[str, set[str]] = {}
+    for word in set().union(*tokens.values()):
+        if any(part.startswith(starts) for part in word.split("-")):
+            found = term_set(word) & topics
+            if found:
+                meaning[word] = found
+    return {
+        cid: set().union(*(meaning[w] for w in ws & meaning.keys())) for cid, ws in tokens.items()
+    }
 
 
 def representatives(vectors: np.ndarray, k: int = MAX_TOPICS, rounds: int = 10) -> list[int]:

@@ -182,7 +182,8 @@ class HybridRetriever:
         if question.about_collection:
             fused = self._overview(lexical, top_k)
         elif question.asks_documents:
-            pool = lexical.chunks(list(dict.fromkeys([*dense, *sentences, *rankings["lexical"]])))
+            pool = {c.id: c for c in found}
+            pool.update(lexical.chunks([c for c in {*dense, *sentences} if c not in pool]))
             fused = overview.rank_documents(question, pool, sentences, lexical.stats)
             top_k = len(fused)
         else:
