@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import re
 import statistics
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -64,12 +64,16 @@ def rank_documents(
     pool: Mapping[str, Chunk],
     sentence_cosine: Mapping[str, float],
     stats: CorpusStats,
+    fused: Sequence[str] = (),
 ) -> list[tuple[str, float]]:
-    """The documents a list question asks for, best first: for each, the pooled chunk with
-    its best evidence (best sentence cosine plus the chunk's share of the topic terms) and the
-    document's evidence. ``pool``: chunk id -> chunk, the union of the searches' results;
+    """The documents a list question asks for, best first: for each, the chunk to quote and
+    the document's evidence. ``pool``: chunk id -> chunk, the union of the searches' results;
     ``sentence_cosine``: chunk id -> the best cosine of one of its sentences with the question
-    (chunks whose sentences the sentence search did not return: absent)."""
+    (chunks whose sentences the sentence search did not return: absent); ``fused``: chunk ids
+    in the order of the fused ranking a fact question reads. The chunk quoted is the
+    document's first in ``fused`` (where the question is best answered), else its pooled chunk
+    with the best evidence (best sentence cosine plus its share of the topic terms)."""
+    rank = {cid: i for i, cid in enumerate(fused)}
     chunk_terms = _topic_terms_held(pool, topic_terms(question))
     held = set().union(*chunk_terms.values()) if chunk_terms else set()
     weights = {t: stats.weight(t) for t in held}
@@ -85,8 +89,13 @@ def rank_documents(
     for cids in by_doc.values():
         cosine = max(sentence_cosine.get(cid, 0.0) for cid in cids)
         evidence = cosine + share(set().union(*(chunk_terms[cid] for cid in cids)))
-        shown = max(
-            cids, key=lambda cid: (sentence_cosine.get(cid, 0.0) + share(chunk_terms[cid]), cid)
+        shown = min(
+            cids,
+            key=lambda cid: (
+                rank.get(cid, len(rank)),
+                -sentence_cosine.get(cid, 0.0) - share(chunk_terms[cid]),
+                cid,
+            ),
         )
         scored.append((evidence, shown))
     scored.sort(key=lambda s: (-s[0], s[1]))

@@ -184,7 +184,8 @@ class HybridRetriever:
         elif question.asks_documents:
             pool = {c.id: c for c in found}
             pool.update(lexical.chunks([c for c in {*dense, *sentences} if c not in pool]))
-            fused = overview.rank_documents(question, pool, sentences, lexical.stats)
+            order = [cid for cid, _ in self._fuse(rankings)]
+            fused = overview.rank_documents(question, pool, sentences, lexical.stats, order)
             top_k = len(fused)
         else:
             fused = self._fuse(rankings)
