@@ -9,7 +9,7 @@ import numpy as np
 
 from service.answering.answer import Answer
 from service.answering.engine import Engine
-from service.answering.overview import MIN_WORDS, representatives, topic_terms
+from service.answering.overview import MIN_WORDS, rank_documents, representatives, topic_terms
 from service.answering.question import Question
 
 
@@ -65,3 +65,26 @@ def test_representatives_take_one_document_of_each_group() -> None:
     vectors = np.asarray(rows) / np.linalg.norm(rows, axis=1, keepdims=True)
     chosen = representatives(vectors, k=3)
     assert [int(np.argmax(vectors[i][:3])) for i in chosen] == [0, 2, 1]
+
+
+def test_a_document_is_listed_when_its_evidence_is_near_the_best_ones() -> None:
+    """Kept: at least half-way from the pool's median document to the best one. Two documents
+    hold the topic and are close to the question, three neither: the two are listed, whatever
+    the absolute level of the cosines."""
+    from service.answering.corpus import CorpusStats
+    from service.answering.lexical_views import Chunk
+
+    texts = {
+        "a": "Cox models handle tied event times with the Efron approximation.",
+        "b": "The Efron approximation for ties in Cox models.",
+        "c": "Reading data from files.",
+        "d": "Plotting a time series.",
+        "e": "Installing the package.",
+    }
+    pool = {f"{d}#0": Chunk(f"{d}#0", text, {"doc_id": d}) for d, text in texts.items()}
+    stats = CorpusStats(idf={"efron": 3.0, "approxim": 2.0, "cox": 1.0}, default_idf=3.0)
+    asked = Question.parse("Which documents discuss the Efron approximation in Cox models?")
+    for shift in (0.0, 0.3):  # another embedding model: other cosines, the same order
+        cosine = {"a#0": 0.5 + shift, "b#0": 0.45 + shift, "c#0": 0.2 + shift, "d#0": 0.15 + shift}
+        listed = rank_documents(asked, pool, cosine, stats)
+        assert [cid for cid, _ in listed] == ["a#0", "b#0"]
