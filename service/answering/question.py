@@ -14,7 +14,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from citeqa.text import name_keys, names, numbers, squashed, stopwords, term_set, words
+from citeqa.text import (
+    code_names,
+    name_keys,
+    names,
+    numbers,
+    squashed,
+    stopwords,
+    term_set,
+    words,
+)
 
 _WH_RE = re.compile(r"\b(what|which|how many|how much|who|whom|whose)\b", re.IGNORECASE)
 _PREPOSITIONS = frozenset(["in", "of", "for", "by", "on", "at", "with", "from", "to", "under"])
@@ -310,6 +319,12 @@ def about_collection(question: str) -> bool:
     return term_set(question, drop_question_words=True) <= _OVERVIEW_WORDS
 
 
+def asked_names(text: str) -> tuple[str, ...]:
+    """The names a question mentions, once each, in order: those written as names
+    ("DeepSeek-V3", "GDPR", "lme4") and those written as code ("tbats()", "glmer.nb")."""
+    return tuple(dict.fromkeys([*names(text), *code_names(text)]))
+
+
 def name_forms(name: str) -> set[str]:
     """A name squashed and its look-up keys: "LLM-like" -> {"llmlike", "llm"}."""
     return {squashed(name), *name_keys(name)}
@@ -323,7 +338,7 @@ class Question:
     text: str
     words: tuple[str, ...]  # its word tokens (:func:`citeqa.text.words`)
     terms: frozenset[str]  # stemmed content terms, question words dropped
-    names: tuple[str, ...]  # the names it mentions ("DeepSeek-V3", "GDPR"), once each, in order
+    names: tuple[str, ...]  # the names it mentions (:func:`asked_names`), once each, in order
     name_keys: frozenset[str]  # the names squashed, with their look-up keys (:func:`name_forms`)
     numbers: frozenset[str]  # numbers it states, in digits or words
     focus: str  # the asked thing after the wh-word (:func:`focus_phrase`), or ""
@@ -348,7 +363,7 @@ class Question:
 
     @classmethod
     def parse(cls, text: str) -> Question:
-        found = tuple(dict.fromkeys(names(text)))
+        found = asked_names(text)
         return cls(
             text=text,
             words=tuple(words(text)),
