@@ -20,6 +20,7 @@ from service.answering.answer import Draft
 from service.answering.citations import claim_with_markers
 from service.answering.evidence import Candidate, Evidence
 from service.answering.features import NUMBER_WINDOW, number_windows, stated_values
+from service.answering.overview import one_per_document
 from service.answering.question import Question
 from service.answering.refusal import KIND_OF_THING
 
@@ -204,32 +205,6 @@ def _runner_up(first: Candidate, pool: list[Candidate], taken: list[Candidate]) 
     ``first``."""
     second = max((c for c in pool if c not in taken), key=lambda c: c.score, default=None)
     return second if second is not None and second.score >= RUNNER_UP_RATIO * first.score else None
-
-
-_INTRODUCES = re.compile(
-    r"\b(?:we|this|the)\s+(?:\w+\s+){0,2}?(?:propose|proposes|present|presents|introduce|"
-    r"introduces|describe|describes|gives|provides|explains|shows)\b",
-    re.IGNORECASE,
-)
-
-
-def one_per_document(evidence: Evidence, best: Candidate) -> list[Candidate]:
-    """For a question a list of documents answers ("which papers discuss X?"): the best
-    sentence of each retrieved document that scores close to the best, once each. For the
-    collection as a whole ("what is this corpus about?"): each retrieved document's sentence
-    that introduces it ("This vignette describes ...", "we propose ..."), else its best."""
-    overview = evidence.question.about_collection
-    by_doc: dict[str, Candidate] = {}
-    ranked = sorted(
-        evidence.candidates,
-        key=lambda c: (overview and bool(_INTRODUCES.search(c.text)), c.score),
-        reverse=True,
-    )
-    for cand in ranked:
-        doc = evidence.hits[cand.hit_index].doc_id
-        if doc not in by_doc and (overview or cand.score >= MIN_RATIO * best.score):
-            by_doc[doc] = cand
-    return list(by_doc.values())[:MAX_SENTENCES]
 
 
 def select_sentences(evidence: Evidence) -> list[Candidate]:

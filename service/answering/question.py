@@ -282,7 +282,7 @@ BEST_ONE_Q = re.compile(
 
 
 # Nouns English uses for the documents of a collection, and for the collection itself.
-_DOCUMENTS = (
+DOCUMENT_NOUNS = (
     r"papers|documents|articles|files|sources|texts|reports|publications|studies|works|"
     r"vignettes|manuals|guides|chapters|books|notes|pages|posts|entries"
 )
@@ -290,9 +290,9 @@ _COLLECTION = r"corpus|collection|library|archive|database|knowledge base|docume
 # "Which (lme4) documents discuss X?", "What papers are about X?", "List the articles on X",
 # "Are there any reports about X?": the answer is a list of documents.
 _DOCUMENTS_Q = re.compile(
-    rf"^\s*(?:(?:which|what)\s+(?:of\s+the\s+)?(?:[\w\-.]+\s+){{0,3}}?(?:{_DOCUMENTS})\b|"
+    rf"^\s*(?:(?:which|what)\s+(?:of\s+the\s+)?(?:[\w\-.]+\s+){{0,3}}?(?:{DOCUMENT_NOUNS})\b|"
     rf"(?:list|name|find|show|give)(?:\s+me)?\s+(?:all\s+)?(?:the\s+)?(?:[\w\-.]+\s+){{0,2}}?"
-    rf"(?:{_DOCUMENTS})\b|are\s+there\s+(?:any\s+)?(?:[\w\-.]+\s+){{0,2}}?(?:{_DOCUMENTS})\b)",
+    rf"(?:{DOCUMENT_NOUNS})\b|are\s+there\s+(?:any\s+)?(?:[\w\-.]+\s+){{0,2}}?(?:{DOCUMENT_NOUNS})\b)",
     re.IGNORECASE,
 )
 # "What is this corpus about?", "What topics does the collection cover?", "Summarize the
