@@ -8,11 +8,12 @@ import pytest
 
 from service.answering.answer import Answer
 from service.answering.engine import Engine
-from service.answering.evidence import Candidate, Evidence, _defines
+from service.answering.evidence import Evidence, _defines
 from service.answering.extractive import select_sentences
 from service.answering.features import NameMatch
 from service.answering.question import Question
 from service.answering.retrieval import Hit
+from tests.evidence_parts import candidate
 
 
 def _quotes_by_document(answer: Answer) -> dict[str, list[str]]:
@@ -79,21 +80,6 @@ def _hit(doc_id: str, title: str, ranks: dict[str, int]) -> Hit:
     )
 
 
-def _sentence(hit_index: int, text: str, score: float) -> Candidate:
-    return Candidate(
-        hit_index=hit_index,
-        position=0,
-        text=text,
-        start=0,
-        end=len(text),
-        similarity=0.5,
-        coverage=0.5,
-        detail=0.5,
-        has_number=False,
-        score=score,
-    )
-
-
 def test_the_document_both_dense_rankings_put_first_is_quoted_too() -> None:
     """A paraphrase shares words with another paper's sentence (it scores best), but the
     chunk and the sentence embeddings both rank the other paper first: the answer shows both."""
@@ -101,8 +87,8 @@ def test_the_document_both_dense_rankings_put_first_is_quoted_too() -> None:
         _hit("lexical", "Words Alike", {"lexical": 1, "dense": 4}),
         _hit("dense", "Meaning Alike", {"dense": 1, "sentence": 1, "lexical": 9}),
     ]
-    lexical = _sentence(0, "Skipping layers at random in training words alike.", 2.0)
-    dense = _sentence(1, "Dropping whole residual blocks during training helps.", 1.2)
+    lexical = candidate(0, "Skipping layers at random in training words alike.", 2.0)
+    dense = candidate(1, "Dropping whole residual blocks during training helps.", 1.2)
     evidence = Evidence(
         question=Question.parse("How can randomly leaving out layers while training help?"),
         hits=hits,
@@ -122,8 +108,8 @@ def test_a_comparison_quotes_the_paper_of_each_named_thing() -> None:
         _hit("alpha", "Alpha-7B: A Video Model", {"dense": 1}),
         _hit("beta", "BetaBench: A Long Video Benchmark", {"sentence": 1}),
     ]
-    alpha = _sentence(0, "Alpha-7B reaches 70.9 on BetaBench.", 2.0)
-    beta = _sentence(1, "BetaBench evaluates twenty models on long videos.", 0.5)
+    alpha = candidate(0, "Alpha-7B reaches 70.9 on BetaBench.", 2.0)
+    beta = candidate(1, "BetaBench evaluates twenty models on long videos.", 0.5)
     question = Question.parse(
         "What does Alpha-7B score on BetaBench, and how many models did BetaBench test?"
     )

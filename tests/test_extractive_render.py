@@ -9,6 +9,7 @@ from service.answering.evidence import Candidate, Evidence
 from service.answering.extractive import render, select_sentences
 from service.answering.question import Question
 from service.answering.retrieval import Hit
+from tests.evidence_parts import candidate
 
 CODE = "R> fit <- tmerge(data1, data2, id = id, death = event(futime, fustat))"
 PROSE = "The event() and cumevent() arguments add endpoints to the data set."
@@ -28,26 +29,12 @@ def _hit(n: int, body: str) -> Hit:
     )
 
 
-def _quote(hit_index: int, text: str) -> Candidate:
-    return Candidate(
-        hit_index=hit_index,
-        position=0,
-        text=text,
-        start=0,
-        end=len(text),
-        similarity=0.5,
-        coverage=0.5,
-        detail=0.5,
-        has_number=False,
-    )
-
-
 def _answer(first: str, second: str) -> tuple[str, list[Hit]]:
     hits = [_hit(1, f"Create the data. {first}"), _hit(2, f"{second} More text follows here.")]
     evidence = Evidence(
         question=Question.parse("Which arguments add variables in tmerge?"),
         hits=hits,
-        candidates=[_quote(0, first), _quote(1, second)],
+        candidates=[candidate(0, first), candidate(1, second)],
     )
     return validate(render(evidence, evidence.candidates), hits).text, hits
 
@@ -68,7 +55,7 @@ def test_quotes_that_end_their_sentences_share_one_line() -> None:
 
 
 def _placed(position: int, text: str, score: float) -> Candidate:
-    cand = _quote(0, text)
+    cand = candidate(0, text)
     cand.position, cand.score = position, score
     return cand
 
@@ -105,9 +92,9 @@ def test_the_runner_up_of_the_best_document_may_come_from_its_next_chunk() -> No
     hits = [_hit(1, "first chunk"), _hit(2, "second chunk"), _hit(3, "another document")]
     hits[2].doc_id = "other"
     best = _placed(0, "lme4 lacks influence diagnostics such as Cook's distance.", 2.0)
-    second = _quote(1, "They are available in the packages HLMdiag and influence.ME.")
+    second = candidate(1, "They are available in the packages HLMdiag and influence.ME.")
     second.score = 1.9
-    elsewhere = _quote(2, "Another package fits mixed models.")
+    elsewhere = candidate(2, "Another package fits mixed models.")
     elsewhere.score = 1.0
     evidence = Evidence(
         question=Question.parse("Which packages provide influence diagnostics for lme4?"),
