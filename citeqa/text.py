@@ -278,6 +278,37 @@ def names(text: str) -> list[str]:
     return found
 
 
+# How code names a thing, in any language: a call ("tbats()", "vb()"), a dotted or snake_case
+# identifier ("glmer.nb", "coxph.control", "log_lik"), a word quoted as code (`lmer`).
+_CODE_NAME = re.compile(
+    r"`(?P<quoted>[^`\s]{2,60})`"
+    r"|(?<![\w.])(?P<call>[A-Za-z][\w.]*)\((?!s\))"
+    r"|(?<![\w.])(?P<dotted>[A-Za-z][A-Za-z0-9]*(?:[._][A-Za-z0-9]+)+)(?![\w(])"
+)
+_CODE_MARK = re.compile(r"[a-z0-9][._][a-z]|\(\)$", re.IGNORECASE)
+
+
+def code_names(text: str) -> list[str]:
+    """The identifiers ``text`` names the way code writes them: calls as "tbats()",
+    dotted and snake_case names ("glmer.nb", "log_lik"), words quoted as code. Abbreviations
+    of one-letter parts ("e.g.", "U.S.") and version numbers ("v3.1") are not identifiers."""
+    found: list[str] = []
+    for match in _CODE_NAME.finditer(text):
+        if match.group("call"):
+            call = match.group("call").rstrip(".")
+            if len(call) >= 2:  # "f(x)" is mathematics
+                found.append(call + "()")
+            continue
+        word = (match.group("quoted") or match.group("dotted")).strip(".")
+        parts = [p for p in re.split(r"[._]", word) if p]
+        later = parts[1:] or parts
+        # "generation.Our": a sentence's end without its space, not a name
+        sentence = any(p.istitle() and p.isalpha() for p in word.split(".")[1:])
+        if len(word) >= 3 and not sentence and any(len(p) >= 2 and not p.isdigit() for p in later):
+            found.append(word)
+    return found
+
+
 def squashed(text: str) -> str:
     """Lower case, letters and digits only: "Human-Eval", "HumanEval" -> "humaneval"."""
     return re.sub(r"[^a-z0-9]+", "", text.lower())
@@ -287,8 +318,13 @@ def name_keys(name: str) -> list[str]:
     """How to look a name up in a corpus, spelling aside, squashed. Plain lower-case words
     joined to it go ("PPO-based" -> "ppo", "T3-enhanced" -> "t3"); what is left is one key
     when it carries a digit ("Kinetics-700" is not "Kinetics-600"), else a key per part that is
-    itself a name ("English-to-German" -> "english", "german"). Keys shorter than three
+    itself a name ("English-to-German" -> "english", "german"); an identifier ("glmer.nb",
+    "tbats()", :func:`code_names`) is one key. Keys shorter than three
     characters ("XL") are too short to tell anything."""
+    if _CODE_MARK.search(name) or (name.isalpha() and name.islower()):
+        # an identifier ("glmer.nb", "tbats()", `lmer`: names() never gives a lower-case
+        # word, code_names() does) is one key
+        return [k for k in [squashed(name)] if len(k) >= 3]
     parts = [p for p in name.split("-") if p and not (p.isalpha() and p.islower())]
     if any(ch.isdigit() for p in parts for ch in p):
         keys = [squashed("-".join(parts))]
@@ -301,7 +337,7 @@ def name_keys(name: str) -> list[str]:
 def _name_patterns(name: str) -> tuple[tuple[str, re.Pattern[str]], ...]:
     """(substring, word pattern) for the whole name, then (for "Next-Block") for each of its
     parts, plurals allowed. The substring is a cheap test before the regex."""
-    lowered = name.lower()
+    lowered = name.lower().removesuffix("()")  # "tbats()" is written "tbats(y)" too
     whole = (lowered, re.compile(rf"(?<![a-z0-9]){re.escape(lowered)}(?![a-z0-9])"))
     if "-" not in name:
         return (whole,)

@@ -6,8 +6,10 @@ Generates answerable and near-miss questions from the collection's documents
 (:mod:`evals.nearmiss`), adds the user's labelled set when one is given, runs retrieval and
 evidence scoring (no generation) for each, fits an L2-regularised logistic regression of
 "answerable" on the features and picks the threshold as the largest value at which at most
-``max_false_refusal`` of the answerable questions would be refused: the labelled ones when
-there are some, else the generated ones. The figures to trust are the cross-validated ones:
+``max_false_refusal`` of the answerable questions no rule refuses would be refused: the
+labelled ones when there are some, else the generated ones. (The rules' refusals are not the
+threshold's to budget: a few generated questions a rule refuses would otherwise drive it to
+zero.) The figures to trust are the cross-validated ones:
 refit without a fifth of those questions, measured on that fifth.
 
 The model is stored with the collection (:func:`service.answering.answerability.store`), so every
@@ -167,10 +169,8 @@ def cross_validate(
             train = np.setdiff1d(np.arange(len(y)), test)
             weight = class_weights(y[train], generated[train], share)
             w = fit(x[train], y[train], weight, steps=5000)
-            in_pool = train[pool[train]]
-            threshold = threshold_for(
-                predict(w, x[in_pool], ruled[in_pool]), y[in_pool], max_false_refusal
-            )
+            in_pool = train[pool[train] & ~ruled[train]]
+            threshold = threshold_for(predict(w, x[in_pool]), y[in_pool], max_false_refusal)
             answered[test] = predict(w, x[test], ruled[test]) >= threshold
         recall.append(float(np.mean(~answered[pool & (y == 0)])))
         false_refusal.append(float(np.mean(~answered[pool & (y == 1)])))
@@ -203,7 +203,8 @@ def fit_model(
     w = fit(x, y, class_weights(y, generated, share))
     pool = threshold_pool(y, generated)
     p = predict(w, x, data.ruled)
-    threshold = threshold_for(p[pool], y[pool], max_false_refusal)
+    free = pool & ~data.ruled  # the model's own refusals are what the threshold sets
+    threshold = threshold_for(p[free], y[free], max_false_refusal)
     recall, false_refusal = cross_validate(
         x, y, generated, share, max_false_refusal, ruled=data.ruled
     )

@@ -13,7 +13,13 @@ kind of question is phrased:
   to the things (answerable), or things counted in another document and never mentioned in
   this one (near miss);
 * a name another document mentions and this one never does: "What does X report on B?"
-  (near miss).
+  (near miss);
+* the value of a setting ("What learning rate does X use?", "How many subjects does X
+  report?"): stated next to the setting's words in the document (answerable), or asked of a
+  document that mentions the setting but states no number next to it (a near miss: the
+  number the question wants is not there, while numbers of other things are);
+* a neighbour of a name the document mentions, that the collection never does: another
+  version or size ("Kinetics-700" for "Kinetics-600", "lme5" for "lme4") (near miss).
 
 No word list of one field: the details are the collection's own words. They are training
 data for :mod:`evals.calibrate`, never a measure of quality.
@@ -27,7 +33,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from citeqa.store import Index, get_all, visible_chunks
-from citeqa.text import names, sentence_spans, stopwords, term_set, words
+from citeqa.text import names, sentence_spans, squashed, stopwords, term_set, words
 from evals.dataset import EvalItem
 
 # (the question, with {X} the document's name and {D} the asked detail)
@@ -40,14 +46,24 @@ DETAIL_TEMPLATES: tuple[str, ...] = (
 )
 COUNT_TEMPLATE = "How many {D} does {X} report?"
 NAME_TEMPLATE = "What does {X} report on {B}?"
+SETTING_TEMPLATE = "What {D} does {X} use?"
 _SHORT_HEAD = 4  # a title's part before ":" of at most this many words names the document
 _MIXED = re.compile(r"[a-z][A-Z]|[A-Z]{2}|[A-Za-z]\d")
 # "12 subjects", "3 random effects": a count of two or more, then a plural (maybe led by one
 # more word).
 _COUNT = re.compile(
     r"(?<![\w.,])(?:[2-9]|[1-9]\d{1,2}(?:,\d{3})*)\s+((?:[a-z][a-z\-]{2,}\s+)?[a-z][a-z\-]{2,}s)\b"
+    # not a verb ending in -s: "Table 2 shows that", "model 3 gives the"
+    r"(?!\s+(?:that|the|a|an|how|us|what|which|this|these|those|it|its|their|to|is|are)\b)"
 )
+# "a learning rate of 0.1", "batch size = 256", "nAGQ set to 1": a setting and its value
+_SETTING = re.compile(
+    r"(?<![\w\-])((?:[a-z][a-z\-]{2,}\s+)?[a-z][a-zA-Z\-]{2,})\s+"
+    r"(?:of|=|:|is|was|set to|equal to)\s+(\d[\d.,]*\d|\d)(?![\w.])"
+)
+_DIGITS = re.compile(r"\d+")
 MAX_SENTENCES = 400  # sentences of one document looked at for details
+NUMBER_WINDOW = 5  # words either side of a number that may say what it counts
 
 
 @dataclass(frozen=True)
@@ -106,7 +122,61 @@ def details(text: str, limit: int = MAX_SENTENCES) -> list[str]:
 def counted(text: str) -> list[str]:
     """What ``text`` counts with a number: "12 subjects" -> "subjects"."""
     stop = stopwords()
-    return list(dict.fromkeys(m.group(1) for m in _COUNT.finditer(text) if m.group(1) not in stop))
+    return list(
+        dict.fromkeys(
+            m.group(1) for m in _COUNT.finditer(text) if not set(m.group(1).split()) & stop
+        )
+    )
+
+
+def settings(text: str) -> dict[str, str]:
+    """Settings ``text`` states a value for: "a learning rate of 0.1" -> {"learning rate":
+    "0.1"} (the first value stated for each)."""
+    stop = stopwords()
+    found: dict[str, str] = {}
+    for match in _SETTING.finditer(text):
+        setting = " ".join(w for w in match.group(1).split() if w.lower() not in stop)
+        if setting and len(setting) >= 4:
+            found.setdefault(setting, match.group(2).rstrip(".,"))
+    return found
+
+
+def terms_near_numbers(text: str, window: int = NUMBER_WINDOW) -> set[str]:
+    """The terms within ``window`` words of a number in ``text``: what its numbers may
+    count or set."""
+    tokens = words(text)
+    near: set[str] = set()
+    for i, token in enumerate(tokens):
+        if any(ch.isdigit() for ch in token) and not names(token):
+            near |= term_set(" ".join(tokens[max(0, i - window) : i + window + 1]))
+    return near
+
+
+def unstated_values(paper: Paper, asked: Sequence[str]) -> list[str]:
+    """Of the settings or counted things ``asked`` (of other documents), those the paper
+    mentions, every word, but states no number next to: asking it for their value is a near
+    miss that shares its words."""
+    known = term_set(f"{paper.title} {paper.text}")
+    near = terms_near_numbers(paper.text)
+    return [a for a in asked if (t := term_set(a)) and t <= known and not t & near]
+
+
+def neighbour_names(text: str, mentioned: str, rng: random.Random) -> list[str]:
+    """Names of ``text`` with a number ("Kinetics-600", "lme4", "Falcon2-11B") turned into a
+    neighbour the collection (``mentioned``: all its text, squashed) never mentions: another
+    version or size ("Kinetics-601" or "Kinetics-1200")."""
+    found: dict[str, None] = {}
+    for name in dict.fromkeys(names(text)):
+        digits = list(_DIGITS.finditer(name))
+        if not digits or len(name) < 3:
+            continue
+        last = digits[-1]
+        value = int(last.group())
+        other = rng.choice([value + 1, value * 2 or 2])
+        neighbour = f"{name[: last.start()]}{other}{name[last.end() :]}"
+        if squashed(neighbour) not in mentioned and len(squashed(neighbour)) >= 3:
+            found[neighbour] = None
+    return list(found)
 
 
 def _shared_names(corpus: Sequence[Paper]) -> list[str]:
@@ -140,6 +210,8 @@ def near_miss_questions(
     rng = random.Random(seed)
     shared = _shared_names(corpus)
     by_paper = [(p, details(p.text), counted(p.text)) for p in corpus]
+    stated = {id(p): list(settings(p.text)) for p in corpus}
+    mentioned = "|".join(squashed(f"{p.title} {p.text}") for p in corpus)
     items: list[EvalItem] = []
     for paper, _, _ in by_paper:
         name = paper_name(paper.title)
@@ -158,6 +230,18 @@ def near_miss_questions(
         unnamed = [b for b in shared if b.lower() not in lowered]
         if unnamed:
             questions.append(NAME_TEMPLATE.format(X=name, B=rng.choice(unnamed)))
+        others = [p for p in corpus if p is not paper]
+        unset = unstated_values(paper, sorted({s for p in others for s in stated[id(p)]}))
+        if unset:
+            questions.append(SETTING_TEMPLATE.format(X=name, D=rng.choice(unset)))
+        uncounted = unstated_values(
+            paper, sorted({t for o, _, ts in by_paper if o is not paper for t in ts})
+        )
+        if uncounted:
+            questions.append(COUNT_TEMPLATE.format(X=name, D=rng.choice(uncounted)))
+        neighbours = neighbour_names(paper.text, mentioned, rng)
+        if neighbours:
+            questions.append(NAME_TEMPLATE.format(X=name, B=rng.choice(neighbours)))
         items.extend(_item(len(items) + 1, q) for q in questions)
     return items
 
@@ -182,4 +266,9 @@ def answerable_questions(
         for template, detail in asked:
             question = template.format(X=name, D=detail)
             items.append(_item(len(items) + 1, question, paper.title, detail))
+        values = settings(paper.text)
+        if values:
+            setting = rng.choice(sorted(values))
+            question = SETTING_TEMPLATE.format(X=name, D=setting)
+            items.append(_item(len(items) + 1, question, paper.title, values[setting]))
     return items

@@ -9,7 +9,15 @@ import numpy as np
 import pytest
 
 from citeqa.text import mentions, name_keys, names, term_set
-from evals.calibrate import class_weights, cross_validate, fit_with, predict, threshold_for
+from evals.calibrate import (
+    Features,
+    class_weights,
+    cross_validate,
+    fit_model,
+    fit_with,
+    predict,
+    threshold_for,
+)
 from evals.nearmiss import (
     COUNT_TEMPLATE,
     DETAIL_TEMPLATES,
@@ -125,6 +133,28 @@ def test_generated_questions_ask_what_the_document_states_or_never_mentions() ->
         assert term_set(item.key_facts[0]) <= term_set(paper.text)
 
 
+VALUES = [
+    Paper("FooNet: Fast Nets", "FooNet uses a learning rate of 0.1 and evaluates on Kinetics-600."),
+    Paper("BarFormer: Long", "BarFormer is trained with a batch size of 256 on 8 GPUs."),
+    Paper("Baz: A Study", "Baz tunes the learning rate and the batch size; it needs 4 GPUs."),
+]
+
+
+def test_near_misses_ask_for_values_never_stated_and_names_never_mentioned() -> None:
+    """Near misses like real ones: a setting the document mentions but gives no value for
+    (while it states other numbers), and a neighbouring version of a name it mentions; the
+    answerable twin asks for a value the document states."""
+    near = [q.question for q in near_miss_questions(VALUES, per_paper=5)]
+    assert "What learning rate does Baz use?" in near  # mentioned, no number next to it
+    assert "What batch size does Baz use?" not in near  # "batch size; it needs 4 GPUs"
+    assert any(q.startswith("What does FooNet report on Kinetics-") for q in near)
+    assert "What does FooNet report on Kinetics-600?" not in near
+    answerable = answerable_questions(VALUES, per_paper=5)
+    asked = {q.question: q.key_facts for q in answerable}
+    assert asked["What learning rate does FooNet use?"] == ["0.1"]
+    assert asked["What batch size does BarFormer use?"] == ["256"]
+
+
 def test_paper_name_is_how_a_question_would_name_the_paper() -> None:
     assert paper_name("DeepSeek-V3 Technical Report") == "DeepSeek-V3 Technical Report"
     assert paper_name("FooNet: Fast Nets") == "FooNet"
@@ -161,6 +191,21 @@ def test_calibration_separates_separable_data_and_cross_validates_it() -> None:
     assert recall == 1.0 and false_refusal <= 0.05
 
 
+def test_questions_a_rule_refuses_leave_the_threshold_its_own_budget() -> None:
+    """A tenth of the answerable questions refused by a rule (as a generated question can
+    be) must not drive the threshold to zero: the model still refuses the near misses it
+    separates, at few false refusals of the questions no rule refuses."""
+    rng = np.random.default_rng(2)
+    x = np.r_[rng.normal(1.0, 0.2, (80, 2)), rng.normal(-1.0, 0.2, (60, 2))]
+    y = np.r_[np.ones(80), np.zeros(60)]
+    ruled = np.zeros(len(y), dtype=bool)
+    ruled[:8] = True  # answerable, refused by a rule whatever the model says
+    model = fit_model(Features(["a", "b"], x, y, ruled), np.ones(len(y), dtype=bool))
+    assert model.figures["in_sample_refusal_recall"] >= 0.9
+    assert model.figures["cross_validated_refusal_recall"] >= 0.9
+    assert model.figures["cross_validated_false_refusal"] <= 0.2  # the rules' 0.1 included
+
+
 def test_a_named_thing_the_corpus_never_mentions_is_refused(engine: Engine) -> None:
     """The same question about a benchmark the corpus has and one it never mentions."""
     known = engine.prepare("What top-1 accuracy does EfficientNet-B7 reach on ImageNet?", 5)
@@ -171,6 +216,26 @@ def test_a_named_thing_the_corpus_never_mentions_is_refused(engine: Engine) -> N
     assert unknown.unknown_names == ["Places365"] and not unknown.answerable
     answer = engine.ask("What top-1 accuracy does EfficientNet-B7 reach on Places365?")
     assert answer.refused and "No document mentions Places365." in answer.answer
+
+
+@pytest.mark.parametrize(
+    ("question", "unknown"),
+    [
+        ("What does the nnetar() function of Dyn-Perceiver fit?", ["nnetar()"]),
+        ("Which backbone does model.predict_exits of Dyn-Perceiver use?", ["model.predict_exits"]),
+        ("How is the `stochastic_exit` flag of Dyn-Perceiver set?", ["stochastic_exit"]),
+        ("Where is the Dynamic_Perceiver code released?", []),  # the corpus links to it
+    ],
+)
+def test_an_identifier_the_corpus_never_mentions_is_refused(
+    engine: Engine, question: str, unknown: list[str]
+) -> None:
+    """Names written as code (a call, a dotted or snake_case name, a word quoted as code)
+    are looked up like any other name."""
+    evidence = engine.prepare(question, 5)
+    assert evidence.unknown_names == unknown
+    if unknown:
+        assert not evidence.answerable
 
 
 @pytest.mark.parametrize(

@@ -13,6 +13,7 @@ import pytest
 
 import citeqa.text
 import service.answering.question
+from citeqa.text import code_names
 from service.answering.engine import Engine
 from service.answering.question import Question
 
@@ -129,3 +130,28 @@ def test_questions_a_list_of_documents_answers(
     asked = Question.parse(text)
     assert (asked.asks_documents, asked.about_collection) == (documents, collection)
     assert asked.lists_documents is (documents or collection)
+
+
+@pytest.mark.parametrize(
+    ("question", "expected"),
+    [
+        ("How does tbats() handle multiple seasonal periods?", ("tbats()",)),
+        ("What does glmer.nb fit, and what does coxph.control set?", ("glmer.nb", "coxph.control")),
+        ("Which argument of log_lik sets the draws?", ("log_lik",)),
+        ("Is `lmer` faster than `glmer`?", ("lmer", "glmer")),
+        ("What is cv.glmnet with doParallel on Windows?", ("doParallel", "Windows", "cv.glmnet")),
+    ],
+)
+def test_identifiers_written_as_code_are_names(question: str, expected: tuple[str, ...]) -> None:
+    assert Question.parse(question).names == expected
+
+
+def test_abbreviations_versions_and_plurals_are_not_identifiers() -> None:
+    assert code_names("Which model(s), e.g. MiDaS v3.1, beat the U.S. baseline in Fig.3?") == []
+    assert code_names("We trained the model.Then what? See f(x) and i.e. the rest.") == []
+
+
+def test_an_identifier_is_looked_up_as_one_key() -> None:
+    assert Question.parse("What does glmer.nb fit?").name_keys == {"glmernb"}
+    assert Question.parse("What does tbats() return?").name_keys == {"tbats"}
+    assert Question.parse("Is `lmer` the function?").name_keys == {"lmer"}

@@ -1,8 +1,8 @@
 """The extractive generator: answers with verbatim sentences of the sources, no LLM needed.
 
 It picks the best-scoring candidate sentence (see :mod:`service.answering.evidence`), adds the
-sentence
-next to it when that one also answers the question (facts often span two sentences), and, for
+next best of its document when that one scores nearly as well (facts often span two
+sentences) and the sentence a chosen one announces with a colon, and, for
 questions that span papers, the best sentence of each other document that scores nearly as
 well. When another paper states a different value for the number asked of the same subject
 (:func:`disagreeing`), its statement is quoted too: the answer shows that the sources differ
@@ -15,16 +15,17 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 
-from citeqa.text import mentions, squashed, words
+from citeqa.text import answer_sentence_spans, mentions, squashed, words
 from service.answering.answer import Draft
 from service.answering.citations import claim_with_markers
 from service.answering.evidence import Candidate, Evidence
 from service.answering.features import NUMBER_WINDOW, number_windows, stated_values
+from service.answering.overview import one_per_document
 from service.answering.question import Question
 from service.answering.refusal import KIND_OF_THING
 
 MAX_SENTENCES = 5
-SAME_CHUNK_RATIO = 0.85  # a second sentence of the best chunk scoring this close is kept
+RUNNER_UP_RATIO = 0.85  # a second sentence of the best one's document scoring this close is kept
 MIN_RATIO = 0.6  # an added sentence scores at least this share of the best one
 MIN_GAIN = 0.12  # ... and covers at least this (IDF-weighted) share of the question anew
 SOURCES_DIFFER = "The sources differ; "  # leads the paper that states another value
@@ -66,7 +67,20 @@ def render(evidence: Evidence, chosen: list[Candidate], other: Candidate | None 
         differing = {evidence.hits[c.hit_index].doc_id for c in (best, other)}
         later = [doc for doc in paragraphs if doc in differing][-1]
         leads[later] = SOURCES_DIFFER + leads[later]
-    return "\n".join(leads[doc] + " ".join(p) for doc, p in paragraphs.items())
+    return "\n".join(leads[doc] + _joined(p) for doc, p in paragraphs.items())
+
+
+def _joined(quotes: list[str]) -> str:
+    """The quotes of one paragraph, joined by a space where the sentence splitter the
+    citation validator (and any reader of the answer) uses ends a sentence between them, else
+    by a line break: a quoted code line or URL without a full stop would otherwise run into
+    the next quote, and the two, cited from two chunks, would read as one claim."""
+    text = quotes[0] if quotes else ""
+    for quote in quotes[1:]:
+        spaced = f"{text} {quote}"
+        starts = {start for start, _ in answer_sentence_spans(spaced)}
+        text = spaced if len(text) + 1 in starts else f"{text}\n{quote}"
+    return text
 
 
 def disagreeing(evidence: Evidence) -> Candidate | None:
@@ -190,33 +204,7 @@ def _runner_up(first: Candidate, pool: list[Candidate], taken: list[Candidate]) 
     """The best sentence of ``pool`` not yet taken, when it scores nearly as well as
     ``first``."""
     second = max((c for c in pool if c not in taken), key=lambda c: c.score, default=None)
-    return second if second is not None and second.score >= SAME_CHUNK_RATIO * first.score else None
-
-
-_INTRODUCES = re.compile(
-    r"\b(?:we|this|the)\s+(?:\w+\s+){0,2}?(?:propose|proposes|present|presents|introduce|"
-    r"introduces|describe|describes|gives|provides|explains|shows)\b",
-    re.IGNORECASE,
-)
-
-
-def one_per_document(evidence: Evidence, best: Candidate) -> list[Candidate]:
-    """For a question a list of documents answers ("which papers discuss X?"): the best
-    sentence of each retrieved document that scores close to the best, once each. For the
-    collection as a whole ("what is this corpus about?"): each retrieved document's sentence
-    that introduces it ("This vignette describes ...", "we propose ..."), else its best."""
-    overview = evidence.question.about_collection
-    by_doc: dict[str, Candidate] = {}
-    ranked = sorted(
-        evidence.candidates,
-        key=lambda c: (overview and bool(_INTRODUCES.search(c.text)), c.score),
-        reverse=True,
-    )
-    for cand in ranked:
-        doc = evidence.hits[cand.hit_index].doc_id
-        if doc not in by_doc and (overview or cand.score >= MIN_RATIO * best.score):
-            by_doc[doc] = cand
-    return list(by_doc.values())[:MAX_SENTENCES]
+    return second if second is not None and second.score >= RUNNER_UP_RATIO * first.score else None
 
 
 def select_sentences(evidence: Evidence) -> list[Candidate]:
@@ -245,7 +233,26 @@ def select_sentences(evidence: Evidence) -> list[Candidate]:
     dense = _dense_choice(evidence, chosen)
     if dense is not None:
         chosen.append(dense)
+    chosen.extend(_announced(evidence, chosen))
     return sorted(chosen, key=lambda c: (c.hit_index, c.position))
+
+
+def _announced(evidence: Evidence, chosen: list[Candidate]) -> list[Candidate]:
+    """The sentence after each chosen one that hands over to it: one that ends with a colon
+    ("... via a call to glmnet.control with the itrace argument:") announces what follows,
+    and a question (a FAQ's "Why does lag give different results ...?") is answered by what
+    follows, not by itself."""
+    place = {(c.hit_index, c.position): c for c in evidence.candidates}
+    added: list[Candidate] = []
+    for cand in chosen:
+        after = place.get((cand.hit_index, cand.position + 1))
+        if after is not None and after not in chosen + added and _hands_over(cand.text):
+            added.append(after)
+    return added
+
+
+def _hands_over(sentence: str) -> bool:
+    return sentence.rstrip().endswith((":", "?"))
 
 
 def _each_named(evidence: Evidence, chosen: list[Candidate]) -> list[Candidate]:
@@ -299,11 +306,13 @@ def _dense_choice(evidence: Evidence, chosen: list[Candidate]) -> Candidate | No
 
 
 def _for_the_question(evidence: Evidence, best: Candidate, several: bool) -> list[Candidate]:
-    """The best sentence, the next one of its chunk when it scores nearly as well, and for a
-    question about several papers the best sentences of the others."""
+    """The best sentence, the next best of its document when it scores nearly as well (of
+    any of its retrieved chunks: where a chunk ends is no boundary of what a document says),
+    and for a question about several papers the best sentences of the others."""
     chosen = [best]
-    same_chunk = [c for c in evidence.candidates if c.hit_index == best.hit_index]
-    runner_up = _runner_up(best, same_chunk, chosen)
+    doc = evidence.hits[best.hit_index].doc_id
+    same_doc = [c for c in evidence.candidates if evidence.hits[c.hit_index].doc_id == doc]
+    runner_up = _runner_up(best, same_doc, chosen)
     if runner_up is not None:
         chosen.append(runner_up)  # facts often run over two sentences
     if several:

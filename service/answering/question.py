@@ -14,7 +14,16 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from citeqa.text import name_keys, names, numbers, squashed, stopwords, term_set, words
+from citeqa.text import (
+    code_names,
+    name_keys,
+    names,
+    numbers,
+    squashed,
+    stopwords,
+    term_set,
+    words,
+)
 
 _WH_RE = re.compile(r"\b(what|which|how many|how much|who|whom|whose)\b", re.IGNORECASE)
 _PREPOSITIONS = frozenset(["in", "of", "for", "by", "on", "at", "with", "from", "to", "under"])
@@ -273,7 +282,7 @@ BEST_ONE_Q = re.compile(
 
 
 # Nouns English uses for the documents of a collection, and for the collection itself.
-_DOCUMENTS = (
+DOCUMENT_NOUNS = (
     r"papers|documents|articles|files|sources|texts|reports|publications|studies|works|"
     r"vignettes|manuals|guides|chapters|books|notes|pages|posts|entries"
 )
@@ -281,9 +290,9 @@ _COLLECTION = r"corpus|collection|library|archive|database|knowledge base|docume
 # "Which (lme4) documents discuss X?", "What papers are about X?", "List the articles on X",
 # "Are there any reports about X?": the answer is a list of documents.
 _DOCUMENTS_Q = re.compile(
-    rf"^\s*(?:(?:which|what)\s+(?:of\s+the\s+)?(?:[\w\-.]+\s+){{0,3}}?(?:{_DOCUMENTS})\b|"
+    rf"^\s*(?:(?:which|what)\s+(?:of\s+the\s+)?(?:[\w\-.]+\s+){{0,3}}?(?:{DOCUMENT_NOUNS})\b|"
     rf"(?:list|name|find|show|give)(?:\s+me)?\s+(?:all\s+)?(?:the\s+)?(?:[\w\-.]+\s+){{0,2}}?"
-    rf"(?:{_DOCUMENTS})\b|are\s+there\s+(?:any\s+)?(?:[\w\-.]+\s+){{0,2}}?(?:{_DOCUMENTS})\b)",
+    rf"(?:{DOCUMENT_NOUNS})\b|are\s+there\s+(?:any\s+)?(?:[\w\-.]+\s+){{0,2}}?(?:{DOCUMENT_NOUNS})\b)",
     re.IGNORECASE,
 )
 # "What is this corpus about?", "What topics does the collection cover?", "Summarize the
@@ -310,6 +319,12 @@ def about_collection(question: str) -> bool:
     return term_set(question, drop_question_words=True) <= _OVERVIEW_WORDS
 
 
+def asked_names(text: str) -> tuple[str, ...]:
+    """The names a question mentions, once each, in order: those written as names
+    ("DeepSeek-V3", "GDPR", "lme4") and those written as code ("tbats()", "glmer.nb")."""
+    return tuple(dict.fromkeys([*names(text), *code_names(text)]))
+
+
 def name_forms(name: str) -> set[str]:
     """A name squashed and its look-up keys: "LLM-like" -> {"llmlike", "llm"}."""
     return {squashed(name), *name_keys(name)}
@@ -323,7 +338,7 @@ class Question:
     text: str
     words: tuple[str, ...]  # its word tokens (:func:`citeqa.text.words`)
     terms: frozenset[str]  # stemmed content terms, question words dropped
-    names: tuple[str, ...]  # the names it mentions ("DeepSeek-V3", "GDPR"), once each, in order
+    names: tuple[str, ...]  # the names it mentions (:func:`asked_names`), once each, in order
     name_keys: frozenset[str]  # the names squashed, with their look-up keys (:func:`name_forms`)
     numbers: frozenset[str]  # numbers it states, in digits or words
     focus: str  # the asked thing after the wh-word (:func:`focus_phrase`), or ""
@@ -348,7 +363,7 @@ class Question:
 
     @classmethod
     def parse(cls, text: str) -> Question:
-        found = tuple(dict.fromkeys(names(text)))
+        found = asked_names(text)
         return cls(
             text=text,
             words=tuple(words(text)),

@@ -84,7 +84,11 @@ def retrieval_refuses(evidence: Evidence) -> bool:
 def answerable(evidence: Evidence, retrieval_only: bool) -> bool:
     """Whether the engine answers: with ``retrieval_only`` (an LLM generator, which decides
     by itself from the sources) unless :func:`retrieval_refuses`; else when the answerability
-    model clears its threshold and no rule refuses."""
+    model clears its threshold and no rule refuses. A question about the collection as a
+    whole is answered by its documents whenever it has some (the sources are chosen for the
+    collection, not for their similarity to the question)."""
+    if evidence.question.about_collection:
+        return bool(evidence.hits)
     if retrieval_only:
         return not retrieval_refuses(evidence)
     return evidence.answerability >= evidence.threshold and not evidence.ruled_out

@@ -33,6 +33,7 @@ from citeqa.text import (
     mentions,
     name_keys,
 )
+from service.answering import overview
 from service.answering.corpus import CorpusStats
 from service.answering.lexical_views import Chunk, LexicalIndex, LexicalView, SnapshotIndex
 from service.answering.question import Question
@@ -137,21 +138,6 @@ def naming(question: Question, found: list[Chunk], stats: CorpusStats) -> list[s
     return [cid for *_, cid in sorted(scored)]
 
 
-def _first_of_each_document(
-    fused: list[tuple[str, float]], chunks: dict[str, Chunk]
-) -> list[tuple[str, float]]:
-    """The best-ranked chunk of each document, in rank order (``chunks``: the view's records of
-    the fused ids)."""
-    seen: set[str] = set()
-    first = []
-    for cid, score in fused:
-        doc = str(chunks[cid].metadata.get("doc_id", cid)) if cid in chunks else cid
-        if doc not in seen:
-            seen.add(doc)
-            first.append((cid, score))
-    return first
-
-
 class HybridRetriever:
     """Hybrid search over a citeqa :class:`Index` (llama-index users have
     :class:`service.answering.llama_index.CiteqaRetriever`)."""
@@ -180,19 +166,29 @@ class HybridRetriever:
         if lexical.empty:
             raise StoreNotReadyError("the index is empty: run `citeqa ingest`")
         k = max(self.candidate_k, top_k)
+        if question.asks_documents:  # answered by documents: rank them over a wider pool
+            k = max(k, overview.POOL)
         dense = self._dense_chunks(vector, k)
         found = lexical.search(question.text, k)
+        sentences = self._dense_sentences(vector, k)
         rankings = {
             "dense": list(dense),
-            "sentence": self._dense_sentences(vector, k),
+            "sentence": list(sentences)[:k],
             "lexical": [c.id for c in found],
             "names": naming(question, found, lexical.stats),
         }
         if not lexical.knows(rankings["dense"]):
             self.lexical.stale(rankings["dense"])  # written after the view
-        fused = self._fuse(rankings)
-        if question.lists_documents:  # answered by documents: one chunk of each
-            fused = _first_of_each_document(fused, lexical.chunks([cid for cid, _ in fused]))
+        if question.about_collection:
+            fused = self._overview(lexical, top_k)
+        elif question.asks_documents:
+            pool = {c.id: c for c in found}
+            pool.update(lexical.chunks([c for c in {*dense, *sentences} if c not in pool]))
+            order = [cid for cid, _ in self._fuse(rankings)]
+            fused = overview.rank_documents(question, pool, sentences, lexical.stats, order)
+            top_k = len(fused)
+        else:
+            fused = self._fuse(rankings)
         hits = self._hits(fused[:top_k], rankings, lexical, found)
         self._attach_dense(hits, vector, dense)
         return Retrieval(
@@ -212,18 +208,30 @@ class HybridRetriever:
         # The collections use Chroma's cosine space: distance = 1 - cosine similarity.
         return {cid: 1.0 - float(d) for cid, d in zip(result["ids"][0], distances, strict=True)}
 
-    def _dense_sentences(self, vector: np.ndarray, k: int) -> list[str]:
-        # Ids only: a sentence id is "<chunk id>/s<position>" (ingest.pipeline), and fetching
-        # the metadata of the 3 * k records from SQLite cost more than the vector search itself.
+    def _dense_sentences(self, vector: np.ndarray, k: int) -> dict[str, float]:
+        """The chunks of the 3 * k sentences nearest the question, best first: chunk id -> the
+        cosine of its best sentence."""
+        # Ids and distances only: a sentence id is "<chunk id>/s<position>" (ingest.pipeline),
+        # and fetching the metadata of the records from SQLite cost more than the search itself.
         result = self.index.sentences.query(
-            query_embeddings=[vector.tolist()], n_results=k * 3, include=[]
+            query_embeddings=[vector.tolist()], n_results=k * 3, include=["distances"]
         )
-        ranking: list[str] = []
-        for sentence_id in result["ids"][0]:
-            chunk = sentence_id.rsplit("/s", 1)[0]
-            if chunk not in ranking:
-                ranking.append(chunk)
-        return ranking[:k]
+        ranking: dict[str, float] = {}
+        for sentence_id, distance in zip(result["ids"][0], result["distances"][0], strict=True):  # type: ignore[index]
+            ranking.setdefault(sentence_id.rsplit("/s", 1)[0], 1.0 - float(distance))
+        return ranking
+
+    def _overview(self, lexical: LexicalView, top_k: int) -> list[tuple[str, float]]:
+        """For a question about the collection as a whole: the first chunk of the documents
+        that stand for it (:func:`service.answering.overview.representatives`)."""
+        got = self.index.chunks.get(where={"chunk_index": 0}, include=["embeddings"])
+        shown = lexical.chunks(list(got["ids"]))  # one version of each document
+        rows = [i for i, cid in enumerate(got["ids"]) if cid in shown]
+        if not rows:
+            return []
+        vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(got["ids"]), -1)
+        chosen = overview.representatives(vectors[rows], min(top_k, overview.MAX_TOPICS))
+        return [(got["ids"][rows[i]], 1.0 / (rank + 1)) for rank, i in enumerate(chosen)]
 
     def _fuse(self, rankings: dict[str, list[str]]) -> list[tuple[str, float]]:
         scores: dict[str, float] = {}
