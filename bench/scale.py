@@ -430,6 +430,7 @@ def section(run: ScaleRun, benchmarks: str) -> str:
     table = "\n".join(f"| {name} | {value} | {goal} |" for name, value, goal in rows)
     loads = "; ".join(f"{phase} {value}" for phase, value in run.loads.items())
     built = "built now" if store.built_now else "cached"
+    cpu = f", {store.build_cpu_s / 60:.0f} min of CPU" if store.build_cpu_s else ""
     return f"""{HEADING}
 
 `python -m bench --scale {run.scale}` ({run.replicas} replica(s),
@@ -440,18 +441,20 @@ Load average (1/5/15 min) by phase: {loads}.
 | --- | --- | --- |
 {table}
 
-How it was made: the store ({built}; its build took {store.build_s / 60:.0f} min) holds the
-bundled corpus (real embeddings) and synthetic documents of two chunks, each chunk as many
+How it was made: the store ({built}; its build took {store.build_s / 60:.0f} min{cpu}) holds
+the bundled corpus (real embeddings) and synthetic documents of two chunks, each chunk as many
 real sentences of the bundled corpus as a real chunk holds, drawn at random (seed {SEED}), its
 vector the normalised mean of its sentences' real vectors (bench/synthetic.py,
-bench/scale_store.py). Synthetic chunks have sentence records up to the
-{SENTENCE_CHUNKS:,}th only (writing 4 more records per chunk beyond would take hours here), so
-past that size the dense sentence search is over a smaller collection than a real library of
-that size has. The synthetic chunks draw on the corpus' vocabulary (a few thousand terms): a
-real library's terms are far more selective, so lexical search times here are pessimistic. The
-ingests are synthetic one-chunk documents written by citeqa's own ingest pipeline in a process
-of their own (bench/scale_ingest.py), so any lexical index design sees them as a real ingest.
-Query embeddings are real (the model runs per query, in the replica).
+bench/scale_store.py), written by an embedded Chroma in batches of 5,000 (then served by
+`chroma run`), with a change log record per document as citeqa's ingest writes. Synthetic
+chunks have sentence records up to the {SENTENCE_CHUNKS:,}th only (writing 4 more records
+per chunk beyond would take hours here), so past that size the dense sentence search is over
+a smaller collection than a real library of that size has. The synthetic chunks draw on the
+corpus' vocabulary (a few thousand terms): a real library's terms are far more selective, so
+lexical search times here are pessimistic. The ingests are synthetic one-chunk documents
+written by citeqa's own ingest pipeline in a process of their own (bench/scale_ingest.py), so
+any lexical index design sees them as a real ingest. Query embeddings are real (the model runs
+per query, in the replica).
 """
 
 

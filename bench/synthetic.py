@@ -40,9 +40,9 @@ from citeqa.store import DOC_CHUNKS, INGESTED_AT, Index, batches, connect, open_
 from ingest.chunker import chunk_id, doc_hash
 from ingest.readers import make_document
 
-VERSION = 3  # bump when the generator changes: cached stores are rebuilt
+VERSION = 4  # bump when the generator changes: cached stores are rebuilt
 SOURCE = "synthetic:bench"
-BLOCK_CHUNKS = 2000  # chunks generated and written at a time
+BLOCK_CHUNKS = 5000  # chunks generated and written at a time (even: two per document)
 COMPLETE = "complete.json"
 
 
@@ -170,34 +170,48 @@ def write_store(
     corpus: CorpusVectors,
     seed: int,
     sentence_chunks: int | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Callable[[int, int], None] | None = None,
+    done_blocks: int = 0,
+    block_chunks: int = BLOCK_CHUNKS,
 ) -> None:
     """The real corpus, then synthetic chunks up to ``n_chunks``; only the first
-    ``sentence_chunks`` synthetic chunks (None: all) get their sentence records."""
+    ``sentence_chunks`` synthetic chunks (None: all) get their sentence records.
+
+    Written in blocks: block 0 is the real corpus, block ``b`` the synthetic chunks
+    ``[(b - 1) * block_chunks, b * block_chunks)``, each generated from ``(seed, b)`` alone. So
+    a build stopped after ``done_blocks`` blocks continues with the next one, upserting it (it
+    may be partly written; its change log records are written again, which a follower applies
+    as once). ``progress(blocks, chunks)`` is called once each block is written whole."""
     if n_chunks < len(corpus.chunks.ids):
         raise ValueError(
             f"{n_chunks} chunks is fewer than the real corpus' {len(corpus.chunks.ids)}"
         )
-    _add(index.sentences, corpus.sentences, max_batch)
-    _add(index.chunks, corpus.chunks, max_batch)
-    _log(index, corpus.chunks, max_batch)
-    generator = SyntheticChunks(corpus, seed)
-    written = len(corpus.chunks.ids)
-    with_sentences = n_chunks if sentence_chunks is None else written + sentence_chunks
-    while written < n_chunks:
-        chunks, sentences = generator.block(min(BLOCK_CHUNKS, n_chunks - written))
-        if written < with_sentences:
-            _add(index.sentences, sentences, max_batch)  # sentences first, as the pipeline
-        _add(index.chunks, chunks, max_batch)
+    real = len(corpus.chunks.ids)
+    synthetic = n_chunks - real
+    with_sentences = synthetic if sentence_chunks is None else sentence_chunks
+    generator = SyntheticChunks(corpus, seed, block_chunks)
+    blocks = 1 + -(-synthetic // block_chunks)
+    for block in range(done_blocks, blocks):
+        again = block == done_blocks and done_blocks > 0  # perhaps partly written
+        if block == 0:
+            chunks, sentences = corpus.chunks, corpus.sentences
+        else:
+            first = (block - 1) * block_chunks
+            chunks, sentences = generator.block(block, min(block_chunks, synthetic - first))
+            if first >= with_sentences:
+                sentences = None
+        if sentences is not None:
+            _add(index.sentences, sentences, max_batch, again)  # sentences first, as the pipeline
+        _add(index.chunks, chunks, max_batch, again)
         _log(index, chunks, max_batch)
-        written += len(chunks.ids)
         if progress is not None:
-            progress(written)
+            progress(block + 1, real + min(block * block_chunks, synthetic))
 
 
-def _add(collection: Any, records: Records, max_batch: int) -> None:
+def _add(collection: Any, records: Records, max_batch: int, upsert: bool = False) -> None:
+    write = collection.upsert if upsert else collection.add
     for rows in batches(list(range(len(records.ids))), max_batch):
-        collection.add(
+        write(
             ids=[records.ids[i] for i in rows],
             documents=[records.texts[i] for i in rows],
             metadatas=[records.metadatas[i] for i in rows],
@@ -217,17 +231,25 @@ def _log(index: Index, chunks: Records, max_batch: int) -> None:
 
 
 class SyntheticChunks:
-    """Deterministic generator of synthetic documents (two chunks each) from real sentences."""
+    """Deterministic generator of synthetic documents (two chunks each) from real sentences:
+    block ``b`` (from 1) depends on ``(seed, b)`` only, so blocks can be made in any order."""
 
-    def __init__(self, corpus: CorpusVectors, seed: int) -> None:
+    def __init__(self, corpus: CorpusVectors, seed: int, block_chunks: int = BLOCK_CHUNKS) -> None:
+        if block_chunks % 2:
+            raise ValueError("blocks hold whole documents of two chunks: an even size")
         self.corpus = corpus
+        self.seed = seed
+        self.block_chunks = block_chunks
         self.rng = np.random.default_rng(seed)
         self.titles = sorted({str(m["title"]) for m in corpus.chunks.metadatas})
         self.shapes = [len(json.loads(str(m["sentences"]))) for m in corpus.chunks.metadatas]
         self.next_doc = 0
         self.ingested_at = 1.0  # fixed: a cached store is the same whenever it was built
 
-    def block(self, n_chunks: int) -> tuple[Records, Records]:
+    def block(self, number: int, n_chunks: int) -> tuple[Records, Records]:
+        """Block ``number``'s ``n_chunks`` chunks (at most ``block_chunks``)."""
+        self.rng = np.random.default_rng([self.seed, number])
+        self.next_doc = (number - 1) * (self.block_chunks // 2)
         chunks = Records([], [], [], np.zeros((0, 0)))
         sentences = Records([], [], [], np.zeros((0, 0)))
         chunk_vectors: list[np.ndarray] = []
