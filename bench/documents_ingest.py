@@ -53,9 +53,12 @@ class TimingChunker:
 
     def __init__(self, inner: SentenceChunker) -> None:
         self.inner = inner
-        self.max_tokens = inner.max_tokens
-        self.chunking = inner.chunking  # part of every chunk's version (ingest.chunker.doc_hash)
         self.seconds = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        """Everything else the ingestor reads of its chunker (``max_tokens``, ``chunking``,
+        ``vectors``, ...) is the inner chunker's: a new field cannot be forgotten here."""
+        return getattr(self.inner, name)
 
     def chunk_document(self, document: Any, layout: Layout | None = None) -> Any:
         started = time.perf_counter()

@@ -134,10 +134,19 @@ def test_an_interrupted_sentence_mean_ingest_leaves_no_chunk_without_its_sentenc
 
 
 @pytest.mark.parametrize("mode", ["embed", "sentence-mean"])
-def test_the_documents_bench_says_how_chunk_vectors_were_made(mode: str) -> None:
-    from bench.documents_ingest import DocumentsResult
+def test_the_documents_bench_runs_and_says_how_chunk_vectors_were_made(
+    mode: str, tmp_path: Path, embedder: Embedder
+) -> None:
+    """The bench's timed ingest (its chunker and embedder wrap the ingestor's) runs in each
+    mode, and its report names the mode and what the model embedded."""
+    from bench.documents_ingest import run
     from bench.report import documents_section
 
-    result = DocumentsResult(folder=str(DATA), chunk_vectors=mode, texts=10, model_texts=7)
+    recording = RecordingEmbedder(embedder)
+    result = run(
+        _folder(tmp_path), reingests=1, embedder=recording, workdir=tmp_path, chunk_vectors=mode
+    )
+    assert result.documents == 1 and result.chunks > 0
+    assert result.reingest_embedded == 0
     section = documents_section(result, "now")
-    assert f"| {mode}: " in section and "/ 7 |" in section
+    assert f"| {mode}: " in section and f"/ {result.model_texts:,} |" in section
