@@ -38,7 +38,7 @@ import numpy as np
 from chromadb.api.types import Where
 
 from citeqa.store import Index
-from citeqa.text import mentions, term_set
+from citeqa.text import mentions, squashed, term_set
 from service.answering import answerability as model_store
 from service.answering.answerability import FALLBACK, AnswerabilityModel
 from service.answering.corpus import CorpusStats
@@ -183,20 +183,23 @@ class EvidenceBuilder:
             include=["documents", "metadatas", "embeddings"],
         )
         position = {h.chunk_id: i for i, h in enumerate(hits)}
+        headings = [_heading_keys(h) for h in hits]
         vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(
             -1, len(retrieval.query_vector)
         )
         sims = vectors @ retrieval.query_vector if len(vectors) else np.zeros(0)
         out: list[Candidate] = []
-        for text, meta, sim in zip(
-            got["documents"] or [], got["metadatas"] or [], sims, strict=True
+        for row, (text, meta, sim) in enumerate(
+            zip(got["documents"] or [], got["metadatas"] or [], sims, strict=True)
         ):
             hit_index = position[str(meta["chunk_id"])]
+            if heading_key(text) in headings[hit_index]:
+                continue  # a heading names a topic; it states nothing to quote
             title_terms = term_set(hits[hit_index].title)
             cand = _candidate(
                 retrieval.stats, hit_index, meta, text, float(sim), question, title_terms
             )
-            cand.vector = vectors[len(out)]
+            cand.vector = vectors[row]
             out.append(cand)
         out.sort(key=lambda c: (c.hit_index, c.position))
         return out
@@ -242,6 +245,22 @@ class EvidenceBuilder:
             evidence.missing_answer_type = evidence.missing_answer_type or "subject"
         evidence.features = answerability_features(evidence)
         evidence.answerability = model.score(evidence.features)
+
+
+_SECTION_NUMBER = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?|[A-Z]\.(?:\d+\.?)*)\s+")
+
+
+def heading_key(text: str) -> str:
+    """A line compared as a heading: without its section number ("2.2.", "1", "A.1"), case,
+    spaces and punctuation."""
+    return squashed(_SECTION_NUMBER.sub("", text))
+
+
+def _heading_keys(hit: Hit) -> set[str]:
+    """The headings a chunk sits under (its section trail, "2 Methods > 2.1 Data") and its
+    document's title: a sentence record that is one of them is a heading line of the text."""
+    trail = str(hit.metadata.get("section") or "").split(" > ")
+    return {heading_key(h) for h in [*trail, hit.title]} - {""}
 
 
 def _candidate(
