@@ -117,6 +117,8 @@ def test_several_things_and_content_terms() -> None:
         ("What topics does the collection cover?", False, True),
         ("Summarize the documents.", False, True),
         ("Which paper proposes FastV?", False, False),  # one document
+        ("Which reports the larger gain, PyramidInfer or ShadowKV?", False, False),  # a verb
+        ("Which studies a smaller model, A or B?", False, False),  # a verb
         ("Which methods outperform BM25?", False, False),  # methods, not documents
         ("What does the collection say about GDPR?", False, False),  # a topic
         ("What is the capital of Australia?", False, False),

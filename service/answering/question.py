@@ -288,9 +288,12 @@ DOCUMENT_NOUNS = (
 )
 _COLLECTION = r"corpus|collection|library|archive|database|knowledge base|documents|papers"
 # "Which (lme4) documents discuss X?", "What papers are about X?", "List the articles on X",
-# "Are there any reports about X?": the answer is a list of documents.
+# "Are there any reports about X?": the answer is a list of documents. Not where the noun is a
+# verb with its object: a plural subject is never followed by a determiner ("Which reports the
+# larger gain, A or B?", "Which studies a smaller model?").
+_AS_VERB = r"(?!\s+(?:the|a|an|this|that|these|those|its|their)\b)"
 _DOCUMENTS_Q = re.compile(
-    rf"^\s*(?:(?:which|what)\s+(?:of\s+the\s+)?(?:[\w\-.]+\s+){{0,3}}?(?:{DOCUMENT_NOUNS})\b|"
+    rf"^\s*(?:(?:which|what)\s+(?:of\s+the\s+)?(?:[\w\-.]+\s+){{0,3}}?(?:{DOCUMENT_NOUNS})\b{_AS_VERB}|"
     rf"(?:list|name|find|show|give)(?:\s+me)?\s+(?:all\s+)?(?:the\s+)?(?:[\w\-.]+\s+){{0,2}}?"
     rf"(?:{DOCUMENT_NOUNS})\b|are\s+there\s+(?:any\s+)?(?:[\w\-.]+\s+){{0,2}}?(?:{DOCUMENT_NOUNS})\b)",
     re.IGNORECASE,
