@@ -42,6 +42,9 @@ def test_what_is_x_answers_with_the_paper_that_introduces_x(engine: Engine) -> N
         ("A zooreg series is a regular series.", "zooreg series", "zoo", True),
         ("Mixers, which are the fastest, are rare.", "Mixers", "Other", True),
         ("Mixers fail on long inputs.", "Mixers", "Other", False),
+        ("We describe a new solver, named Quokka, for sparse systems.", "Quokka", "Other", True),
+        # the name comes before the verb: what is proposed is not the subject
+        ("We list where Quokka fails and propose fixes for later work.", "Quokka", "Q", False),
     ],
 )
 def test_what_defines_a_subject(sentence: str, subject: str, title: str, defines: bool) -> None:

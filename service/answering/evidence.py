@@ -302,9 +302,16 @@ _COPULA = (
 )
 
 
+# The subject is what the verb introduces: a few words after it ("we propose a new benchmark,
+# X", "a model called X"), not a name earlier in the sentence ("we explore the challenges X
+# encounters and propose directions for future research").
+_OBJECT_WORDS = r"(?:\W+[\w-]+){0,5}?\W+"
+
+
 def _defines(sentence: str, subject: str, title: str) -> bool:
     """The sentence says what the subject is: it names the subject (as a whole word: "DeepNet"
-    is not "DeepNets-1M") and introduces it ("we propose FastV, ...") or says what it is ("X is
+    is not "DeepNets-1M") and introduces it ("we propose FastV, ...": the name follows the
+    verb) or says what it is ("X is
     a ...", "X stands for ..."); or its document is about the subject (the title names it) and
     the sentence introduces what the document proposes ("In this paper, we propose ...")."""
     lowered = sentence.lower()
@@ -314,9 +321,11 @@ def _defines(sentence: str, subject: str, title: str) -> bool:
     named = [form for form in forms if mentions(lowered, form)]
     if not named:
         return _titled(title, forms) and bool(_DEFINING_VERB.search(sentence))
-    if _DEFINING_VERB.search(sentence):
-        return True
-    return any(re.search(rf"(?<![\w-]){re.escape(form)}{_COPULA}", lowered) for form in named)
+    return any(
+        re.search(rf"{_DEFINING_VERB.pattern}{_OBJECT_WORDS}{re.escape(form)}(?![\w-])", lowered)
+        or re.search(rf"(?<![\w-]){re.escape(form)}{_COPULA}", lowered)
+        for form in named
+    )
 
 
 def _titled(title: str, forms: list[str]) -> bool:
