@@ -1,0 +1,106 @@
+"""The parts of a question that asks several things at once, and the sentence that answers
+each.
+
+"What strategy does p-MoD use to set the token retention ratio, and what metric does gamma-MoD
+use to decide which layers to convert?" asks two questions; "What is stochastic depth and why
+does it help?" too. Scored against the whole question, the best sentences answer the part with
+the most (or the rarest) words, often twice, and leave the other part unanswered.
+
+:func:`question_parts` splits the question where English joins questions: at the end of a
+sentence or clause (".", "?", ";", ":") and at an "and" that opens another question ("..., and
+what ...", "... and why ..."). A piece that asks nothing ("p-MoD and gamma-MoD both bring
+mixture-of-depths to multimodal LLMs.", "Compare A and B:") is context, not a part.
+
+:func:`part_answers` gives each part its best sentence: from the documents about the
+distinctive names the part mentions (the paper whose title names it, else those that mention
+it), or, for a part that names nothing ("why does it help?"), from the documents the answer
+already quotes (its subject is theirs: no other paper is brought in). Within them, a sentence
+scores its overall score plus the IDF-weighted share of the part's *own* terms (those no other
+part has) it states: what tells the part apart from the rest of the question.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from citeqa.text import mentions, term_set
+from service.answering.evidence import Candidate, Evidence, weighted_share
+from service.answering.question import question_word
+
+PART_WEIGHT = 1.0  # the part's own terms weigh as much as the sentence's overall score's scale
+
+_ASKING = r"what|which|how|why|who|whom|whose|when|where|does|do|did|is|are|was|were|can|has|have"
+# Where one question ends and another may begin: after a sentence or clause ends, or at an
+# "and" followed by a question word ("..., and what ...", "... and why does ...").
+_BOUNDARY = re.compile(rf"(?<=[.;:?!])\s+|,?\s+and\s+(?=(?:{_ASKING})\b)", re.IGNORECASE)
+_LEADING_AND = re.compile(r"^and\s+", re.IGNORECASE)
+# A piece that asks: it opens with a question word or an auxiliary ("why does it help?", "Is
+# it ...?"), or has a wh-word that is not a relative pronoun ("On which dataset ...?").
+_ASKS = re.compile(rf"(?:{_ASKING})\b", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Part:
+    """One question of several: its text and its content terms no other part has (all of
+    its terms when every one is shared)."""
+
+    text: str
+    own: frozenset[str]
+
+
+def question_parts(text: str) -> list[Part]:
+    """The questions ``text`` joins, in order; [] when it asks one thing."""
+    pieces = [_LEADING_AND.sub("", p.strip(" ,;:")) for p in _BOUNDARY.split(text)]
+    asking = [p for p in pieces if p and (_ASKS.match(p) or question_word(p))]
+    if len(asking) < 2:
+        return []
+    terms = [frozenset(term_set(p, drop_question_words=True)) for p in asking]
+    parts = []
+    for i, (piece, mine) in enumerate(zip(asking, terms, strict=True)):
+        others = frozenset().union(*(t for j, t in enumerate(terms) if j != i))
+        parts.append(Part(piece, (mine - others) or mine))
+    return parts
+
+
+def part_answers(evidence: Evidence, chosen: list[Candidate]) -> list[Candidate]:
+    """For a question of several parts, the best sentence for each part that no chosen
+    sentence is already the best for."""
+    added: list[Candidate] = []
+    for part in question_parts(evidence.question.text):
+        pool = _part_pool(evidence, part, chosen + added)
+        pick = max(pool, key=lambda c: (_part_score(evidence, part, c), c.score), default=None)
+        if pick is not None and pick not in chosen + added:
+            added.append(pick)
+    return added
+
+
+def _part_score(evidence: Evidence, part: Part, cand: Candidate) -> float:
+    states = term_set(cand.text)
+    return cand.score + PART_WEIGHT * weighted_share(evidence.stats, part.own, states)
+
+
+def _part_pool(evidence: Evidence, part: Part, chosen: list[Candidate]) -> list[Candidate]:
+    """The candidates that may answer ``part``: those of the documents about the distinctive
+    names it mentions (the ones whose title names one, else those that mention one), else,
+    when it names nothing, those of the documents already quoted."""
+    hits = evidence.hits
+    lowered = part.text.lower()
+    named = [n for n in evidence.names.distinctive() if mentions(lowered, n)]
+    if named:
+        titled = {
+            h.doc_id
+            for h in hits
+            if any(evidence.stats.mentions(own_name(h.title), n) for n in named)
+        }
+        by_doc = evidence.names.distinctive_by_doc()
+        docs = titled or {d for d, found in by_doc.items() if found & set(named)}
+    else:
+        docs = {hits[c.hit_index].doc_id for c in chosen}
+    return [c for c in evidence.candidates if hits[c.hit_index].doc_id in docs]
+
+
+def own_name(title: str) -> str:
+    """The part of a title that names the paper's own subject: before its colon ("MLVU" of
+    "MLVU: A Comprehensive Benchmark ..."), else the whole title; lower case."""
+    return title.split(":", 1)[0].lower()
