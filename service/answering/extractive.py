@@ -228,7 +228,7 @@ def select_sentences(evidence: Evidence) -> list[Candidate]:
         limit = len(chosen) + 1
     else:
         chosen, limit = _for_the_question(evidence, best, several), MAX_SENTENCES
-        chosen.extend(part_answers(evidence, chosen))
+        chosen.extend(part_answers(evidence, chosen, MIN_RATIO))
     _cover_the_rest(evidence, chosen, best, limit)
     if several:
         chosen.extend(_each_named(evidence, chosen))

@@ -15,8 +15,9 @@ mixture-of-depths to multimodal LLMs.", "Compare A and B:") is context, not a pa
 distinctive names the part mentions (the paper whose title names it, else those that mention
 it), or, for a part that names nothing ("why does it help?"), from the documents the answer
 already quotes (its subject is theirs: no other paper is brought in). Within them, a sentence
-scores its overall score plus the IDF-weighted share of the part's *own* terms (those no other
-part has) it states: what tells the part apart from the rest of the question.
+answers the part that states most of the part's *own* terms (those no other part has, and no
+name of it: what tells the part apart from the rest of the question), among those that score
+well enough overall to be an answer at all.
 """
 
 from __future__ import annotations
@@ -26,9 +27,7 @@ from dataclasses import dataclass
 
 from citeqa.text import mentions, term_set
 from service.answering.evidence import Candidate, Evidence, weighted_share
-from service.answering.question import question_word
-
-PART_WEIGHT = 1.0  # the part's own terms weigh as much as the sentence's overall score's scale
+from service.answering.question import DOCUMENT_NOUNS, asked_names, focus_phrase, question_word
 
 _ASKING = r"what|which|how|why|who|whom|whose|when|where|does|do|did|is|are|was|were|can|has|have"
 # Where one question ends and another may begin: after a sentence or clause ends, or at an
@@ -40,17 +39,30 @@ _LEADING_AND = re.compile(r"^and\s+", re.IGNORECASE)
 _ASKS = re.compile(rf"(?:{_ASKING})\b", re.IGNORECASE)
 
 
+_SINGULARS = "|".join(
+    n[:-3] + "y" if n.endswith("ies") else n[:-1] for n in DOCUMENT_NOUNS.split("|")
+)
+# "the competing risks vignette", "the JSS lme4 paper": words that say which document, not
+# what is asked of it.
+_DOCUMENT_NAMED = re.compile(
+    rf"\bthe\s+((?:[\w\-'.]+\s+){{0,4}}?)(?:{_SINGULARS}|{DOCUMENT_NOUNS})\b", re.IGNORECASE
+)
+
+
 @dataclass(frozen=True)
 class Part:
-    """One question of several: its text and its content terms no other part has (all of
-    its terms when every one is shared)."""
+    """One question of several: its text and what it asks apart from the others (its own
+    terms, see :func:`question_parts`)."""
 
     text: str
     own: frozenset[str]
 
 
 def question_parts(text: str) -> list[Part]:
-    """The questions ``text`` joins, in order; [] when it asks one thing."""
+    """The questions ``text`` joins, in order; [] when it asks one thing. A part's own terms
+    are its content terms that no other part has and that no name of it holds, nor a phrase
+    naming a document ("the competing risks vignette"): the names choose the documents, not
+    the sentence. All of its terms but those when every one is shared."""
     pieces = [_LEADING_AND.sub("", p.strip(" ,;:")) for p in _BOUNDARY.split(text)]
     asking = [p for p in pieces if p and (_ASKS.match(p) or question_word(p))]
     if len(asking) < 2:
@@ -59,25 +71,40 @@ def question_parts(text: str) -> list[Part]:
     parts = []
     for i, (piece, mine) in enumerate(zip(asking, terms, strict=True)):
         others = frozenset().union(*(t for j, t in enumerate(terms) if j != i))
-        parts.append(Part(piece, (mine - others) or mine))
+        named = frozenset(term_set(" ".join([*asked_names(piece), *_documents_named(piece)])))
+        parts.append(Part(piece, (mine - others - named) or (mine - named) or mine))
     return parts
 
 
-def part_answers(evidence: Evidence, chosen: list[Candidate]) -> list[Candidate]:
-    """For a question of several parts, the best sentence for each part that no chosen
-    sentence is already the best for."""
+def _documents_named(piece: str) -> list[str]:
+    """The words of ``piece`` that name a document: "the competing risks vignette"."""
+    return [m.group(0) for m in _DOCUMENT_NAMED.finditer(piece)]
+
+
+def part_answers(evidence: Evidence, chosen: list[Candidate], floor: float) -> list[Candidate]:
+    """For a question of several parts, each part's answer when no chosen sentence is it:
+    of the sentences of the part's documents (:func:`_part_pool`) that score at least
+    ``floor`` of the best of them, the one stating the largest (IDF-weighted) share of the
+    part's own terms, the better scoring of those that state as much. Terms of the title of
+    one of those documents are left out when others remain, unless the part asks for them
+    (its focus, "what small *ranker*"): they say which document is meant ("... in the
+    competing risks vignette"), not what is asked of it."""
     added: list[Candidate] = []
     for part in question_parts(evidence.question.text):
         pool = _part_pool(evidence, part, chosen + added)
-        pick = max(pool, key=lambda c: (_part_score(evidence, part, c), c.score), default=None)
+        titles = set().union(*(term_set(evidence.hits[c.hit_index].title) for c in pool))
+        where = titles - term_set(focus_phrase(part.text))  # "in the competing risks vignette"
+        asked = (part.own - where) or part.own
+        top = max((c.score for c in pool), default=0.0)
+        plausible = [c for c in pool if c.score >= floor * top]
+        pick = max(plausible, key=lambda c: (_states(evidence, asked, c), c.score), default=None)
         if pick is not None and pick not in chosen + added:
             added.append(pick)
     return added
 
 
-def _part_score(evidence: Evidence, part: Part, cand: Candidate) -> float:
-    states = term_set(cand.text)
-    return cand.score + PART_WEIGHT * weighted_share(evidence.stats, part.own, states)
+def _states(evidence: Evidence, asked: frozenset[str], cand: Candidate) -> float:
+    return weighted_share(evidence.stats, asked, term_set(cand.text))
 
 
 def _part_pool(evidence: Evidence, part: Part, chosen: list[Candidate]) -> list[Candidate]:
