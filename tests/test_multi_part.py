@@ -131,3 +131,24 @@ def test_a_listed_document_is_quoted_by_the_sentence_that_names_its_contribution
     evidence = Evidence(question=question, hits=hits, candidates=[silkie, general, names_it])
     chosen = select_sentences(evidence)
     assert names_it in chosen and general not in chosen
+
+
+def test_a_document_the_question_describes_is_quoted() -> None:
+    """ "the original residual learning paper" names no name, but one retrieved title holds
+    most of its words: what the question asks of that paper is quoted from it, however low
+    its sentence scores next to the other paper's."""
+    question = Question.parse(
+        "What is the deepest network in the original residual learning paper, compared with "
+        "the identity mappings follow-up?"
+    )
+    hits = [
+        _hit("identity", "Identity Mappings in Deep Residual Networks"),
+        _hit("resnet", "Deep Residual Learning for Image Recognition"),
+    ]
+    follow_up, original = _sentences(
+        question,
+        (0, "We train a 200-layer ResNet on ImageNet with identity mappings.", 2.0),
+        (1, "We evaluate residual nets with a depth of up to 152 layers.", 0.8),
+    )
+    evidence = Evidence(question=question, hits=hits, candidates=[follow_up, original])
+    assert select_sentences(evidence) == [follow_up, original]

@@ -21,7 +21,7 @@ from service.answering.citations import claim_with_markers
 from service.answering.evidence import Candidate, Evidence
 from service.answering.features import NUMBER_WINDOW, number_windows, stated_values
 from service.answering.overview import one_per_document
-from service.answering.parts import own_name, part_answers
+from service.answering.parts import described_documents, own_name, part_answers
 from service.answering.question import Question
 from service.answering.refusal import KIND_OF_THING
 
@@ -229,6 +229,7 @@ def select_sentences(evidence: Evidence) -> list[Candidate]:
     else:
         chosen, limit = _for_the_question(evidence, best, several), MAX_SENTENCES
         chosen.extend(part_answers(evidence, chosen, MIN_RATIO))
+        chosen.extend(_each_described(evidence, chosen))
     _cover_the_rest(evidence, chosen, best, limit)
     if several:
         chosen.extend(_each_named(evidence, chosen))
@@ -279,6 +280,20 @@ def _each_named(evidence: Evidence, chosen: list[Candidate]) -> list[Candidate]:
         wanted = titled or naming  # the paper about it, else any sentence that names it
         if wanted and not any(c in wanted for c in chosen + added):
             added.append(wanted[0])
+    return added
+
+
+def _each_described(evidence: Evidence, chosen: list[Candidate]) -> list[Candidate]:
+    """The best sentence of each document the question describes ("the original residual
+    learning paper", :func:`~service.answering.parts.described_documents`) that no chosen
+    sentence is from: what the question asks of it is in that document."""
+    quoted = {evidence.hits[c.hit_index].doc_id for c in chosen}
+    added = []
+    for doc in described_documents(evidence, evidence.question.text) - quoted:
+        own = [c for c in evidence.candidates if evidence.hits[c.hit_index].doc_id == doc]
+        best = max(own, key=lambda c: c.score, default=None)
+        if best is not None:
+            added.append(best)
     return added
 
 

@@ -45,8 +45,10 @@ _SINGULARS = "|".join(
 # "the competing risks vignette", "the JSS lme4 paper": words that say which document, not
 # what is asked of it.
 _DOCUMENT_NAMED = re.compile(
-    rf"\bthe\s+((?:[\w\-'.]+\s+){{0,4}}?)(?:{_SINGULARS}|{DOCUMENT_NOUNS})\b", re.IGNORECASE
+    rf"\b(?:the|that|this|its|their)\s+((?:[\w\-'.]+\s+){{0,4}}?)(?:{_SINGULARS}|{DOCUMENT_NOUNS})\b",
+    re.IGNORECASE,
 )
+DESCRIBED = 0.5  # a title holding this (IDF-weighted) share of a description is the one meant
 
 
 @dataclass(frozen=True)
@@ -108,12 +110,14 @@ def _states(evidence: Evidence, asked: frozenset[str], cand: Candidate) -> float
 
 
 def _part_pool(evidence: Evidence, part: Part, chosen: list[Candidate]) -> list[Candidate]:
-    """The candidates that may answer ``part``: those of the documents about the distinctive
-    names it mentions (the ones whose title names one, else those that mention one), else,
-    when it names nothing, those of the documents already quoted."""
+    """The candidates that may answer ``part``: those of the documents it describes
+    (:func:`described_documents`) and of the documents about the distinctive names it
+    mentions (the ones whose title names one, else those that mention one), else, when it
+    names nothing, those of the documents already quoted."""
     hits = evidence.hits
     lowered = part.text.lower()
     named = [n for n in evidence.names.distinctive() if mentions(lowered, n)]
+    docs = described_documents(evidence, part.text)
     if named:
         titled = {
             h.doc_id
@@ -121,10 +125,30 @@ def _part_pool(evidence: Evidence, part: Part, chosen: list[Candidate]) -> list[
             if any(evidence.stats.mentions(own_name(h.title), n) for n in named)
         }
         by_doc = evidence.names.distinctive_by_doc()
-        docs = titled or {d for d, found in by_doc.items() if found & set(named)}
-    else:
+        docs |= titled or {d for d, found in by_doc.items() if found & set(named)}
+    if not docs:
         docs = {hits[c.hit_index].doc_id for c in chosen}
     return [c for c in evidence.candidates if hits[c.hit_index].doc_id in docs]
+
+
+def described_documents(evidence: Evidence, text: str) -> set[str]:
+    """The retrieved documents ``text`` describes rather than names: "the stochastic depth
+    paper", "the competing risks vignette", "that baseline's 'improved baselines' paper".
+    For each such description, the document whose title holds the largest (IDF-weighted)
+    share of its terms, at least :data:`DESCRIBED` of them, when no other holds as much."""
+    titles = {hit.doc_id: term_set(hit.title) for hit in evidence.hits}
+    found: set[str] = set()
+    for match in _DOCUMENT_NAMED.finditer(text):
+        terms = term_set(match.group(1))
+        shares = sorted(
+            ((evidence.weighted_share(terms, held), doc) for doc, held in titles.items()),
+            reverse=True,
+        )
+        if not shares or shares[0][0] < DESCRIBED:
+            continue
+        if len(shares) == 1 or shares[1][0] < shares[0][0]:
+            found.add(shares[0][1])
+    return found
 
 
 def own_name(title: str) -> str:
