@@ -339,9 +339,14 @@ def markers(sentence: str) -> list[int]:
     return list(dict.fromkeys(found))
 
 
+# A space before punctuation that ends a clause (what a removed marker leaves), not before a
+# full stop that starts a word: "suffix .stan", "The .zoo part", "p = .05" are the document's.
+_SPACE_BEFORE_END_RE = re.compile(r"\s+([.,;:!?]+)(?=\s|$|[\"'\u201d\u2019)\]])")
+
+
 def without_markers(text: str) -> str:
     """The text without ``[n]`` markers (and the space a marker left before punctuation)."""
-    return re.sub(r"\s+([.,;:!?])", r"\1", _MARKER_RE.sub("", text)).strip()
+    return _SPACE_BEFORE_END_RE.sub(r"\1", _MARKER_RE.sub("", text)).strip()
 
 
 def _fold(token: str) -> str:

@@ -147,6 +147,19 @@ def test_answer_sentences_paragraphs_and_markers() -> None:
     assert sentences[0].claim == "It uses semantic softmax."
 
 
+def test_a_word_that_starts_with_a_dot_keeps_its_space() -> None:
+    """Only the space a marker leaves before punctuation goes: "The .zoo part" is the
+    document's text, and "The.zoo part" would not be grounded in it (rvb3-053)."""
+    answer = "The .zoo part must be written out [1]. Files have suffix .stan [1]."
+    first, second = m.answer_sentences(answer)
+    assert first.claim == "The .zoo part must be written out."
+    assert second.claim == "Files have suffix .stan."
+    assert (
+        m.faithfulness(answer, ["The .zoo part must be written out. Files have suffix .stan."])
+        == 1.0
+    )
+
+
 # What the markers point at, as read from the store: each chunk's title line and body.
 TEXTS = [f"{PAPER}\n{BODY}", f"{OTHER}\nDeepStack stacks visual tokens in layers."]
 STORED = {PAPER: TEXTS[0], OTHER: TEXTS[1]}  # by chunk id (answer_public: the title)
