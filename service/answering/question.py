@@ -24,6 +24,12 @@ from citeqa.text import (
     term_set,
     words,
 )
+from service.answering.qualifiers import (
+    NUMBER_WORDS,
+    Qualifier,
+    asked_qualifiers,
+    offers_alternatives,
+)
 
 _WH_RE = re.compile(r"\b(what|which|how many|how much|who|whom|whose)\b", re.IGNORECASE)
 _PREPOSITIONS = frozenset(["in", "of", "for", "by", "on", "at", "with", "from", "to", "under"])
@@ -36,53 +42,6 @@ _NUMERIC_Q = re.compile(
     re.IGNORECASE,
 )
 
-# Number words count as numbers: "one argument", "twenty datasets", "a dozen".
-NUMBER_WORDS: dict[str, str] = {
-    word: str(value)
-    for value, word in enumerate(
-        [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-            "thirteen",
-            "fourteen",
-            "fifteen",
-            "sixteen",
-            "seventeen",
-            "eighteen",
-            "nineteen",
-            "twenty",
-        ]
-    )
-} | {
-    "thirty": "30",
-    "forty": "40",
-    "fifty": "50",
-    "sixty": "60",
-    "seventy": "70",
-    "eighty": "80",
-    "ninety": "90",
-    "hundred": "100",
-    "thousand": "1000",
-    "million": "1000000",
-    "billion": "1000000000",
-    "dozen": "12",
-    "single": "1",
-    "twice": "2",
-    "double": "2",
-    "triple": "3",
-    "half": "0.5",
-}
 # A number word counts when what it counts follows it: "one argument", "twenty datasets"; not
 # "one of them", "one can", "half the time" (a stop word follows).
 _NUMBER_WORD_RE = re.compile(rf"\b({'|'.join(NUMBER_WORDS)})\s+([A-Za-z][\w\-]*)", re.IGNORECASE)
@@ -266,6 +225,25 @@ def asks_several(question: str) -> bool:
     return bool(_MULTI_CUES.search(question) or _JOINED_QUESTIONS.search(question))
 
 
+# "Which lme4 version ...", "Starting with which release ...", "since which version?": a
+# version answers it; the word before "version" names whose ("lme4", "SAS").
+VERSION_Q = re.compile(
+    r"\b(?:which|what)\s+(?:(?P<subject>[\w\-.]+)\s+)?(?:version|release)\b(?!\s*\d)",
+    re.IGNORECASE,
+)
+DEFAULT_Q = re.compile(r"\bdefaults?\b", re.IGNORECASE)
+
+
+def version_subject(question: str) -> str | None:
+    """Whose version the question asks ("In which SAS release ..." -> "SAS"; "since which
+    version" -> ""), or None when it asks none."""
+    match = VERSION_Q.search(question)
+    if not match:
+        return None
+    subject = match.group("subject") or ""
+    return "" if subject.lower() in stopwords() else subject
+
+
 YEAR_Q = re.compile(
     r"\b(?:(?:what|which) year|when (?:was|were|did)\b.*\b(?:publish|releas|introduc|propos|"
     r"present|written|appear))",
@@ -353,6 +331,10 @@ class Question:
     asks_several: bool  # about several things at once
     yes_no: bool  # "Does X use Y?"
     asks_year: bool  # "what year", "when was X published"
+    version_of: str | None  # whose version it asks ("lme4", or "" for any), None if none
+    asks_default: bool  # "what is the default of X": the evidence must say it is a default
+    qualifiers: tuple[Qualifier, ...]  # amounts and numbered names it pins the answer to
+    offers_alternatives: bool  # "A or B?", "(e.g. X)": the answer may be any of them
     asks_license: bool
     asks_best_one: bool  # "which method performed best": a name answers it
     asks_documents: bool  # "which papers discuss X?": a list of documents answers it
@@ -383,6 +365,10 @@ class Question:
             asks_several=asks_several(text),
             yes_no=bool(YES_NO_Q.match(text)),
             asks_year=bool(YEAR_Q.search(text)),
+            version_of=version_subject(text),
+            asks_default=bool(DEFAULT_Q.search(text)),
+            qualifiers=asked_qualifiers(text, found),
+            offers_alternatives=offers_alternatives(text),
             asks_license=bool(LICENSE_Q.search(text)),
             asks_best_one=bool(BEST_ONE_Q.search(text)),
             asks_documents=bool(_DOCUMENTS_Q.search(text)),
