@@ -112,6 +112,13 @@ def test_mentions_matches_whole_names_and_hyphenated_parts() -> None:
         # a default is said to be one
         ("What is the default of timefix?", "The timefix argument fixes ties.", "default"),
         ("What is the default of timefix?", "timefix defaults to TRUE.", ""),
+        # ... of the thing asked about, not of another one
+        (
+            "What is the default threshold thresh?",
+            "epsnr: threshold; factory default 1e-8.",
+            "default",
+        ),
+        ("What is the default threshold thresh?", "thresh: threshold; default 1e-7.", ""),
     ],
 )
 def test_missing_answer_type(question: str, document: str, missing: str) -> None:

@@ -214,3 +214,8 @@ def test_version_and_default_questions() -> None:
     assert Question.parse("When was GLM-130B released?").version_of is None
     assert Question.parse("What is the default value of timefix?").asks_default
     assert not Question.parse("What is the value of timefix?").asks_default
+    assert Question.parse(
+        "What is the default value of the threshold thresh in glmnet?"
+    ).defaulted == ("thresh")
+    assert Question.parse("Default bobyqa maxfun in lmerControl?").defaulted == "maxfun"
+    assert Question.parse("Which values does it try by default?").defaulted == ""

@@ -257,7 +257,7 @@ class EvidenceBuilder:
             texts[doc_id],
             best.text,
             "\n".join(texts.values()),
-            " ".join(beside),
+            beside,
         )
         if not question.asks_several and evidence.names.rare_elsewhere(doc_id):
             evidence.missing_answer_type = evidence.missing_answer_type or "subject"

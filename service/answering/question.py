@@ -232,6 +232,24 @@ VERSION_Q = re.compile(
     re.IGNORECASE,
 )
 DEFAULT_Q = re.compile(r"\bdefaults?\b", re.IGNORECASE)
+# What the default is asked of: "the default value of the convergence threshold thresh in
+# glmnet" -> "convergence threshold thresh"; "Default bobyqa maxfun in lmerControl?" ->
+# "bobyqa maxfun". Its last word is the thing itself.
+_DEFAULTED = re.compile(
+    r"\bdefault\s+(?:(?:value|values|number|setting|settings|choice)\s+(?:of|for)\s+)?"
+    r"(?:the\s+|an?\s+)?(?P<phrase>(?:[\w.\-]+\s+){0,4}?[\w.\-]+)"
+    r"(?=\s+(?:in|of|for|when|if|used|does|do|is|are|was|with|to|by|on|at|argument|"
+    r"parameter|option)\b|\s*[?,;.(]|\s*$)",
+    re.IGNORECASE,
+)
+
+
+def defaulted(question: str) -> str:
+    """The word naming what a default is asked of ("thresh" in "the default value of the
+    convergence threshold thresh in glmnet"), or "" when the question does not say it after
+    "default" ("which values does it try by default?")."""
+    match = _DEFAULTED.search(question)
+    return match.group("phrase").split()[-1] if match else ""
 
 
 def version_subject(question: str) -> str | None:
@@ -333,6 +351,7 @@ class Question:
     asks_year: bool  # "what year", "when was X published"
     version_of: str | None  # whose version it asks ("lme4", or "" for any), None if none
     asks_default: bool  # "what is the default of X": the evidence must say it is a default
+    defaulted: str  # the word naming what the default is asked of (:func:`defaulted`), or ""
     qualifiers: tuple[Qualifier, ...]  # amounts and numbered names it pins the answer to
     offers_alternatives: bool  # "A or B?", "(e.g. X)": the answer may be any of them
     asks_license: bool
@@ -367,6 +386,7 @@ class Question:
             asks_year=bool(YEAR_Q.search(text)),
             version_of=version_subject(text),
             asks_default=bool(DEFAULT_Q.search(text)),
+            defaulted=defaulted(text),
             qualifiers=asked_qualifiers(text, found),
             offers_alternatives=offers_alternatives(text),
             asks_license=bool(LICENSE_Q.search(text)),

@@ -15,9 +15,10 @@ prompt decides the rest and the citation validator checks what comes back.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from citeqa.text import names
+from citeqa.text import names, term_set
 from service.answering.features import counts_stated
 from service.answering.qualifiers import unstated
 from service.answering.question import UNITS, Question, name_forms, stated_numbers
@@ -67,12 +68,18 @@ def version_stated(subject: str, text: str) -> bool:
     return False
 
 
+def _says_default(thing: str, sentences: Sequence[str]) -> bool:
+    """One of the sentences says "default" and names ``thing`` (when the question names it)."""
+    wanted = term_set(thing)
+    return any(_DEFAULT.search(s) and wanted <= term_set(s) for s in sentences)
+
+
 def missing_answer_type(
     question: Question,
     document: str,
     best_sentence: str = "",
     sources: str = "",
-    neighbourhood: str = "",
+    beside: Sequence[str] = (),
 ) -> str:
     """Questions whose answer has a form no statistic can fake: a year needs a year in the
     document, a license question a license,
@@ -82,10 +89,10 @@ def missing_answer_type(
     the best sentence, a unit asked for ("in milliseconds", "how long did it take") a number
     in that unit. Asked of one thing (not of several, and offering no alternatives), a
     version ("in which lme4 release") needs a version of what is asked about in the document,
-    and a default ("what is the default of X") a sentence that says so in the
-    ``neighbourhood`` of the best sentence (it and the sentences beside it). Each qualifier of
-    the question ("a one-billion-parameter model", "ResNet-50", "in 2023") must be stated in
-    the document (in any source when it is asked of several). Returns the missing kind, or "".
+    and a default ("what is the default of X") a sentence that says "default" and names X:
+    the best sentence or one ``beside`` it (given with it). Each qualifier of the question
+    ("a one-billion-parameter model", "ResNet-50", "in 2023") must be stated in the document
+    (in any source when it is asked of several). Returns the missing kind, or "".
     """
     several = question.asks_several
     if best_sentence and not _names_an_answer(question, best_sentence):
@@ -109,8 +116,8 @@ def missing_answer_type(
     if not spread:
         if question.version_of is not None and not version_stated(question.version_of, scope):
             return "version"
-        near = neighbourhood or best_sentence or document
-        if question.asks_default and not _DEFAULT.search(near):
+        near = list(beside) or [best_sentence or document]
+        if question.asks_default and not _says_default(question.defaulted, near):
             return "default"
     if unstated(question.qualifiers, scope):
         return "qualifier"
