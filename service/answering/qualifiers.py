@@ -195,6 +195,14 @@ def _offered(text: str) -> str:
     return _ALTERNATIVES.sub(lambda m: " " * len(m.group()), text)
 
 
+BEFORE = 40  # characters before a number that may make it a bound or a setting
+
+
+def _before(text: str, start: int) -> str:
+    """The few words before ``start``: what may hedge the number there ("more than")."""
+    return text[max(0, start - BEFORE) : start]
+
+
 def _inside_name(text: str, start: int) -> bool:
     """The digits at ``start`` continue a name: "ResNet-50", "LLaVA-1.5-7B"."""
     return (
@@ -217,13 +225,13 @@ def asked_qualifiers(question: str, asked_names: Sequence[str]) -> tuple[Qualifi
         amount = _scaled(m.group("number"), m.group("scale"))
         if amount.value in (0.0, 1.0):  # "lambda = 0", "step 1": a flag or an ordinal
             continue
-        if not _inside_name(text, m.start()) and not _HEDGE.search(text[: m.start()]):
+        if not _inside_name(text, m.start()) and not _HEDGE.search(_before(text, m.start())):
             found.append((m.start(), Qualifier(m.group().strip(), amount=amount)))
     for m in _WORDS_RE.finditer(text):
         if any(m.start() in span for span in taken):  # the "billion" of "100-billion"
             continue
         word, scale = m.group("word").lower(), m.group("scale")
-        before = text[: m.start()]
+        before = _before(text, m.start())
         # A number word pins an amount with a scale word ("one-billion-parameter") or as the
         # value of a setting ("a depth of only six"); else it is as often a manner of speaking
         # ("any two blocks", "thousand-layer nets") as an amount.
