@@ -95,6 +95,30 @@ def test_mentions_matches_whole_names_and_hyphenated_parts() -> None:
         ("Which model scored highest?", "Results are at https://github.com/Org/X.", "name"),
         # a count in words: "one argument"
         ("How many arguments does f take?", "The function f takes one argument.", ""),
+        # the asked size, variant, setting or year: stated, in any writing, or not at all
+        ("What FVD does a one-billion-parameter X get?", "X scales from 700M to 3B.", "qualifier"),
+        ("What FVD does a one-billion-parameter X get?", "The 1B X gets FVD 60.", ""),
+        ("What FVD does the 3B-parameter X get?", "X scales from 700M to 3 billion.", ""),
+        ("What AUC does the ResNet-50 baseline reach?", "A ResNet-18 reaches 0.95.", "qualifier"),
+        ("What top-1 does a depth of only six reach?", "A depth of 12 reaches 80%.", "qualifier"),
+        ("What top-1 does a depth of only six reach?", "With six layers it is 75%.", ""),
+        ("How many packages used zoo in 2020?", "In 2019, 40 packages used zoo.", "qualifier"),
+        # a number the question offers as a bound is no qualifier
+        ("Does X reach more than 50% accuracy?", "X reaches 61% accuracy.", ""),
+        # a version of what is asked about
+        ("In which SAS release was it fixed?", "Fixed in survival version 2.40.", "version"),
+        ("In which SAS release was it fixed?", "SAS fixed it in release 9.4.", ""),
+        ("Since which version can glmnet fit it?", "Since version 4.1 glmnet fits it.", ""),
+        # a default is said to be one
+        ("What is the default of timefix?", "The timefix argument fixes ties.", "default"),
+        ("What is the default of timefix?", "timefix defaults to TRUE.", ""),
+        # ... of the thing asked about, not of another one
+        (
+            "What is the default threshold thresh?",
+            "epsnr: threshold; factory default 1e-8.",
+            "default",
+        ),
+        ("What is the default threshold thresh?", "thresh: threshold; default 1e-7.", ""),
     ],
 )
 def test_missing_answer_type(question: str, document: str, missing: str) -> None:
@@ -216,6 +240,38 @@ def test_a_named_thing_the_corpus_never_mentions_is_refused(engine: Engine) -> N
     assert unknown.unknown_names == ["Places365"] and not unknown.answerable
     answer = engine.ask("What top-1 accuracy does EfficientNet-B7 reach on Places365?")
     assert answer.refused and "No document mentions Places365." in answer.answer
+
+
+RETINOPATHY = "referable diabetic retinopathy reach on the combined test set"
+
+
+@pytest.mark.parametrize(
+    ("question", "missing"),
+    [
+        # near misses: the paper reports another size, variant or setting than the asked one
+        ("What FVD does a one-billion-parameter Next-Block Prediction model reach?", "qualifier"),
+        (f"What AUC did the ResNet-50 baseline for {RETINOPATHY}?", "qualifier"),
+        ("How much does FastV cut the FLOPs of LLaVA-1.5-7B?", "qualifier"),
+        (
+            "With a depth of only six, what ImageNet top-1 does a non-deep network reach?",
+            "qualifier",
+        ),
+        ("For a 70B model, how much does InstInfer improve throughput over FlexGen?", "qualifier"),
+        # the same questions about what the papers report, in their own or other writing
+        ("What FVD does the 3-billion-parameter Next-Block Prediction model reach?", ""),
+        (f"What AUC did the ResNet18 baseline for {RETINOPATHY}?", ""),
+        ("With a depth of just 12, what ImageNet top-1 does a non-deep network reach?", ""),
+        ("For a 13B model, how much does InstInfer improve throughput over FlexGen?", ""),
+        # a number offered as a bound is not asked to be stated
+        ("Does InstInfer improve throughput by more than 5 times over FlexGen?", ""),
+    ],
+)
+def test_a_question_about_a_size_or_variant_the_paper_does_not_report_is_refused(
+    engine: Engine, question: str, missing: str
+) -> None:
+    evidence = engine.prepare(question, 5)
+    assert evidence.missing_answer_type == missing
+    assert evidence.answerable is not bool(missing)
 
 
 @pytest.mark.parametrize(

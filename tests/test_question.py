@@ -15,6 +15,7 @@ import citeqa.text
 import service.answering.question
 from citeqa.text import code_names
 from service.answering.engine import Engine
+from service.answering.qualifiers import stated
 from service.answering.question import Question
 
 _ANALYSIS_MODULES = (citeqa.text.__name__, service.answering.question.__name__)
@@ -157,3 +158,64 @@ def test_an_identifier_is_looked_up_as_one_key() -> None:
     assert Question.parse("What does glmer.nb fit?").name_keys == {"glmernb"}
     assert Question.parse("What does tbats() return?").name_keys == {"tbats"}
     assert Question.parse("Is `lmer` the function?").name_keys == {"lmer"}
+
+
+def _pinned(question: str) -> list[str]:
+    return [q.text for q in Question.parse(question).qualifiers]
+
+
+@pytest.mark.parametrize(
+    ("question", "pinned"),
+    [
+        # sizes, settings and variants, in digits or in words, with a scale word or not
+        (
+            "What FVD does a one-billion-parameter NBP model reach on UCF101?",
+            ["one-billion", "UCF101"],
+        ),
+        ("What AUC did the ResNet-50 baseline reach?", ["ResNet-50"]),
+        ("What's LongVILA-8B's accuracy when using 1,024 frames?", ["LongVILA-8B", "1,024"]),
+        ("With a depth of only six, what top-1 does it reach?", ["six"]),
+        ("For a 70B model, how much faster is it?", ["70B"]),
+        ("How much does FastV save on LLaVA-1.5-7B?", ["LLaVA-1.5-7B"]),
+        ("How many packages depended on zoo in 2020?", ["2020"]),
+        # a bound or an estimate the answer may differ from, alternatives offered, a count of
+        # what is asked, a number word in another sense: no qualifier
+        ("Is its accuracy more than 50%?", []),
+        ("How much data did the model of about 5M parameters see?", []),
+        ("Which backbone does it use (e.g., Vicuna or LLaMA-2)?", []),
+        ("Was it run on Gaudi2, H100, or something else?", []),
+        ("Which two vision backbones are combined?", []),
+        ("Is one of them faster?", []),
+        ("What shortcut links any two blocks of a thousand-layer net?", []),
+    ],
+)
+def test_the_qualifiers_a_question_pins_its_answer_to(question: str, pinned: list[str]) -> None:
+    assert _pinned(question) == pinned
+
+
+def test_a_qualifier_is_stated_in_any_writing_of_its_amount() -> None:
+    [billion] = Question.parse("What does a one-billion-parameter model reach?").qualifiers
+    assert all(stated(billion, text) for text in ["a 1B model", "1,000M", "one billion"])
+    assert not any(stated(billion, text) for text in ["from 700M to 3B parameters", "10B"])
+    [frames] = Question.parse("What accuracy with 1024 frames?").qualifiers
+    assert stated(frames, "from 8 to 1,024 frames") and not stated(frames, "1400-frame videos")
+    # a numbered name: its family named with another number only is another variant
+    [variant] = Question.parse("What AUC did the ResNet-50 baseline reach?").qualifiers
+    assert stated(variant, "a ResNet50 model") and not stated(variant, "a ResNet-18 model")
+    assert not stated(variant, "ResNet-500") and stated(variant, "ResNet-18/34/50 models")
+    assert stated(variant, "a convolutional baseline")  # not named at all: no variant told
+    [size] = Question.parse("How much does FastV save on LLaVA-1.5-7B?").qualifiers
+    assert not stated(size, "45% for LLaVA-1.5-13B") and stated(size, "LLaVA-1.5-7B and 13B")
+
+
+def test_version_and_default_questions() -> None:
+    assert Question.parse("In which SAS release was it fixed?").version_of == "SAS"
+    assert Question.parse("Since which version does glmnet fit it?").version_of == ""
+    assert Question.parse("When was GLM-130B released?").version_of is None
+    assert Question.parse("What is the default value of timefix?").asks_default
+    assert not Question.parse("What is the value of timefix?").asks_default
+    assert Question.parse(
+        "What is the default value of the threshold thresh in glmnet?"
+    ).defaulted == ("thresh")
+    assert Question.parse("Default bobyqa maxfun in lmerControl?").defaulted == "maxfun"
+    assert Question.parse("Which values does it try by default?").defaulted == ""

@@ -5,6 +5,7 @@ hold of English questions in general."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -14,6 +15,7 @@ from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.text import idf_table
 from evals.calibrate import material
+from ingest.run import ingest_paths
 from service.answering import answerability
 from service.answering.answerability import FALLBACK, AnswerabilityModel
 from service.answering.corpus import CorpusStats, abbreviations
@@ -21,6 +23,7 @@ from service.answering.engine import Engine, build_engine
 from service.answering.question import Question, expects_number, stated_numbers
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
 
+VIGNETTES = Path(__file__).parent / "data" / "r-vignettes"
 NEAR_MISS = "How many TPU chips were used to train ViT-22B?"
 UNKNOWN_NAME = "What top-1 accuracy does EfficientNet-B7 reach on Places365?"
 
@@ -180,3 +183,34 @@ def test_an_ingest_that_changes_the_collection_fits_and_stores_its_model(
     answerability.store(engine.index.chunks, dataclasses.replace(model, threshold=0.123))
     ingest_paths(fresh_settings, [folder], embedder=embedder, calibrate=True)
     assert answerability.load(engine.index.chunks).threshold == 0.123
+
+
+@pytest.fixture(scope="module")
+def tied_times(tmp_path_factory: pytest.TempPathFactory, embedder: Embedder) -> Engine:
+    """A real store of one r-vignettes PDF ("Roundoff error and Tied Times", survival)."""
+    folder = tmp_path_factory.mktemp("tied-times")
+    shutil.copy(VIGNETTES / "survival-tiedtimes.pdf", folder)
+    settings = Settings(data_dir=tmp_path_factory.mktemp("store"), generator="extractive")
+    [summary] = ingest_paths(settings, [folder], embedder=embedder)
+    assert summary.added == 1
+    return build_engine(settings, embedder=embedder)
+
+
+@pytest.mark.parametrize(
+    ("question", "missing"),
+    [
+        # the vignette names the argument and SAS, but no default of it and no SAS release
+        ("What is the default value of the timefix argument in coxph.control?", "default"),
+        ("In which SAS release was the phreg round-off tied-times problem fixed?", "version"),
+        # what it does state: what timefix is for, the survival version that addressed it
+        ("What does the timefix argument of coxph.control do?", ""),
+        ("In which survival version was the tied-times issue addressed for coxph?", ""),
+    ],
+)
+def test_a_default_or_a_version_the_document_does_not_state_is_refused(
+    tied_times: Engine, question: str, missing: str
+) -> None:
+    evidence = tied_times.prepare(question, 5)
+    assert evidence.missing_answer_type == missing
+    if missing:
+        assert not evidence.answerable

@@ -94,9 +94,10 @@ class Evidence:
     stats: CorpusStats = field(default_factory=CorpusStats, repr=False)
 
     unknown_names: list[str] = field(default_factory=list)  # names no document mentions
-    # Why a rule refuses: the question asks for a "number", "year", "license",
-    # "name" or "unit" the evidence does not state (:func:`missing_answer_type`), or the answer
-    # would be about another "subject" than the question's names.
+    # Why a rule refuses: the question asks for a "number", "year", "license", "name",
+    # "unit", "version", "default" or "qualifier" the evidence does not state
+    # (:func:`missing_answer_type`), or the answer would be about another "subject" than the
+    # question's names.
     missing_answer_type: str = ""
     # Whether the engine answers: the refusal policy's decision
     # (service.answering.refusal.answerable).
@@ -246,8 +247,17 @@ class EvidenceBuilder:
         doc_id = evidence.hits[best.hit_index].doc_id
         texts = document_texts(evidence.hits)
         question = evidence.question
+        beside = [
+            c.text
+            for c in evidence.candidates
+            if c.hit_index == best.hit_index and abs(c.position - best.position) <= 1
+        ]
         evidence.missing_answer_type = missing_answer_type(
-            question, texts[doc_id], best.text, "\n".join(texts.values())
+            question,
+            texts[doc_id],
+            best.text,
+            "\n".join(texts.values()),
+            beside,
         )
         if not question.asks_several and evidence.names.rare_elsewhere(doc_id):
             evidence.missing_answer_type = evidence.missing_answer_type or "subject"

@@ -24,6 +24,12 @@ from citeqa.text import (
     term_set,
     words,
 )
+from service.answering.qualifiers import (
+    NUMBER_WORDS,
+    Qualifier,
+    asked_qualifiers,
+    offers_alternatives,
+)
 
 _WH_RE = re.compile(r"\b(what|which|how many|how much|who|whom|whose)\b", re.IGNORECASE)
 _PREPOSITIONS = frozenset(["in", "of", "for", "by", "on", "at", "with", "from", "to", "under"])
@@ -36,53 +42,6 @@ _NUMERIC_Q = re.compile(
     re.IGNORECASE,
 )
 
-# Number words count as numbers: "one argument", "twenty datasets", "a dozen".
-NUMBER_WORDS: dict[str, str] = {
-    word: str(value)
-    for value, word in enumerate(
-        [
-            "zero",
-            "one",
-            "two",
-            "three",
-            "four",
-            "five",
-            "six",
-            "seven",
-            "eight",
-            "nine",
-            "ten",
-            "eleven",
-            "twelve",
-            "thirteen",
-            "fourteen",
-            "fifteen",
-            "sixteen",
-            "seventeen",
-            "eighteen",
-            "nineteen",
-            "twenty",
-        ]
-    )
-} | {
-    "thirty": "30",
-    "forty": "40",
-    "fifty": "50",
-    "sixty": "60",
-    "seventy": "70",
-    "eighty": "80",
-    "ninety": "90",
-    "hundred": "100",
-    "thousand": "1000",
-    "million": "1000000",
-    "billion": "1000000000",
-    "dozen": "12",
-    "single": "1",
-    "twice": "2",
-    "double": "2",
-    "triple": "3",
-    "half": "0.5",
-}
 # A number word counts when what it counts follows it: "one argument", "twenty datasets"; not
 # "one of them", "one can", "half the time" (a stop word follows).
 _NUMBER_WORD_RE = re.compile(rf"\b({'|'.join(NUMBER_WORDS)})\s+([A-Za-z][\w\-]*)", re.IGNORECASE)
@@ -266,6 +225,43 @@ def asks_several(question: str) -> bool:
     return bool(_MULTI_CUES.search(question) or _JOINED_QUESTIONS.search(question))
 
 
+# "Which lme4 version ...", "Starting with which release ...", "since which version?": a
+# version answers it; the word before "version" names whose ("lme4", "SAS").
+VERSION_Q = re.compile(
+    r"\b(?:which|what)\s+(?:(?P<subject>[\w\-.]+)\s+)?(?:version|release)\b(?!\s*\d)",
+    re.IGNORECASE,
+)
+DEFAULT_Q = re.compile(r"\bdefaults?\b", re.IGNORECASE)
+# What the default is asked of: "the default value of the convergence threshold thresh in
+# glmnet" -> "convergence threshold thresh"; "Default bobyqa maxfun in lmerControl?" ->
+# "bobyqa maxfun". Its last word is the thing itself.
+_DEFAULTED = re.compile(
+    r"\bdefault\s+(?:(?:value|values|number|setting|settings|choice)\s+(?:of|for)\s+)?"
+    r"(?:the\s+|an?\s+)?(?P<phrase>(?:[\w.\-]+\s+){0,4}?[\w.\-]+)"
+    r"(?=\s+(?:in|of|for|when|if|used|does|do|is|are|was|with|to|by|on|at|argument|"
+    r"parameter|option)\b|\s*[?,;.(]|\s*$)",
+    re.IGNORECASE,
+)
+
+
+def defaulted(question: str) -> str:
+    """The word naming what a default is asked of ("thresh" in "the default value of the
+    convergence threshold thresh in glmnet"), or "" when the question does not say it after
+    "default" ("which values does it try by default?")."""
+    match = _DEFAULTED.search(question)
+    return match.group("phrase").split()[-1] if match else ""
+
+
+def version_subject(question: str) -> str | None:
+    """Whose version the question asks ("In which SAS release ..." -> "SAS"; "since which
+    version" -> ""), or None when it asks none."""
+    match = VERSION_Q.search(question)
+    if not match:
+        return None
+    subject = match.group("subject") or ""
+    return "" if subject.lower() in stopwords() else subject
+
+
 YEAR_Q = re.compile(
     r"\b(?:(?:what|which) year|when (?:was|were|did)\b.*\b(?:publish|releas|introduc|propos|"
     r"present|written|appear))",
@@ -353,6 +349,11 @@ class Question:
     asks_several: bool  # about several things at once
     yes_no: bool  # "Does X use Y?"
     asks_year: bool  # "what year", "when was X published"
+    version_of: str | None  # whose version it asks ("lme4", or "" for any), None if none
+    asks_default: bool  # "what is the default of X": the evidence must say it is a default
+    defaulted: str  # the word naming what the default is asked of (:func:`defaulted`), or ""
+    qualifiers: tuple[Qualifier, ...]  # amounts and numbered names it pins the answer to
+    offers_alternatives: bool  # "A or B?", "(e.g. X)": the answer may be any of them
     asks_license: bool
     asks_best_one: bool  # "which method performed best": a name answers it
     asks_documents: bool  # "which papers discuss X?": a list of documents answers it
@@ -383,6 +384,11 @@ class Question:
             asks_several=asks_several(text),
             yes_no=bool(YES_NO_Q.match(text)),
             asks_year=bool(YEAR_Q.search(text)),
+            version_of=version_subject(text),
+            asks_default=bool(DEFAULT_Q.search(text)),
+            defaulted=defaulted(text),
+            qualifiers=asked_qualifiers(text, found),
+            offers_alternatives=offers_alternatives(text),
             asks_license=bool(LICENSE_Q.search(text)),
             asks_best_one=bool(BEST_ONE_Q.search(text)),
             asks_documents=bool(_DOCUMENTS_Q.search(text)),

@@ -3,8 +3,9 @@ says.
 
 Rules refuse answers of a fixed form the evidence lacks (:func:`missing_answer_type`: a year,
 a license, a count next to what is counted, a name for "which one performed best", a
-number in the unit asked for), a name no document of the collection mentions, and an answer
-from a document without the question's rare name.
+number in the unit asked for, a version, a default, the qualifiers the question pins its
+answer to), a name no document of the collection mentions, and an answer from a document
+without the question's rare name.
 
 With an LLM generator only retrieval-level signals refuse before the call
 (:func:`retrieval_refuses`: nothing retrieved, or a name the collection never mentions); the
@@ -14,10 +15,12 @@ prompt decides the rest and the citation validator checks what comes back.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from citeqa.text import names
+from citeqa.text import names, term_set
 from service.answering.features import counts_stated
+from service.answering.qualifiers import unstated
 from service.answering.question import UNITS, Question, name_forms, stated_numbers
 
 if TYPE_CHECKING:
@@ -28,6 +31,13 @@ _LICENSE_EVIDENCE = re.compile(
     re.IGNORECASE,
 )
 _YEAR = re.compile(r"(?<!\d)(?:19|20)\d\d(?!\d)")
+# A version stated: "version 4.1", "release 2.13", "v3.1", "the 2.13 release", "1.1-7 version".
+_VERSION = re.compile(
+    r"\b(?:version|release|v)\s*\d+(?:[.\-]\d+)*|\b\d+(?:\.\d+)+(?:-\d+)?\s+(?:release|version)\b",
+    re.IGNORECASE,
+)
+VERSION_REACH = 80  # characters either side of a version that may say whose it is
+_DEFAULT = re.compile(r"\bdefault", re.IGNORECASE)
 _URL = re.compile(r"https?://\S+")
 KIND_OF_THING = re.compile(r"[A-Z]{2,}s")  # "LLMs", "GPUs": kinds of things, not names
 
@@ -48,8 +58,28 @@ def _names_an_answer(question: Question, best_sentence: str) -> bool:
     return not question.asks_best_one or bool(names_new(question, best_sentence))
 
 
+def version_stated(subject: str, text: str) -> bool:
+    """``text`` states a version ("version 2.40"), of ``subject`` when one is given: the
+    subject is written within a few words of it."""
+    for match in _VERSION.finditer(text):
+        near = text[max(0, match.start() - VERSION_REACH) : match.end() + VERSION_REACH]
+        if not subject or re.search(rf"(?<![\w.]){re.escape(subject)}(?![\w])", near, re.I):
+            return True
+    return False
+
+
+def _says_default(thing: str, sentences: Sequence[str]) -> bool:
+    """One of the sentences says "default" and names ``thing`` (when the question names it)."""
+    wanted = term_set(thing)
+    return any(_DEFAULT.search(s) and wanted <= term_set(s) for s in sentences)
+
+
 def missing_answer_type(
-    question: Question, document: str, best_sentence: str = "", sources: str = ""
+    question: Question,
+    document: str,
+    best_sentence: str = "",
+    sources: str = "",
+    beside: Sequence[str] = (),
 ) -> str:
     """Questions whose answer has a form no statistic can fake: a year needs a year in the
     document, a license question a license,
@@ -57,7 +87,13 @@ def missing_answer_type(
     several things, where the answer may come from several documents) and a number in the
     best sentence, "which one performed best" a name the question does not already give in
     the best sentence, a unit asked for ("in milliseconds", "how long did it take") a number
-    in that unit. Returns the missing kind, or ""."""
+    in that unit. Asked of one thing (not of several, and offering no alternatives), a
+    version ("in which lme4 release") needs a version of what is asked about in the document,
+    and a default ("what is the default of X") a sentence that says "default" and names X:
+    the best sentence or one ``beside`` it (given with it). Each qualifier of the question
+    ("a one-billion-parameter model", "ResNet-50", "in 2023") must be stated in the document
+    (in any source when it is asked of several). Returns the missing kind, or "".
+    """
     several = question.asks_several
     if best_sentence and not _names_an_answer(question, best_sentence):
         return "name"
@@ -72,6 +108,19 @@ def missing_answer_type(
     unit = question.unit
     if unit and not UNITS[unit].search(sources if several and sources else document):
         return "unit"
+    # Asked of several documents, or offering alternatives ("A or B?"): what pins the
+    # answer may be in any source.
+    spread = several or question.offers_alternatives
+    scope = sources if spread and sources else document
+    # A version or a default asked of one thing: the evidence says which.
+    if not spread:
+        if question.version_of is not None and not version_stated(question.version_of, scope):
+            return "version"
+        near = list(beside) or [best_sentence or document]
+        if question.asks_default and not _says_default(question.defaulted, near):
+            return "default"
+    if unstated(question.qualifiers, scope):
+        return "qualifier"
     return ""
 
 
