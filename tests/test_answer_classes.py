@@ -45,6 +45,9 @@ def test_what_is_x_answers_with_the_paper_that_introduces_x(engine: Engine) -> N
         ("We describe a new solver, named Quokka, for sparse systems.", "Quokka", "Other", True),
         # the name comes before the verb: what is proposed is not the subject
         ("We list where Quokka fails and propose fixes for later work.", "Quokka", "Q", False),
+        # without the name, "named" or "called" introduce nothing: only "we propose / present
+        # / introduce" says what a document about its subject proposes
+        ("The arguments are named in the call.", "relaxed lasso", "The Relaxed Lasso", False),
     ],
 )
 def test_what_defines_a_subject(sentence: str, subject: str, title: str, defines: bool) -> None:

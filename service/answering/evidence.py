@@ -294,6 +294,12 @@ _DEFINING_VERB = re.compile(
     r"\b(propose|proposes|present|presents|introduce|introduces|called|named|dubbed|termed)\b",
     re.IGNORECASE,
 )
+# Without the name, only a verb that introduces the document's own subject ("In this paper, we
+# propose ..."): "called" or "named" define only the name that follows them ("the arguments
+# are named in the call" names no subject).
+_INTRODUCING_VERB = re.compile(
+    r"\b(propose|proposes|present|presents|introduce|introduces)\b", re.IGNORECASE
+)
 # What follows the subject in a sentence that says what it is: "X is a ...", "X (Y) are the
 # ...", "X, which is ...", "X refers to / stands for / means / denotes / is defined as ...".
 _COPULA = (
@@ -320,7 +326,7 @@ def _defines(sentence: str, subject: str, title: str) -> bool:
         forms.append(forms[0][:-1])
     named = [form for form in forms if mentions(lowered, form)]
     if not named:
-        return _titled(title, forms) and bool(_DEFINING_VERB.search(sentence))
+        return _titled(title, forms) and bool(_INTRODUCING_VERB.search(sentence))
     return any(
         re.search(rf"{_DEFINING_VERB.pattern}{_OBJECT_WORDS}{re.escape(form)}(?![\w-])", lowered)
         or re.search(rf"(?<![\w-]){re.escape(form)}{_COPULA}", lowered)
