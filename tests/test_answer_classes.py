@@ -8,7 +8,7 @@ import pytest
 
 from service.answering.answer import Answer
 from service.answering.engine import Engine
-from service.answering.evidence import Evidence, _defines
+from service.answering.evidence import Evidence, _defines, refers_back
 from service.answering.extractive import select_sentences
 from service.answering.features import NameMatch
 from service.answering.question import Question
@@ -129,3 +129,24 @@ def test_a_comparison_quotes_the_paper_of_each_named_thing() -> None:
     evidence = Evidence(question=question, hits=hits, candidates=[alpha, beta], names=names)
     assert question.names == ("Alpha-7B", "BetaBench")
     assert select_sentences(evidence) == [alpha, beta]
+
+
+def test_a_sentence_that_continues_a_chosen_one_is_quoted_with_it() -> None:
+    """The best sentence says what the option is for; the next one, which shares no word
+    with the question but opens by referring back to it ("This ..."), says what it does. The
+    two state one thing: the answer quotes both. A next sentence that starts anew is not
+    added."""
+    hits = [_hit("sandwich", "Clustered Covariances", {"dense": 1})]
+    best = candidate(0, "The fix argument makes the covariance matrix positive semi-definite.", 2.0)
+    best.position = 1
+    after = candidate(0, "This is achieved by converting any negative eigenvalues to zero.", 0.4)
+    after.position, after.refers_back = 2, refers_back(after.text)
+    evidence = Evidence(
+        question=Question.parse("What does the fix argument do to the covariance matrix?"),
+        hits=hits,
+        candidates=[best, after],
+    )
+    assert select_sentences(evidence) == [best, after]
+    after.text = "Clusters are given by the cluster argument."  # starts anew
+    after.refers_back = refers_back(after.text)
+    assert select_sentences(evidence) == [best]

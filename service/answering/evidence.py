@@ -73,6 +73,7 @@ class Candidate:
     names_found: float = 1.0  # share of the names in the question that its document mentions
     number_bound: bool = False  # states a number next to a term of the asked detail
     defines: bool = False  # says what the question's defined subject is ("X is a ...")
+    refers_back: bool = False  # opens by referring to the sentence before it ("This is ...")
     features: dict[str, float] = field(default_factory=dict, repr=False)  # what scored it
     score: float = 0.0
 
@@ -287,7 +288,23 @@ def _candidate(
         detail=weighted_share(stats, detail_terms, s_terms) if detail_terms else 1.0,
         has_number=bool(stated_numbers(text)),
         matched=frozenset(q_terms & (s_terms | title_terms)),
+        refers_back=refers_back(text),
     )
+
+
+# A sentence that opens by referring back to the one before it ("This is achieved by ...",
+# "It has, however, been ...", "The former case is ..."): it continues what that one says.
+_REFERS_BACK = re.compile(
+    r"^\W*(?:this|these|that|those|it|its|they|their|such|thus|hence|here|then|so|however|"
+    r"therefore|instead|otherwise|the (?:former|latter|first|second|same)|in (?:this|that|"
+    r"such a) case|for (?:example|instance))\b",
+    re.IGNORECASE,
+)
+
+
+def refers_back(sentence: str) -> bool:
+    """The sentence opens by referring back to the one before it: it continues that one."""
+    return bool(_REFERS_BACK.match(sentence))
 
 
 _DEFINING_VERB = re.compile(

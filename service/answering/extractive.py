@@ -241,12 +241,16 @@ def _announced(evidence: Evidence, chosen: list[Candidate]) -> list[Candidate]:
     """The sentence after each chosen one that hands over to it: one that ends with a colon
     ("... via a call to glmnet.control with the itrace argument:") announces what follows,
     and a question (a FAQ's "Why does lag give different results ...?") is answered by what
-    follows, not by itself."""
+    follows, not by itself. And the sentence after that continues it, opening by referring
+    back to it ("... whether the matrix should be fixed to be positive semi-definite." "This
+    is achieved by converting any negative eigenvalues to zero."): the two state one thing."""
     place = {(c.hit_index, c.position): c for c in evidence.candidates}
     added: list[Candidate] = []
     for cand in chosen:
         after = place.get((cand.hit_index, cand.position + 1))
-        if after is not None and after not in chosen + added and _hands_over(cand.text):
+        if after is None or after in chosen + added:
+            continue
+        if _hands_over(cand.text) or after.refers_back:
             added.append(after)
     return added
 
