@@ -243,14 +243,17 @@ def _announced(evidence: Evidence, chosen: list[Candidate]) -> list[Candidate]:
     and a question (a FAQ's "Why does lag give different results ...?") is answered by what
     follows, not by itself. And the sentence after that continues it, opening by referring
     back to it ("... whether the matrix should be fixed to be positive semi-definite." "This
-    is achieved by converting any negative eigenvalues to zero."): the two state one thing."""
+    is achieved by converting any negative eigenvalues to zero."): the two state one thing.
+    A list of documents keeps to one sentence each: there a sentence shows what a document
+    is about, not a fact to complete."""
     place = {(c.hit_index, c.position): c for c in evidence.candidates}
+    continued = not evidence.question.lists_documents
     added: list[Candidate] = []
     for cand in chosen:
         after = place.get((cand.hit_index, cand.position + 1))
         if after is None or after in chosen + added:
             continue
-        if _hands_over(cand.text) or after.refers_back:
+        if _hands_over(cand.text) or (continued and after.refers_back):
             added.append(after)
     return added
 
