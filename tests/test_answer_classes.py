@@ -150,3 +150,22 @@ def test_a_sentence_that_continues_a_chosen_one_is_quoted_with_it() -> None:
     after.text = "Clusters are given by the cluster argument."  # starts anew
     after.refers_back = refers_back(after.text)
     assert select_sentences(evidence) == [best]
+
+
+def test_the_sentence_closest_in_meaning_is_quoted_beside_the_lexical_choice() -> None:
+    """The best sentence repeats the question's words; another sentence of its document is
+    closer to the question in meaning (its embedding) and paraphrases the answer: the answer
+    quotes both. Not when the best one is also the closest."""
+    hits = [_hit("lme4", "Fitting Mixed Models", {"dense": 1})]
+    lexical = candidate(0, "lme4 does not plot influence diagnostics such as leverage.", 2.0)
+    lexical.position, lexical.similarity = 1, 0.58
+    meaning = candidate(0, "These measures are available in the add-on package HLMdiag.", 1.6)
+    meaning.position, meaning.similarity = 5, 0.70
+    evidence = Evidence(
+        question=Question.parse("Which packages give influence diagnostics for lme4 fits?"),
+        hits=hits,
+        candidates=[lexical, meaning],
+    )
+    assert select_sentences(evidence) == [lexical, meaning]
+    meaning.similarity = 0.50
+    assert select_sentences(evidence) == [lexical]
