@@ -8,7 +8,7 @@ import pytest
 
 from service.answering.answer import Answer
 from service.answering.engine import Engine
-from service.answering.evidence import Evidence, _defines
+from service.answering.evidence import Evidence, _defines, refers_back
 from service.answering.extractive import select_sentences
 from service.answering.features import NameMatch
 from service.answering.question import Question
@@ -45,6 +45,9 @@ def test_what_is_x_answers_with_the_paper_that_introduces_x(engine: Engine) -> N
         ("We describe a new solver, named Quokka, for sparse systems.", "Quokka", "Other", True),
         # the name comes before the verb: what is proposed is not the subject
         ("We list where Quokka fails and propose fixes for later work.", "Quokka", "Q", False),
+        # without the name, "named" or "called" introduce nothing: only "we propose / present
+        # / introduce" says what a document about its subject proposes
+        ("The arguments are named in the call.", "relaxed lasso", "The Relaxed Lasso", False),
     ],
 )
 def test_what_defines_a_subject(sentence: str, subject: str, title: str, defines: bool) -> None:
@@ -126,3 +129,43 @@ def test_a_comparison_quotes_the_paper_of_each_named_thing() -> None:
     evidence = Evidence(question=question, hits=hits, candidates=[alpha, beta], names=names)
     assert question.names == ("Alpha-7B", "BetaBench")
     assert select_sentences(evidence) == [alpha, beta]
+
+
+def test_a_sentence_that_continues_a_chosen_one_is_quoted_with_it() -> None:
+    """The best sentence says what the option is for; the next one, which shares no word
+    with the question but opens by referring back to it ("This ..."), says what it does. The
+    two state one thing: the answer quotes both. A next sentence that starts anew is not
+    added."""
+    hits = [_hit("sandwich", "Clustered Covariances", {"dense": 1})]
+    best = candidate(0, "The fix argument makes the covariance matrix positive semi-definite.", 2.0)
+    best.position = 1
+    after = candidate(0, "This is achieved by converting any negative eigenvalues to zero.", 0.4)
+    after.position, after.refers_back = 2, refers_back(after.text)
+    evidence = Evidence(
+        question=Question.parse("What does the fix argument do to the covariance matrix?"),
+        hits=hits,
+        candidates=[best, after],
+    )
+    assert select_sentences(evidence) == [best, after]
+    after.text = "Clusters are given by the cluster argument."  # starts anew
+    after.refers_back = refers_back(after.text)
+    assert select_sentences(evidence) == [best]
+
+
+def test_the_sentence_closest_in_meaning_is_quoted_beside_the_lexical_choice() -> None:
+    """The best sentence repeats the question's words; another sentence of its document is
+    closer to the question in meaning (its embedding) and paraphrases the answer: the answer
+    quotes both. Not when the best one is also the closest."""
+    hits = [_hit("lme4", "Fitting Mixed Models", {"dense": 1})]
+    lexical = candidate(0, "lme4 does not plot influence diagnostics such as leverage.", 2.0)
+    lexical.position, lexical.similarity = 1, 0.58
+    meaning = candidate(0, "These measures are available in the add-on package HLMdiag.", 1.6)
+    meaning.position, meaning.similarity = 5, 0.70
+    evidence = Evidence(
+        question=Question.parse("Which packages give influence diagnostics for lme4 fits?"),
+        hits=hits,
+        candidates=[lexical, meaning],
+    )
+    assert select_sentences(evidence) == [lexical, meaning]
+    meaning.similarity = 0.50
+    assert select_sentences(evidence) == [lexical]

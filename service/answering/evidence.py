@@ -73,6 +73,7 @@ class Candidate:
     names_found: float = 1.0  # share of the names in the question that its document mentions
     number_bound: bool = False  # states a number next to a term of the asked detail
     defines: bool = False  # says what the question's defined subject is ("X is a ...")
+    refers_back: bool = False  # opens by referring to the sentence before it ("This is ...")
     features: dict[str, float] = field(default_factory=dict, repr=False)  # what scored it
     score: float = 0.0
 
@@ -307,12 +308,34 @@ def _candidate(
         detail=weighted_share(stats, detail_terms, s_terms) if detail_terms else 1.0,
         has_number=bool(stated_numbers(text)),
         matched=frozenset(q_terms & (s_terms | title_terms)),
+        refers_back=refers_back(text),
     )
+
+
+# A sentence that opens by referring back to the one before it ("This is achieved by ...",
+# "It has, however, been ...", "The former case is ..."): it continues what that one says.
+_REFERS_BACK = re.compile(
+    r"^\W*(?:this|these|that|those|it|its|they|their|such|thus|hence|here|then|so|however|"
+    r"therefore|instead|otherwise|the (?:former|latter|first|second|same)|in (?:this|that|"
+    r"such a) case|for (?:example|instance))\b",
+    re.IGNORECASE,
+)
+
+
+def refers_back(sentence: str) -> bool:
+    """The sentence opens by referring back to the one before it: it continues that one."""
+    return bool(_REFERS_BACK.match(sentence))
 
 
 _DEFINING_VERB = re.compile(
     r"\b(propose|proposes|present|presents|introduce|introduces|called|named|dubbed|termed)\b",
     re.IGNORECASE,
+)
+# Without the name, only a verb that introduces the document's own subject ("In this paper, we
+# propose ..."): "called" or "named" define only the name that follows them ("the arguments
+# are named in the call" names no subject).
+_INTRODUCING_VERB = re.compile(
+    r"\b(propose|proposes|present|presents|introduce|introduces)\b", re.IGNORECASE
 )
 # What follows the subject in a sentence that says what it is: "X is a ...", "X (Y) are the
 # ...", "X, which is ...", "X refers to / stands for / means / denotes / is defined as ...".
@@ -340,7 +363,7 @@ def _defines(sentence: str, subject: str, title: str) -> bool:
         forms.append(forms[0][:-1])
     named = [form for form in forms if mentions(lowered, form)]
     if not named:
-        return _titled(title, forms) and bool(_DEFINING_VERB.search(sentence))
+        return _titled(title, forms) and bool(_INTRODUCING_VERB.search(sentence))
     return any(
         re.search(rf"{_DEFINING_VERB.pattern}{_OBJECT_WORDS}{re.escape(form)}(?![\w-])", lowered)
         or re.search(rf"(?<![\w-]){re.escape(form)}{_COPULA}", lowered)

@@ -237,19 +237,49 @@ def select_sentences(evidence: Evidence) -> list[Candidate]:
     if dense is not None:
         chosen.append(dense)
     chosen.extend(_announced(evidence, chosen))
+    closer = _closer_in_meaning(evidence, chosen)
+    if closer is not None:
+        chosen.append(closer)
     return sorted(chosen, key=lambda c: (c.hit_index, c.position))
+
+
+def _closer_in_meaning(evidence: Evidence, chosen: list[Candidate]) -> Candidate | None:
+    """The sentence of the best one's document that the sentence embeddings put closest to
+    the question, when it is closer than the best one and no chosen sentence: the best one
+    may win on the question's words ("lme4 provides tools for ... diagnostic plots (with the
+    exception of those incorporating influence measures, e.g., Cook's distance ...)") where
+    the closer one paraphrases the answer ("... these are available in the dependent packages
+    HLMdiag and influence.ME"). The answer shows both, as :func:`_dense_choice` does across
+    documents, instead of silently keeping the lexical choice. It scores at least
+    :data:`MIN_RATIO` of the best; a list of documents keeps to one sentence each."""
+    best = evidence.best()
+    if best is None or evidence.question.lists_documents:
+        return None
+    doc = evidence.hits[best.hit_index].doc_id
+    own = [c for c in evidence.candidates if evidence.hits[c.hit_index].doc_id == doc]
+    closest = max(own, key=lambda c: c.similarity)
+    if closest in chosen or closest.similarity <= best.similarity:
+        return None
+    return closest if closest.score >= MIN_RATIO * best.score else None
 
 
 def _announced(evidence: Evidence, chosen: list[Candidate]) -> list[Candidate]:
     """The sentence after each chosen one that hands over to it: one that ends with a colon
     ("... via a call to glmnet.control with the itrace argument:") announces what follows,
     and a question (a FAQ's "Why does lag give different results ...?") is answered by what
-    follows, not by itself."""
+    follows, not by itself. And the sentence after that continues it, opening by referring
+    back to it ("... whether the matrix should be fixed to be positive semi-definite." "This
+    is achieved by converting any negative eigenvalues to zero."): the two state one thing.
+    A list of documents keeps to one sentence each: there a sentence shows what a document
+    is about, not a fact to complete."""
     place = {(c.hit_index, c.position): c for c in evidence.candidates}
+    continued = not evidence.question.lists_documents
     added: list[Candidate] = []
     for cand in chosen:
         after = place.get((cand.hit_index, cand.position + 1))
-        if after is not None and after not in chosen + added and _hands_over(cand.text):
+        if after is None or after in chosen + added:
+            continue
+        if _hands_over(cand.text) or (continued and after.refers_back):
             added.append(after)
     return added
 
