@@ -6,7 +6,9 @@ whole, whatever its wording."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from service.answering import overview
 from service.answering.answer import Answer
 from service.answering.engine import Engine
 from service.answering.overview import MIN_WORDS, rank_documents, representatives, topic_terms
@@ -50,6 +52,27 @@ def test_the_collection_overview_does_not_depend_on_the_wording(engine: Engine) 
     assert len(_cited_titles(first)) >= 3
     assert _cited_titles(first) == _cited_titles(second)
     assert all(len(c.quote.split()) >= MIN_WORDS for c in first.citations)
+
+
+def test_the_overview_is_found_once_per_state_of_the_collection(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documents that stand for the collection depend on the collection alone: a second
+    overview question over the same view reuses them (no second read of every document's
+    first chunk, no second clustering) and cites the same documents."""
+    engine.retriever._overviews.clear()  # what an earlier test may have left
+    clustered: list[int] = []
+    cluster = overview.representatives
+
+    def counted(vectors: np.ndarray, k: int = overview.MAX_TOPICS) -> list[int]:
+        clustered.append(len(vectors))
+        return cluster(vectors, k)
+
+    monkeypatch.setattr(overview, "representatives", counted)
+    first = engine.ask("What is this corpus about?")
+    second = engine.ask("What topics does the collection cover?")
+    assert len(clustered) == 1
+    assert _cited_titles(first) == _cited_titles(second)
 
 
 def test_representatives_take_one_document_of_each_group() -> None:
