@@ -37,6 +37,17 @@ def test_which_papers_lists_every_document_the_question_is_about(engine: Engine)
     assert all("deepseek" in texts[title] for title in cited)
 
 
+def test_a_callers_top_k_bounds_the_list(engine: Engine) -> None:
+    """Without a ``top_k`` the list names every matching document (above); a caller that asks
+    for at most three sources gets three, from the answer and from a search alike."""
+    question = "Which papers are about DeepSeek models?"
+    answer = engine.ask(question, top_k=3)
+    assert not answer.refused
+    assert len(answer.sources) == 3
+    assert len(_cited_titles(answer)) <= 3
+    assert len(engine.search(question, 3)) == 3
+
+
 def test_the_topic_of_a_list_question_leaves_out_how_it_asks() -> None:
     """The documents' noun and the verb asking for them are no topic."""
     asked = Question.parse("Which survival vignettes use the flchain data?")

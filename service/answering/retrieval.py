@@ -168,7 +168,11 @@ class HybridRetriever:
         )
         self._overviews_lock = threading.Lock()
 
-    def retrieve_hits(self, question: Question, top_k: int) -> Retrieval:
+    def retrieve_hits(
+        self, question: Question, top_k: int, listed: int = overview.MAX_LISTED
+    ) -> Retrieval:
+        """The ``top_k`` best chunks for a fact question; for a list question ("which papers
+        discuss X?") the best chunk of each matching document, at most ``listed`` of them."""
         top_k = max(1, min(MAX_TOP_K, top_k))
         vector = self.embedder.embed([question.text])[0]
         lexical = self.lexical.view()
@@ -196,7 +200,8 @@ class HybridRetriever:
             pool = {c.id: c for c in found}
             pool.update(lexical.chunks([c for c in {*dense, *by_sentence} if c not in pool]))
             order = [cid for cid, _ in self._fuse(rankings)]
-            fused = overview.rank_documents(question, pool, by_sentence, lexical.stats, order)
+            ranked = overview.rank_documents(question, pool, by_sentence, lexical.stats, order)
+            fused = ranked[:listed]
             top_k = len(fused)
         else:
             fused = self._fuse(rankings)
