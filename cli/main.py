@@ -12,6 +12,7 @@ import logging
 import os
 import sys
 import textwrap
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -64,7 +65,8 @@ def _parser() -> argparse.ArgumentParser:
     sub.choices["ingest"].add_argument(
         "--calibrate",
         action="store_true",
-        help="refit the collection's answerability model when the ingest changed it materially",
+        help="then refit the collection's answerability model when the ingest changed it "
+        "materially (a stage of its own, after the ingest's summary)",
     )
     _add(sub, "calibrate", cmd_calibrate, "Fit the collection's answerability model.")
     sub.choices["calibrate"].add_argument(
@@ -117,19 +119,25 @@ def _add(
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from citeqa.store import check_collection_name
     from ingest.progress import for_stream
-    from ingest.run import ingest_paths
+    from ingest.run import default_embedder, ingest_paths, refit
 
     paths = args.paths or [settings.corpus_path]
     if args.collection:
         check_collection_name(args.collection)
     with hold_store(settings, "ingest"):
-        summaries = ingest_paths(
-            settings, paths, progress=for_stream(sys.stderr), calibrate=args.calibrate
-        )
+        embedder = default_embedder(settings)
+        summaries = ingest_paths(settings, paths, for_stream(sys.stderr), embedder)
         for summary in summaries:
             print(summary.line())
             for path, reason in summary.skipped:
                 print(f"  skipped {path}: {reason}")
+        if args.calibrate:
+            from evals.calibrate import describe as describe_model
+
+            started = time.monotonic()
+            model = refit(settings, summaries, embedder)
+            if model is not None:
+                print(f"{describe_model(model)} ({time.monotonic() - started:.1f} s)")
     return 0
 
 

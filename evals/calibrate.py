@@ -33,7 +33,14 @@ from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.store import Index
 from evals.dataset import EvalItem, load_dataset
-from evals.nearmiss import Paper, answerable_questions, near_miss_questions, papers
+from evals.nearmiss import (
+    Paper,
+    answerable_questions,
+    near_miss_questions,
+    papers,
+    reworded_questions,
+)
+from evals.paraphrase import Thesaurus
 from service.answering.answerability import FALLBACK, AnswerabilityModel
 from service.answering.engine import Engine
 from service.answering.features import answerability_features
@@ -177,18 +184,23 @@ def cross_validate(
     return float(np.mean(recall)), float(np.mean(false_refusal))
 
 
-def generated_questions(corpus: Sequence[Paper], seed: int = 0) -> list[EvalItem]:
+def generated_questions(
+    corpus: Sequence[Paper], thesaurus: Thesaurus | None = None, seed: int = 0
+) -> list[EvalItem]:
     """Answerable and near-miss questions about a sample of at most :data:`MAX_DOCUMENTS`
-    of the documents."""
+    of the documents; with a ``thesaurus``, reworded ones in the forms users write too."""
     sample = list(corpus)
     if len(sample) > MAX_DOCUMENTS:
         sample = [
             sample[i]
             for i in np.random.default_rng(seed).choice(len(sample), MAX_DOCUMENTS, replace=False)
         ]
-    return answerable_questions(sample, PER_DOCUMENT, seed) + near_miss_questions(
+    items = answerable_questions(sample, PER_DOCUMENT, seed) + near_miss_questions(
         sample, PER_DOCUMENT, seed
     )
+    if thesaurus is not None:
+        items += reworded_questions(sample, thesaurus, PER_DOCUMENT, seed)
+    return items
 
 
 def fit_model(
@@ -232,7 +244,8 @@ def calibrate(
     if len(corpus) < MIN_DOCUMENTS:
         return None
     top_k = engine.settings.top_k
-    gen = collect(engine, generated_questions(corpus, seed), top_k)
+    thesaurus = Thesaurus.build([f"{p.title} {p.text}" for p in corpus], engine.retriever.embedder)
+    gen = collect(engine, generated_questions(corpus, thesaurus, seed), top_k)
     if not labelled:
         model = fit_model(gen, np.ones(len(gen.y), dtype=bool))
     else:

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from citeqa.store import Index, get_all, visible_chunks
 from citeqa.text import names, sentence_spans, squashed, stopwords, term_set, words
 from evals.dataset import EvalItem
+from evals.paraphrase import Thesaurus, content_words
 
 # (the question, with {X} the document's name and {D} the asked detail)
 DETAIL_TEMPLATES: tuple[str, ...] = (
@@ -189,10 +190,12 @@ def _shared_names(corpus: Sequence[Paper]) -> list[str]:
     return sorted(n for n, count in found.items() if count >= 2)
 
 
-def _item(number: int, question: str, title: str = "", fact: str = "") -> EvalItem:
-    """A near miss, or with the ``title`` of the document that states ``fact`` a fact."""
+def _item(number: int, question: str, title: str = "", fact: str = "", form: str = "") -> EvalItem:
+    """A near miss, or with the ``title`` of the document that states ``fact`` a fact;
+    ``form`` tells generated forms apart in the ids."""
+    kind = "answerable" if title else "near-miss"
     return EvalItem(
-        id=f"generated-{'answerable' if title else 'near-miss'}-{number:04d}",
+        id=f"generated-{form + '-' if form else ''}{kind}-{number:04d}",
         type="fact" if title else "unanswerable",
         question=question,
         answer="" if title else "The corpus does not contain this.",
@@ -272,3 +275,161 @@ def answerable_questions(
             question = SETTING_TEMPLATE.format(X=name, D=setting)
             items.append(_item(len(items) + 1, question, paper.title, values[setting]))
     return items
+
+
+# Questions as users write them: about a stretch of a sentence, reworded (evals.paraphrase),
+# terse, two facts at once, or after a sentence of context. Both kinds take every form, so
+# the form tells the fit nothing; only whether the named document states the asked thing does.
+CLAIM_TEMPLATES: tuple[str, ...] = (
+    "What does {X} say about {W}?",
+    "According to {X}, what about {W}?",
+    "{X}: {W}?",
+    "In {X}, what is known about {W}?",
+    "What do we learn from {X} about {W}?",
+)
+BOTH_TEMPLATE = "What does {X} say about {W}, and about {V}?"
+CONTEXT_TEMPLATE = "{X} {C}. What does it say about {W}?"
+DEFINE_TEMPLATE = "What is {B}?"
+DESCRIBED_TEMPLATE = "the document on {T}"
+DESCRIBED_SHARE = 0.3  # questions that describe the document instead of naming it
+STRETCH = (5, 10)  # words of a sentence a question asks about
+MIN_CONTENT = 4  # content words a sentence needs to be asked about
+MAX_WORDS = 60  # longer "sentences" are tables or lists run together
+
+
+def _sentences(text: str, limit: int = MAX_SENTENCES) -> list[str]:
+    """The sentences of ``text`` that state something in words (not a table or a list)."""
+    found = []
+    for start, end in sentence_spans(text)[:limit]:
+        sentence = text[start:end]
+        if len(words(sentence)) <= MAX_WORDS and len(content_words(sentence)) >= MIN_CONTENT:
+            found.append(sentence)
+    return found
+
+
+def stretch(sentence: str, rng: random.Random) -> str:
+    """A run of a few words of ``sentence``, its numbers left out (what a question asks
+    for, not what it says), with at least two content words; "" when it has none."""
+    tokens = [w for w in words(sentence) if not any(ch.isdigit() for ch in w)]
+    for _ in range(4):
+        length = rng.randint(*STRETCH)
+        start = rng.randrange(max(1, len(tokens) - length + 1))
+        run = " ".join(tokens[start : start + length])
+        if len(content_words(run)) >= 2:
+            return run
+    return ""
+
+
+def _subject(paper: Paper, thesaurus: Thesaurus, rng: random.Random) -> str:
+    """How a question names the document: its name, or now and then a description of it in
+    other words ("the document on mixed models fitting")."""
+    described = content_words(paper.title.lower())[:4]
+    if described and rng.random() < DESCRIBED_SHARE:
+        words_ = thesaurus.reword(" ".join(described), rng, drop_rarest=False)
+        return DESCRIBED_TEMPLATE.format(T=words_)
+    return paper_name(paper.title)
+
+
+def _unstated(run: str, known: set[str], idf: dict[str, float]) -> bool:
+    """A stretch of another document's sentence that the document (its terms ``known``)
+    does not state: its rarest content word and half its content words are missing."""
+    plain = content_words(run)
+    missing = [w for w in plain if not term_set(w) <= known]
+    rarest = max(plain, key=lambda w: idf.get(w, 0.0), default="")
+    return bool(rarest) and rarest in missing and 2 * len(missing) >= len(plain)
+
+
+def _unique_names(corpus: Sequence[Paper]) -> list[list[str]]:
+    """For each document, the names in capitals or mixed case ("GLMMadaptive") that no other
+    document mentions: what a "What is B?" asks about."""
+    mentioned = [{n.lower() for n in names(p.text)} for p in corpus]
+    held: dict[str, int] = {}
+    for found in mentioned:
+        for name in found:
+            held[name] = held.get(name, 0) + 1
+    return [
+        sorted(
+            n
+            for n in dict.fromkeys(names(p.text))
+            if _MIXED.search(n) and len(n) >= 3 and held.get(n.lower()) == 1
+        )
+        for p in corpus
+    ]
+
+
+def reworded_questions(
+    corpus: Sequence[Paper], thesaurus: Thesaurus, per_paper: int = 2, seed: int = 0
+) -> list[EvalItem]:
+    """Questions in the forms users write (see :data:`CLAIM_TEMPLATES`), reworded: per
+    document, ``per_paper`` about stretches of its sentences, one about two of them, one
+    after a sentence of context and one "What is B?" for a name only it mentions
+    (answerable); ``per_paper`` about stretches of other documents' sentences it does not
+    state, one about two of them and one after a sentence of its own (near misses);
+    deterministic for a seed."""
+    rng = random.Random(seed)
+    own = [_sentences(p.text) for p in corpus]
+    unique = _unique_names(corpus)
+    answerable: list[EvalItem] = []
+    near: list[EvalItem] = []
+
+    def add(items: list[EvalItem], question: str, title: str = "") -> None:
+        items.append(_item(len(items) + 1, question, title, question, "reworded"))
+
+    def mine(i: int, drop: bool = True) -> str:
+        run = stretch(rng.choice(own[i]), rng)
+        return thesaurus.reword(run, rng, drop_rarest=drop and rng.random() < 0.5) if run else ""
+
+    for i, paper in enumerate(corpus):
+        if not own[i]:
+            continue
+        known = term_set(f"{paper.title} {paper.text}")
+        others = [j for j in range(len(corpus)) if j != i and own[j]]
+        foreign: list[str] = []
+        for _ in range(20 * per_paper):
+            if len(foreign) >= per_paper + 2 or not others:
+                break
+            run = stretch(rng.choice(own[rng.choice(others)]), rng)
+            if run and _unstated(run, known, thesaurus.idf):
+                foreign.append(thesaurus.reword(run, rng, drop_rarest=False))
+
+        for _ in range(per_paper):
+            if w := mine(i):
+                add(
+                    answerable,
+                    rng.choice(CLAIM_TEMPLATES).format(X=_subject(paper, thesaurus, rng), W=w),
+                    paper.title,
+                )
+        w, v = mine(i), mine(i)
+        if w and v:
+            add(
+                answerable,
+                BOTH_TEMPLATE.format(X=_subject(paper, thesaurus, rng), W=w, V=v),
+                paper.title,
+            )
+        context, w = mine(i, drop=False), mine(i)
+        if context and w:
+            add(
+                answerable,
+                CONTEXT_TEMPLATE.format(X=paper_name(paper.title), C=context, W=w),
+                paper.title,
+            )
+        if unique[i]:
+            add(answerable, DEFINE_TEMPLATE.format(B=rng.choice(unique[i])), paper.title)
+        for _ in range(per_paper):  # what it says, about a rare word it never uses
+            if w := thesaurus.rekey(mine(i, drop=False), known, rng):
+                question = rng.choice(CLAIM_TEMPLATES).format(
+                    X=_subject(paper, thesaurus, rng), W=w
+                )
+                add(near, question)
+        if (context := mine(i, drop=False)) and (
+            w := thesaurus.rekey(mine(i, drop=False), known, rng)
+        ):
+            add(near, CONTEXT_TEMPLATE.format(X=paper_name(paper.title), C=context, W=w))
+        for w in foreign[:per_paper]:
+            add(near, rng.choice(CLAIM_TEMPLATES).format(X=_subject(paper, thesaurus, rng), W=w))
+        if len(foreign) >= per_paper + 2:
+            w, v = foreign[per_paper], foreign[per_paper + 1]
+            add(near, BOTH_TEMPLATE.format(X=_subject(paper, thesaurus, rng), W=w, V=v))
+        if foreign and (context := mine(i, drop=False)):
+            add(near, CONTEXT_TEMPLATE.format(X=paper_name(paper.title), C=context, W=foreign[0]))
+    return answerable + near

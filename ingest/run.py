@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 from chromadb.api import ClientAPI
@@ -15,6 +16,9 @@ from ingest.chunker import SentenceChunker
 from ingest.formats import Limits
 from ingest.pipeline import Ingestor, IngestSummary
 from ingest.progress import Reporter
+
+if TYPE_CHECKING:
+    from service.answering.answerability import AnswerabilityModel
 
 
 class _BuiltOnFirstUse:
@@ -41,6 +45,12 @@ class _BuiltOnFirstUse:
         return self._model().count_tokens(text)
 
 
+def default_embedder(settings: Settings) -> Embedder:
+    """The configured embedder; the local one is loaded only once asked to embed."""
+    local = settings.embed_backend == "minilm-onnx"
+    return _BuiltOnFirstUse(settings) if local else build_embedder(settings)
+
+
 def build_ingestor(
     settings: Settings,
     embedder: Embedder | None = None,
@@ -49,9 +59,7 @@ def build_ingestor(
 ) -> Ingestor:
     """An ingestor for ``settings``; without ``embedder``, the local model is loaded only
     once there is something to embed."""
-    if embedder is None:
-        local = settings.embed_backend == "minilm-onnx"
-        embedder = _BuiltOnFirstUse(settings) if local else build_embedder(settings)
+    embedder = embedder or default_embedder(settings)
     client = client or connect(settings)
     index = index or open_index(client, settings.collection, embedder, create=True)
     chunker = SentenceChunker(
@@ -70,16 +78,29 @@ def ingest_paths(
     calibrate: bool = False,
 ) -> list[IngestSummary]:
     """Ingest each path (a folder, a paper listing or a file) as its own source; then, when
-    ``calibrate`` and the collection changed materially, refit its answerability model
-    (``citeqa ingest --calibrate``)."""
+    ``calibrate``, :func:`refit` the collection's answerability model."""
     ingestor = build_ingestor(settings, embedder)
     limits = Limits(pdf_seconds=settings.pdf_time_limit_s)
     summaries = [ingestor.ingest_path(path, progress, limits) for path in paths]
     if calibrate:
-        from evals.calibrate import after_ingest  # numpy fitting: only when it may be needed
-
-        after_ingest(settings, ingestor.index, ingestor.embedder, summaries)
+        refit(settings, summaries, ingestor.embedder, ingestor.index)
     return summaries
+
+
+def refit(
+    settings: Settings,
+    summaries: Sequence[IngestSummary],
+    embedder: Embedder | None = None,
+    index: Index | None = None,
+) -> AnswerabilityModel | None:
+    """After an ingest (``summaries``) that changed the collection materially, fit its
+    answerability model on its own documents and store it with it (`citeqa ingest` does, as
+    a stage of its own after the ingest's summary); None when nothing was fit."""
+    from evals.calibrate import after_ingest  # numpy fitting: only when it may be needed
+
+    embedder = embedder or default_embedder(settings)
+    index = index or open_index(connect(settings), settings.collection, embedder, create=True)
+    return after_ingest(settings, index, embedder, summaries)
 
 
 def ensure_ingested(

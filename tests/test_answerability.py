@@ -4,10 +4,12 @@ questions and the calibration that fits the answerability model."""
 from __future__ import annotations
 
 import math
+import random
 
 import numpy as np
 import pytest
 
+from citeqa.embedding import Embedder
 from citeqa.text import mentions, name_keys, names, term_set
 from evals.calibrate import (
     Features,
@@ -25,7 +27,9 @@ from evals.nearmiss import (
     answerable_questions,
     near_miss_questions,
     paper_name,
+    reworded_questions,
 )
+from evals.paraphrase import Thesaurus
 from service.answering.corpus import CorpusStats
 from service.answering.engine import Engine
 from service.answering.features import NameMatch, counts_stated, numbers_next_to
@@ -431,3 +435,68 @@ def test_a_yes_no_question_needs_its_names_in_the_answering_paper() -> None:
     )
     assert match.unconfirmed("easter") == ["CTC"]
     assert match.unconfirmed("returnn") == ["EASTER"]
+
+
+def test_reword_swaps_words_for_their_neighbours_and_drops_the_rarest() -> None:
+    thesaurus = Thesaurus(
+        neighbours={"fitting": "estimation", "models": "networks", "count": "number"},
+        idf={"fitting": 1.0, "models": 0.5, "count": 1.2, "zero-inflated": 3.0},
+    )
+    rng = random.Random(0)
+    phrase = "fitting zero-inflated count models"
+    reworded = [thesaurus.reword(phrase, rng) for _ in range(20)]
+    for text in reworded:
+        assert "zero-inflated" not in text  # the rarest word: a paraphrase leaves it out
+        kept = set(text.split())
+        assert len(kept & {"estimation", "networks", "number"}) >= 1
+        assert len(kept) == 3  # one word dropped, the others kept or swapped
+    assert len(set(reworded)) > 1  # which words are swapped varies
+    for _ in range(5):  # kept, it stays as written: a near miss keeps what it asks about
+        assert "zero-inflated" in thesaurus.reword(phrase, rng, drop_rarest=False).split()
+
+
+TOPICS = [
+    Paper(
+        "Kettle Notes",
+        "Electric kettles boil water quickly in most kitchens. A kettle has a heating element "
+        "under the steel base plate. The thermostat switch stops boiling when steam reaches it. "
+        "Descaling with vinegar removes the white mineral deposits from hard water.",
+    ),
+    Paper(
+        "Bicycle Notes",
+        "Road bicycles use narrow tyres for lower rolling resistance on asphalt. A derailleur "
+        "moves the chain between rear sprockets while pedalling. Hydraulic disc brakes stop "
+        "reliably in heavy rain and mud. Carbon racing frames weigh under eight kilograms.",
+    ),
+    Paper(
+        "Garden Notes",
+        "Raised garden beds drain well after spring rain showers. Compost improves heavy clay "
+        "soils for vegetable growing. Tomato seedlings need warm nights before planting "
+        "outside. Straw mulch keeps moisture in the soil during dry summer weeks.",
+    ),
+]
+
+
+def test_reworded_questions_ask_in_every_form_what_the_document_does_or_does_not_state(
+    embedder: Embedder,
+) -> None:
+    texts = [f"{p.title} {p.text}" for p in TOPICS]
+    thesaurus = Thesaurus.build(texts, embedder)
+    items = reworded_questions(TOPICS, thesaurus, per_paper=2)
+    assert items == reworded_questions(TOPICS, thesaurus, per_paper=2)  # deterministic
+    answerable = [i for i in items if i.type == "fact"]
+    near = [i for i in items if i.type == "unanswerable"]
+    assert answerable and near
+    # both kinds take the same forms: two things at once, a sentence of context first
+    for kind in (answerable, near):
+        assert any(", and about " in i.question for i in kind)
+        assert any(". What does it say about " in i.question for i in kind)
+    # a near miss asks its document about a stretch of another's sentence whose rarest word
+    # it never uses; an answerable one asks about a stretch of one of its own sentences
+    for item in near:
+        paper = next((p for p in TOPICS if paper_name(p.title) in item.question), None)
+        if paper is None:
+            continue  # described, not named ("the document on ...")
+        asked = item.question.split("about ")[-1]
+        known = term_set(f"{paper.title} {paper.text}")
+        assert not term_set(asked, drop_question_words=True) <= known, item.question

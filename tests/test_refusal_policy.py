@@ -5,6 +5,7 @@ hold of English questions in general."""
 from __future__ import annotations
 
 import dataclasses
+import re
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -214,3 +215,39 @@ def test_a_default_or_a_version_the_document_does_not_state_is_refused(
     assert evidence.missing_answer_type == missing
     if missing:
         assert not evidence.answerable
+
+
+@pytest.mark.integration
+def test_citeqa_ingest_calibrate_reports_the_fit_after_the_summary_and_only_when_material(
+    fresh_settings: Settings,
+    embedder: Embedder,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`citeqa ingest --calibrate` fits as a stage of its own, after the ingest's summary,
+    and prints the fit's cross-validated figures and time; without a material change, or
+    without the flag, nothing is fit."""
+    from cli.main import main
+
+    monkeypatch.setenv("CITEQA_DATA_DIR", str(fresh_settings.data_dir))
+    folder = _write_documents(tmp_path / "docs")
+    assert main(["ingest", "--calibrate", str(folder)]) == 0
+    printed = capsys.readouterr().out
+    summary, fit = printed.index("added 6"), printed.index("answerability fit on 6 documents")
+    assert summary < fit and "cross-validated near misses refused" in printed[fit:], printed
+    assert re.search(r"\(\d+\.\d s\)", printed[fit:]), printed
+    engine = build_engine(fresh_settings, embedder=embedder)
+    model = answerability.load(engine.index.chunks)
+    assert model.fitted and model.figures["documents"] == 6
+    # nothing changed: no refit, the stored model stays as it is
+    answerability.store(engine.index.chunks, dataclasses.replace(model, threshold=0.123))
+    assert main(["ingest", "--calibrate", str(folder)]) == 0
+    assert "answerability" not in capsys.readouterr().out
+    assert answerability.load(engine.index.chunks).threshold == 0.123
+    # a material change without the flag: no refit either
+    (folder / "kettles.md").write_text("# Kettle Notes\n\nKettles whistle when water boils.\n")
+    (folder / "lamps.md").unlink()
+    assert main(["ingest", str(folder)]) == 0
+    assert "answerability" not in capsys.readouterr().out
+    assert answerability.load(engine.index.chunks).threshold == 0.123
