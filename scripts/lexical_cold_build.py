@@ -190,6 +190,14 @@ def run_build(tree: Path, store: Path, url: str | None, check: bool) -> dict[str
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
+def cpu_of(server: Any) -> float:
+    """CPU seconds the ``chroma run`` process has used (0 embedded: the build's own)."""
+    if server is None or server.process is None:
+        return 0.0
+    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def compare(store: Path, old: Path, rounds: int, embedded: bool) -> None:
     from tests.servers import ChromaServer
 
@@ -202,7 +210,9 @@ def compare(store: Path, old: Path, rounds: int, embedded: bool) -> None:
                 (("old", old), ("new", ROOT)) if turn % 2 == 0 else (("new", ROOT), ("old", old))
             )
             for name, tree in order:
+                before = cpu_of(server)
                 result = run_build(tree, store, url, check=turn == 0)
+                result["server_cpu_s"] = round(cpu_of(server) - before, 1)  # Chroma's share
                 results[name].append(result)
                 print(json.dumps({"which": name, **result}), flush=True)
     finally:

@@ -16,6 +16,7 @@ from citeqa.store import visible_chunks
 from citeqa.text import squashed, words
 from service.answering.corpus import _LONG_THEN_SHORT, _SHORT_THEN_LONG, _expansion, abbreviations
 from service.answering.lexical_build import Versions, read_ahead
+from service.answering.lexical_views import _COMPOUND
 from service.answering.tantivy_view import name_terms
 
 TRICKY = [
@@ -57,6 +58,12 @@ def test_name_keys_are_the_ones_made_word_by_word() -> None:
         assert name_terms(text) == plain_name_terms(text), text
     keys = name_terms("GPT-4.5 and Human-Eval / HumanEval beat A100s on DeepSeek-V3-Base")
     assert {"humaneval", "gpt45", "gpt", "4", "5", "a100s", "deepseek", "deepseekv3base"} <= keys
+
+
+def test_compound_names_are_the_ones_found_with_backtracking() -> None:
+    backtracking = re.compile(r"\b\w+(?:[-./]\w+)+\b")
+    for text in [*texts(), "a-b.c/d e--f g-.h i- -j k.l. m_n-o \u00e9-\u00fc 1.2.3 x/ /y"]:
+        assert _COMPOUND.findall(text) == backtracking.findall(text), text
 
 
 def plain_abbreviations(texts: list[str]) -> dict[str, frozenset[str]]:
