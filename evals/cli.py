@@ -142,7 +142,7 @@ def _target_settings(args: argparse.Namespace, settings: Settings) -> Settings:
     return settings.model_copy(update={"collection": name})
 
 
-def _open_engine(settings: Settings) -> Any:
+def open_engine(settings: Settings) -> Any:
     """The engine over ``settings.collection``, which must exist and hold documents."""
     from citeqa.embedding import build_embedder
     from citeqa.store import connect, open_index
@@ -213,7 +213,7 @@ def _eval(args: argparse.Namespace, settings: Settings) -> int:
         raise UsageError(f"{args.dataset} holds no items")
 
     started = time.perf_counter()
-    engine = _open_engine(settings)
+    engine = open_engine(settings)
     try:
         engine.check_top_k(args.top_k)
     except InputError as exc:
@@ -371,7 +371,7 @@ def _draft(args: argparse.Namespace, settings: Settings) -> int:
 
     if args.n < 1:
         raise UsageError("-n must be at least 1")
-    engine = _open_engine(settings)
+    engine = open_engine(settings)
     writer = LLMQuestionWriter(settings) if settings.llm_configured and not args.no_llm else None
     drafted = draft_items(documents(engine.index), args.n, seed=args.seed, writer=writer)
     out = args.out or Path("eval-drafts") / f"{settings.collection}.jsonl"

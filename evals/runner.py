@@ -130,7 +130,9 @@ def stored_chunks(engine: Engine, answer: Mapping[str, Any]) -> dict[str, str]:
     return dict(zip(got["ids"], got["documents"] or [], strict=True))
 
 
-def _record(item: EvalItem, answer: Mapping[str, Any], stored: Mapping[str, str]) -> dict[str, Any]:
+def record(item: EvalItem, answer: Mapping[str, Any], stored: Mapping[str, str]) -> dict[str, Any]:
+    """One line of items.jsonl: what was expected, what was answered, and its metrics
+    (``stored``: the text of each cited chunk, :func:`stored_chunks`)."""
     scores = item_metrics(
         item_type=item.type,
         gold_titles=item.gold_titles,
@@ -194,10 +196,10 @@ def run_eval(
     bar = tqdm(items, desc="eval", unit="q", disable=not progress, dynamic_ncols=True)
     for item in bar:
         answer = engine.ask(item.question, top_k=top_k).public()
-        record = _record(item, answer, stored_chunks(engine, answer))
+        scored = record(item, answer, stored_chunks(engine, answer))
         if judge is not None:
-            _judge_into(judge, answer, record)
-        records.append(record)
+            _judge_into(judge, answer, scored)
+        records.append(scored)
         answers.append(answer)
     summary = summarise(records, judged=judge is not None)
     summary.update(_context(engine, items, dataset_path, top_k, judge))

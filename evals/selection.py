@@ -40,7 +40,7 @@ import numpy as np
 from citeqa.config import Settings
 from evals.dataset import EvalItem, load_dataset
 from evals.metrics import answer_sentences, fact_in_text
-from evals.runner import _record, stored_chunks, summarise
+from evals.runner import record, stored_chunks, summarise
 from service.answering import evidence as evidence_module
 from service.answering.engine import Engine
 from service.answering.evidence import HAND_SET, Candidate, SentenceRanker
@@ -95,9 +95,9 @@ class Corpus:
 
 
 def open_engine(store: Path) -> Engine:
-    from evals.cli import _open_engine
+    from evals.cli import open_engine
 
-    return _open_engine(Settings(data_dir=store))
+    return open_engine(Settings(data_dir=store))
 
 
 def collect(name: str, engine: Engine, items: Sequence[EvalItem]) -> list[Case]:
@@ -105,7 +105,7 @@ def collect(name: str, engine: Engine, items: Sequence[EvalItem]) -> list[Case]:
     for item in items:
         asked = Question.parse(engine.check_question(item.question))
         retrieval = engine.retriever.retrieve_hits(asked, engine.check_top_k(None))
-        cases.append(Case(name, item, retrieval, engine.evidence._candidates(retrieval)))
+        cases.append(Case(name, item, retrieval, engine.evidence.candidates(retrieval)))
     return cases
 
 
@@ -121,13 +121,7 @@ def ranked_by(ranker: SentenceRanker) -> Iterator[None]:
 
 def evidence_of(engine: Engine, case: Case) -> Any:
     """The engine's evidence for the case from its cached candidates."""
-    builder = engine.evidence
-    fresh = copy.deepcopy(case.candidates)
-    builder._candidates = lambda retrieval: fresh  # type: ignore[method-assign]
-    try:
-        return builder.build(case.retrieval)
-    finally:
-        del builder._candidates
+    return engine.evidence.build(case.retrieval, candidates=copy.deepcopy(case.candidates))
 
 
 def answer(engine: Engine, case: Case) -> dict[str, Any]:
@@ -139,7 +133,7 @@ def answer(engine: Engine, case: Case) -> dict[str, Any]:
     else:
         result = engine.finish(asked, evidence, engine.generator.generate(evidence))
     public = result.public()
-    return _record(case.item, public, stored_chunks(engine, public))
+    return record(case.item, public, stored_chunks(engine, public))
 
 
 def measure(corpus: Corpus, cases: Sequence[Case], ranker: SentenceRanker) -> list[dict[str, Any]]:

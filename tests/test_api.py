@@ -82,6 +82,14 @@ def test_search_returns_ranked_hits(base_url: str) -> None:
     assert scores == sorted(scores, reverse=True)
 
 
+def test_search_returns_k_hits_for_a_list_question(base_url: str) -> None:
+    """A query that asks for documents ("which papers ...") is ranked by document, and still
+    returns the ``k`` hits asked for, not the longer list an answer would name."""
+    params = {"q": "Which papers are about DeepSeek models?", "k": 2}
+    body = httpx.get(f"{base_url}/v1/search", params=params, timeout=30).json()
+    assert len(body["hits"]) == 2
+
+
 def test_health_and_readiness(base_url: str) -> None:
     assert httpx.get(f"{base_url}/healthz").json() == {"status": "ok"}
     ready = httpx.get(f"{base_url}/readyz")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from service.answering.citations import Validator, parse_markers, validate
+from service.answering.citations import Validator, parse_markers, strip_markers, validate
 from service.answering.engine import Engine
 from service.answering.retrieval import Hit
 
@@ -23,6 +23,17 @@ def _hit(n: int, text: str = TEXT, title: str = "DeepSeek-V3 Technical Report") 
 
 def test_markers_are_parsed() -> None:
     assert parse_markers("A [1] and [2, 3] and [1].") == [1, 2, 3]
+
+
+def test_stripping_markers_keeps_a_space_before_a_word_that_starts_with_a_dot() -> None:
+    """The space a marker leaves before a full stop goes; the document's own space before a
+    file suffix, a method suffix or a decimal stays (quoted, they must read as written)."""
+    assert strip_markers("It is saved [1].") == "It is saved."
+    assert strip_markers("A file with suffix .stan [5].") == "A file with suffix .stan."
+    assert strip_markers("The .zoo part is written out [1].") == "The .zoo part is written out."
+    assert strip_markers("The p-value is p = .05 [2], as reported [1], here.") == (
+        "The p-value is p = .05, as reported, here."
+    )
 
 
 def test_supported_sentence_keeps_its_citation_with_an_exact_quote() -> None:

@@ -107,6 +107,14 @@ def test_pdf_tex_ligatures_without_unicode_map_are_spelled_out() -> None:
     assert not any(0xFB00 <= ord(ch) <= 0xFB06 for ch in extracted.text)
 
 
+def test_pdf_glyphs_without_unicode_are_dropped_not_quoted() -> None:
+    """PDFium gives a glyph it cannot map as a control character, C0 or C1 (a bullet of one
+    TeX font in survival-concordance.pdf is U+0088): no quote may show one."""
+    assert pdf_format.clean_line("\x88 Uno et al recommend n/G2\x02") == "Uno et al recommend n/G2"
+    assert pdf_format.clean_line("Roundo\x1b error\x7f") == "Roundoff error"
+    assert pdf_format.clean_line("ﬁt  the\tmodel") == "fit the model"
+
+
 def test_pdf_table_of_contents_is_dropped_and_the_text_it_lists_kept() -> None:
     """glmnet-relax.pdf opens with "Contents" and six entries ("Introduction . . . . 1"): they
     repeat the headings and would match a question about any section, so they go; the

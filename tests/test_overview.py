@@ -6,7 +6,9 @@ whole, whatever its wording."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from service.answering import overview
 from service.answering.answer import Answer
 from service.answering.engine import Engine
 from service.answering.overview import MIN_WORDS, rank_documents, representatives, topic_terms
@@ -35,6 +37,17 @@ def test_which_papers_lists_every_document_the_question_is_about(engine: Engine)
     assert all("deepseek" in texts[title] for title in cited)
 
 
+def test_a_callers_top_k_bounds_the_list(engine: Engine) -> None:
+    """Without a ``top_k`` the list names every matching document (above); a caller that asks
+    for at most three sources gets three, from the answer and from a search alike."""
+    question = "Which papers are about DeepSeek models?"
+    answer = engine.ask(question, top_k=3)
+    assert not answer.refused
+    assert len(answer.sources) == 3
+    assert len(_cited_titles(answer)) <= 3
+    assert len(engine.search(question, 3)) == 3
+
+
 def test_the_topic_of_a_list_question_leaves_out_how_it_asks() -> None:
     """The documents' noun and the verb asking for them are no topic."""
     asked = Question.parse("Which survival vignettes use the flchain data?")
@@ -50,6 +63,27 @@ def test_the_collection_overview_does_not_depend_on_the_wording(engine: Engine) 
     assert len(_cited_titles(first)) >= 3
     assert _cited_titles(first) == _cited_titles(second)
     assert all(len(c.quote.split()) >= MIN_WORDS for c in first.citations)
+
+
+def test_the_overview_is_found_once_per_state_of_the_collection(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The documents that stand for the collection depend on the collection alone: a second
+    overview question over the same view reuses them (no second read of every document's
+    first chunk, no second clustering) and cites the same documents."""
+    engine.retriever._overviews.clear()  # what an earlier test may have left
+    clustered: list[int] = []
+    cluster = overview.representatives
+
+    def counted(vectors: np.ndarray, k: int = overview.MAX_TOPICS) -> list[int]:
+        clustered.append(len(vectors))
+        return cluster(vectors, k)
+
+    monkeypatch.setattr(overview, "representatives", counted)
+    first = engine.ask("What is this corpus about?")
+    second = engine.ask("What topics does the collection cover?")
+    assert len(clustered) == 1
+    assert _cited_titles(first) == _cited_titles(second)
 
 
 def test_representatives_take_one_document_of_each_group() -> None:

@@ -13,7 +13,7 @@ from citeqa.layout import Layout
 PARAGRAPH = "\n\n"
 # Bump when a reader's output for the same bytes changes (text, title, layout): a file the
 # store holds is re-read only when its digest, which includes this, changes.
-READER_VERSION = 2  # 2: PDF tables of contents dropped
+READER_VERSION = 3  # 2: PDF tables of contents dropped; 3: C1 control characters dropped
 FILE_DIGEST = "file_digest"  # document and chunk metadata: see ingest.readers.file_digest
 PDF_SECONDS = 120.0  # default time limit of one PDF's extraction
 

@@ -62,6 +62,7 @@ _TEX_LIGATURES = {
 _LIGATURE_CODE = re.compile(
     r"(?<=[A-Za-z])[\x0b\x0c\x0e\x0f\x1b-\x1f]|[\x0b\x0c\x0e\x0f\x1b-\x1f](?=[a-z])"
 )
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _TOC_HEADING = re.compile(r"^(table of )?contents$", re.IGNORECASE)
 # "3.2 Priors . . . . . 7": words, dot leaders, a page number
 _TOC_ENTRY = re.compile(r"[A-Za-z]{2}.*?(?:\.\s?){4,}\s*\d{1,4}$")
@@ -180,15 +181,22 @@ def _page_lines(pdf: pdfium.PdfDocument, index: int, budget: _Budget) -> list[Li
         page.close()
 
 
+def clean_line(raw: str) -> str:
+    """A line's text as PDFium gives it, made text: TeX ligature codes spelled out; hyphen
+    marks and glyphs PDFium could not map to Unicode dropped (they come as control
+    characters, C0 and C1: a bullet of one TeX font is U+0088); ligatures and other
+    compatibility forms normalised (NFKC); runs of spaces made one."""
+    text = _LIGATURE_CODE.sub(lambda m: _TEX_LIGATURES[m.group()], raw)
+    text = "".join(ch for ch in text if ch == "\t" or not _CONTROL.match(ch))
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
 def _line(textpage: pdfium.PdfTextPage, page: int, raw: str, start: int) -> Line | None:
     first = next((i for i, ch in enumerate(raw) if ch.isalnum()), None)
     if first is None:
         return None
     hyphen_end = raw.rstrip().endswith(HYPHEN)
-    # Drop the hyphen marks and glyphs PDFium could not map to Unicode (control characters).
-    text = _LIGATURE_CODE.sub(lambda m: _TEX_LIGATURES[m.group()], raw)
-    text = "".join(ch for ch in text if ch >= " " or ch == "\t")
-    text = " ".join(unicodedata.normalize("NFKC", text).split())
+    text = clean_line(raw)
     index = start + first
     x, y = ctypes.c_double(), ctypes.c_double()
     pdfium_c.FPDFText_GetCharOrigin(textpage, index, x, y)

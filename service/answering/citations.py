@@ -43,6 +43,7 @@ from service.answering.retrieval import Hit
 MIN_COVERAGE = 0.6
 NUMBER_CONTEXT_TERMS = 2  # content terms a number's sentence shares with the claim
 _MARKER_RE = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_SPACE_BEFORE_END = re.compile(r"\s+([.,;:!?]+)(?=\s|$|[\"'\u201d\u2019)\]])")
 
 
 @dataclass
@@ -63,8 +64,10 @@ def parse_markers(sentence: str) -> list[int]:
 
 
 def strip_markers(sentence: str) -> str:
-    """The text without ``[n]`` citation markers (and the space left before punctuation)."""
-    return re.sub(r"\s+([.,;:!?])", r"\1", _MARKER_RE.sub("", sentence)).strip()
+    """The text without ``[n]`` citation markers (and the space a marker leaves before the
+    punctuation that closes a clause). A space before a full stop that starts a word stays:
+    "suffix .stan", "ifelse .zoo", "p = .05" are what the document says."""
+    return _SPACE_BEFORE_END.sub(r"\1", _MARKER_RE.sub("", sentence)).strip()
 
 
 def support(claim: str, hit: Hit) -> tuple[bool, str]:

@@ -43,8 +43,9 @@ from service.answering.evidence import Evidence, EvidenceBuilder
 from service.answering.extractive import ExtractiveGenerator
 from service.answering.lexical import build_lexical
 from service.answering.limits import check_conversation, check_question, check_top_k
+from service.answering.overview import MAX_LISTED
 from service.answering.question import Question
-from service.answering.retrieval import Hit, HybridRetriever
+from service.answering.retrieval import Hit, HybridRetriever, Retrieval
 
 log = logging.getLogger(__name__)
 
@@ -117,25 +118,36 @@ class Engine:
 
     def check(
         self, question: str, top_k: int | None = None, history: Sequence[Message] | None = None
-    ) -> tuple[str, int]:
+    ) -> tuple[str, int | None]:
         """The input of :meth:`run` checked against :mod:`service.answering.limits`: the
-        question (stripped) and ``top_k`` (the default filled in), or :class:`InputError`.
+        question (stripped) and ``top_k`` (None stays None: the default, see :meth:`prepare`),
+        or :class:`InputError`.
         :meth:`run` checks for every caller; a route also checks before its stream starts, so
         that bad input is a 4xx, not an error event."""
         if history is not None:
             check_conversation([*history, Message(role="user", content=question)])
-        return self.check_question(question), self.check_top_k(top_k)
+        self.check_top_k(top_k)
+        return self.check_question(question), top_k
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
         asked = Question.parse(self.check_question(query))
-        return self.retriever.retrieve_hits(asked, self.check_top_k(k)).hits
+        return self._retrieve(asked, k).hits
 
     def prepare(self, question: str, top_k: int | None = None) -> Evidence:
         """Retrieve and score evidence for ``question`` (validated, then analysed once into the
-        :class:`Question` every later step reads); no generation."""
+        :class:`Question` every later step reads); no generation.
+
+        ``top_k``: the most sources; by default the settings' ``top_k`` for a fact question,
+        and for a list question ("which papers discuss X?") as many documents as match, up to
+        :data:`~service.answering.overview.MAX_LISTED`. A caller's own ``top_k`` bounds
+        both."""
         asked = Question.parse(self.check_question(question))
-        retrieval = self.retriever.retrieve_hits(asked, self.check_top_k(top_k))
-        return self.evidence.build(retrieval)
+        return self.evidence.build(self._retrieve(asked, top_k))
+
+    def _retrieve(self, asked: Question, top_k: int | None) -> Retrieval:
+        k = self.check_top_k(top_k)
+        listed = MAX_LISTED if top_k is None else k
+        return self.retriever.retrieve_hits(asked, k, listed=listed)
 
     def ask(
         self,

@@ -154,9 +154,18 @@ class EvidenceBuilder:
         with self._model_lock:
             self._model = None
 
-    def build(self, retrieval: Retrieval, model: AnswerabilityModel | None = None) -> Evidence:
+    def build(
+        self,
+        retrieval: Retrieval,
+        model: AnswerabilityModel | None = None,
+        candidates: list[Candidate] | None = None,
+    ) -> Evidence:
+        """The evidence of ``retrieval``: its sentences scored, the answerability judged.
+        ``candidates``: the retrieval's sentences when the caller fetched them already
+        (:meth:`candidates`; scored in place), else fetched here."""
         question, stats = retrieval.question, retrieval.stats
-        candidates = self._candidates(retrieval)
+        if candidates is None:
+            candidates = self.candidates(retrieval)
         subject = question.defined_subject
         named = NameMatch.find(question, retrieval.hits, stats)
         for cand in candidates:
@@ -173,7 +182,8 @@ class EvidenceBuilder:
         evidence.answerable = answerable(evidence, self.retrieval_only)
         return evidence
 
-    def _candidates(self, retrieval: Retrieval) -> list[Candidate]:
+    def candidates(self, retrieval: Retrieval) -> list[Candidate]:
+        """The sentences of the retrieved chunks (headings left out), in reading order."""
         hits, question = retrieval.hits, retrieval.question
         if not hits:
             return []

@@ -21,6 +21,7 @@ from service.answering.citations import claim_with_markers
 from service.answering.evidence import Candidate, Evidence
 from service.answering.features import NUMBER_WINDOW, number_windows, stated_values
 from service.answering.overview import one_per_document
+from service.answering.parts import described_documents, own_name, part_answers
 from service.answering.question import Question
 from service.answering.refusal import KIND_OF_THING
 
@@ -227,6 +228,8 @@ def select_sentences(evidence: Evidence) -> list[Candidate]:
         limit = len(chosen) + 1
     else:
         chosen, limit = _for_the_question(evidence, best, several), MAX_SENTENCES
+        chosen.extend(part_answers(evidence, chosen, MIN_RATIO))
+        chosen.extend(_each_described(evidence, chosen))
     _cover_the_rest(evidence, chosen, best, limit)
     if several:
         chosen.extend(_each_named(evidence, chosen))
@@ -272,7 +275,7 @@ def _each_named(evidence: Evidence, chosen: list[Candidate]) -> list[Candidate]:
     added: list[Candidate] = []
     ranked = sorted(evidence.candidates, key=lambda c: -c.score)
     for name in names:
-        titled = [c for c in ranked if stats.mentions(_own_name(hits[c.hit_index].title), name)]
+        titled = [c for c in ranked if stats.mentions(own_name(hits[c.hit_index].title), name)]
         naming = [c for c in ranked if stats.mentions(c.text.lower(), name)]
         wanted = titled or naming  # the paper about it, else any sentence that names it
         if wanted and not any(c in wanted for c in chosen + added):
@@ -280,10 +283,18 @@ def _each_named(evidence: Evidence, chosen: list[Candidate]) -> list[Candidate]:
     return added
 
 
-def _own_name(title: str) -> str:
-    """The part of a title that names the paper's own subject: before its colon ("MLVU" of
-    "MLVU: A Comprehensive Benchmark ..."), else the whole title; lower case."""
-    return title.split(":", 1)[0].lower()
+def _each_described(evidence: Evidence, chosen: list[Candidate]) -> list[Candidate]:
+    """The best sentence of each document the question describes ("the original residual
+    learning paper", :func:`~service.answering.parts.described_documents`) that no chosen
+    sentence is from: what the question asks of it is in that document."""
+    quoted = {evidence.hits[c.hit_index].doc_id for c in chosen}
+    added = []
+    for doc in described_documents(evidence, evidence.question.text) - quoted:
+        own = [c for c in evidence.candidates if evidence.hits[c.hit_index].doc_id == doc]
+        best = max(own, key=lambda c: c.score, default=None)
+        if best is not None:
+            added.append(best)
+    return added
 
 
 def _dense_choice(evidence: Evidence, chosen: list[Candidate]) -> Candidate | None:

@@ -40,6 +40,7 @@ POOL = 100  # chunks taken from each search for a list question
 MAX_LISTED = 10  # most documents a list answer names
 KEEP = 0.5  # a listed document's evidence: this share of the way from the pool's median to the best
 MAX_TOPICS = 5  # most groups of documents an overview of the collection describes
+NEARLY = 0.85  # a listed document's introducing sentence scores this share of its best one
 _NOUN_TERMS = frozenset(term_set(DOCUMENT_NOUNS.replace("|", " ")))
 
 
@@ -163,22 +164,33 @@ MIN_WORDS = 6  # shorter "sentences" are headings, labels or code, not a descrip
 
 
 def one_per_document(evidence: Evidence, best: Candidate) -> list[Candidate]:
-    """For a question a list of documents answers ("which papers discuss X?"): the best
-    sentence of each retrieved document, once each (retrieval chose the documents:
-    :func:`rank_documents`). For the collection as a whole ("what is this corpus about?"):
-    each document's sentence that introduces it ("This vignette describes ...", "we propose
-    ..."), else the one closest to what its retrieved chunk is about (the mean of the chunk's
-    sentence vectors); never a heading or the title again."""
+    """For a question a list of documents answers ("which papers discuss X?"): one sentence
+    of each retrieved document (retrieval chose the documents: :func:`rank_documents`), the
+    one that introduces what the document presents ("we propose POVID ...": it names the
+    document's own subject, which its title may not) when it scores nearly as well as the
+    document's best, else its best. For the collection as a whole ("what is this corpus
+    about?"): each document's sentence that introduces it ("This vignette describes ...",
+    "we propose ..."), else the one closest to what its retrieved chunk is about (the mean of
+    the chunk's sentence vectors); never a heading or the title again."""
     overview = evidence.question.about_collection
     ranked = sorted(
         evidence.candidates,
         key=(lambda c: _introduces(evidence, c)) if overview else (lambda c: (c.score,)),
         reverse=True,
     )
-    by_doc: dict[str, Candidate] = {}
+    by_doc: dict[str, list[Candidate]] = {}
     for cand in ranked:
-        by_doc.setdefault(evidence.hits[cand.hit_index].doc_id, cand)
-    return list(by_doc.values())[:MAX_LISTED]
+        by_doc.setdefault(evidence.hits[cand.hit_index].doc_id, []).append(cand)
+    if overview:
+        return [own[0] for own in by_doc.values()][:MAX_LISTED]
+    return [_naming(own) for own in by_doc.values()][:MAX_LISTED]
+
+
+def _naming(own: list[Candidate]) -> Candidate:
+    """Of a document's sentences, best first: the first that introduces what the document
+    presents among those scoring at least :data:`NEARLY` of the best, else the best."""
+    close = [c for c in own if c.score >= NEARLY * own[0].score]
+    return next((c for c in close if _INTRODUCES.search(c.text)), own[0])
 
 
 def _introduces(evidence: Evidence, cand: Candidate) -> tuple[bool, bool, float]:

@@ -20,6 +20,8 @@ hit is taken from the view: a search during a re-ingest never mixes two versions
 from __future__ import annotations
 
 import json
+import threading
+import weakref
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +39,8 @@ from service.answering import overview
 from service.answering.corpus import CorpusStats
 from service.answering.lexical_views import Chunk, LexicalIndex, LexicalView, SnapshotIndex
 from service.answering.question import Question
+
+Overview = list[tuple[str, float]]  # chunk ids that stand for the collection, with scores
 
 
 @dataclass
@@ -158,8 +162,17 @@ class HybridRetriever:
         self.candidate_k = candidate_k
         self.rrf_k = rrf_k
         self.lexical: LexicalIndex = lexical or SnapshotIndex(index, refresh_s)
+        # The overview of each live view (dropped with the view): view -> top k -> chunks.
+        self._overviews: weakref.WeakKeyDictionary[LexicalView, dict[int, Overview]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self._overviews_lock = threading.Lock()
 
-    def retrieve_hits(self, question: Question, top_k: int) -> Retrieval:
+    def retrieve_hits(
+        self, question: Question, top_k: int, listed: int = overview.MAX_LISTED
+    ) -> Retrieval:
+        """The ``top_k`` best chunks for a fact question; for a list question ("which papers
+        discuss X?") the best chunk of each matching document, at most ``listed`` of them."""
         top_k = max(1, min(MAX_TOP_K, top_k))
         vector = self.embedder.embed([question.text])[0]
         lexical = self.lexical.view()
@@ -170,10 +183,12 @@ class HybridRetriever:
             k = max(k, overview.POOL)
         dense = self._dense_chunks(vector, k)
         found = lexical.search(question.text, k)
-        sentences = self._dense_sentences(vector, k)
+        # Up to 3k chunks, each with its best sentence's cosine: the k first are a ranking,
+        # all of them a document list's evidence.
+        by_sentence = self._dense_sentences(vector, k)
         rankings = {
             "dense": list(dense),
-            "sentence": list(sentences)[:k],
+            "sentence": list(by_sentence)[:k],
             "lexical": [c.id for c in found],
             "names": naming(question, found, lexical.stats),
         }
@@ -183,9 +198,10 @@ class HybridRetriever:
             fused = self._overview(lexical, top_k)
         elif question.asks_documents:
             pool = {c.id: c for c in found}
-            pool.update(lexical.chunks([c for c in {*dense, *sentences} if c not in pool]))
+            pool.update(lexical.chunks([c for c in {*dense, *by_sentence} if c not in pool]))
             order = [cid for cid, _ in self._fuse(rankings)]
-            fused = overview.rank_documents(question, pool, sentences, lexical.stats, order)
+            ranked = overview.rank_documents(question, pool, by_sentence, lexical.stats, order)
+            fused = ranked[:listed]
             top_k = len(fused)
         else:
             fused = self._fuse(rankings)
@@ -221,16 +237,28 @@ class HybridRetriever:
             ranking.setdefault(sentence_id.rsplit("/s", 1)[0], 1.0 - float(distance))
         return ranking
 
-    def _overview(self, lexical: LexicalView, top_k: int) -> list[tuple[str, float]]:
+    def _overview(self, lexical: LexicalView, top_k: int) -> Overview:
         """For a question about the collection as a whole: the first chunk of the documents
-        that stand for it (:func:`service.answering.overview.representatives`)."""
+        that stand for it (:func:`service.answering.overview.representatives`), found once
+        per view of the collection (a view is replaced when the collection changes)."""
+        k = min(top_k, overview.MAX_TOPICS)
+        with self._overviews_lock:
+            known = self._overviews.setdefault(lexical, {})
+            if k in known:
+                return known[k]
+        found = self._representatives(lexical, k)
+        with self._overviews_lock:
+            known[k] = found
+        return found
+
+    def _representatives(self, lexical: LexicalView, k: int) -> Overview:
         got = self.index.chunks.get(where={"chunk_index": 0}, include=["embeddings"])
         shown = lexical.chunks(list(got["ids"]))  # one version of each document
         rows = [i for i, cid in enumerate(got["ids"]) if cid in shown]
         if not rows:
             return []
         vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(got["ids"]), -1)
-        chosen = overview.representatives(vectors[rows], min(top_k, overview.MAX_TOPICS))
+        chosen = overview.representatives(vectors[rows], k)
         return [(got["ids"][rows[i]], 1.0 / (rank + 1)) for rank, i in enumerate(chosen)]
 
     def _fuse(self, rankings: dict[str, list[str]]) -> list[tuple[str, float]]:
