@@ -169,6 +169,58 @@ def test_the_cold_build_reads_documents_by_id_never_by_offset(
     follower.close()
 
 
+class Reads:
+    """A collection that records the keyword arguments of each of its reads."""
+
+    def __init__(self, collection: Any) -> None:
+        self._collection = collection
+        self.reads: list[dict[str, Any]] = []
+
+    def get(self, *args: Any, **kwargs: Any) -> Any:
+        self.reads.append(kwargs)
+        return self._collection.get(*args, **kwargs)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._collection, name)
+
+
+def test_the_cold_build_reads_chunks_by_id_not_by_filter(
+    tmp_path: Path, index: Index, corpus: Path
+) -> None:
+    """A read filtered by ``where`` costs Chroma the whole collection (lexical_build)."""
+    chunks = Reads(index.chunks)
+    follower = TantivyIndex(
+        Index(chunks, index.sentences, index.log),  # type: ignore[arg-type]
+        tmp_path / "lexical",
+        poll_s=0,
+    )
+    assert found_docs(follower, "citric acid descaling") == {"file:kettle.md"}
+    assert follower.builds == 1
+    assert [r for r in chunks.reads if "where" in r] == []
+    assert any(r.get("ids") for r in chunks.reads)
+    assert follower.view().stats.documents == 2
+    follower.close()
+
+
+def test_a_follower_reads_the_log_only_when_it_grew(
+    tmp_path: Path, index: Index, embedder: Embedder, corpus: Path
+) -> None:
+    """A read of the log by ``logged_at`` costs the whole log; a count does not."""
+    follower = TantivyIndex(index, tmp_path / "lexical", poll_s=0)  # polled here, by hand
+    follower.view()
+    log = Reads(follower.changes.collection)
+    follower.changes.collection = log  # type: ignore[assignment]
+    for _ in range(3):
+        follower.catch_up()
+    assert log.reads == []
+    write(corpus, {**PAPERS, "light.md": "# Lighthouse\n\nThe Marlowind lighthouse keeper."})
+    ingestor(index, embedder).ingest(read_source(corpus))
+    follower.catch_up()
+    assert log.reads
+    assert "file:light.md" in found_docs(follower, "Marlowind lighthouse keeper")
+    follower.close()
+
+
 def test_an_added_document_is_searchable_within_the_poll_bound_without_a_rebuild(
     index: Index, embedder: Embedder, corpus: Path, lexical: TantivyIndex
 ) -> None:

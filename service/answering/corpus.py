@@ -24,6 +24,7 @@ _LONG_THEN_SHORT = re.compile(
 _SHORT_THEN_LONG = re.compile(
     r"\b([A-Z][A-Za-z0-9\-]{1,9})\s*\(\s*((?:[A-Za-z][\w\-]*\s+){1,7}[A-Za-z][\w\-]*)\s*\)"
 )
+_SHORT_IN_PARENS = re.compile(r"\(\s*[A-Z][A-Za-z0-9\-]{1,9}\s*\)")  # in every _LONG_THEN_SHORT
 _MINOR = frozenset(["of", "and", "for", "the", "in", "on", "to", "a", "an", "with", "by"])
 
 
@@ -46,12 +47,51 @@ def _expansion(words: list[str], short: str) -> str:
     return ""
 
 
+def _long_then_short(text: str) -> list[tuple[str, str]]:
+    """``_LONG_THEN_SHORT.findall(text)``, tried only where a match can start. A match is up to
+    eight words, then a short form in parentheses: so each short form in parentheses is
+    searched for a match among the eight words before it, not every letter of the text (the
+    pattern tries eight words at each letter: most of a lexical index's cold build, once)."""
+    found: list[tuple[str, str]] = []
+    done = 0  # findall's position: matches do not overlap
+    for short in _SHORT_IN_PARENS.finditer(text):
+        if short.start() < done:
+            continue
+        start = max(_words_before(text, short.start(), 8), done)
+        match = _LONG_THEN_SHORT.search(text, start, short.end())
+        if match is not None:
+            found.append((match.group(1), match.group(2)))
+            done = match.end()
+    return found
+
+
+def _words_before(text: str, end: int, count: int) -> int:
+    """Where the last ``count`` words (``[\\w-]+``, split by whitespace) before ``end`` begin,
+    or the run of word characters, hyphens and whitespace that ends at ``end`` does."""
+    start, words, in_word = end, 0, False
+    while start > 0:
+        char = text[start - 1]
+        if char.isspace():
+            if in_word:
+                words, in_word = words + 1, False
+                if words == count:
+                    break
+        elif char.isalnum() or char in "_-":
+            in_word = True
+        else:
+            break
+        start -= 1
+    return start
+
+
 def abbreviations(texts: Iterable[str]) -> dict[str, frozenset[str]]:
     """short form (lower case) -> the long forms the texts define for it, and each long form
     -> its short forms: both directions of "General Data Protection Regulation (GDPR)"."""
     pairs: dict[str, set[str]] = {}
     for text in texts:
-        for long_text, short in _LONG_THEN_SHORT.findall(text):
+        if "(" not in text:  # both patterns need one: most texts skip their scans
+            continue
+        for long_text, short in _long_then_short(text):
             long_form = _expansion(long_text.split(), short)
             if long_form:
                 pairs.setdefault(short.lower(), set()).add(long_form)

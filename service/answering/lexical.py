@@ -2,11 +2,12 @@
 from the change log (docs/lexical-index.md, issue 19).
 
 A :class:`TantivyIndex` is one replica's index, in a folder of its own under the data dir. Its
-first use builds it (cold build: the documents the change log names, read from Chroma in
-batches of document ids, never by offset); a background thread then polls the log every
-``poll_s`` seconds, re-reads each changed document and replaces it (delete by term, add),
-commits and reloads. A search uses the :class:`TantivyView` it picked up: an immutable tantivy
-searcher, swapped in whole after each commit, so no search waits on an update.
+first use builds it (cold build: the collection's ids listed once, its chunks read by id in
+batches, never by offset nor by filter: :mod:`service.answering.lexical_build`); a background
+thread then polls the log every ``poll_s`` seconds (reading it when its count moved), re-reads
+each changed document and replaces it (delete by term, add), commits and reloads. A search
+uses the :class:`TantivyView` it picked up: an immutable tantivy searcher, swapped in whole
+after each commit, so no search waits on an update.
 
 Tokens are bm25s' (service.answering.retrieval): the regex ``\\b\\w\\w+\\b``, lower case, bm25s'
 English stop words and the Snowball English stemmer, in Rust, after :func:`with_compounds`.
@@ -26,6 +27,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -33,14 +35,15 @@ from pathlib import Path
 from typing import IO, Any
 
 import tantivy
-from chromadb.api.types import Where
+from chromadb.api.types import GetResult, Where
 
 from citeqa.changes import Change
 from citeqa.config import Settings
 from citeqa.errors import StoreNotReadyError
-from citeqa.store import GET_PAGE, Index, backfill_log, visible_chunks
+from citeqa.store import GET_PAGE, Index, backfill_log, batches, visible_chunks
 from citeqa.text import term_set
 from service.answering.corpus import abbreviations
+from service.answering.lexical_build import Row, Versions, read_ahead
 from service.answering.lexical_views import (
     LexicalIndex,
     SnapshotIndex,
@@ -48,17 +51,22 @@ from service.answering.lexical_views import (
 )
 from service.answering.tantivy_view import (
     ALIAS,
+    TOKENS,
     TantivyView,
     analyzer,
     chunk_schema,
     doc_schema,
     name_terms,
+    tokens_analyzer,
 )
 
 log = logging.getLogger("citeqa.lexical")
 
-FORMAT = 4  # of the folder's index and state: another one is rebuilt
+FORMAT = 5  # of the folder's index and state: another one is rebuilt
 LOOKBACK_S = 30.0  # a change may land in the log this long after its logged_at (clock, latency)
+BUILD_BATCH = 2500  # chunks per Chroma read of a cold build (by id)
+COLD_HEAP = 128_000_000  # bytes of tantivy's indexing buffer for a cold build: fewer segments
+UPDATE_HEAP = 64_000_000  # ... for an update
 
 
 def build_lexical(settings: Settings, index: Index) -> LexicalIndex:
@@ -117,6 +125,7 @@ class TantivyIndex:
         self._docs: tantivy.Index | None = None
         self._update = threading.Lock()  # held by an update; searches never take it
         self._suspects: set[str] = set()  # chunk ids searches saw differ (stale())
+        self._logged = -1  # the change log's record count when it was last read
         self._suspect_lock = threading.Lock()  # held for a set update only
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
@@ -176,11 +185,43 @@ class TantivyIndex:
         try:
             if not self.changes.complete:
                 backfill_log(self.index)
-            self._apply(self.changes.read(0.0))
+            self._build()
         except BaseException:
             self._state = None  # the next catch-up builds again, from the start
             raise
         self.builds += 1
+        self._follow()  # what changed while it was built
+
+    def _build(self) -> None:
+        """Cold build: every chunk Chroma shows, listed once and read by id in batches
+        (lexical_build: a read filtered by ``where`` costs the whole collection), each
+        document's newest complete version indexed. A change is logged once its chunks are
+        written, so the listing holds every change logged before it; the follower applies the
+        ones after (its cursor starts where the listing did)."""
+        assert self._state is not None
+        began = time.time()
+        shown = self.changes.read(began - LOOKBACK_S)  # logged before the listing: it has them
+        listed = self.index.chunks.get(include=[])["ids"]
+        versions = Versions()
+        writers = self._writers(COLD_HEAP)
+        for _, got in read_ahead(self._read_ids, batches(listed, BUILD_BATCH)):
+            for doc_id, rows, again in versions.add(got):
+                self._index_document(doc_id, rows, *writers, again=again)
+        doubtful = dict.fromkeys(sorted(versions.doubtful), 1)
+        for batch, got in read_ahead(self._read, _batches(doubtful, GET_PAGE // 2)):
+            self._replace(batch, got, *writers)
+        self._commit(*writers)
+        del writers  # releases the writers' lock and threads
+        self._state.cursor, self._state.seen = began, {c.id for c in shown}
+        self._publish([])
+
+    def _writers(self, heap: int) -> tuple[Any, Any]:
+        assert self._chunks is not None and self._docs is not None
+        chunk_writer = self._chunks.writer(heap_size=heap, num_threads=1)
+        return chunk_writer, self._docs.writer(heap_size=15_000_000, num_threads=1)
+
+    def _read_ids(self, ids: list[str]) -> GetResult:
+        return self.index.chunks.get(ids=ids, include=["documents", "metadatas"])
 
     def _indexes(self, create: bool) -> tuple[tantivy.Index, tantivy.Index]:
         opened = []
@@ -188,20 +229,27 @@ class TantivyIndex:
             path = self.folder / name
             path.mkdir(exist_ok=True)
             index = tantivy.Index(schema, path=str(path), reuse=not create)
-            index.register_tokenizer("citeqa", analyzer())
+            index.register_tokenizer(TOKENS, tokens_analyzer())
             index.config_reader(reload_policy="manual")
             opened.append(index)
         return opened[0], opened[1]
 
     def _follow(self) -> None:
+        """Apply the changes logged since the cursor (less LOOKBACK_S). The log is read only
+        when its record count moved (records are only ever added): a read by ``logged_at``
+        costs the whole log (lexical_build), a count a walk of its ids."""
         assert self._state is not None
-        found = self.changes.read(self._state.cursor - LOOKBACK_S)
-        fresh = [c for c in found if c.id not in self._state.seen]
+        logged = self.changes.collection.count()
+        fresh = []
+        if logged != self._logged:
+            found = self.changes.read(self._state.cursor - LOOKBACK_S)
+            fresh = [c for c in found if c.id not in self._state.seen]
         with self._suspect_lock:
             suspects, self._suspects = self._suspects, set()
         differ = self._differing(suspects) if suspects and self._view is not None else []
         if fresh or differ or self._view is None:
             self._apply(fresh, differ)
+        self._logged = logged
 
     def _differing(self, ids: set[str]) -> list[str]:
         """The documents of chunks ``ids`` whose visible chunks in Chroma are not the ones the
@@ -231,12 +279,16 @@ class TantivyIndex:
         for doc_id in also:
             latest.setdefault(doc_id, 1)
         if latest:
-            chunk_writer = self._chunks.writer(heap_size=64_000_000, num_threads=1)
-            doc_writer = self._docs.writer(heap_size=15_000_000, num_threads=1)
-            for batch in _batches(latest, GET_PAGE // 2):
-                self._replace(batch, chunk_writer, doc_writer)
-            self._commit(chunk_writer, doc_writer)
-            del chunk_writer, doc_writer  # releases the writers' lock and threads
+            writers = self._writers(UPDATE_HEAP)
+            for batch, got in read_ahead(self._read, _batches(latest, GET_PAGE // 2)):
+                self._replace(batch, got, *writers)
+            self._commit(*writers)
+            del writers  # releases the writers' lock and threads
+        self._publish(changes)
+
+    def _publish(self, changes: list[Change]) -> None:
+        """Swap in a view of the last commit; the state holds ``changes`` applied."""
+        assert self._chunks is not None and self._docs is not None and self._state is not None
         self._chunks.reload()
         self._docs.reload()
         self._view = TantivyView(self._chunks.searcher(), self._docs.searcher(), self.schema)
@@ -248,44 +300,56 @@ class TantivyIndex:
         }
         state.save(self._state_path)
 
-    def _replace(self, doc_ids: list[str], chunk_writer: Any, doc_writer: Any) -> None:
+    def _read(self, doc_ids: list[str]) -> GetResult:
         where: Where = {"doc_id": {"$in": doc_ids}}  # type: ignore[dict-item]
-        got = self.index.chunks.get(where=where, include=["documents", "metadatas"])
+        return self.index.chunks.get(where=where, include=["documents", "metadatas"])
+
+    def _replace(
+        self, doc_ids: list[str], got: GetResult, chunk_writer: Any, doc_writer: Any
+    ) -> None:
+        """Replace the documents ``doc_ids`` with their visible chunks in ``got`` (_read)."""
         texts, metadatas = got["documents"] or [], got["metadatas"] or []
-        by_doc: dict[str, list[int]] = {}
+        by_doc: dict[str, list[Row]] = {}
         for i in visible_chunks(metadatas):
-            by_doc.setdefault(str(metadatas[i]["doc_id"]), []).append(i)
+            row = (got["ids"][i], texts[i], metadatas[i])
+            by_doc.setdefault(str(metadatas[i]["doc_id"]), []).append(row)
         for doc_id in doc_ids:
+            self._index_document(doc_id, by_doc.get(doc_id, []), chunk_writer, doc_writer)
+
+    def _index_document(
+        self, doc_id: str, rows: list[Row], chunk_writer: Any, doc_writer: Any, again: bool = True
+    ) -> None:
+        """Index the chunks ``rows`` as the document ``doc_id`` (none: it is gone), in place
+        of what the writers hold of it unless ``again`` is false (a cold build's first)."""
+        if again:
             chunk_writer.delete_documents_by_term("doc_id", doc_id)
             doc_writer.delete_documents_by_term("doc_id", doc_id)
-            shown = by_doc.get(doc_id, [])
-            if not shown:
-                continue
-            stems: set[str] = set()
-            for i in shown:
-                text, meta = texts[i], dict(metadatas[i])
-                terms = term_set(text)
-                stems.update(terms)
-                compounds = with_compounds(text)
-                tokens = self._analyzer.analyze(compounds)
-                chunk_writer.add_document(
-                    tantivy.Document(
-                        id=got["ids"][i],
-                        doc_id=doc_id,
-                        terms=compounds,
-                        dl=len(tokens),
-                        tokens=f" {'  '.join(tokens)} ".encode(),
-                        stems=" ".join(sorted(terms)),
-                        names=" ".join(sorted(name_terms(text))),
-                        record=json.dumps({"text": text, "metadata": meta}).encode(),
-                    )
+        if not rows:
+            return
+        stems: set[str] = set()
+        for chunk_id, text, metadata in rows:
+            terms = term_set(text)
+            stems.update(terms)
+            compounds = with_compounds(text)
+            tokens = self._analyzer.analyze(compounds)
+            chunk_writer.add_document(
+                tantivy.Document(
+                    id=chunk_id,
+                    doc_id=doc_id,
+                    terms=" ".join(tokens),
+                    dl=len(tokens),
+                    tokens=f" {'  '.join(tokens)} ".encode(),
+                    # in any order: these fields index neither positions nor stored text
+                    stems=" ".join(terms),
+                    names=" ".join(name_terms(text)),
+                    record=json.dumps({"text": text, "metadata": metadata}).encode(),
                 )
-            aliases = abbreviations(texts[i] for i in shown)
-            record = tantivy.Document(doc_id=doc_id, stems=" ".join(sorted(stems)))
-            for short, longs in aliases.items():
-                for long_form in longs:
-                    record.add_text("aliases", f"{short}{ALIAS}{long_form}")
-            doc_writer.add_document(record)
+            )
+        record = tantivy.Document(doc_id=doc_id, stems=" ".join(stems))
+        for short, longs in abbreviations(text for _, text, _ in rows).items():
+            for long_form in longs:
+                record.add_text("aliases", f"{short}{ALIAS}{long_form}")
+        doc_writer.add_document(record)
 
     def _commit(self, chunk_writer: Any, doc_writer: Any) -> None:
         """Commit both indexes (the chunks first: a document counted is always searchable)."""

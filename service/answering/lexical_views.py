@@ -33,7 +33,9 @@ TIE_MARGIN = 10
 logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets DEBUG on import
 
 
-_COMPOUND = re.compile(r"\b\w+(?:[-./]\w+)+\b")
+# possessive: a run of word characters is never given back (a shorter one is followed by a word
+# character, which neither "[-./]" nor "\b" accepts), so no letter is tried twice
+_COMPOUND = re.compile(r"\b\w++(?:[-./]\w++)+\b")
 
 
 def with_compounds(text: str) -> str:

@@ -6,9 +6,9 @@ its analyzer. (Moved out of :mod:`service.answering.lexical` unchanged, to keep 
 
 from __future__ import annotations
 
-import itertools
 import json
 import math
+import operator
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -17,7 +17,7 @@ from typing import Any
 import tantivy
 from bm25s.stopwords import STOPWORDS_EN
 
-from citeqa.text import squashed, term_set, words
+from citeqa.text import term_set, words
 from service.answering.corpus import CorpusStats
 from service.answering.lexical_views import (
     SCORE_DECIMALS,
@@ -33,7 +33,8 @@ PREFIX_CANDIDATES = 8  # words a name key may begin ("a100" -> "a100s"), checked
 K1, B = 1.5, 0.75
 POOL = 4  # times the hits wanted: tantivy's candidates to score again
 MAX_DOC_CHUNKS = 100_000  # chunks of one document read back, at most
-_PARTS = re.compile(r"[-./]")
+_SEPARATORS = str.maketrans("", "", "-.")  # the characters of a word squashing drops
+_ALNUM_RUN = re.compile(r"[a-z0-9]+")
 
 
 def analyzer() -> tantivy.TextAnalyzer:
@@ -47,15 +48,31 @@ def analyzer() -> tantivy.TextAnalyzer:
     )
 
 
+TOKENS = "tokens"  # the tokenizer of analyzed text: split on whitespace, nothing more
+
+
+def tokens_analyzer() -> tantivy.TextAnalyzer:
+    """Splits text :func:`analyzer` made back into its tokens (they never hold whitespace)."""
+    return tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build()
+
+
 def name_terms(text: str) -> set[str]:
     """The keys a name of ``text`` may be looked up by: each word squashed, its parts, and
-    runs of two and three words ("Human Eval" -> "humaneval")."""
-    found = [w for w in words(text) if squashed(w)]
-    keys = [squashed(w) for w in found]
+    runs of two and three words ("Human Eval" -> "humaneval").
+
+    A word (:func:`citeqa.text.words`) holds ASCII letters and digits, "-" and ".", and
+    begins and ends with a letter or digit, so squashing it is lowering it and dropping its
+    "-" and "."; its parts are its runs of letters and digits. Done on all words joined by
+    spaces at once: a cold build makes these keys for every chunk (at 1M chunks, one word at a
+    time took minutes of Python)."""
+    lowered = " ".join(words(text)).lower()
+    if not lowered:
+        return set()
+    keys = lowered.translate(_SEPARATORS).split(" ")
     out = set(keys)
-    out.update(k for w in found for p in _PARTS.split(w) if (k := squashed(p)))
-    out.update(a + b for a, b in itertools.pairwise(keys))
-    out.update(a + b + c for a, b, c in zip(keys, keys[1:], keys[2:], strict=False))
+    out.update(_ALNUM_RUN.findall(lowered))
+    out.update(map(operator.add, keys, keys[1:]))
+    out.update(map(operator.add, map(operator.add, keys, keys[1:]), keys[2:]))
     return out
 
 
@@ -63,7 +80,9 @@ def chunk_schema() -> tantivy.Schema:
     builder = tantivy.SchemaBuilder()
     builder.add_text_field("id", stored=True, tokenizer_name="raw", index_option="basic")
     builder.add_text_field("doc_id", tokenizer_name="raw", index_option="basic")
-    builder.add_text_field("terms", tokenizer_name="citeqa", index_option="freq")
+    # analyze()'s tokens, joined by spaces: a chunk is analyzed once, in Python's thread, not
+    # again by tantivy's indexing thread (analysis is most of the indexing)
+    builder.add_text_field("terms", tokenizer_name=TOKENS, index_option="freq")
     builder.add_text_field("stems", tokenizer_name="whitespace", index_option="basic")
     builder.add_text_field("names", tokenizer_name="whitespace", index_option="basic")
     builder.add_integer_field("dl", stored=True, fast=True)  # tokens in "terms": BM25's length
