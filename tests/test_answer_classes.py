@@ -8,11 +8,12 @@ import pytest
 
 from service.answering.answer import Answer
 from service.answering.engine import Engine
-from service.answering.evidence import Evidence, _defines, refers_back
+from service.answering.evidence import Evidence
 from service.answering.extractive import select_sentences
 from service.answering.features import NameMatch
 from service.answering.question import Question
 from service.answering.retrieval import Hit
+from service.answering.sentence_roles import defines, refers_back
 from tests.evidence_parts import candidate
 
 
@@ -34,7 +35,7 @@ def test_what_is_x_answers_with_the_paper_that_introduces_x(engine: Engine) -> N
 
 
 @pytest.mark.parametrize(
-    ("sentence", "subject", "title", "defines"),
+    ("sentence", "subject", "title", "expected"),
     [
         ("We introduce a dataset of graphs, DeepNets-1M.", "DeepNet", "Graphs", False),
         ("In this paper, we propose a way to train deep nets.", "DeepNet", "DeepNet: X", True),
@@ -50,8 +51,8 @@ def test_what_is_x_answers_with_the_paper_that_introduces_x(engine: Engine) -> N
         ("The arguments are named in the call.", "relaxed lasso", "The Relaxed Lasso", False),
     ],
 )
-def test_what_defines_a_subject(sentence: str, subject: str, title: str, defines: bool) -> None:
-    assert _defines(sentence, subject, title) is defines
+def test_what_defines_a_subject(sentence: str, subject: str, title: str, expected: bool) -> None:
+    assert defines(sentence, subject, title) is expected
 
 
 def test_which_papers_lists_each_matching_document_once(engine: Engine) -> None:

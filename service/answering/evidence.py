@@ -38,7 +38,7 @@ import numpy as np
 from chromadb.api.types import Where
 
 from citeqa.store import Index
-from citeqa.text import mentions, squashed, term_set
+from citeqa.text import squashed, term_set
 from service.answering import answerability as model_store
 from service.answering.answerability import FALLBACK, AnswerabilityModel
 from service.answering.corpus import CorpusStats
@@ -51,6 +51,7 @@ from service.answering.features import (
 from service.answering.question import Question, stated_numbers
 from service.answering.refusal import answerable, missing_answer_type
 from service.answering.retrieval import Hit, HybridRetriever, Retrieval
+from service.answering.sentence_roles import defines, refers_back
 
 MODEL_REFRESH_S = 5.0  # how often the stored answerability model is read again
 
@@ -173,7 +174,7 @@ class EvidenceBuilder:
         for cand in candidates:
             hit = retrieval.hits[cand.hit_index]
             cand.names_found = named.share(hit.doc_id)
-            cand.defines = bool(subject) and _defines(cand.text, subject, hit.title)
+            cand.defines = bool(subject) and defines(cand.text, subject, hit.title)
         score_candidates(candidates, question, retrieval.hits)
         weights = {t: stats.weight(t) for t in question.terms}
         evidence = Evidence(question, retrieval.hits, candidates, weights, stats=stats)
@@ -310,70 +311,6 @@ def _candidate(
         matched=frozenset(q_terms & (s_terms | title_terms)),
         refers_back=refers_back(text),
     )
-
-
-# A sentence that opens by referring back to the one before it ("This is achieved by ...",
-# "It has, however, been ...", "The former case is ..."): it continues what that one says.
-_REFERS_BACK = re.compile(
-    r"^\W*(?:this|these|that|those|it|its|they|their|such|thus|hence|here|then|so|however|"
-    r"therefore|instead|otherwise|the (?:former|latter|first|second|same)|in (?:this|that|"
-    r"such a) case|for (?:example|instance))\b",
-    re.IGNORECASE,
-)
-
-
-def refers_back(sentence: str) -> bool:
-    """The sentence opens by referring back to the one before it: it continues that one."""
-    return bool(_REFERS_BACK.match(sentence))
-
-
-_DEFINING_VERB = re.compile(
-    r"\b(propose|proposes|present|presents|introduce|introduces|called|named|dubbed|termed)\b",
-    re.IGNORECASE,
-)
-# Without the name, only a verb that introduces the document's own subject ("In this paper, we
-# propose ..."): "called" or "named" define only the name that follows them ("the arguments
-# are named in the call" names no subject).
-_INTRODUCING_VERB = re.compile(
-    r"\b(propose|proposes|present|presents|introduce|introduces)\b", re.IGNORECASE
-)
-# What follows the subject in a sentence that says what it is: "X is a ...", "X (Y) are the
-# ...", "X, which is ...", "X refers to / stands for / means / denotes / is defined as ...".
-_COPULA = (
-    r"\s*(?:\([^)]*\)\s*)?,?\s*(?:which\s+)?(?:(?:is|are|was|were)\s+(?:an?|the|defined|called|"
-    r"known)\b|refers?\s+to\b|stands?\s+for\b|means\b|denotes\b)"
-)
-
-
-# The subject is what the verb introduces: a few words after it ("we propose a new benchmark,
-# X", "a model called X"), not a name earlier in the sentence ("we explore the challenges X
-# encounters and propose directions for future research").
-_OBJECT_WORDS = r"(?:\W+[\w-]+){0,5}?\W+"
-
-
-def _defines(sentence: str, subject: str, title: str) -> bool:
-    """The sentence says what the subject is: it names the subject (as a whole word: "DeepNet"
-    is not "DeepNets-1M") and introduces it ("we propose FastV, ...": the name follows the
-    verb) or says what it is ("X is
-    a ...", "X stands for ..."); or its document is about the subject (the title names it) and
-    the sentence introduces what the document proposes ("In this paper, we propose ...")."""
-    lowered = sentence.lower()
-    forms = [subject.lower()]
-    if forms[0].endswith("s") and len(forms[0]) > 3:  # "Switch Transformers" -> "Transformer"
-        forms.append(forms[0][:-1])
-    named = [form for form in forms if mentions(lowered, form)]
-    if not named:
-        return _titled(title, forms) and bool(_INTRODUCING_VERB.search(sentence))
-    return any(
-        re.search(rf"{_DEFINING_VERB.pattern}{_OBJECT_WORDS}{re.escape(form)}(?![\w-])", lowered)
-        or re.search(rf"(?<![\w-]){re.escape(form)}{_COPULA}", lowered)
-        for form in named
-    )
-
-
-def _titled(title: str, forms: list[str]) -> bool:
-    lowered = title.lower()
-    return any(mentions(lowered, form) for form in forms)
 
 
 def score_candidates(candidates: list[Candidate], question: Question, hits: list[Hit]) -> None:
