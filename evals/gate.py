@@ -168,7 +168,8 @@ def check(
 
 def write_baseline(summary: Mapping[str, Any], path: Path = BASELINE_PATH) -> dict[str, Any]:
     """Replace the baseline metrics with ``summary``'s overall metrics, keeping the floors,
-    tolerance and dataset already in ``path`` (defaults when the file does not exist).
+    tolerance, dataset and ``floors_note`` (why the floors are what they are) already in
+    ``path`` (defaults when the file does not exist).
 
     LLM-judged figures (``faithfulness_llm``) are left out: the gate runs offline."""
     path = Path(path)
@@ -190,5 +191,7 @@ def write_baseline(summary: Mapping[str, Any], path: Path = BASELINE_PATH) -> di
     corpus = summary.get("corpus")
     if isinstance(corpus, Mapping) and "fingerprint" in corpus:
         baseline["corpus_fingerprint"] = corpus["fingerprint"]
+    if "floors_note" in existing:
+        baseline["floors_note"] = existing["floors_note"]
     path.write_text(json.dumps(baseline, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
     return baseline

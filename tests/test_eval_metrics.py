@@ -601,10 +601,12 @@ def test_write_baseline_keeps_floors_and_tolerance(tmp_path: Path) -> None:
     assert "faithfulness_llm" not in first["metrics"]
     first["floors"]["hit_at_5"] = 0.5
     first["tolerance"] = 0.05
+    first["floors_note"] = "why the floors are these"
     path.write_text(json.dumps(first))
     write_baseline(summary_of(dict(BASE, mrr=0.5)), path)
     second = json.loads(path.read_text())
     assert second["floors"]["hit_at_5"] == 0.5 and second["tolerance"] == 0.05
+    assert second["floors_note"] == "why the floors are these"
     assert second["metrics"]["mrr"] == 0.5
     assert check(summary_of(dict(BASE, mrr=0.5)), path) == []
     assert check(summary_of(dict(BASE, mrr=0.4)), path)[0].startswith("mrr: 0.5000")
