@@ -235,6 +235,11 @@ def name_weight(name: str, idf: dict[str, float], default_idf: float) -> float:
     return max((idf.get(t, default_idf) for t in term_set(name)), default=default_idf)
 
 
+def bm25_idf(count: int, n: int) -> float:
+    """BM25's IDF of a term ``count`` of ``n`` texts hold (0: an unseen term)."""
+    return math.log(1 + (n - count + 0.5) / (count + 0.5))
+
+
 def idf_table(texts: Sequence[str]) -> tuple[dict[str, float], float]:
     """BM25-style IDF of each stemmed term over ``texts``, and the IDF of an unseen term."""
     n = len(texts)
@@ -242,8 +247,7 @@ def idf_table(texts: Sequence[str]) -> tuple[dict[str, float], float]:
     for text in texts:
         for term in term_set(text):
             df[term] = df.get(term, 0) + 1
-    idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in df.items()}
-    return idf, math.log(1 + (n + 0.5) / 0.5)
+    return {t: bm25_idf(c, n) for t, c in df.items()}, bm25_idf(0, n)
 
 
 _QUANTITY = re.compile(r"\d+(?:[.,]\d+)*[A-Za-z]?")  # "671B", "13B", "2.5x", "8": amounts

@@ -12,7 +12,6 @@ comes from a word list: the words and their neighbours are the collection's own.
 
 from __future__ import annotations
 
-import math
 import random
 from collections.abc import Sequence
 from collections.abc import Set as AbstractSet
@@ -21,7 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from citeqa.embedding import Embedder
-from citeqa.text import stem, stopwords, term_set, words
+from citeqa.text import bm25_idf, stem, stopwords, term_set, words
 
 VOCABULARY = 2000  # the most widespread words of the collection: those given a neighbour
 CANDIDATES = 10  # nearest words looked at for a neighbour of another stem
@@ -59,7 +58,7 @@ class Thesaurus:
             for word in set(content_words(text)):
                 df[word] = df.get(word, 0) + 1
         n = max(1, len(texts))
-        idf = {w: math.log(1 + (n - c + 0.5) / (c + 0.5)) for w, c in df.items()}
+        idf = {w: bm25_idf(c, n) for w, c in df.items()}
         few = max(2.0, RARE_SHARE * n)
         rare = sorted(w for w, c in df.items() if c <= few)
         vocabulary = sorted(df, key=lambda w: (-df[w], w))[:VOCABULARY]

@@ -9,12 +9,11 @@ its hits were taken from; nothing per request is kept on shared objects.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from citeqa.text import mentions, term_set
+from citeqa.text import bm25_idf, mentions, term_set
 
 # "General Data Protection Regulation (GDPR)": two to eight words, then their initials in
 # parentheses; and "GDPR (General Data Protection Regulation)".
@@ -128,12 +127,12 @@ class CorpusStats:
                 chunk_freq[term] = chunk_freq.get(term, 0) + 1
             per_doc.setdefault(doc, set()).update(terms)
         n = len(texts)
-        idf = {t: math.log(1 + (n - c + 0.5) / (c + 0.5)) for t, c in chunk_freq.items()}
+        idf = {t: bm25_idf(c, n) for t, c in chunk_freq.items()}
         doc_freq: dict[str, int] = {}
         for terms in per_doc.values():
             for term in terms:
                 doc_freq[term] = doc_freq.get(term, 0) + 1
-        default_idf = math.log(1 + (n + 0.5) / 0.5)
+        default_idf = bm25_idf(0, n)
         return cls(idf, default_idf, doc_freq, len(per_doc), abbreviations(texts))
 
     def weight(self, term: str) -> float:

@@ -7,7 +7,6 @@ its analyzer. (Moved out of :mod:`service.answering.lexical` unchanged, to keep 
 from __future__ import annotations
 
 import json
-import math
 import operator
 import re
 from collections import Counter
@@ -17,7 +16,7 @@ from typing import Any
 import tantivy
 from bm25s.stopwords import STOPWORDS_EN
 
-from citeqa.text import term_set, words
+from citeqa.text import bm25_idf, term_set, words
 from service.answering.corpus import CorpusStats
 from service.answering.lexical_views import (
     SCORE_DECIMALS,
@@ -113,7 +112,7 @@ class IndexStats(CorpusStats):
     def of(cls, chunks: tantivy.Searcher, docs: tantivy.Searcher) -> IndexStats:
         n = chunks.num_docs
         return cls(
-            default_idf=math.log(1 + (n + 0.5) / 0.5),
+            default_idf=bm25_idf(0, n),
             documents=docs.num_docs,
             chunks=chunks,
             docs=docs,
@@ -124,7 +123,7 @@ class IndexStats(CorpusStats):
         held = self.chunks.doc_freq("stems", term) if term else 0
         if not held:
             return self.default_idf
-        return math.log(1 + (self.chunk_count - held + 0.5) / (held + 0.5))
+        return bm25_idf(held, self.chunk_count)
 
     def name_documents(self, name: str) -> int:
         return min((self.docs.doc_freq("stems", t) for t in term_set(name)), default=0)
@@ -167,7 +166,7 @@ class TantivyView:
         idf = {}
         for term in asked:
             held = self.searcher.doc_freq("terms", term)
-            idf[term] = math.log(1 + (n - held + 0.5) / (held + 0.5))
+            idf[term] = bm25_idf(held, n)
         scored = []
         padded = {term: f" {term} ".encode() for term in asked}
         for _, address in hits:
