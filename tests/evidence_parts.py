@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from service.answering.evidence import Candidate
+from service.answering.retrieval import Hit
 
 
 def candidate(hit_index: int, text: str, score: float = 0.0) -> Candidate:
@@ -18,4 +19,18 @@ def candidate(hit_index: int, text: str, score: float = 0.0) -> Candidate:
         detail=0.5,
         has_number=False,
         score=score,
+    )
+
+
+def titled_hit(doc_id: str, title: str, ranks: dict[str, int] | None = None) -> Hit:
+    """A hit whose chunk is its document's title, at the given rank in each retriever."""
+    return Hit(
+        chunk_id=f"{doc_id}#0",
+        doc_id=doc_id,
+        title=title,
+        text=title,
+        score=1.0,
+        url="",
+        metadata={},
+        ranks=dict(ranks or {}),
     )

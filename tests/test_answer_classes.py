@@ -12,9 +12,8 @@ from service.answering.evidence import Evidence
 from service.answering.extractive import select_sentences
 from service.answering.features import NameMatch
 from service.answering.question import Question
-from service.answering.retrieval import Hit
 from service.answering.sentence_roles import defines, refers_back
-from tests.evidence_parts import candidate
+from tests.evidence_parts import candidate, titled_hit
 
 
 def _quotes_by_document(answer: Answer) -> dict[str, list[str]]:
@@ -74,25 +73,12 @@ def test_an_overview_question_lists_several_documents(engine: Engine) -> None:
     assert sum(len(q) for q in quotes.values()) <= len(quotes) + 1, quotes
 
 
-def _hit(doc_id: str, title: str, ranks: dict[str, int]) -> Hit:
-    return Hit(
-        chunk_id=f"{doc_id}#0",
-        doc_id=doc_id,
-        title=title,
-        text=title,
-        score=1.0,
-        url="",
-        metadata={},
-        ranks=ranks,
-    )
-
-
 def test_the_document_both_dense_rankings_put_first_is_quoted_too() -> None:
     """A paraphrase shares words with another paper's sentence (it scores best), but the
     chunk and the sentence embeddings both rank the other paper first: the answer shows both."""
     hits = [
-        _hit("lexical", "Words Alike", {"lexical": 1, "dense": 4}),
-        _hit("dense", "Meaning Alike", {"dense": 1, "sentence": 1, "lexical": 9}),
+        titled_hit("lexical", "Words Alike", {"lexical": 1, "dense": 4}),
+        titled_hit("dense", "Meaning Alike", {"dense": 1, "sentence": 1, "lexical": 9}),
     ]
     lexical = candidate(0, "Skipping layers at random in training words alike.", 2.0)
     dense = candidate(1, "Dropping whole residual blocks during training helps.", 1.2)
@@ -112,8 +98,8 @@ def test_a_comparison_quotes_the_paper_of_each_named_thing() -> None:
     """Alpha-7B's paper names BetaBench too and scores best, but BetaBench's own paper is the
     one about it: the answer quotes it as well, however low its sentence scores."""
     hits = [
-        _hit("alpha", "Alpha-7B: A Video Model", {"dense": 1}),
-        _hit("beta", "BetaBench: A Long Video Benchmark", {"sentence": 1}),
+        titled_hit("alpha", "Alpha-7B: A Video Model", {"dense": 1}),
+        titled_hit("beta", "BetaBench: A Long Video Benchmark", {"sentence": 1}),
     ]
     alpha = candidate(0, "Alpha-7B reaches 70.9 on BetaBench.", 2.0)
     beta = candidate(1, "BetaBench evaluates twenty models on long videos.", 0.5)
@@ -137,7 +123,7 @@ def test_a_sentence_that_continues_a_chosen_one_is_quoted_with_it() -> None:
     with the question but opens by referring back to it ("This ..."), says what it does. The
     two state one thing: the answer quotes both. A next sentence that starts anew is not
     added."""
-    hits = [_hit("sandwich", "Clustered Covariances", {"dense": 1})]
+    hits = [titled_hit("sandwich", "Clustered Covariances", {"dense": 1})]
     best = candidate(0, "The fix argument makes the covariance matrix positive semi-definite.", 2.0)
     best.position = 1
     after = candidate(0, "This is achieved by converting any negative eigenvalues to zero.", 0.4)
@@ -157,7 +143,7 @@ def test_the_sentence_closest_in_meaning_is_quoted_beside_the_lexical_choice() -
     """The best sentence repeats the question's words; another sentence of its document is
     closer to the question in meaning (its embedding) and paraphrases the answer: the answer
     quotes both. Not when the best one is also the closest."""
-    hits = [_hit("lme4", "Fitting Mixed Models", {"dense": 1})]
+    hits = [titled_hit("lme4", "Fitting Mixed Models", {"dense": 1})]
     lexical = candidate(0, "lme4 does not plot influence diagnostics such as leverage.", 2.0)
     lexical.position, lexical.similarity = 1, 0.58
     meaning = candidate(0, "These measures are available in the add-on package HLMdiag.", 1.6)

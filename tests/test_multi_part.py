@@ -12,21 +12,7 @@ from service.answering.extractive import select_sentences
 from service.answering.features import NameMatch
 from service.answering.parts import question_parts
 from service.answering.question import Question
-from service.answering.retrieval import Hit
-from tests.evidence_parts import candidate
-
-
-def _hit(doc_id: str, title: str) -> Hit:
-    return Hit(
-        chunk_id=f"{doc_id}#0",
-        doc_id=doc_id,
-        title=title,
-        text=title,
-        score=1.0,
-        url="",
-        metadata={},
-        ranks={},
-    )
+from tests.evidence_parts import candidate, titled_hit
 
 
 def _sentences(question: Question, *specs: tuple[int, str, float]) -> list[Candidate]:
@@ -71,7 +57,10 @@ def test_each_part_of_a_question_gets_the_sentence_that_answers_it() -> None:
         "What strategy does Alpha-MoD use to set the retention ratio, and what metric does "
         "Beta-MoD use to pick layers?"
     )
-    hits = [_hit("a", "Alpha-MoD: Sparse Tokens"), _hit("b", "Beta-MoD: Adapting Depth")]
+    hits = [
+        titled_hit("a", "Alpha-MoD: Sparse Tokens"),
+        titled_hit("b", "Beta-MoD: Adapting Depth"),
+    ]
     a_general, a_answer, b_general, b_answer = _sentences(
         question,
         (0, "Alpha-MoD skips tokens in the layers of multimodal models.", 2.0),
@@ -100,7 +89,7 @@ def test_a_part_that_names_nothing_is_answered_from_the_quoted_paper() -> None:
     """ "why does it help?" is about the subject of the first part: its answer comes from that
     subject's paper, not from another paper that happens to say "helps"."""
     question = Question.parse("What is stochastic depth and why does it help?")
-    hits = [_hit("sd", "Deep Networks with Stochastic Depth"), _hit("other", "Dropout")]
+    hits = [titled_hit("sd", "Deep Networks with Stochastic Depth"), titled_hit("other", "Dropout")]
     defines, other, why = _sentences(
         question,
         (0, "Stochastic depth drops whole layers at random while training deep networks.", 2.0),
@@ -121,7 +110,10 @@ def test_a_listed_document_is_quoted_by_the_sentence_that_names_its_contribution
     answer nearly as well as its best, the one introducing the method names it."""
     question = Question.parse("Which papers reduce hallucination with preference optimization?")
     assert question.asks_documents
-    hits = [_hit("s", "Silkie: Preference Distillation"), _hit("p", "Aligning Modalities")]
+    hits = [
+        titled_hit("s", "Silkie: Preference Distillation"),
+        titled_hit("p", "Aligning Modalities"),
+    ]
     silkie, general, names_it = _sentences(
         question,
         (0, "Silkie reduces hallucination with preference optimization.", 2.1),
@@ -142,8 +134,8 @@ def test_a_document_the_question_describes_is_quoted() -> None:
         "the identity mappings follow-up?"
     )
     hits = [
-        _hit("identity", "Identity Mappings in Deep Residual Networks"),
-        _hit("resnet", "Deep Residual Learning for Image Recognition"),
+        titled_hit("identity", "Identity Mappings in Deep Residual Networks"),
+        titled_hit("resnet", "Deep Residual Learning for Image Recognition"),
     ]
     follow_up, original = _sentences(
         question,
