@@ -218,4 +218,7 @@ def test_version_and_default_questions() -> None:
         "What is the default value of the threshold thresh in glmnet?"
     ).defaulted == ("thresh")
     assert Question.parse("Default bobyqa maxfun in lmerControl?").defaulted == "maxfun"
+    # "value" says a default is asked; the word before it says of what.
+    assert Question.parse("Fstats default from value?").defaulted == "from"
+    assert Question.parse("the default lambda values for glmnet?").defaulted == "lambda"
     assert Question.parse("Which values does it try by default?").defaulted == ""

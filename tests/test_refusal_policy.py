@@ -21,7 +21,10 @@ from service.answering import answerability
 from service.answering.answerability import FALLBACK, AnswerabilityModel
 from service.answering.corpus import CorpusStats, abbreviations
 from service.answering.engine import Engine, build_engine
+from service.answering.evidence import quotable
 from service.answering.question import Question, expects_number, stated_numbers
+from service.answering.refusal import missing_answer_type
+from tests.evidence_parts import candidate, titled_hit
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
 
 VIGNETTES = Path(__file__).parent / "data" / "r-vignettes"
@@ -215,6 +218,30 @@ def test_a_default_or_a_version_the_document_does_not_state_is_refused(
     assert evidence.missing_answer_type == missing
     if missing:
         assert not evidence.answerable
+
+
+def test_an_answer_may_quote_the_best_ones_neighbours_and_its_documents_best_sentences() -> None:
+    """The default rule reads what an answer may quote: the default a vignette states two
+    sentences before the example call that scores best ("the default is to take from =
+    0.15") counts; a sentence of another document, or one of the same document that scores
+    below its best three, does not."""
+    hits = [titled_hit("a", "strucchange"), titled_hit("b", "other")]
+    sentences = [
+        candidate(0, "Fractions of the sample can be given; the default is from = 0.15.", 2.0),
+        candidate(0, "These are the two trimming parameters.", 0.4),
+        candidate(0, "> fs <- Fstats(model, from = c(1990, 1))", 3.0),
+        candidate(0, "This returns an object of class Fstats.", 1.0),
+        candidate(0, "A plot method draws the F statistics.", 0.9),
+        candidate(1, "The default is from = 0.25.", 2.5),
+    ]
+    for position, sentence in enumerate(sentences[:5]):
+        sentence.position = position
+    near = quotable(sentences, hits, best=sentences[2])
+    assert near == [sentences[i].text for i in (1, 2, 3, 0)]
+    assert Question.parse("Fstats default from value?").defaulted == "from"
+    question = Question.parse("What is the default from value in Fstats?")
+    assert missing_answer_type(question, "", sentences[2].text, "", near) == ""
+    assert missing_answer_type(question, "", sentences[2].text, "", near[:3]) == "default"
 
 
 @pytest.mark.integration

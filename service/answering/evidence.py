@@ -249,17 +249,12 @@ class EvidenceBuilder:
         doc_id = evidence.hits[best.hit_index].doc_id
         texts = document_texts(evidence.hits)
         question = evidence.question
-        beside = [
-            c.text
-            for c in evidence.candidates
-            if c.hit_index == best.hit_index and abs(c.position - best.position) <= 1
-        ]
         evidence.missing_answer_type = missing_answer_type(
             question,
             texts[doc_id],
             best.text,
             "\n".join(texts.values()),
-            beside,
+            quotable(evidence.candidates, evidence.hits, best),
         )
         if not question.asks_several and evidence.names.rare_elsewhere(doc_id):
             evidence.missing_answer_type = evidence.missing_answer_type or "subject"
@@ -267,6 +262,25 @@ class EvidenceBuilder:
             evidence.missing_answer_type = evidence.missing_answer_type or "subject"
         evidence.features = answerability_features(evidence)
         evidence.answerability = model.score(evidence.features)
+
+
+QUOTABLE = 3  # the best document's sentences an answer may quote besides the best one's neighbours
+
+
+def quotable(candidates: list[Candidate], hits: list[Hit], best: Candidate) -> list[str]:
+    """The sentences an answer may quote with ``best``: its neighbours in its chunk, and its
+    document's :data:`QUOTABLE` best-scoring sentences (an extractive answer prefers one that
+    states a value, which need not sit next to the best)."""
+    doc_id = hits[best.hit_index].doc_id
+    own = sorted(
+        (c for c in candidates if hits[c.hit_index].doc_id == doc_id), key=lambda c: -c.score
+    )
+    beside = [
+        c
+        for c in candidates
+        if c.hit_index == best.hit_index and abs(c.position - best.position) <= 1
+    ]
+    return [c.text for c in beside + [c for c in own[:QUOTABLE] if all(c is not b for b in beside)]]
 
 
 _SECTION_NUMBER = re.compile(r"^\s*(?:\d+(?:\.\d+)*\.?|[A-Z]\.(?:\d+\.?)*)\s+")

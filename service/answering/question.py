@@ -244,12 +244,22 @@ _DEFAULTED = re.compile(
 )
 
 
+# Words that say a default is asked, not of what: "the default from value" asks of "from".
+_DEFAULT_KINDS = frozenset({"value", "values", "setting", "settings", "choice", "number"})
+
+
 def defaulted(question: str) -> str:
     """The word naming what a default is asked of ("thresh" in "the default value of the
-    convergence threshold thresh in glmnet"), or "" when the question does not say it after
-    "default" ("which values does it try by default?")."""
+    convergence threshold thresh in glmnet", "from" in "Fstats default from value?"), or ""
+    when the question does not say it after "default" ("which values does it try by
+    default?")."""
     match = _DEFAULTED.search(question)
-    return match.group("phrase").split()[-1] if match else ""
+    if not match:
+        return ""
+    words = match.group("phrase").split()
+    while len(words) > 1 and words[-1].lower() in _DEFAULT_KINDS:
+        words.pop()
+    return words[-1]
 
 
 def version_subject(question: str) -> str | None:

@@ -71,6 +71,9 @@ def version_stated(subject: str, text: str) -> bool:
 def _says_default(thing: str, sentences: Sequence[str]) -> bool:
     """One of the sentences says "default" and names ``thing`` (when the question names it)."""
     wanted = term_set(thing)
+    if not wanted and thing:  # a word too common to be a term ("from"): the word itself
+        literal = re.compile(rf"(?<![\w.]){re.escape(thing)}(?![\w])", re.IGNORECASE)
+        return any(_DEFAULT.search(s) and literal.search(s) for s in sentences)
     return any(_DEFAULT.search(s) and wanted <= term_set(s) for s in sentences)
 
 
