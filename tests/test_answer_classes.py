@@ -149,10 +149,31 @@ def test_the_sentence_closest_in_meaning_is_quoted_beside_the_lexical_choice() -
     meaning = candidate(0, "These measures are available in the add-on package HLMdiag.", 1.6)
     meaning.position, meaning.similarity = 5, 0.70
     evidence = Evidence(
-        question=Question.parse("Which packages give influence diagnostics for lme4 fits?"),
+        question=Question.parse("How do I get influence diagnostics for lme4 fits?"),
         hits=hits,
         candidates=[lexical, meaning],
     )
     assert select_sentences(evidence) == [lexical, meaning]
     meaning.similarity = 0.50
     assert select_sentences(evidence) == [lexical]
+
+
+def test_a_which_question_is_answered_with_a_sentence_that_names_the_thing() -> None:
+    """ "Which system ...?" asks to identify a thing: when the best sentence names nothing
+    the question does not, the best sentence of its document that does is quoted with it;
+    not when the best one names it already, nor for a question that is not a "which"."""
+    hits = [titled_hit("kv", "Offloading Attention to Storage", {"dense": 1})]
+    best = candidate(0, "Decode-phase attention and the KV cache run inside the SSD.", 2.0)
+    naming = candidate(0, "We present InstInfer, an in-storage inference system.", 0.9)
+    other = candidate(0, "Throughput improves on long sequences.", 1.0)
+    best.position, naming.position, other.position = 3, 0, 5
+    question = "Which system moves decode-phase attention and the KV cache onto the SSD?"
+    evidence = Evidence(
+        question=Question.parse(question), hits=hits, candidates=[best, naming, other]
+    )
+    assert select_sentences(evidence) == [naming, best]
+    evidence.question = Question.parse("How does decode-phase attention reach the SSD?")
+    assert select_sentences(evidence) == [best]
+    evidence.question = Question.parse(question)
+    best.text = "Decode-phase attention and the KV cache run inside the SSD with FlashKV."
+    assert select_sentences(evidence) == [best]

@@ -23,7 +23,7 @@ from service.answering.features import NUMBER_WINDOW, number_windows, stated_val
 from service.answering.overview import one_per_document
 from service.answering.parts import described_documents, own_name, part_answers
 from service.answering.question import Question
-from service.answering.refusal import KIND_OF_THING
+from service.answering.refusal import KIND_OF_THING, names_new
 
 MAX_SENTENCES = 5
 RUNNER_UP_RATIO = 0.85  # a second sentence of the best one's document scoring this close is kept
@@ -231,6 +231,9 @@ def select_sentences(evidence: Evidence) -> list[Candidate]:
         chosen.extend(part_answers(evidence, chosen, MIN_RATIO))
         chosen.extend(_each_described(evidence, chosen))
     _cover_the_rest(evidence, chosen, best, limit)
+    naming = _naming(evidence, chosen)
+    if naming is not None:
+        chosen.append(naming)
     if several:
         chosen.extend(_each_named(evidence, chosen))
     dense = _dense_choice(evidence, chosen)
@@ -241,6 +244,24 @@ def select_sentences(evidence: Evidence) -> list[Candidate]:
     if closer is not None:
         chosen.append(closer)
     return sorted(chosen, key=lambda c: (c.hit_index, c.position))
+
+
+def _naming(evidence: Evidence, chosen: list[Candidate]) -> Candidate | None:
+    """For a question asking which thing ("Which system moves the KV cache to storage?"),
+    which a name may answer: when no chosen sentence names anything the question does not,
+    the best sentence of the best one's document that does ("We propose InstInfer, ...")."""
+    question, best = evidence.question, evidence.best()
+    if best is None or not question.asks_which or question.lists_documents:
+        return None
+    if question.offers_alternatives or any(names_new(question, c.text) for c in chosen):
+        return None
+    doc = evidence.hits[best.hit_index].doc_id
+    naming = [
+        c
+        for c in evidence.candidates
+        if evidence.hits[c.hit_index].doc_id == doc and names_new(question, c.text)
+    ]
+    return max(naming, key=lambda c: c.score, default=None)
 
 
 def _closer_in_meaning(evidence: Evidence, chosen: list[Candidate]) -> Candidate | None:

@@ -277,6 +277,8 @@ YEAR_Q = re.compile(
     r"present|written|appear))",
     re.IGNORECASE,
 )
+# "Which system ...", "which of the benchmarks ...": asks to identify a thing.
+WHICH_Q = re.compile(r"\bwhich\s+(?!year|version|release)[a-z]", re.IGNORECASE)
 LICENSE_Q = re.compile(r"\blicen[cs](?:e|ed|es|ing)\b", re.IGNORECASE)
 # "Which method performed best?", "which of the models scored highest": a name answers it.
 BEST_ONE_Q = re.compile(
@@ -366,6 +368,7 @@ class Question:
     offers_alternatives: bool  # "A or B?", "(e.g. X)": the answer may be any of them
     asks_license: bool
     asks_best_one: bool  # "which method performed best": a name answers it
+    asks_which: bool  # "Which system offloads ...?": it asks to identify a thing, a name may
     asks_documents: bool  # "which papers discuss X?": a list of documents answers it
     about_collection: bool  # "what is this corpus about?"
 
@@ -401,6 +404,7 @@ class Question:
             offers_alternatives=offers_alternatives(text),
             asks_license=bool(LICENSE_Q.search(text)),
             asks_best_one=bool(BEST_ONE_Q.search(text)),
+            asks_which=bool(WHICH_Q.search(text)),
             asks_documents=bool(_DOCUMENTS_Q.search(text)),
             about_collection=about_collection(text),
         )
