@@ -28,4 +28,6 @@ def package_path(package: str, name: str = "") -> Path:
 PROMPTS_DIR = package_path("citeqa.prompts")
 BUNDLED_CORPUS = package_path("citeqa.data", "ml_papers.txt")
 TOKENIZER_PATH = package_path("citeqa", "assets/minilm-tokenizer.json")
+# The development set's answerability features, the prior of every fit (evals/calibrate.py).
+ANSWERABILITY_PRIOR = package_path("citeqa", "assets/answerability-prior.json")
 STATIC_DIR = package_path("service.api", "static")

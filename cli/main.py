@@ -63,10 +63,11 @@ def _parser() -> argparse.ArgumentParser:
     _add(sub, "ingest", cmd_ingest, "Ingest files or folders (default: the bundled corpus).")
     sub.choices["ingest"].add_argument("paths", nargs="*", type=Path)
     sub.choices["ingest"].add_argument(
-        "--calibrate",
-        action="store_true",
-        help="then refit the collection's answerability model when the ingest changed it "
-        "materially (a stage of its own, after the ingest's summary)",
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        help="do not refit the collection's answerability model (by default it is refit, as "
+        "a stage of its own after the ingest's summary, when the ingest changed it materially)",
     )
     _add(sub, "calibrate", cmd_calibrate, "Fit the collection's answerability model.")
     sub.choices["calibrate"].add_argument(

@@ -3,18 +3,26 @@
     citeqa calibrate [--dataset LABELLED.jsonl] [--collection NAME]
 
 Generates answerable and near-miss questions from the collection's documents
-(:mod:`evals.nearmiss`), adds the user's labelled set when one is given, runs retrieval and
+(:mod:`evals.nearmiss`), adds labelled questions (the prior: the features of the bundled
+development set's 441 written questions, computed in their own collection and shipped in the
+package, :data:`PRIOR`; and the user's labelled set when one is given), runs retrieval and
 evidence scoring (no generation) for each, fits an L2-regularised logistic regression of
 "answerable" on the features and picks the threshold as the largest value at which at most
-``max_false_refusal`` of the answerable questions no rule refuses would be refused: the
-labelled ones when there are some, else the generated ones. (The rules' refusals are not the
-threshold's to budget: a few generated questions a rule refuses would otherwise drive it to
-zero.) The figures to trust are the cross-validated ones:
-refit without a fifth of those questions, measured on that fifth.
+``max_false_refusal`` of the labelled answerable questions no rule refuses would be refused.
+(The rules' refusals are not the threshold's to budget: a few questions a rule refuses would
+otherwise drive it to zero.) The features are relative to the collection they are computed
+in (shares of IDF weight, cosines), so written questions of one collection teach what real
+questions look like in another, and the generated ones where this collection's scores lie.
+Without the prior, the generated questions alone (easier than users' own: stretches of the
+documents' sentences) set the threshold, and it refused almost four times as many
+answerable questions (bundled dev 0.137 against 0.036; docs/answerability.md has the
+measurements). The figures to trust are the cross-validated ones: refit without a fifth of
+the labelled questions, measured on that fifth.
 
 The model is stored with the collection (:func:`service.answering.answerability.store`), so every
-replica reads it; ``ingest.run`` refits it after an ingest that changed the collection
-materially.
+replica reads it; ``citeqa ingest`` refits it after an ingest that changed the collection
+materially. ``python -m evals.calibrate --write-prior`` (on a store of the bundled corpus)
+computes the prior again: after a change to the features, or to the engine under them.
 """
 
 from __future__ import annotations
@@ -31,6 +39,7 @@ import numpy as np
 
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
+from citeqa.resources import ANSWERABILITY_PRIOR
 from citeqa.store import Index
 from evals.dataset import EvalItem, load_dataset
 from evals.nearmiss import (
@@ -41,6 +50,7 @@ from evals.nearmiss import (
     reworded_questions,
 )
 from evals.paraphrase import Thesaurus
+from evals.runner import corpus_fingerprint
 from service.answering.answerability import FALLBACK, AnswerabilityModel
 from service.answering.engine import Engine
 from service.answering.features import answerability_features
@@ -54,8 +64,10 @@ log = logging.getLogger(__name__)
 MIN_DOCUMENTS = 5  # fewer documents give too few questions for a fit: the fallback stays
 MAX_DOCUMENTS = 80  # documents asked about (a sample of a larger collection): bounds the cost
 PER_DOCUMENT = 3  # detail questions per document and kind
-MAX_FALSE_REFUSAL = 0.05
+MAX_FALSE_REFUSAL = 0.04  # of the labelled answerable questions, as the fallback model's
 GENERATED_SHARE = 0.3  # weight of the generated questions inside each class, beside a labelled set
+PRIOR = ANSWERABILITY_PRIOR  # shipped in the package: see write_prior
+PRIOR_DATASET = Path(__file__).parent / "datasets" / "dev.jsonl"
 
 
 @dataclass
@@ -81,6 +93,54 @@ def collect(engine: Engine, items: Sequence[EvalItem], top_k: int) -> Features:
         labels.append(0.0 if item.type == "unanswerable" else 1.0)
         ruled.append(evidence.ruled_out)
     return Features(names, np.array(rows), np.array(labels), np.array(ruled, dtype=bool))
+
+
+def write_prior(engine: Engine, path: Path = PRIOR, dataset: Path = PRIOR_DATASET) -> Features:
+    """Compute the features of ``dataset``'s questions in ``engine``'s collection (the bundled
+    corpus, whose labelled set it is) and keep them in ``path``: the prior every fit adds."""
+    data = collect(engine, load_dataset(dataset), engine.settings.top_k)
+    record = {
+        "dataset": dataset.name,
+        "collection": corpus_fingerprint(engine),
+        "names": data.names,
+        "rows": [[round(float(v), 6) for v in row] for row in data.x],
+        "answerable": [int(v) for v in data.y],
+        "ruled": [bool(v) for v in data.ruled],
+    }
+    path.write_text(json.dumps(record, separators=(",", ":")) + "\n")
+    return data
+
+
+def load_prior(names: Sequence[str], path: Path = PRIOR) -> Features | None:
+    """The shipped prior, None when it is missing or was computed for other features than
+    ``names`` (then the fit goes on without it, and says so in the log)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        log.warning("no answerability prior at %s: fitting without it", path)
+        return None
+    if sorted(record["names"]) != sorted(names):
+        log.warning("the answerability prior in %s has other features: fitting without it", path)
+        return None
+    columns = [record["names"].index(name) for name in names]
+    return Features(
+        list(names),
+        np.array(record["rows"], dtype=float)[:, columns],
+        np.array(record["answerable"], dtype=float),
+        np.array(record["ruled"], dtype=bool),
+    )
+
+
+def prior_collection(engine: Engine, path: Path = PRIOR) -> bool:
+    """``engine``'s collection is the one the prior was computed in (the same chunks): its
+    labelled questions are the prior, and the default model is already its fit on them."""
+    try:
+        recorded = json.loads(path.read_text()).get("collection") or {}
+    except (OSError, ValueError):
+        return False
+    if engine.index.chunks.count() != recorded.get("chunks"):
+        return False
+    return bool(corpus_fingerprint(engine) == recorded)
 
 
 def class_weights(y: np.ndarray, generated: np.ndarray, share: float) -> np.ndarray:
@@ -238,27 +298,34 @@ def fit_model(
 def calibrate(
     engine: Engine, labelled: Sequence[EvalItem] = (), seed: int = 0
 ) -> AnswerabilityModel | None:
-    """The collection's model, fit on questions generated from its documents plus
-    ``labelled``; None when the collection has fewer than :data:`MIN_DOCUMENTS` documents."""
+    """The collection's model, fit on questions generated from its documents plus the prior
+    and ``labelled``; None when the collection has fewer than :data:`MIN_DOCUMENTS`
+    documents, or is the prior's own collection and nothing else is labelled (the default
+    model is its fit: on the bundled corpus a refit trades near misses refused for nothing,
+    docs/answerability.md)."""
+    if not labelled and prior_collection(engine):
+        return None
     corpus = papers(engine.index)
     if len(corpus) < MIN_DOCUMENTS:
         return None
     top_k = engine.settings.top_k
     thesaurus = Thesaurus.build([f"{p.title} {p.text}" for p in corpus], engine.retriever.embedder)
     gen = collect(engine, generated_questions(corpus, thesaurus, seed), top_k)
-    if not labelled:
+    prior = load_prior(gen.names)
+    own = collect(engine, labelled, top_k) if labelled else None
+    written = [f for f in (prior, own) if f is not None and len(f.y)]
+    if not written:
         model = fit_model(gen, np.ones(len(gen.y), dtype=bool))
     else:
-        own = collect(engine, labelled, top_k)
         data = Features(
-            gen.names or own.names,
-            np.vstack([gen.x, own.x]),
-            np.r_[gen.y, own.y],
-            np.r_[gen.ruled, own.ruled],
+            gen.names,
+            np.vstack([gen.x, *(f.x for f in written)]),
+            np.r_[gen.y, *(f.y for f in written)],
+            np.r_[gen.ruled, *(f.ruled for f in written)],
         )
-        model = fit_model(
-            data, np.r_[np.ones(len(gen.y), dtype=bool), np.zeros(len(own.y), dtype=bool)]
-        )
+        generated = np.zeros(len(data.y), dtype=bool)
+        generated[: len(gen.y)] = True
+        model = fit_model(data, generated)
     figures = model.figures | {"documents": len(corpus)}
     return AnswerabilityModel(model.weights, model.threshold, True, figures)
 
@@ -266,7 +333,10 @@ def calibrate(
 def describe(model: AnswerabilityModel | None) -> str:
     """One line for the ingest summary and ``citeqa calibrate``."""
     if model is None:
-        return f"answerability: fewer than {MIN_DOCUMENTS} documents, the default model stays"
+        return (
+            f"answerability: fewer than {MIN_DOCUMENTS} documents, or the collection the prior "
+            "was computed in (the default model is its fit): the default model stays"
+        )
     f = model.figures
     return (
         f"answerability fit on {f.get('documents', '?')} documents "
@@ -330,7 +400,19 @@ def run(settings: Settings, dataset: Path | None = None) -> AnswerabilityModel |
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", type=Path, default=None, help="a labelled set (JSONL)")
+    parser.add_argument(
+        "--write-prior",
+        action="store_true",
+        help=f"compute {PRIOR.name} again from {PRIOR_DATASET.name} (on the bundled corpus' store)",
+    )
     args = parser.parse_args(argv)
+    if args.write_prior:
+        from service.answering.engine import build_engine
+        from service.answering.extractive import ExtractiveGenerator
+
+        data = write_prior(build_engine(Settings(), generator=ExtractiveGenerator()))
+        print(f"{PRIOR}: {len(data.y)} questions, {int(data.y.sum())} answerable")
+        return
     model = run(Settings(), args.dataset)
     print(describe(model))
     if model is not None:

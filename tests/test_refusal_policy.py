@@ -15,7 +15,8 @@ import pytest
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.text import idf_table
-from evals.calibrate import material
+from evals.calibrate import PRIOR, PRIOR_DATASET, calibrate, load_prior, material, prior_collection
+from evals.dataset import load_dataset
 from ingest.run import ingest_paths
 from service.answering import answerability
 from service.answering.answerability import FALLBACK, AnswerabilityModel
@@ -245,21 +246,21 @@ def test_an_answer_may_quote_the_best_ones_neighbours_and_its_documents_best_sen
 
 
 @pytest.mark.integration
-def test_citeqa_ingest_calibrate_reports_the_fit_after_the_summary_and_only_when_material(
+def test_citeqa_ingest_reports_the_fit_after_the_summary_and_only_when_material(
     fresh_settings: Settings,
     embedder: Embedder,
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    """`citeqa ingest --calibrate` fits as a stage of its own, after the ingest's summary,
-    and prints the fit's cross-validated figures and time; without a material change, or
-    without the flag, nothing is fit."""
+    """`citeqa ingest` fits as a stage of its own, after the ingest's summary, and prints
+    the fit's cross-validated figures and time, with the shipped prior's labelled questions;
+    without a material change, or with --no-calibrate, nothing is fit."""
     from cli.main import main
 
     monkeypatch.setenv("CITEQA_DATA_DIR", str(fresh_settings.data_dir))
     folder = _write_documents(tmp_path / "docs")
-    assert main(["ingest", "--calibrate", str(folder)]) == 0
+    assert main(["ingest", str(folder)]) == 0
     printed = capsys.readouterr().out
     summary, fit = printed.index("added 6"), printed.index("answerability fit on 6 documents")
     assert summary < fit and "cross-validated near misses refused" in printed[fit:], printed
@@ -267,14 +268,40 @@ def test_citeqa_ingest_calibrate_reports_the_fit_after_the_summary_and_only_when
     engine = build_engine(fresh_settings, embedder=embedder)
     model = answerability.load(engine.index.chunks)
     assert model.fitted and model.figures["documents"] == 6
+    assert model.figures["labelled"] == len(load_dataset(PRIOR_DATASET))  # the prior
     # nothing changed: no refit, the stored model stays as it is
     answerability.store(engine.index.chunks, dataclasses.replace(model, threshold=0.123))
-    assert main(["ingest", "--calibrate", str(folder)]) == 0
-    assert "answerability" not in capsys.readouterr().out
-    assert answerability.load(engine.index.chunks).threshold == 0.123
-    # a material change without the flag: no refit either
-    (folder / "kettles.md").write_text("# Kettle Notes\n\nKettles whistle when water boils.\n")
-    (folder / "lamps.md").unlink()
     assert main(["ingest", str(folder)]) == 0
     assert "answerability" not in capsys.readouterr().out
     assert answerability.load(engine.index.chunks).threshold == 0.123
+    # a material change with --no-calibrate: no refit either
+    (folder / "kettles.md").write_text("# Kettle Notes\n\nKettles whistle when water boils.\n")
+    (folder / "lamps.md").unlink()
+    assert main(["ingest", "--no-calibrate", str(folder)]) == 0
+    assert "answerability" not in capsys.readouterr().out
+    assert answerability.load(engine.index.chunks).threshold == 0.123
+
+
+def test_the_shipped_prior_is_the_development_set_over_the_current_features() -> None:
+    """The prior every fit adds holds a row per question of the development set, over the
+    features the engine computes now: features changed without `python -m evals.calibrate
+    --write-prior` leave it unused (this test fails first)."""
+    names = [n for n in FALLBACK.weights if n != "bias"]
+    prior = load_prior(names, PRIOR)
+    assert prior is not None, "citeqa/assets/answerability-prior.json is stale: --write-prior"
+    dataset = load_dataset(PRIOR_DATASET)
+    assert len(prior.y) == len(dataset)
+    assert prior.y.tolist() == [float(item.type != "unanswerable") for item in dataset]
+    reordered = load_prior(names[::-1], PRIOR)  # columns follow the names asked for
+    assert reordered is not None and (reordered.x == prior.x[:, ::-1]).all()
+    assert load_prior([*names[1:], "another_feature"], PRIOR) is None  # not used
+
+
+def test_the_prior_s_own_collection_keeps_the_default_model(
+    engine: Engine, tied_times: Engine
+) -> None:
+    """The bundled corpus, whose labelled questions the prior is, keeps the default model (its
+    fit on them); another collection is not taken for it."""
+    assert prior_collection(engine)
+    assert calibrate(engine) is None
+    assert not prior_collection(tied_times)
