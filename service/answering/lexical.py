@@ -41,22 +41,14 @@ from citeqa.changes import Change
 from citeqa.config import Settings
 from citeqa.errors import StoreNotReadyError
 from citeqa.store import GET_PAGE, Index, backfill_log, batches, visible_chunks
-from citeqa.text import term_set
-from service.answering.corpus import abbreviations
 from service.answering.lexical_build import Row, Versions, read_ahead
-from service.answering.lexical_views import (
-    LexicalIndex,
-    SnapshotIndex,
-    with_compounds,
-)
+from service.answering.lexical_fields import Fielder, add
+from service.answering.lexical_views import LexicalIndex, SnapshotIndex
 from service.answering.tantivy_view import (
-    ALIAS,
     TOKENS,
     TantivyView,
-    analyzer,
     chunk_schema,
     doc_schema,
-    name_terms,
     tokens_analyzer,
 )
 
@@ -116,7 +108,7 @@ class TantivyIndex:
         self.builds = 0
         self.applied = 0
         self.schema, self.doc_schema = chunk_schema(), doc_schema()
-        self._analyzer = analyzer()
+        self._fielder = Fielder()
         self.folder, self._slot_lock = _claim(root / index.chunks.name)
         self._state_path = self.folder / "state.json"
         self._view: TantivyView | None = None
@@ -206,7 +198,9 @@ class TantivyIndex:
         writers = self._writers(COLD_HEAP)
         for _, got in read_ahead(self._read_ids, batches(listed, BUILD_BATCH)):
             for doc_id, rows, again in versions.add(got):
-                self._index_document(doc_id, rows, *writers, again=again)
+                if again:  # a newer version of a document indexed earlier in the read
+                    _delete(doc_id, *writers)
+                add(self._fielder.document(doc_id, rows), *writers)
         doubtful = dict.fromkeys(sorted(versions.doubtful), 1)
         for batch, got in read_ahead(self._read, _batches(doubtful, GET_PAGE // 2)):
             self._replace(batch, got, *writers)
@@ -317,39 +311,12 @@ class TantivyIndex:
             self._index_document(doc_id, by_doc.get(doc_id, []), chunk_writer, doc_writer)
 
     def _index_document(
-        self, doc_id: str, rows: list[Row], chunk_writer: Any, doc_writer: Any, again: bool = True
+        self, doc_id: str, rows: list[Row], chunk_writer: Any, doc_writer: Any
     ) -> None:
         """Index the chunks ``rows`` as the document ``doc_id`` (none: it is gone), in place
-        of what the writers hold of it unless ``again`` is false (a cold build's first)."""
-        if again:
-            chunk_writer.delete_documents_by_term("doc_id", doc_id)
-            doc_writer.delete_documents_by_term("doc_id", doc_id)
-        if not rows:
-            return
-        stems: set[str] = set()
-        for chunk_id, text, metadata in rows:
-            terms = term_set(text)
-            stems.update(terms)
-            compounds = with_compounds(text)
-            tokens = self._analyzer.analyze(compounds)
-            chunk_writer.add_document(
-                tantivy.Document(
-                    id=chunk_id,
-                    doc_id=doc_id,
-                    terms=" ".join(tokens),
-                    dl=len(tokens),
-                    tokens=f" {'  '.join(tokens)} ".encode(),
-                    # in any order: these fields index neither positions nor stored text
-                    stems=" ".join(terms),
-                    names=" ".join(name_terms(text)),
-                    record=json.dumps({"text": text, "metadata": metadata}).encode(),
-                )
-            )
-        record = tantivy.Document(doc_id=doc_id, stems=" ".join(stems))
-        for short, longs in abbreviations(text for _, text, _ in rows).items():
-            for long_form in longs:
-                record.add_text("aliases", f"{short}{ALIAS}{long_form}")
-        doc_writer.add_document(record)
+        of what the writers hold of it."""
+        _delete(doc_id, chunk_writer, doc_writer)
+        add(self._fielder.document(doc_id, rows), chunk_writer, doc_writer)
 
     def _commit(self, chunk_writer: Any, doc_writer: Any) -> None:
         """Commit both indexes (the chunks first: a document counted is always searchable)."""
@@ -384,6 +351,11 @@ def _follow_loop(ref: weakref.ref[TantivyIndex], stop: threading.Event, poll_s: 
                 log.warning("lexical index: cannot catch up (%s: %s)", type(exc).__name__, exc)
             failing = True
         del index
+
+
+def _delete(doc_id: str, chunk_writer: Any, doc_writer: Any) -> None:
+    chunk_writer.delete_documents_by_term("doc_id", doc_id)
+    doc_writer.delete_documents_by_term("doc_id", doc_id)
 
 
 def _batches(latest: dict[str, int], budget: int) -> Iterable[list[str]]:
