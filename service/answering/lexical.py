@@ -44,6 +44,7 @@ from citeqa.store import GET_PAGE, Index, backfill_log, batches, visible_chunks
 from service.answering.lexical_build import Row, Versions, read_ahead
 from service.answering.lexical_fields import Fielder, add
 from service.answering.lexical_views import LexicalIndex, SnapshotIndex
+from service.answering.lexical_workers import fields_of, worker_count
 from service.answering.tantivy_view import (
     TOKENS,
     TantivyView,
@@ -64,7 +65,12 @@ UPDATE_HEAP = 64_000_000  # ... for an update
 def build_lexical(settings: Settings, index: Index) -> LexicalIndex:
     """The lexical index ``settings.lexical_index`` names, for ``index``."""
     if settings.lexical_index == "tantivy" and index.log is not None:
-        return TantivyIndex(index, settings.data_dir / "lexical", settings.lexical_poll_s)
+        return TantivyIndex(
+            index,
+            settings.data_dir / "lexical",
+            settings.lexical_poll_s,
+            build_workers=settings.lexical_build_workers,
+        )
     # an index opened without its change log has nothing to follow
     return SnapshotIndex(index, settings.lexical_poll_s)
 
@@ -99,9 +105,12 @@ class _State:
 class TantivyIndex:
     """One replica's tantivy index of ``index`` (a :class:`LexicalIndex`), under ``root``.
 
-    ``builds`` counts cold builds, ``applied`` the changes applied since."""
+    ``builds`` counts cold builds, ``applied`` the changes applied since. ``build_workers``:
+    the processes a cold build makes chunks' fields in (lexical_workers.worker_count)."""
 
-    def __init__(self, index: Index, root: Path, poll_s: float = 2.0) -> None:
+    def __init__(
+        self, index: Index, root: Path, poll_s: float = 2.0, build_workers: int | None = None
+    ) -> None:
         if index.log is None:
             raise StoreNotReadyError("the lexical index follows the change log: none is kept")
         self.index, self.changes, self.poll_s = index, index.log, poll_s
@@ -109,6 +118,7 @@ class TantivyIndex:
         self.applied = 0
         self.schema, self.doc_schema = chunk_schema(), doc_schema()
         self._fielder = Fielder()
+        self.build_workers = build_workers
         self.folder, self._slot_lock = _claim(root / index.chunks.name)
         self._state_path = self.folder / "state.json"
         self._view: TantivyView | None = None
@@ -196,11 +206,13 @@ class TantivyIndex:
         listed = self.index.chunks.get(include=[])["ids"]
         versions = Versions()
         writers = self._writers(COLD_HEAP)
-        for _, got in read_ahead(self._read_ids, batches(listed, BUILD_BATCH)):
-            for doc_id, rows, again in versions.add(got):
-                if again:  # a newer version of a document indexed earlier in the read
-                    _delete(doc_id, *writers)
-                add(self._fielder.document(doc_id, rows), *writers)
+        read = read_ahead(self._read_ids, batches(listed, BUILD_BATCH))
+        workers = worker_count(self.build_workers, len(listed))
+        documents = (list(versions.add(got)) for _, got in read)
+        for fields, again in fields_of(documents, workers, self._fielder):
+            if again:  # a newer version of a document indexed earlier in the read
+                _delete(fields.doc_id, *writers)
+            add(fields, *writers)
         doubtful = dict.fromkeys(sorted(versions.doubtful), 1)
         for batch, got in read_ahead(self._read, _batches(doubtful, GET_PAGE // 2)):
             self._replace(batch, got, *writers)
