@@ -1,7 +1,8 @@
 """The tantivy index's view: what one search reads (an immutable searcher pair, swapped in
-whole after each commit by :class:`service.answering.lexical.TantivyIndex`), its schemas and
-its analyzer. (Moved out of :mod:`service.answering.lexical` unchanged, to keep modules under
-450 lines; that module's docstring describes the index.)
+whole after each commit by :class:`service.answering.lexical.TantivyIndex`) and its schemas;
+the analyzer and what each chunk's fields hold are :mod:`service.answering.lexical_fields`'.
+(Moved out of :mod:`service.answering.lexical`, to keep modules under 450 lines; that module's
+docstring describes the index.)
 """
 
 from __future__ import annotations
