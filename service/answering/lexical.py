@@ -59,6 +59,9 @@ FORMAT = 5  # of the folder's index and state: another one is rebuilt
 LOOKBACK_S = 30.0  # a change may land in the log this long after its logged_at (clock, latency)
 BUILD_BATCH = 2500  # chunks per Chroma read of a cold build (by id)
 COLD_HEAP = 128_000_000  # bytes of tantivy's indexing buffer for a cold build: fewer segments
+# tantivy's indexing threads for a cold build's chunks: with the fields made by worker processes,
+# one indexing thread (~220 us a chunk, the names field most of it) is what the build waits on
+COLD_THREADS = 2
 UPDATE_HEAP = 64_000_000  # ... for an update
 
 
@@ -205,7 +208,7 @@ class TantivyIndex:
         shown = self.changes.read(began - LOOKBACK_S)  # logged before the listing: it has them
         listed = self.index.chunks.get(include=[])["ids"]
         versions = Versions()
-        writers = self._writers(COLD_HEAP)
+        writers = self._writers(COLD_HEAP, COLD_THREADS)
         read = read_ahead(self._read_ids, batches(listed, BUILD_BATCH))
         workers = worker_count(self.build_workers, len(listed))
         documents = (list(versions.add(got)) for _, got in read)
@@ -221,9 +224,9 @@ class TantivyIndex:
         self._state.cursor, self._state.seen = began, {c.id for c in shown}
         self._publish([])
 
-    def _writers(self, heap: int) -> tuple[Any, Any]:
+    def _writers(self, heap: int, threads: int = 1) -> tuple[Any, Any]:
         assert self._chunks is not None and self._docs is not None
-        chunk_writer = self._chunks.writer(heap_size=heap, num_threads=1)
+        chunk_writer = self._chunks.writer(heap_size=heap, num_threads=threads)
         return chunk_writer, self._docs.writer(heap_size=15_000_000, num_threads=1)
 
     def _read_ids(self, ids: list[str]) -> GetResult:
