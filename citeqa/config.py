@@ -121,6 +121,14 @@ class Settings(BaseSettings):
         "updated in place; docs/lexical-index.md) or `snapshot` (bm25s, the whole collection "
         "in memory, rebuilt when it changes).",
     )
+    lexical_build_workers: int | None = Field(
+        None,
+        ge=0,
+        le=32,
+        description="Processes a cold build of the `tantivy` index makes its chunks' tokens, "
+        "stems and name keys in (a new replica's first build; docs/lexical-index.md). Unset: "
+        "one per CPU from 20,000 chunks on; 0: in the API process.",
+    )
     lexical_poll_s: float = Field(
         2.0,
         gt=0,

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import re
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import nltk
@@ -102,12 +104,18 @@ QUESTION_WORDS = frozenset(
 
 
 @lru_cache(maxsize=1)
-def _punkt() -> PunktTokenizer:
-    import llama_index.core  # ships nltk's punkt_tab and stopwords; no download
+def _nltk_data() -> None:
+    """Points nltk at the punkt_tab and stopwords llama_index ships (no download), found
+    without importing llama_index (seconds and tens of MB: a lexical build's workers need only
+    the stop words)."""
+    spec = importlib.util.find_spec("llama_index.core")
+    assert spec is not None and spec.submodule_search_locations
+    nltk.data.path.append(str(Path(spec.submodule_search_locations[0]) / "_static/nltk_cache"))
 
-    nltk.data.path.append(
-        str(__import__("pathlib").Path(llama_index.core.__file__).parent / "_static/nltk_cache")
-    )
+
+@lru_cache(maxsize=1)
+def _punkt() -> PunktTokenizer:
+    _nltk_data()
     return PunktTokenizer("english")
 
 
@@ -115,7 +123,7 @@ def _punkt() -> PunktTokenizer:
 def stopwords() -> frozenset[str]:
     from nltk.corpus import stopwords as sw
 
-    _punkt()  # makes sure the nltk data path is set
+    _nltk_data()
     return frozenset(sw.words("english"))
 
 
@@ -201,6 +209,34 @@ def stem(word: str) -> str:
 def words(text: str) -> list[str]:
     """Word tokens, keeping hyphenated names and decimals ("DeepSeek-V3", "2.5")."""
     return [w.rstrip(".") for w in _WORD_RE.findall(text)]
+
+
+# possessive: a run of word characters is never given back (a shorter one is followed by a word
+# character, which neither "[-./]" nor "\b" accepts), so no letter is tried twice
+_COMPOUND = re.compile(r"\b\w++(?:[-./]\w++)+\b")
+_COMPOUND_SEPARATORS = str.maketrans("", "", "-./")
+
+
+def with_compounds(text: str) -> str:
+    """Adds each hyphenated name once more as one token ("DeepSeek-V3" -> "deepseekv3"), so
+    BM25 tells DeepSeek-V3 from DeepSeek-VL2 instead of matching only "deepseek" and "v3"."""
+    joined = [name.translate(_COMPOUND_SEPARATORS) for name in _COMPOUND.findall(text)]
+    return f"{text} {' '.join(joined)}" if joined else text
+
+
+def lowered_words(text: str) -> list[str]:
+    """:func:`words`, lower case, in one regex pass and one ``lower`` over all of them (a word
+    is ASCII, holds no space and never ends with "."): what a cold build of the lexical index
+    makes every chunk's stems and name keys from."""
+    found = _WORD_RE.findall(text)
+    return " ".join(found).lower().split(" ") if found else []
+
+
+def word_terms(lowered: str) -> frozenset[str]:
+    """What one lower-case word adds to :func:`term_set`: its stem, and its parts' stems."""
+    stop = stopwords()
+    parts = [lowered, *lowered.split("-")] if "-" in lowered else [lowered]
+    return frozenset(stem(p) for p in parts if p and p not in stop)
 
 
 def term_set(text: str, drop_question_words: bool = False) -> set[str]:

@@ -14,7 +14,13 @@ stems and name keys, feed tantivy, commit. Issue 19 asks for <= 5 min at 1M chun
     # each in a fresh process on the same server; checks both indexes hold the same content
     .venv/bin/python scripts/lexical_cold_build.py compare /tmp/cb/store OLD [--rounds 2]
 
-``build --profile`` adds the cProfile functions with the most own time.
+``build --profile`` adds the cProfile functions with the most own time, ``--timeline`` the
+build process' RssAnon, RssFile and the summed RSS every 2 s; ``--workers N`` sets
+the new tree's ``build_workers`` (processes making the chunks' fields; unset: its default).
+``peak_mb`` and ``cpu_s`` are the build process' own; ``tree_peak_mb`` and ``tree_cpu_s`` add the
+processes it started during the build (the field workers and their fork server; not a Chroma
+server), sampled every 0.2 s: the peak is of their summed RSS (``tree_pss_peak_mb``: of their
+summed PSS, shared pages counted once).
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import resource
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -139,12 +146,117 @@ def digest(follower: Any) -> str:
     return hasher.hexdigest()[:16]
 
 
-def build(store: Path, url: str | None, profile: bool, check: bool) -> dict[str, Any]:
+class TreeSampler:
+    """The summed RSS (its peak) and CPU of this process and the processes it starts from now
+    on, read from /proc every ``every_s`` seconds in a thread."""
+
+    def __init__(self, every_s: float = 0.2) -> None:
+        self.every_s, self.peak_kb, self.pss_peak_kb = every_s, 0, 0
+        self.before = set(_children(os.getpid()))  # a Chroma server started earlier: not ours
+        self.cpu: dict[int, float] = {}  # pid -> its CPU seconds when last seen
+        self.threads: dict[int, tuple[str, float]] = {}  # this process' threads: name, CPU
+        self.own_kb = {"RssAnon": 0, "RssFile": 0}  # this process' peaks of each
+        self.timeline: list[tuple[float, int, int, int]] = []  # every 2 s: t, anon, file, sum MB
+        self._began = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.sample()
+
+    def sample(self) -> None:
+        ours = [os.getpid()] + [p for p in _children(os.getpid()) if p not in self.before]
+        total, pss, own = 0, 0, {}
+        for pid in ours:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            kb = {k: int(v.split()[0]) for k, v in (ln.split(":", 1) for ln in status.splitlines())
+                  if k in ("VmRSS", "RssAnon", "RssFile")}  # fmt: skip
+            total += kb.get("VmRSS", 0)
+            pss += _pss_kb(pid)
+            self.cpu[pid] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+            if pid == os.getpid():
+                own = kb
+                for key in self.own_kb:
+                    self.own_kb[key] = max(self.own_kb[key], kb.get(key, 0))
+        self.peak_kb = max(self.peak_kb, total)
+        self.pss_peak_kb = max(self.pss_peak_kb, pss)
+        at = time.perf_counter() - self._began
+        if not self.timeline or at - self.timeline[-1][0] >= 2.0:
+            mb = [own.get("RssAnon", 0) // 1024, own.get("RssFile", 0) // 1024, total // 1024]
+            self.timeline.append((round(at, 1), mb[0], mb[1], mb[2]))
+        for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+            try:
+                name, rest = task.joinpath("stat").read_text().split("(", 1)[1].rsplit(")", 1)
+            except OSError:
+                continue
+            fields = rest.split()
+            cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            self.threads[int(task.name)] = (name, cpu)
+
+    def by_thread(self) -> dict[str, float]:
+        """CPU seconds of this process' threads (those seen) by name."""
+        out: dict[str, float] = {}
+        for name, cpu in self.threads.values():
+            out[name] = round(out.get(name, 0.0) + cpu, 1)
+        return out
+
+
+def _pss_kb(pid: int) -> int:
+    """The process' proportional set size: its RSS with each shared page divided among the
+    processes sharing it (workers forked from one server share their imports)."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    return next((int(ln.split()[1]) for ln in rollup.splitlines() if ln.startswith("Pss:")), 0)
+
+
+def _children(pid: int) -> list[int]:
+    """Every descendant of ``pid``."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def build(
+    store: Path,
+    url: str | None,
+    profile: bool,
+    check: bool,
+    workers: int | None,
+    timeline: bool = False,
+) -> dict[str, Any]:
     from service.answering.lexical import TantivyIndex
 
     index = open_probe(store, url)
     root = Path(tempfile.mkdtemp(prefix="cold-build-", dir=os.environ.get("TMPDIR")))
-    follower = TantivyIndex(index, root, poll_s=0)
+    chosen = {} if workers is None else {"build_workers": workers}  # an old tree has none
+    follower = TantivyIndex(index, root, poll_s=0, **chosen)
     profiler = None
     if profile:
         import cProfile
@@ -152,7 +264,9 @@ def build(store: Path, url: str | None, profile: bool, check: bool) -> dict[str,
         profiler = cProfile.Profile()
         profiler.enable()
     begun, cpu = time.perf_counter(), time.process_time()
-    follower.catch_up()
+    with TreeSampler() as tree:
+        tree_cpu = tree.cpu.get(os.getpid(), 0.0)
+        follower.catch_up()
     build_s, cpu_s = time.perf_counter() - begun, time.process_time() - cpu
     out: dict[str, Any] = {
         "tree": sys.path[0],
@@ -160,6 +274,12 @@ def build(store: Path, url: str | None, profile: bool, check: bool) -> dict[str,
         "build_s": round(build_s, 1),
         "cpu_s": round(cpu_s, 1),  # this process' own: tantivy's threads included
         "peak_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "tree_cpu_s": round(sum(tree.cpu.values()) - tree_cpu, 1),
+        "tree_peak_mb": round(tree.peak_kb / 1024),
+        "tree_pss_peak_mb": round(tree.pss_peak_kb / 1024),
+        "own_peak_mb": {k: round(v / 1024) for k, v in tree.own_kb.items()},
+        "workers": workers,
+        "threads_cpu_s": tree.by_thread(),  # since the process began
         "load": " ".join(Path("/proc/loadavg").read_text().split()[:3]),
     }
     if profiler is not None:
@@ -172,6 +292,8 @@ def build(store: Path, url: str | None, profile: bool, check: bool) -> dict[str,
             f"{own:7.2f}s own {total:7.2f}s total {name[2]} ({Path(name[0]).name}:{name[1]})"
             for name, (_, _, own, total, _) in rows
         ]
+    if timeline:
+        out["timeline"] = tree.timeline  # seconds, own RssAnon, own RssFile, summed RSS (MB)
     if check:
         out["digest"] = digest(follower)
     follower.close()
@@ -179,10 +301,13 @@ def build(store: Path, url: str | None, profile: bool, check: bool) -> dict[str,
     return out
 
 
-def run_build(tree: Path, store: Path, url: str | None, check: bool) -> dict[str, Any]:
+def run_build(
+    tree: Path, store: Path, url: str | None, check: bool, workers: int | None = None
+) -> dict[str, Any]:
     command = [sys.executable, str(Path(__file__).resolve()), "build", str(store)]
     command += ["--tree", str(tree)] + (["--url", url] if url else ["--embedded"])
     command += ["--check"] if check else []
+    command += [] if workers is None else ["--workers", str(workers)]
     env = {**os.environ, "PYTHONPATH": str(tree), "HF_HUB_OFFLINE": "1"}
     done = subprocess.run(command, cwd=tree, env=env, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -198,7 +323,7 @@ def cpu_of(server: Any) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def compare(store: Path, old: Path, rounds: int, embedded: bool) -> None:
+def compare(store: Path, old: Path, rounds: int, embedded: bool, workers: int | None) -> None:
     from tests.servers import ChromaServer
 
     server = None if embedded else ChromaServer(store).start(timeout=300)
@@ -211,7 +336,8 @@ def compare(store: Path, old: Path, rounds: int, embedded: bool) -> None:
             )
             for name, tree in order:
                 before = cpu_of(server)
-                result = run_build(tree, store, url, check=turn == 0)
+                chosen = workers if name == "new" else None
+                result = run_build(tree, store, url, check=turn == 0, workers=chosen)
                 result["server_cpu_s"] = round(cpu_of(server) - before, 1)  # Chroma's share
                 results[name].append(result)
                 print(json.dumps({"which": name, **result}), flush=True)
@@ -220,12 +346,13 @@ def compare(store: Path, old: Path, rounds: int, embedded: bool) -> None:
             server.stop()
     old_s = sum(r["build_s"] for r in results["old"])
     new_s = sum(r["build_s"] for r in results["new"])
+    old_cpu = sum(r["tree_cpu_s"] + r["server_cpu_s"] for r in results["old"])
+    new_cpu = sum(r["tree_cpu_s"] + r["server_cpu_s"] for r in results["new"])
     same = results["old"][0].get("digest") == results["new"][0].get("digest")
-    print(
-        json.dumps(
-            {"old_s": old_s, "new_s": new_s, "ratio": round(old_s / new_s, 2), "same_index": same}
-        )
-    )
+    summary = {"old_s": round(old_s, 1), "new_s": round(new_s, 1), "ratio": round(old_s / new_s, 2)}
+    summary |= {"old_cpu_s": round(old_cpu, 1), "new_cpu_s": round(new_cpu, 1)}
+    summary |= {"cpu_ratio": round(old_cpu / new_cpu, 2), "same_index": same}
+    print(json.dumps(summary))
 
 
 def main() -> None:
@@ -242,11 +369,14 @@ def main() -> None:
     one.add_argument("--embedded", action="store_true")
     one.add_argument("--profile", action="store_true")
     one.add_argument("--check", action="store_true")
+    one.add_argument("--workers", type=int)
+    one.add_argument("--timeline", action="store_true")
     both = sub.add_parser("compare")
     both.add_argument("folder", type=Path)
     both.add_argument("old", type=Path)
     both.add_argument("--rounds", type=int, default=2)
     both.add_argument("--embedded", action="store_true")
+    both.add_argument("--workers", type=int)
     args = parser.parse_args()
     if args.command == "store":
         sys.path[:0] = [str(ROOT), str(ROOT / "scripts")]
@@ -264,13 +394,14 @@ def main() -> None:
             server = ChromaServer(args.folder).start(timeout=300)
             url = server.url
         try:
-            print(json.dumps(build(args.folder, url, args.profile, args.check)))
+            found = build(args.folder, url, args.profile, args.check, args.workers, args.timeline)
+            print(json.dumps(found))
         finally:
             if server is not None:
                 server.stop()
     else:
         sys.path.insert(0, str(ROOT))
-        compare(args.folder, args.old, args.rounds, args.embedded)
+        compare(args.folder, args.old, args.rounds, args.embedded, args.workers)
 
 
 if __name__ == "__main__":

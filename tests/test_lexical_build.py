@@ -13,11 +13,10 @@ import time
 
 from citeqa.resources import BUNDLED_CORPUS
 from citeqa.store import visible_chunks
-from citeqa.text import squashed, words
+from citeqa.text import _COMPOUND, lowered_words, squashed, term_set, with_compounds, words
 from service.answering.corpus import _LONG_THEN_SHORT, _SHORT_THEN_LONG, _expansion, abbreviations
 from service.answering.lexical_build import Versions, read_ahead
-from service.answering.lexical_views import _COMPOUND
-from service.answering.tantivy_view import name_terms
+from service.answering.lexical_fields import Stems, Tokens, analyzer, name_terms
 
 TRICKY = [
     "",
@@ -58,6 +57,38 @@ def test_name_keys_are_the_ones_made_word_by_word() -> None:
         assert name_terms(text) == plain_name_terms(text), text
     keys = name_terms("GPT-4.5 and Human-Eval / HumanEval beat A100s on DeepSeek-V3-Base")
     assert {"humaneval", "gpt45", "gpt", "4", "5", "a100s", "deepseek", "deepseekv3base"} <= keys
+
+
+def test_a_chunks_words_are_found_and_lowered_at_once_as_one_at_a_time() -> None:
+    for text in texts():
+        assert lowered_words(text) == [w.lower() for w in words(text)], text
+
+
+def test_stems_from_a_table_of_words_are_term_sets() -> None:
+    """A cold build's stems of a chunk: term_set's, each distinct word's terms made once, the
+    table emptied when full (a limit of 3 empties it all the time)."""
+    for stems in (Stems(), Stems(limit=3)):
+        for text in [*texts(), *TRICKY]:  # the tricky texts twice: their words are in the table
+            assert stems(lowered_words(text)) == term_set(text), text
+    assert Stems()(lowered_words("The Transformers (ViT-B) of Deep-Seek")) == {
+        "transform", "vit-b", "vit", "b", "deep-seek", "deep", "seek"
+    }  # fmt: skip
+
+
+def test_tokens_from_a_table_of_words_are_the_analyzers() -> None:
+    """A cold build's tokens of a chunk: the analyzer's of the whole text, made in Python for
+    an ASCII text (the tricky texts hold the non-ASCII ones, analyzed whole)."""
+    whole = analyzer()
+    for tokens in (Tokens(), Tokens(limit=3)):
+        for text in [*texts(), *TRICKY, "snake_case __init__ x_ _y 2_000 a_b-c.d/e A1_B2"]:
+            compounds = with_compounds(text)
+            assert tokens(compounds) == whole.analyze(compounds), text
+
+
+def test_compounds_are_the_ones_made_by_substitution() -> None:
+    for text in texts():
+        joined = [re.sub(r"[-./]", "", m.group(0)) for m in _COMPOUND.finditer(text)]
+        assert with_compounds(text) == (f"{text} {' '.join(joined)}" if joined else text), text
 
 
 def test_compound_names_are_the_ones_found_with_backtracking() -> None:

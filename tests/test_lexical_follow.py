@@ -23,7 +23,8 @@ from citeqa.store import Index, open_index
 from ingest.chunker import SentenceChunker
 from ingest.pipeline import Ingestor
 from ingest.readers import read_source
-from service.answering.lexical import TantivyIndex, build_lexical, name_terms
+from service.answering.lexical import TantivyIndex, build_lexical
+from service.answering.lexical_fields import name_terms
 from service.answering.lexical_views import LexicalView, SnapshotIndex
 from service.answering.question import Question
 from service.answering.retrieval import HybridRetriever, unknown_names

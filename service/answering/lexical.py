@@ -41,22 +41,15 @@ from citeqa.changes import Change
 from citeqa.config import Settings
 from citeqa.errors import StoreNotReadyError
 from citeqa.store import GET_PAGE, Index, backfill_log, batches, visible_chunks
-from citeqa.text import term_set
-from service.answering.corpus import abbreviations
 from service.answering.lexical_build import Row, Versions, read_ahead
-from service.answering.lexical_views import (
-    LexicalIndex,
-    SnapshotIndex,
-    with_compounds,
-)
+from service.answering.lexical_fields import Fielder, add
+from service.answering.lexical_views import LexicalIndex, SnapshotIndex
+from service.answering.lexical_workers import fields_of, worker_count
 from service.answering.tantivy_view import (
-    ALIAS,
     TOKENS,
     TantivyView,
-    analyzer,
     chunk_schema,
     doc_schema,
-    name_terms,
     tokens_analyzer,
 )
 
@@ -66,13 +59,21 @@ FORMAT = 5  # of the folder's index and state: another one is rebuilt
 LOOKBACK_S = 30.0  # a change may land in the log this long after its logged_at (clock, latency)
 BUILD_BATCH = 2500  # chunks per Chroma read of a cold build (by id)
 COLD_HEAP = 128_000_000  # bytes of tantivy's indexing buffer for a cold build: fewer segments
+# tantivy's indexing threads for a cold build's chunks: with the fields made by worker processes,
+# one indexing thread (~220 us a chunk, the names field most of it) is what the build waits on
+COLD_THREADS = 2
 UPDATE_HEAP = 64_000_000  # ... for an update
 
 
 def build_lexical(settings: Settings, index: Index) -> LexicalIndex:
     """The lexical index ``settings.lexical_index`` names, for ``index``."""
     if settings.lexical_index == "tantivy" and index.log is not None:
-        return TantivyIndex(index, settings.data_dir / "lexical", settings.lexical_poll_s)
+        return TantivyIndex(
+            index,
+            settings.data_dir / "lexical",
+            settings.lexical_poll_s,
+            build_workers=settings.lexical_build_workers,
+        )
     # an index opened without its change log has nothing to follow
     return SnapshotIndex(index, settings.lexical_poll_s)
 
@@ -107,16 +108,20 @@ class _State:
 class TantivyIndex:
     """One replica's tantivy index of ``index`` (a :class:`LexicalIndex`), under ``root``.
 
-    ``builds`` counts cold builds, ``applied`` the changes applied since."""
+    ``builds`` counts cold builds, ``applied`` the changes applied since. ``build_workers``:
+    the processes a cold build makes chunks' fields in (lexical_workers.worker_count)."""
 
-    def __init__(self, index: Index, root: Path, poll_s: float = 2.0) -> None:
+    def __init__(
+        self, index: Index, root: Path, poll_s: float = 2.0, build_workers: int | None = None
+    ) -> None:
         if index.log is None:
             raise StoreNotReadyError("the lexical index follows the change log: none is kept")
         self.index, self.changes, self.poll_s = index, index.log, poll_s
         self.builds = 0
         self.applied = 0
         self.schema, self.doc_schema = chunk_schema(), doc_schema()
-        self._analyzer = analyzer()
+        self._fielder = Fielder()
+        self.build_workers = build_workers
         self.folder, self._slot_lock = _claim(root / index.chunks.name)
         self._state_path = self.folder / "state.json"
         self._view: TantivyView | None = None
@@ -203,10 +208,14 @@ class TantivyIndex:
         shown = self.changes.read(began - LOOKBACK_S)  # logged before the listing: it has them
         listed = self.index.chunks.get(include=[])["ids"]
         versions = Versions()
-        writers = self._writers(COLD_HEAP)
-        for _, got in read_ahead(self._read_ids, batches(listed, BUILD_BATCH)):
-            for doc_id, rows, again in versions.add(got):
-                self._index_document(doc_id, rows, *writers, again=again)
+        writers = self._writers(COLD_HEAP, COLD_THREADS)
+        read = read_ahead(self._read_ids, batches(listed, BUILD_BATCH))
+        workers = worker_count(self.build_workers, len(listed))
+        documents = (list(versions.add(got)) for _, got in read)
+        for fields, again in fields_of(documents, workers, self._fielder):
+            if again:  # a newer version of a document indexed earlier in the read
+                _delete(fields.doc_id, *writers)
+            add(fields, *writers)
         doubtful = dict.fromkeys(sorted(versions.doubtful), 1)
         for batch, got in read_ahead(self._read, _batches(doubtful, GET_PAGE // 2)):
             self._replace(batch, got, *writers)
@@ -215,9 +224,9 @@ class TantivyIndex:
         self._state.cursor, self._state.seen = began, {c.id for c in shown}
         self._publish([])
 
-    def _writers(self, heap: int) -> tuple[Any, Any]:
+    def _writers(self, heap: int, threads: int = 1) -> tuple[Any, Any]:
         assert self._chunks is not None and self._docs is not None
-        chunk_writer = self._chunks.writer(heap_size=heap, num_threads=1)
+        chunk_writer = self._chunks.writer(heap_size=heap, num_threads=threads)
         return chunk_writer, self._docs.writer(heap_size=15_000_000, num_threads=1)
 
     def _read_ids(self, ids: list[str]) -> GetResult:
@@ -317,39 +326,12 @@ class TantivyIndex:
             self._index_document(doc_id, by_doc.get(doc_id, []), chunk_writer, doc_writer)
 
     def _index_document(
-        self, doc_id: str, rows: list[Row], chunk_writer: Any, doc_writer: Any, again: bool = True
+        self, doc_id: str, rows: list[Row], chunk_writer: Any, doc_writer: Any
     ) -> None:
         """Index the chunks ``rows`` as the document ``doc_id`` (none: it is gone), in place
-        of what the writers hold of it unless ``again`` is false (a cold build's first)."""
-        if again:
-            chunk_writer.delete_documents_by_term("doc_id", doc_id)
-            doc_writer.delete_documents_by_term("doc_id", doc_id)
-        if not rows:
-            return
-        stems: set[str] = set()
-        for chunk_id, text, metadata in rows:
-            terms = term_set(text)
-            stems.update(terms)
-            compounds = with_compounds(text)
-            tokens = self._analyzer.analyze(compounds)
-            chunk_writer.add_document(
-                tantivy.Document(
-                    id=chunk_id,
-                    doc_id=doc_id,
-                    terms=" ".join(tokens),
-                    dl=len(tokens),
-                    tokens=f" {'  '.join(tokens)} ".encode(),
-                    # in any order: these fields index neither positions nor stored text
-                    stems=" ".join(terms),
-                    names=" ".join(name_terms(text)),
-                    record=json.dumps({"text": text, "metadata": metadata}).encode(),
-                )
-            )
-        record = tantivy.Document(doc_id=doc_id, stems=" ".join(stems))
-        for short, longs in abbreviations(text for _, text, _ in rows).items():
-            for long_form in longs:
-                record.add_text("aliases", f"{short}{ALIAS}{long_form}")
-        doc_writer.add_document(record)
+        of what the writers hold of it."""
+        _delete(doc_id, chunk_writer, doc_writer)
+        add(self._fielder.document(doc_id, rows), chunk_writer, doc_writer)
 
     def _commit(self, chunk_writer: Any, doc_writer: Any) -> None:
         """Commit both indexes (the chunks first: a document counted is always searchable)."""
@@ -384,6 +366,11 @@ def _follow_loop(ref: weakref.ref[TantivyIndex], stop: threading.Event, poll_s: 
                 log.warning("lexical index: cannot catch up (%s: %s)", type(exc).__name__, exc)
             failing = True
         del index
+
+
+def _delete(doc_id: str, chunk_writer: Any, doc_writer: Any) -> None:
+    chunk_writer.delete_documents_by_term("doc_id", doc_id)
+    doc_writer.delete_documents_by_term("doc_id", doc_id)
 
 
 def _batches(latest: dict[str, int], budget: int) -> Iterable[list[str]]:

@@ -13,15 +13,15 @@ and keeps each document's newest complete version with :class:`Versions`, as
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from chromadb.api.types import GetResult
 
 from citeqa.store import DOC_CHUNKS, INGESTED_AT
+from service.answering.lexical_fields import Row
 
-Row = tuple[str, str, Mapping[str, Any]]  # a chunk's id, text and metadata
 Key = TypeVar("Key")
 
 

@@ -1,50 +1,30 @@
 """The tantivy index's view: what one search reads (an immutable searcher pair, swapped in
-whole after each commit by :class:`service.answering.lexical.TantivyIndex`), its schemas and
-its analyzer. (Moved out of :mod:`service.answering.lexical` unchanged, to keep modules under
-450 lines; that module's docstring describes the index.)
+whole after each commit by :class:`service.answering.lexical.TantivyIndex`) and its schemas;
+the analyzer and what each chunk's fields hold are :mod:`service.answering.lexical_fields`'.
+(Moved out of :mod:`service.answering.lexical`, to keep modules under 450 lines; that module's
+docstring describes the index.)
 """
 
 from __future__ import annotations
 
 import json
-import operator
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 import tantivy
-from bm25s.stopwords import STOPWORDS_EN
 
-from citeqa.text import bm25_idf, term_set, words
+from citeqa.text import bm25_idf, term_set, with_compounds
 from service.answering.corpus import CorpusStats
-from service.answering.lexical_views import (
-    SCORE_DECIMALS,
-    TIE_MARGIN,
-    Chunk,
-    with_compounds,
-)
+from service.answering.lexical_fields import ALIAS, analyzer
+from service.answering.lexical_views import SCORE_DECIMALS, TIE_MARGIN, Chunk
 
-ALIAS = "\x1f"  # between the two forms of an alias term: "gdpr\x1fgeneral data protection ..."
 PREFIX_CANDIDATES = 8  # words a name key may begin ("a100" -> "a100s"), checked at most
 # bm25s' BM25 ("lucene": Kamphuis et al. 2020), which tantivy's top hits are scored again with:
 # tantivy's own (k1 1.2, lengths stored in one byte) ranked a few dev questions differently.
 K1, B = 1.5, 0.75
 POOL = 4  # times the hits wanted: tantivy's candidates to score again
 MAX_DOC_CHUNKS = 100_000  # chunks of one document read back, at most
-_SEPARATORS = str.maketrans("", "", "-.")  # the characters of a word squashing drops
-_ALNUM_RUN = re.compile(r"[a-z0-9]+")
-
-
-def analyzer() -> tantivy.TextAnalyzer:
-    """bm25s' tokens, made by tantivy (scripts/lexical_tantivy_probe.py checks they agree)."""
-    return (
-        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(r"(?u)\b\w\w+\b"))
-        .filter(tantivy.Filter.lowercase())
-        .filter(tantivy.Filter.custom_stopword(list(STOPWORDS_EN)))
-        .filter(tantivy.Filter.stemmer("english"))
-        .build()
-    )
 
 
 TOKENS = "tokens"  # the tokenizer of analyzed text: split on whitespace, nothing more
@@ -53,26 +33,6 @@ TOKENS = "tokens"  # the tokenizer of analyzed text: split on whitespace, nothin
 def tokens_analyzer() -> tantivy.TextAnalyzer:
     """Splits text :func:`analyzer` made back into its tokens (they never hold whitespace)."""
     return tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.whitespace()).build()
-
-
-def name_terms(text: str) -> set[str]:
-    """The keys a name of ``text`` may be looked up by: each word squashed, its parts, and
-    runs of two and three words ("Human Eval" -> "humaneval").
-
-    A word (:func:`citeqa.text.words`) holds ASCII letters and digits, "-" and ".", and
-    begins and ends with a letter or digit, so squashing it is lowering it and dropping its
-    "-" and "."; its parts are its runs of letters and digits. Done on all words joined by
-    spaces at once: a cold build makes these keys for every chunk (at 1M chunks, one word at a
-    time took minutes of Python)."""
-    lowered = " ".join(words(text)).lower()
-    if not lowered:
-        return set()
-    keys = lowered.translate(_SEPARATORS).split(" ")
-    out = set(keys)
-    out.update(_ALNUM_RUN.findall(lowered))
-    out.update(map(operator.add, keys, keys[1:]))
-    out.update(map(operator.add, map(operator.add, keys, keys[1:]), keys[2:]))
-    return out
 
 
 def chunk_schema() -> tantivy.Schema:

@@ -1,0 +1,189 @@
+"""What one document becomes in the tantivy index (:mod:`service.answering.lexical`): each
+chunk's fields and the document's record, made as plain strings and bytes by a :class:`Fielder`
+(in the indexing process, or in worker processes: :mod:`service.answering.lexical_workers`) and
+handed to the writers by :func:`add`.
+
+A cold build makes these for every chunk, so each chunk's text is read as few times as it can
+be: its words (:func:`citeqa.text.lowered_words`) found once, and both its stems (those of
+:func:`citeqa.text.term_set`, each distinct word's made once per table) and its name keys made
+from them; its bm25s tokens made once, by tantivy's analyzer.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import operator
+import re
+from collections.abc import Iterable, Mapping
+from functools import lru_cache
+from typing import Any, NamedTuple
+
+import tantivy
+from bm25s.stopwords import STOPWORDS_EN
+
+from citeqa.text import lowered_words, with_compounds, word_terms
+from service.answering.corpus import abbreviations
+
+Row = tuple[str, str, Mapping[str, Any]]  # a chunk's id, text and metadata
+ALIAS = "\x1f"  # between the two forms of an alias term: "gdpr\x1fgeneral data protection ..."
+# a chunk's id, "terms" (its tokens joined by spaces), "dl", "tokens", "stems", "names", "record"
+ChunkFields = tuple[str, str, int, bytes, str, str, bytes]
+WORD_TABLE = 200_000  # distinct words a Fielder's table keeps (then it starts again)
+_SEPARATORS = str.maketrans("", "", "-.")  # the characters of a word squashing drops
+_ALNUM_RUN = re.compile(r"[a-z0-9]+")
+_TOKEN = re.compile(r"\b\w\w+\b", re.ASCII)  # the analyzer's regex, on ASCII text
+
+
+def analyzer() -> tantivy.TextAnalyzer:
+    """bm25s' tokens, made by tantivy (scripts/lexical_tantivy_probe.py checks they agree)."""
+    return (
+        tantivy.TextAnalyzerBuilder(tantivy.Tokenizer.regex(r"(?u)\b\w\w+\b"))
+        .filter(tantivy.Filter.lowercase())
+        .filter(tantivy.Filter.custom_stopword(list(STOPWORDS_EN)))
+        .filter(tantivy.Filter.stemmer("english"))
+        .build()
+    )
+
+
+class DocumentFields(NamedTuple):
+    """A document's chunks' fields and its record's (its chunks' stems, its aliases)."""
+
+    doc_id: str
+    chunks: list[ChunkFields]
+    stems: str
+    aliases: list[str]
+
+
+def name_terms(text: str) -> set[str]:
+    """The keys a name of ``text`` may be looked up by: each word squashed, its parts, and
+    runs of two and three words ("Human Eval" -> "humaneval")."""
+    return set(_name_keys(lowered_words(text)).split())
+
+
+def _name_keys(lowered: list[str]) -> str:
+    """:func:`name_terms` of a text's lowered words, joined by spaces, some more than once
+    (the "names" field indexes whether a chunk holds a key, not how often).
+
+    A word (:func:`citeqa.text.words`) holds ASCII letters and digits, "-" and ".", and
+    begins and ends with a letter or digit, so squashing it is dropping its "-" and "."; its
+    parts are its runs of letters and digits. Done on all words joined by spaces at once: one
+    word at a time took minutes of Python at 1M chunks."""
+    joined = " ".join(lowered)
+    keys = joined.translate(_SEPARATORS).split(" ")
+    pairs = list(map(operator.add, keys, keys[1:]))
+    triples = map(operator.add, pairs, keys[2:])
+    return " ".join(itertools.chain(keys, _ALNUM_RUN.findall(joined), pairs, triples))
+
+
+class _Table:
+    """What each distinct word of a text maps to, made once per word and kept in a table of at
+    most ``limit`` words (then emptied): a cold build meets the same words again and again."""
+
+    def __init__(self, limit: int = WORD_TABLE) -> None:
+        self.limit = limit
+        self._of: dict[str, Any] = {}
+
+    def _filled(self, distinct: set[str]) -> dict[str, Any]:
+        """The table, holding every word of ``distinct``."""
+        table = self._of
+        if len(table) > self.limit:
+            table.clear()
+        for word in distinct.difference(table):
+            table[word] = self._make(word)
+        return table
+
+    def _make(self, word: str) -> Any:
+        raise NotImplementedError
+
+
+class Stems(_Table):
+    """:func:`citeqa.text.term_set` of a text's lowered words."""
+
+    def __call__(self, lowered: list[str]) -> set[str]:
+        distinct = set(lowered)
+        return set().union(*map(self._filled(distinct).__getitem__, distinct))
+
+    def _make(self, word: str) -> tuple[str, ...]:
+        return tuple(word_terms(word))  # a tuple: a quarter of a frozenset's bytes
+
+
+class Tokens(_Table):
+    """:func:`analyzer`'s tokens of a text. An ASCII text is cut and lowered in Python, where
+    both regexes mean the same, and each word mapped to the analyzer's token of that word
+    alone (a stem, or none for a stop word); another text is analyzed whole."""
+
+    def __init__(self, limit: int = WORD_TABLE) -> None:
+        super().__init__(limit)
+        self._analyzer = analyzer()
+
+    def __call__(self, text: str) -> list[str]:
+        if not text.isascii():
+            return list(self._analyzer.analyze(text))
+        words = _TOKEN.findall(text.lower())
+        return [token for token in map(self._filled(set(words)).__getitem__, words) if token]
+
+    def _make(self, word: str) -> str:
+        made = self._analyzer.analyze(word)
+        return made[0] if made else ""
+
+
+class Fielder:
+    """Makes :class:`DocumentFields` (holds its word tables: one a process)."""
+
+    def __init__(self) -> None:
+        self._stems, self._tokens = Stems(), Tokens()
+
+    def document(self, doc_id: str, rows: list[Row]) -> DocumentFields:
+        chunks: list[ChunkFields] = []
+        stems: set[str] = set()
+        for chunk_id, text, metadata in rows:
+            lowered = lowered_words(text)
+            terms = self._stems(lowered)
+            stems |= terms
+            tokens = self._tokens(with_compounds(text))
+            record = json.dumps({"text": text, "metadata": metadata}).encode()
+            # stems and names in any order: these fields index neither positions nor text
+            names = _name_keys(lowered)
+            joined = f" {'  '.join(tokens)} ".encode()
+            chunks.append(
+                (chunk_id, " ".join(tokens), len(tokens), joined, " ".join(terms), names, record)
+            )
+        found = abbreviations(text for _, text, _ in rows)
+        aliases = [f"{short}{ALIAS}{long}" for short, longs in found.items() for long in longs]
+        return DocumentFields(doc_id, chunks, " ".join(stems), aliases)
+
+
+def add(fields: DocumentFields, chunk_writer: Any, doc_writer: Any) -> None:
+    """Hand a document's fields to the writers (nothing for a document without chunks)."""
+    doc_id = fields.doc_id
+    for chunk_id, terms, dl, tokens, stems, names, record in fields.chunks:
+        chunk_writer.add_document(
+            tantivy.Document(
+                id=chunk_id,
+                doc_id=doc_id,
+                terms=terms,
+                dl=dl,
+                tokens=tokens,
+                stems=stems,
+                names=names,
+                record=record,
+            )
+        )
+    if not fields.chunks:
+        return
+    document = tantivy.Document(doc_id=doc_id, stems=fields.stems)
+    for alias in fields.aliases:
+        document.add_text("aliases", alias)
+    doc_writer.add_document(document)
+
+
+def fielded(documents: Iterable[tuple[str, list[Row]]]) -> list[DocumentFields]:
+    """The fields of ``documents``, made in this process (a worker's task)."""
+    fielder = _fielder()
+    return [fielder.document(doc_id, rows) for doc_id, rows in documents]
+
+
+@lru_cache(maxsize=1)
+def _fielder() -> Fielder:
+    return Fielder()
