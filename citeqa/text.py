@@ -211,19 +211,6 @@ def words(text: str) -> list[str]:
     return [w.rstrip(".") for w in _WORD_RE.findall(text)]
 
 
-# possessive: a run of word characters is never given back (a shorter one is followed by a word
-# character, which neither "[-./]" nor "\b" accepts), so no letter is tried twice
-_COMPOUND = re.compile(r"\b\w++(?:[-./]\w++)+\b")
-_COMPOUND_SEPARATORS = str.maketrans("", "", "-./")
-
-
-def with_compounds(text: str) -> str:
-    """Adds each hyphenated name once more as one token ("DeepSeek-V3" -> "deepseekv3"), so
-    BM25 tells DeepSeek-V3 from DeepSeek-VL2 instead of matching only "deepseek" and "v3"."""
-    joined = [name.translate(_COMPOUND_SEPARATORS) for name in _COMPOUND.findall(text)]
-    return f"{text} {' '.join(joined)}" if joined else text
-
-
 def lowered_words(text: str) -> list[str]:
     """:func:`words`, lower case, in one regex pass and one ``lower`` over all of them (a word
     is ASCII, holds no space and never ends with "."): what a cold build of the lexical index

@@ -13,10 +13,11 @@ import time
 
 from citeqa.resources import BUNDLED_CORPUS
 from citeqa.store import visible_chunks
-from citeqa.text import _COMPOUND, lowered_words, squashed, term_set, with_compounds, words
+from citeqa.text import lowered_words, squashed, term_set, words
 from service.answering.corpus import _LONG_THEN_SHORT, _SHORT_THEN_LONG, _expansion, abbreviations
 from service.answering.lexical_build import Versions, read_ahead
 from service.answering.lexical_fields import Stems, Tokens, analyzer, name_terms
+from service.answering.lexical_views import _COMPOUND, with_compounds
 
 TRICKY = [
     "",

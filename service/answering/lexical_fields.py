@@ -22,8 +22,9 @@ from typing import Any, NamedTuple
 import tantivy
 from bm25s.stopwords import STOPWORDS_EN
 
-from citeqa.text import lowered_words, with_compounds, word_terms
+from citeqa.text import lowered_words, word_terms
 from service.answering.corpus import abbreviations
+from service.answering.lexical_views import with_compounds
 
 Row = tuple[str, str, Mapping[str, Any]]  # a chunk's id, text and metadata
 ALIAS = "\x1f"  # between the two forms of an alias term: "gdpr\x1fgeneral data protection ..."

@@ -11,6 +11,7 @@ of :mod:`service.answering.lexical`, which follows the change log. (Moved out of
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterable
@@ -21,8 +22,21 @@ import bm25s
 from chromadb.api.types import Where
 
 from citeqa.store import INGESTED_AT, Index, get_all, visible_chunks
-from citeqa.text import squashed, stemmer, with_compounds, words
+from citeqa.text import squashed, stemmer, words
 from service.answering.corpus import CorpusStats
+
+# possessive: a run of word characters is never given back (a shorter one is followed by a word
+# character, which neither "[-./]" nor "\b" accepts), so no letter is tried twice
+_COMPOUND = re.compile(r"\b\w++(?:[-./]\w++)+\b")
+_COMPOUND_SEPARATORS = str.maketrans("", "", "-./")
+
+
+def with_compounds(text: str) -> str:
+    """Adds each hyphenated name once more as one token ("DeepSeek-V3" -> "deepseekv3"), so
+    BM25 tells DeepSeek-V3 from DeepSeek-VL2 instead of matching only "deepseek" and "v3"."""
+    joined = [name.translate(_COMPOUND_SEPARATORS) for name in _COMPOUND.findall(text)]
+    return f"{text} {' '.join(joined)}" if joined else text
+
 
 # BM25 scores equal to this many decimals are a tie (float32 sums differ in the last bits between
 # SIMD kernels), broken by chunk id; TIE_MARGIN more candidates are read so that a tie across

@@ -14,10 +14,10 @@ from typing import Any
 
 import tantivy
 
-from citeqa.text import bm25_idf, term_set, with_compounds
+from citeqa.text import bm25_idf, term_set
 from service.answering.corpus import CorpusStats
 from service.answering.lexical_fields import ALIAS, analyzer
-from service.answering.lexical_views import SCORE_DECIMALS, TIE_MARGIN, Chunk
+from service.answering.lexical_views import SCORE_DECIMALS, TIE_MARGIN, Chunk, with_compounds
 
 PREFIX_CANDIDATES = 8  # words a name key may begin ("a100" -> "a100s"), checked at most
 # bm25s' BM25 ("lucene": Kamphuis et al. 2020), which tantivy's top hits are scored again with:
