@@ -58,12 +58,17 @@ def _names_an_answer(question: Question, best_sentence: str) -> bool:
     return not question.asks_best_one or bool(names_new(question, best_sentence))
 
 
+def _word(name: str) -> re.Pattern[str]:
+    """``name`` written as a word of its own, in any case ("lme4", not "lme4a" or "x.lme4")."""
+    return re.compile(rf"(?<![\w.]){re.escape(name)}(?![\w])", re.IGNORECASE)
+
+
 def version_stated(subject: str, text: str) -> bool:
     """``text`` states a version ("version 2.40"), of ``subject`` when one is given: the
     subject is written within a few words of it."""
     for match in _VERSION.finditer(text):
         near = text[max(0, match.start() - VERSION_REACH) : match.end() + VERSION_REACH]
-        if not subject or re.search(rf"(?<![\w.]){re.escape(subject)}(?![\w])", near, re.I):
+        if not subject or _word(subject).search(near):
             return True
     return False
 
@@ -72,7 +77,7 @@ def _says_default(thing: str, sentences: Sequence[str]) -> bool:
     """One of the sentences says "default" and names ``thing`` (when the question names it)."""
     wanted = term_set(thing)
     if not wanted and thing:  # a word too common to be a term ("from"): the word itself
-        literal = re.compile(rf"(?<![\w.]){re.escape(thing)}(?![\w])", re.IGNORECASE)
+        literal = _word(thing)
         return any(_DEFAULT.search(s) and literal.search(s) for s in sentences)
     return any(_DEFAULT.search(s) and wanted <= term_set(s) for s in sentences)
 
