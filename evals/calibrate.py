@@ -83,7 +83,7 @@ def collect(engine: Engine, items: Sequence[EvalItem], top_k: int) -> Features:
     names: list[str] = []
     rows, labels, ruled = [], [], []
     for item in items:
-        retrieval = engine.retriever.retrieve_hits(Question.parse(item.question), top_k)
+        retrieval = engine.retrieve(Question.parse(item.question), top_k)
         evidence = engine.evidence.build(retrieval, model=FALLBACK)
         if evidence.best() is None:
             continue

@@ -104,7 +104,7 @@ def collect(name: str, engine: Engine, items: Sequence[EvalItem]) -> list[Case]:
     cases = []
     for item in items:
         asked = Question.parse(engine.check_question(item.question))
-        retrieval = engine.retriever.retrieve_hits(asked, engine.check_top_k(None))
+        retrieval = engine.retrieve(asked)
         cases.append(Case(name, item, retrieval, engine.evidence.candidates(retrieval)))
     return cases
 

@@ -48,7 +48,7 @@ class Recording:
     def __init__(
         self, inner: Any, first_delay: float = 0.0, delay: float = 0.0, repeat: int = 1
     ) -> None:
-        self.inner, self.name = inner, inner.name
+        self.inner, self.name, self.reads_further = inner, inner.name, inner.reads_further
         self.first_delay, self.delay, self.repeat = first_delay, delay, repeat
         self.pieces = 0
         self.closed = threading.Event()

@@ -77,6 +77,7 @@ class SlowCondense:
     counts the answers it generates."""
 
     name = "slow-condense"
+    reads_further = True
 
     def __init__(self, seconds: float) -> None:
         self.inner, self.seconds = ExtractiveGenerator(), seconds

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -13,10 +14,10 @@ import numpy as np
 import pytest
 
 from citeqa.embedding import Embedder
-from service.answering.engine import Engine
+from service.answering.engine import FURTHER_RANKS, Engine
 from service.answering.lexical_views import SnapshotIndex
 from service.answering.question import Question
-from service.answering.retrieval import HybridRetriever
+from service.answering.retrieval import Hit, HybridRetriever, with_further_passages
 
 QUESTIONS = [
     "How many tokens was DeepSeek-V3 pre-trained on?",
@@ -135,3 +136,57 @@ def test_a_named_paper_survives_embedding_noise_of_another_cpu(engine: Engine, s
         named = [h for h in hits if h.title.startswith(title_start)]
         assert named, (question, [h.title for h in hits])
         assert min(h.ranks.get("names", 99) for h in named) == 1
+
+
+def _hit(chunk_id: str, doc_id: str) -> Hit:
+    return Hit(chunk_id, doc_id, doc_id, "", 0.0, "", {})
+
+
+def test_further_passages_are_those_of_the_top_documents_only() -> None:
+    ranked = [_hit(c, c[0]) for c in ["a1", "b1", "c1", "a2", "d1", "b2", "c2", "e1"]]
+    assert [h.chunk_id for h in with_further_passages(ranked, 3)] == [
+        "a1",
+        "b1",
+        "c1",
+        "a2",
+        "b2",
+        "c2",
+    ]  # d1 and e1: documents that did not make the top 3
+    assert with_further_passages(ranked, 8) == ranked
+    assert with_further_passages(ranked[:2], 3) == ranked[:2]
+
+
+FURTHER_QUESTIONS = [
+    "How many tokens was DeepSeek-V3 pre-trained on?",
+    "What is stochastic depth?",
+    "How does DeepNet stabilise training of very deep Transformers?",
+    "FastV",
+]
+
+
+class _Reader:
+    """A generator as far as retrieval cares: whether it reads further passages."""
+
+    name = "reader"
+
+    def __init__(self, reads_further: bool) -> None:
+        self.reads_further = reads_further
+
+
+def test_an_answer_reads_further_passages_of_its_top_documents(engine: Engine) -> None:
+    """The extractive answer reads the top_k best chunks and the passages of their documents
+    among the 2 * top_k next; a search, or an LLM's prompt, holds the top_k alone."""
+    k = engine.settings.top_k
+    further = 0
+    for text in FURTHER_QUESTIONS:
+        asked = Question.parse(text)
+        wide = engine.retriever.retrieve_hits(asked, (1 + FURTHER_RANKS) * k).hits
+        read = engine.retrieve(asked).hits
+        top = {h.doc_id for h in wide[:k]}
+        expected = wide[:k] + [h for h in wide[k:] if h.doc_id in top]
+        assert [h.chunk_id for h in read] == [h.chunk_id for h in expected]
+        further += len(read) - k
+        assert [h.chunk_id for h in engine.search(text)] == [h.chunk_id for h in wide[:k]]
+        llm = dataclasses.replace(engine, generator=_Reader(reads_further=False))  # type: ignore[arg-type]
+        assert [h.chunk_id for h in llm.retrieve(asked).hits] == [h.chunk_id for h in wide[:k]]
+    assert further > 0, "some top document has another passage among the next ranks"

@@ -49,6 +49,10 @@ from service.answering.retrieval import Hit, HybridRetriever, Retrieval
 
 log = logging.getLogger(__name__)
 
+# An answer reads the passages of its top documents that rank among the next FURTHER_RANKS
+# times top_k too (service.answering.retrieval.with_further_passages; BENCHMARKS/README).
+FURTHER_RANKS = 2
+
 
 class Generator(Protocol):
     """Writes a draft answer from the evidence; citations are validated afterwards.
@@ -60,6 +64,10 @@ class Generator(Protocol):
     """
 
     name: str
+    # Whether it reads passages beyond the caller's ``top_k`` (:data:`FURTHER_RANKS`): a
+    # generator that quotes the sentences it chooses (extractive) pays nothing for more of
+    # them; an LLM reads every source of its prompt (tokens, time, its context's size).
+    reads_further: bool
 
     def generate(self, evidence: Evidence) -> Draft: ...
 
@@ -142,12 +150,18 @@ class Engine:
         :data:`~service.answering.overview.MAX_LISTED`. A caller's own ``top_k`` bounds
         both."""
         asked = Question.parse(self.check_question(question))
-        return self.evidence.build(self._retrieve(asked, top_k))
+        return self.evidence.build(self.retrieve(asked, top_k))
 
-    def _retrieve(self, asked: Question, top_k: int | None) -> Retrieval:
+    def retrieve(self, asked: Question, top_k: int | None = None) -> Retrieval:
+        """What an answer to ``asked`` reads: the retrieval :meth:`prepare` scores (the
+        calibration and the eval tools read the same)."""
+        further = FURTHER_RANKS * self.check_top_k(top_k) if self.generator.reads_further else 0
+        return self._retrieve(asked, top_k, further)
+
+    def _retrieve(self, asked: Question, top_k: int | None, further: int = 0) -> Retrieval:
         k = self.check_top_k(top_k)
         listed = MAX_LISTED if top_k is None else k
-        return self.retriever.retrieve_hits(asked, k, listed=listed)
+        return self.retriever.retrieve_hits(asked, k, listed=listed, further=further)
 
     def ask(
         self,

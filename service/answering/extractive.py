@@ -35,6 +35,7 @@ SOURCES_DIFFER = "The sources differ; "  # leads the paper that states another v
 class ExtractiveGenerator:
     name = "extractive"
     judges_answerability = False  # it quotes the best sentence, however poor
+    reads_further = True  # more passages are more sentences to choose from, nothing to pay
 
     def generate(self, evidence: Evidence) -> Draft:
         chosen = select_sentences(evidence)

@@ -359,6 +359,7 @@ class LLMGenerator:
 
     name = "llm"
     judges_answerability = True  # the prompt's cannot-answer rule
+    reads_further = False  # its prompt holds the sources the caller asked for, no more
 
     def __init__(self, client: ChatClient, settings: Settings) -> None:
         self.client = client

@@ -108,6 +108,16 @@ class Retrieval:
     unknown_names: list[str] = field(default_factory=list)
 
 
+def with_further_passages(ranked: list[Hit], top_k: int) -> list[Hit]:
+    """The ``top_k`` first of ``ranked``, then those after them that belong to one of their
+    documents. A long document's answer often sits in a passage ranked just below the cut,
+    under its own better-matching passages: a document that made the top is read further;
+    one that did not stays out."""
+    hits = ranked[:top_k]
+    documents = {h.doc_id for h in hits}
+    return hits + [h for h in ranked[top_k:] if h.doc_id in documents]
+
+
 def unknown_names(view: LexicalView, question: Question) -> list[str]:
     """The names in the question that no chunk of ``view`` mentions, however it is spelled
     ("Places365", "Kinetics-700"), nor a form the corpus defines for it ("GDPR" for "General
@@ -169,10 +179,17 @@ class HybridRetriever:
         self._overviews_lock = threading.Lock()
 
     def retrieve_hits(
-        self, question: Question, top_k: int, listed: int = overview.MAX_LISTED
+        self,
+        question: Question,
+        top_k: int,
+        listed: int = overview.MAX_LISTED,
+        further: int = 0,
     ) -> Retrieval:
         """The ``top_k`` best chunks for a fact question; for a list question ("which papers
-        discuss X?") the best chunk of each matching document, at most ``listed`` of them."""
+        discuss X?") the best chunk of each matching document, at most ``listed`` of them.
+
+        ``further``: for a fact question, also the passages of the top ``top_k``'s documents
+        that rank among the ``further`` next (:func:`with_further_passages`)."""
         top_k = max(1, min(MAX_TOP_K, top_k))
         vector = self.embedder.embed([question.text])[0]
         lexical = self.lexical.view()
@@ -205,7 +222,10 @@ class HybridRetriever:
             top_k = len(fused)
         else:
             fused = self._fuse(rankings)
-        hits = self._hits(fused[:top_k], rankings, lexical, found)
+        if question.lists_documents:
+            further = 0
+        hits = self._hits(fused[: top_k + further], rankings, lexical, found)
+        hits = with_further_passages(hits, top_k)
         self._attach_dense(hits, vector, dense)
         return Retrieval(
             question=question,
