@@ -235,6 +235,12 @@ class Settings(BaseSettings):
         description="Uploads up to this size are ingested within the request (201); larger ones "
         "in the background (202 and a job to poll).",
     )
+    calibrate_uploads: bool = Field(
+        True,
+        description="After an upload changed the collection materially, fit its answerability "
+        "model again, in the background after the job (the job's `answerability` says when it "
+        "is done; docs/answerability.md). `citeqa ingest` does the same (`--no-calibrate`).",
+    )
     upload_timeout_s: float = Field(
         600.0,
         gt=0,

@@ -14,6 +14,9 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+# An upload's answerability fit runs in the background after its job (a minute on a large
+# collection); tests of other things do not wait for it. The tests of the fit turn it on.
+os.environ.setdefault("CITEQA_CALIBRATE_UPLOADS", "false")
 
 from citeqa.config import Settings
 from citeqa.embedding import Embedder, MiniLMOnnxEmbedder

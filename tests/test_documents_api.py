@@ -20,6 +20,7 @@ from service.api.app import create_app
 from tests.live_server import LiveServer
 from tests.paths import REPO_ROOT
 from tests.servers import running_chroma
+from tests.topics import write_topic_documents
 
 pytestmark = pytest.mark.integration
 
@@ -348,3 +349,29 @@ def test_a_50_mb_file_passes_the_default_limits(url: str) -> None:
         job = httpx.get(url + location).json()
     assert job["state"] == "done" and job["documents"] == []
     assert [s["file"] for s in job["skipped"]] == ["big.pdf"]
+
+
+def test_an_upload_that_changes_the_collection_fits_its_answerability_model(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    """As `citeqa ingest` does: after the job (its documents searchable at once) the
+    collection's model is fit in the background; the job says "fitting", then the figures.
+    An upload that changes nothing fits nothing."""
+    settings = Settings(data_dir=tmp_path / "store", generator="extractive")
+    folder = write_topic_documents(tmp_path / "docs")
+    files = [(p.name, p.read_bytes()) for p in sorted(folder.glob("*.md"))]
+    with LiveServer(app_for(settings, embedder, calibrate_uploads=True)) as server:
+        response = upload(server.url, *files)
+        assert response.status_code == 201, response.text
+        job = response.json()
+        assert job["state"] == "done" and job["answerability"] == "fitting"
+        assert "upload:kettles.md" in search_ids(server.url, "kettle heating element")
+        deadline = time.monotonic() + 300
+        while job["answerability"] == "fitting" and time.monotonic() < deadline:
+            time.sleep(0.5)
+            job = httpx.get(f"{server.url}/v1/jobs/{job['id']}", timeout=30).json()
+        assert job["answerability"].startswith("answerability fit on 6 documents"), job
+        again = upload(server.url, *files).json()
+        assert again["state"] == "done" and again["answerability"] == "", again
+        engine = build_engine(settings, embedder=embedder)
+        assert engine.evidence.model().figures["documents"] == 6

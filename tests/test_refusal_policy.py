@@ -27,6 +27,7 @@ from service.answering.question import Question, expects_number, stated_numbers
 from service.answering.refusal import missing_answer_type
 from tests.evidence_parts import candidate, titled_hit
 from tests.fakes.openai_server import FakeOpenAIServer, Reply
+from tests.topics import write_topic_documents
 
 VIGNETTES = Path(__file__).parent / "data" / "r-vignettes"
 NEAR_MISS = "How many TPU chips were used to train ViT-22B?"
@@ -150,34 +151,13 @@ def test_abbreviations_the_corpus_defines_are_spellings_of_one_name() -> None:
     assert stats.documents == 2 and stats.name_documents("lme4") == 1
 
 
-def _write_documents(folder: Path) -> Path:
-    folder.mkdir(parents=True, exist_ok=True)
-    topics = {
-        "kettles": "Electric kettles boil water quickly. A kettle has a heating element. "
-        "The thermostat switch stops boiling. Descaling removes mineral deposits.",
-        "bicycles": "Road bicycles use narrow tyres. A derailleur moves the chain between "
-        "sprockets. Disc brakes stop reliably in rain. Frames weigh 8 kilograms.",
-        "gardens": "Raised garden beds drain well. Compost improves heavy clay soils. "
-        "Tomato seedlings need warm nights. Mulch keeps moisture in summer.",
-        "bread": "Sourdough bread rises with wild yeast. A starter culture needs daily "
-        "feeding. Steam gives a crisp crust. Proofing baskets shape round loaves.",
-        "clocks": "Pendulum clocks keep time with gravity. An escapement releases the gear "
-        "train. Quartz watches drift 15 seconds monthly. Winding springs store energy.",
-        "lamps": "Desk lamps use warm white bulbs. Dimmer switches lower brightness. "
-        "Articulated arms hold the shade steady. Heavy bases prevent tipping over.",
-    }
-    for name, text in topics.items():
-        (folder / f"{name}.md").write_text(f"# {name.title()} Notes\n\n{text}\n")
-    return folder
-
-
 @pytest.mark.integration
 def test_an_ingest_that_changes_the_collection_fits_and_stores_its_model(
     fresh_settings: Settings, embedder: Embedder, tmp_path: Path
 ) -> None:
     from ingest.run import ingest_paths
 
-    folder = _write_documents(tmp_path / "docs")
+    folder = write_topic_documents(tmp_path / "docs")
     ingest_paths(fresh_settings, [folder], embedder=embedder, calibrate=True)
     engine = build_engine(fresh_settings, embedder=embedder)
     model = engine.evidence.model()
@@ -259,7 +239,7 @@ def test_citeqa_ingest_reports_the_fit_after_the_summary_and_only_when_material(
     from cli.main import main
 
     monkeypatch.setenv("CITEQA_DATA_DIR", str(fresh_settings.data_dir))
-    folder = _write_documents(tmp_path / "docs")
+    folder = write_topic_documents(tmp_path / "docs")
     assert main(["ingest", str(folder)]) == 0
     printed = capsys.readouterr().out
     summary, fit = printed.index("added 6"), printed.index("answerability fit on 6 documents")

@@ -11,7 +11,7 @@ and ``/``: the routes take them as paths (clients may percent-encode them).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -29,7 +29,8 @@ from citeqa.catalog import MAX_PAGE, Catalog, files_dir
 from citeqa.config import Settings
 from citeqa.errors import ClientGoneError, InputError, TooLargeError, TooSlowError
 from citeqa.store import check_collection_name
-from ingest.run import build_ingestor
+from ingest.pipeline import IngestSummary
+from ingest.run import build_ingestor, refit
 from ingest.uploads import Item, StoredFile, TextItem, store_file
 from service.answering.engine import Engine
 from service.api.engines import engine_for
@@ -100,7 +101,8 @@ async def upload(request: Request, collection: CollectionQuery = None) -> JSONRe
     job = Job.new(engine.index.chunks.name, len(items))
     client = request.app.state.collections.client
     ingestor = build_ingestor(engine.settings, engine.embedder, engine.index, client)
-    work = Work(items, ingestor, lambda: _resnapshot(engine))
+    refit = (lambda done: _refit(engine, done)) if settings.calibrate_uploads else None
+    work = Work(items, ingestor, lambda: _resnapshot(engine), refit)
     if size <= settings.upload_sync_bytes:
         done = await run_in_threadpool(runner.run, job, work)
         return JSONResponse(done.public(), status_code=201)
@@ -215,6 +217,19 @@ async def delete_document(
     await run_in_threadpool(catalog.delete, doc_id, client.get_max_batch_size())
     await run_in_threadpool(_resnapshot, engine)
     return Response(status_code=204)
+
+
+def _refit(engine: Engine, summaries: Sequence[IngestSummary]) -> str | None:
+    """Fit the collection's answerability model after an upload's ingests when they changed
+    it materially (as `citeqa ingest` does); this replica reads the new model at once, the
+    others within the model's refresh. What the fit measured, or None."""
+    from evals.calibrate import describe
+
+    model = refit(engine.settings, summaries, engine.embedder, engine.index)
+    if model is None:
+        return None
+    engine.evidence.forget_model()
+    return describe(model)
 
 
 def _resnapshot(engine: Engine) -> None:

@@ -8,7 +8,10 @@ server died stops being saved: once it has not been for :data:`STALE_AFTER_S`, i
 failed ("interrupted"); what it had not finished is not visible (ingest/uploads.py).
 
 Jobs run one at a time per server, in one worker thread: ingest is CPU-bound (embedding), and
-two at once would only share the same cores.
+two at once would only share the same cores. A job that changed the collection then has the
+collection's answerability model fit again (:func:`ingest.run.refit`, when the change is
+material) in the same worker, after the job is done: its documents are searchable at once, the
+job's ``answerability`` says "fitting" and then what the fit measured.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ from chromadb.api.models.Collection import Collection
 
 from citeqa.errors import CiteqaError, NotFoundError
 from citeqa.store import JOBS_SUFFIX
-from ingest.pipeline import Ingestor
+from ingest.pipeline import Ingestor, IngestSummary
 from ingest.uploads import Item, read_item
 
 log = logging.getLogger("citeqa.jobs")
@@ -52,6 +55,9 @@ class Job:
     documents: list[str] = field(default_factory=list)
     skipped: list[dict[str, str]] = field(default_factory=list)
     error: str | None = None
+    # After the files: "" (no fit asked), "fitting", then the fit's figures, or why none was
+    # made (:data:`NOT_REFIT`), or "failed: ..."
+    answerability: str = ""
     updated_at: float = 0.0
 
     @classmethod
@@ -97,17 +103,25 @@ class JobStore:
         stale = time.time() - job.updated_at > STALE_AFTER_S
         if job.state in ("queued", "running") and stale:
             job.state, job.error = "failed", "interrupted: the server running it stopped"
+        if job.answerability == "fitting" and stale:
+            job.answerability = "interrupted: the server fitting it stopped"
         return job
+
+
+NOT_REFIT = "unchanged: the change is not material, or the collection is too small"
 
 
 @dataclass(frozen=True)
 class Work:
     """What a job ingests, into which index, and what to call once it ends (the engine
-    rebuilds its BM25 snapshot there, so the next reader does not wait for it)."""
+    rebuilds its BM25 snapshot there, so the next reader does not wait for it). ``refit``:
+    fits the collection's answerability model after the job's ingests (their summaries), and
+    says what it measured (None: no fit was needed)."""
 
     items: Sequence[Item]
     ingestor: Ingestor
     ended: Callable[[], None]
+    refit: Callable[[Sequence[IngestSummary]], str | None] | None = None
 
 
 class UploadRunner:
@@ -136,11 +150,12 @@ class UploadRunner:
                 self.store.save(job)
                 saved = time.monotonic()
 
+        summaries: list[IngestSummary] = []
         try:
             for item in work.items:
                 read = read_item(item, self.folder)
                 if read.documents:
-                    work.ingestor.ingest(read, on_batch=on_batch)
+                    summaries.append(work.ingestor.ingest(read, on_batch=on_batch))
                 job.documents.extend(d.doc_id for d in read.documents)
                 job.skipped.extend({"file": f, "reason": r} for f, r in read.skipped)
                 job.files_done += 1
@@ -155,8 +170,25 @@ class UploadRunner:
         finally:
             work.ended()
         job.state = "done"
+        changed = any(s.added + s.updated + s.deleted for s in summaries)
+        if work.refit is not None and changed:
+            job.answerability = "fitting"
+            self._executor.submit(self._refit, job, work.refit, summaries)
         self.store.save(job)
         return job
+
+    def _refit(
+        self,
+        job: Job,
+        refit: Callable[[Sequence[IngestSummary]], str | None],
+        summaries: Sequence[IngestSummary],
+    ) -> None:
+        try:
+            job.answerability = refit(summaries) or NOT_REFIT
+        except Exception as exc:  # the documents are in; the collection keeps its model
+            log.exception("answerability fit after upload job %s failed", job.id)
+            job.answerability = f"failed: {type(exc).__name__}: {exc}"
+        self._save_quietly(job)
 
     def _run_logged(self, job: Job, work: Work) -> None:
         try:
