@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from chromadb.errors import InternalError
 
 from citeqa.config import MAX_TOP_K
 from citeqa.embedding import Embedder
@@ -327,13 +328,29 @@ class HybridRetriever:
         others = [h for h in hits if h.chunk_id not in dense]
         if not others:
             return
-        got = self.index.chunks.get(ids=[h.chunk_id for h in others], include=["embeddings"])
-        by_id = dict(zip(got["ids"], got["embeddings"], strict=True))  # type: ignore[arg-type]
+        by_id = self._stored_vectors([h.chunk_id for h in others])
         if len(by_id) < len(others):
             self.lexical.stale(h.chunk_id for h in others if h.chunk_id not in by_id)  # deleted
         for hit in others:
             if by_id.get(hit.chunk_id) is not None:
                 hit.dense = float(np.dot(np.asarray(by_id[hit.chunk_id]), vector))
+
+    def _stored_vectors(self, ids: list[str]) -> dict[str, Any]:
+        """The stored embeddings of those of ``ids`` that still exist. A Chroma server answers
+        a get that names an id deleted meanwhile (by a re-ingest) with "Error finding id"
+        instead of leaving it out, as the embedded store does: then each is asked alone."""
+        try:
+            got = self.index.chunks.get(ids=ids, include=["embeddings"])
+            return dict(zip(got["ids"], got["embeddings"], strict=True))  # type: ignore[arg-type]
+        except InternalError:
+            found: dict[str, Any] = {}
+            for cid in ids:
+                try:
+                    got = self.index.chunks.get(ids=[cid], include=["embeddings"])
+                except InternalError:
+                    continue  # deleted
+                found.update(zip(got["ids"], got["embeddings"], strict=True))  # type: ignore[arg-type]
+            return found
 
     def warm(self) -> None:
         """Build the lexical view now (a service does it before it reports ready), so that
