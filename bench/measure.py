@@ -5,11 +5,13 @@ from __future__ import annotations
 import os
 import platform
 import statistics
+import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from importlib import metadata
-from typing import TypeVar
+from pathlib import Path
+from typing import Any, TypeVar
 
 T = TypeVar("T")
 
@@ -91,6 +93,103 @@ def rss_mb(pid: int) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for pid {pid}")
+
+
+class TreeSampler:
+    """The summed RSS (its peak) and CPU of this process and the processes it starts from now
+    on, read from /proc every ``every_s`` seconds in a thread."""
+
+    def __init__(self, every_s: float = 0.2) -> None:
+        self.every_s, self.peak_kb, self.pss_peak_kb = every_s, 0, 0
+        self.before = set(descendants(os.getpid()))  # a Chroma server started earlier: not ours
+        self.cpu: dict[int, float] = {}  # pid -> its CPU seconds when last seen
+        self.threads: dict[int, tuple[str, float]] = {}  # this process' threads: name, CPU
+        self.own_kb = {"RssAnon": 0, "RssFile": 0}  # this process' peaks of each
+        self.timeline: list[tuple[float, int, int, int]] = []  # every 2 s: t, anon, file, sum MB
+        self._began = time.perf_counter()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            self.sample()
+
+    def sample(self) -> None:
+        ours = [os.getpid()] + [p for p in descendants(os.getpid()) if p not in self.before]
+        total, pss, own = 0, 0, {}
+        for pid in ours:
+            try:
+                status = Path(f"/proc/{pid}/status").read_text()
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            except OSError:
+                continue  # ended meanwhile
+            kb = {k: int(v.split()[0]) for k, v in (ln.split(":", 1) for ln in status.splitlines())
+                  if k in ("VmRSS", "RssAnon", "RssFile")}  # fmt: skip
+            total += kb.get("VmRSS", 0)
+            pss += pss_kb(pid)
+            self.cpu[pid] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+            if pid == os.getpid():
+                own = kb
+                for key in self.own_kb:
+                    self.own_kb[key] = max(self.own_kb[key], kb.get(key, 0))
+        self.peak_kb = max(self.peak_kb, total)
+        self.pss_peak_kb = max(self.pss_peak_kb, pss)
+        at = time.perf_counter() - self._began
+        if not self.timeline or at - self.timeline[-1][0] >= 2.0:
+            mb = [own.get("RssAnon", 0) // 1024, own.get("RssFile", 0) // 1024, total // 1024]
+            self.timeline.append((round(at, 1), mb[0], mb[1], mb[2]))
+        for task in Path(f"/proc/{os.getpid()}/task").iterdir():
+            try:
+                name, rest = task.joinpath("stat").read_text().split("(", 1)[1].rsplit(")", 1)
+            except OSError:
+                continue
+            fields = rest.split()
+            cpu = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+            self.threads[int(task.name)] = (name, cpu)
+
+    def by_thread(self) -> dict[str, float]:
+        """CPU seconds of this process' threads (those seen) by name."""
+        out: dict[str, float] = {}
+        for name, cpu in self.threads.values():
+            out[name] = round(out.get(name, 0.0) + cpu, 1)
+        return out
+
+
+def pss_kb(pid: int) -> int:
+    """The process' proportional set size: its RSS with each shared page divided among the
+    processes sharing it (workers forked from one server share their imports)."""
+    try:
+        rollup = Path(f"/proc/{pid}/smaps_rollup").read_text()
+    except OSError:
+        return 0
+    return next((int(ln.split()[1]) for ln in rollup.splitlines() if ln.startswith("Pss:")), 0)
+
+
+def descendants(pid: int) -> list[int]:
+    """Every descendant of ``pid``."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        for child in parents.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
 
 
 def machine() -> dict[str, str]:

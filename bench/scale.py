@@ -40,7 +40,7 @@ import httpx
 
 from bench.baseline import hit_at_k
 from bench.load import REPO_ROOT, ApiProcess
-from bench.measure import Samples, load_average, rss_mb
+from bench.measure import Samples, TreeSampler, load_average, rss_mb
 from bench.scale_store import (
     CACHE,
     COLLECTION,
@@ -81,6 +81,9 @@ class ScaleRun:
     cold_build_s: float = float("nan")
     lexical_rss_mb: float = float("nan")  # RSS the built index retains
     lexical_peak_mb: float = float("nan")  # peak RSS of the cold-build process
+    lexical_tree_peak_mb: float = float("nan")  # ... of it and its field workers, summed
+    lexical_tree_pss_mb: float = float("nan")  # ... summed PSS (shared pages counted once)
+    cold_build_cpu_s: float = float("nan")  # CPU of the process and its workers (Chroma apart)
     ready_s: list[float] = field(default_factory=list)  # launch to /readyz, per replica
     replica_rss_mb: list[float] = field(default_factory=list)
     idle: Samples = field(default_factory=lambda: Samples("ms"))
@@ -218,6 +221,9 @@ def cold_build(run: ScaleRun, url: str, data_dir: Path) -> None:
     run.cold_build_s = figures["build_s"]
     run.lexical_rss_mb = figures["retained_mb"]
     run.lexical_peak_mb = figures["peak_mb"]
+    run.lexical_tree_peak_mb = figures["tree_peak_mb"]
+    run.lexical_tree_pss_mb = figures["tree_pss_peak_mb"]
+    run.cold_build_cpu_s = figures["tree_cpu_s"]
 
 
 def cold_build_main(url: str, data_dir: str) -> None:
@@ -228,12 +234,16 @@ def cold_build_main(url: str, data_dir: str) -> None:
     gc.collect()
     before = rss_mb(os.getpid())
     begun = time.perf_counter()
-    engine.retriever.warm()
+    with TreeSampler() as tree:  # the build's field workers too (lexical_build_workers)
+        engine.retriever.warm()
     build_s = time.perf_counter() - begun
     gc.collect()
     retained = rss_mb(os.getpid()) - before
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"build_s": build_s, "retained_mb": retained, "peak_mb": peak}))
+    figures = {"build_s": build_s, "retained_mb": retained, "peak_mb": peak}
+    figures.update(tree_peak_mb=tree.peak_kb / 1024, tree_pss_peak_mb=tree.pss_peak_kb / 1024)
+    figures.update(tree_cpu_s=sum(tree.cpu.values()))
+    print(json.dumps(figures))
 
 
 def start_replicas(run: ScaleRun, url: str, work: Path) -> list[ApiProcess]:
@@ -395,13 +405,16 @@ def section(run: ScaleRun, benchmarks: str) -> str:
             "<= 2x p99 idle",
         ),
         (
-            "Lexical index: cold build (Chroma read included), one process",
-            _s(run.cold_build_s),
+            "Lexical index: cold build (Chroma read included), one process and its field "
+            "workers / their CPU (Chroma server apart)",
+            f"{_s(run.cold_build_s)} / {_s(run.cold_build_cpu_s)}",
             "<= 5 min",
         ),
         (
-            "Lexical index: RSS retained / peak RSS of that process",
-            f"{run.lexical_rss_mb:,.0f} MB / {run.lexical_peak_mb:,.0f} MB",
+            "Lexical index: RSS retained / peak RSS of that process / peak RSS (PSS) of it "
+            "and its workers, summed",
+            f"{run.lexical_rss_mb:,.0f} MB / {run.lexical_peak_mb:,.0f} MB / "
+            f"{run.lexical_tree_peak_mb:,.0f} MB ({run.lexical_tree_pss_mb:,.0f} MB)",
             "<= 1.5 GB per replica",
         ),
         (
