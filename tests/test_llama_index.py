@@ -86,7 +86,7 @@ def test_the_query_engine_returns_the_validated_answer_with_its_cited_sources(
             citation.page,
         )
     assert response.metadata["citations"][0]["title"] == "DeepSeek-V3 Technical Report"
-    # the query engine's retrieve is the retriever's
+    # the query engine's retrieve is what the answer read (its sources)
     retrieved = query_engine.retrieve(QueryBundle(FACT))
     assert [n.node.node_id for n in retrieved] == [h.chunk_id for h in answer.sources]
 

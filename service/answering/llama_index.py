@@ -35,6 +35,7 @@ from llama_index.core.schema import NodeWithScore, QueryBundle, TextNode
 
 from service.answering.answer import Answer
 from service.answering.engine import Engine
+from service.answering.question import Question
 from service.answering.retrieval import Hit
 
 # What an LLM reading the node sees besides its text (llama-index prints metadata above it);
@@ -106,7 +107,10 @@ class CiteqaQueryEngine(BaseQueryEngine):
         return {}  # citeqa's prompts live in its own generator (prompts/)
 
     def retrieve(self, query_bundle: QueryBundle) -> list[NodeWithScore]:
-        return self.retriever.retrieve(query_bundle)
+        """What the answer reads (:meth:`Engine.retrieve`): the retriever's ``top_k`` chunks,
+        and for the extractive generator further passages of their documents."""
+        asked = Question.parse(self.engine.check_question(query_bundle.query_str))
+        return [hit_node(h) for h in self.engine.retrieve(asked, self.retriever.top_k).hits]
 
     def _query(self, query_bundle: QueryBundle) -> Response:
         return response_of(self.engine.ask(query_bundle.query_str, self.retriever.top_k))
