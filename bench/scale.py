@@ -64,6 +64,7 @@ DEV_SET = REPO_ROOT / "evals" / "datasets" / "dev.jsonl"
 VISIBLE_TAG, INGEST_TAG = "benchvisible", "benchingest"  # a word in every title; the source
 REQUEST_TIMEOUT_S = 1800.0  # a search waiting on a full rebuild at 1M takes many minutes
 VISIBLE_CAP_S = 1800.0
+FIRST_READ_S = 1800.0  # the first read of a large cached store through a fresh server
 log = logging.getLogger("bench.scale")
 
 
@@ -356,8 +357,14 @@ def measure_busy(
 
 
 def forget_ingests(settings: Settings, embedder: Embedder) -> None:
-    """Delete what earlier runs ingested: the cached store goes back to N chunks."""
+    """Delete what earlier runs ingested: the cached store goes back to N chunks. It is the
+    first read of the collection after the server started, which at 1M chunks takes longer
+    than citeqa's request bound (``CHROMA_TIMEOUT``, 30 s) while the server reads its files
+    in: this client waits up to :data:`FIRST_READ_S`."""
     client = connect(settings)
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if isinstance(session, httpx.Client):
+        session.timeout = httpx.Timeout(FIRST_READ_S, connect=3.0)
     index = open_index(client, COLLECTION, embedder, create=False)
     for tag in (VISIBLE_TAG, INGEST_TAG):
         delete_records(index, {"source": f"bench:{tag}"}, client.get_max_batch_size())
