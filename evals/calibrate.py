@@ -371,7 +371,7 @@ def after_ingest(
     from service.answering.engine import build_engine
     from service.answering.extractive import ExtractiveGenerator
 
-    changed = sum(s.added + s.updated + s.deleted for s in summaries)
+    changed = sum(s.changed for s in summaries)
     current = answerability.load(index.chunks)
     documents = len(papers(index)) if changed or not current.fitted else 0
     if documents < MIN_DOCUMENTS or not material(current, documents, changed):

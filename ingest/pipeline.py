@@ -74,6 +74,11 @@ class IngestSummary:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     seconds: float = 0.0
 
+    @property
+    def changed(self) -> int:
+        """Documents this run added, updated or deleted."""
+        return self.added + self.updated + self.deleted
+
     def line(self) -> str:
         return (
             f"{self.source}: {self.documents} documents - added {self.added}, updated "

@@ -170,7 +170,7 @@ class UploadRunner:
         finally:
             work.ended()
         job.state = "done"
-        changed = any(s.added + s.updated + s.deleted for s in summaries)
+        changed = any(s.changed for s in summaries)
         if work.refit is not None and changed:
             job.answerability = "fitting"
             self._executor.submit(self._refit, job, work.refit, summaries)
