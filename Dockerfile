@@ -31,9 +31,13 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     CITEQA_PORT=8000
 
 # Dependencies first, exactly the lock (versions and file hashes): a code change reuses this layer.
+# The locked pip installs them (an older pip fetches an unpinned release for an extra such as
+# chromadb's `uvicorn[standard]` and stops in --require-hashes mode).
+COPY requirements/build.txt /tmp/build.txt
 COPY requirements/runtime.txt /tmp/runtime.txt
-RUN pip install --require-hashes -r /tmp/runtime.txt \
- && rm /tmp/runtime.txt
+RUN pip install --require-hashes -r /tmp/build.txt \
+ && pip install --require-hashes -r /tmp/runtime.txt \
+ && rm /tmp/build.txt /tmp/runtime.txt
 
 COPY --from=build /dist/ /tmp/dist/
 RUN pip install --no-deps /tmp/dist/citeqa-*.whl \

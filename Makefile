@@ -10,12 +10,16 @@ LOCKS  := requirements/build.txt requirements/runtime.txt
 
 # The venv holds exactly the lock files (requirements/*.txt: every package pinned with its
 # hashes, pip and setuptools included), so citeqa is built with --no-build-isolation by the
-# pinned setuptools and nothing unpinned enters. --clear: a changed lock starts from an empty
+# pinned setuptools and nothing unpinned enters. The build lock goes first, so the locked pip
+# installs the rest: the pip that `venv` brings (23.2 with Python 3.11.7) fetched an unpinned
+# newer release for an extra (`uvicorn[standard]`, asked for by chromadb) once PyPI had one, and
+# stopped in --require-hashes mode. --clear: a changed lock starts from an empty
 # venv, so no package of an older lock stays behind. pip's output stays visible: it is the
 # minute or two of a first `make run`. `make run` needs only the runtime lock; the dev lock
 # (the same versions plus the test tools, one of which builds from source) comes with `make test`.
 $(RUN_STAMP): pyproject.toml $(LOCKS)
 	$(PYTHON) -m venv --clear $(VENV)
+	$(BIN)/python -m pip install --require-hashes --progress-bar on -r requirements/build.txt
 	$(BIN)/python -m pip install --require-hashes --progress-bar on $(LOCKS:%=-r %)
 	$(BIN)/python -m pip install --quiet --no-deps --no-build-isolation -e .
 	$(BIN)/python -m pip check

@@ -101,8 +101,10 @@ def installed(dist: Path, tmp_path_factory: pytest.TempPathFactory) -> Installed
     work.mkdir()
     run([sys.executable, "-m", "venv", str(venv)], root)
     pip = [str(venv / "bin" / "python"), "-m", "pip", "--disable-pip-version-check"]
-    lock = REPO_ROOT / "requirements" / "runtime.txt"
-    run([*pip, "install", "--quiet", "--no-compile", "--require-hashes", "-r", str(lock)], root)
+    # The locked pip first: the one `venv` brings may not install the runtime lock (Makefile).
+    for lock in ("build.txt", "runtime.txt"):
+        lock_file = str(REPO_ROOT / "requirements" / lock)
+        run([*pip, "install", "--quiet", "--no-compile", "--require-hashes", "-r", lock_file], root)
     (wheel,) = dist.glob("citeqa-*.whl")
     run([*pip, "install", "--quiet", "--no-deps", str(wheel)], root)
     run([*pip, "check"], root)
