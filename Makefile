@@ -25,8 +25,16 @@ $(RUN_STAMP): pyproject.toml $(LOCKS)
 	$(BIN)/python -m pip check
 	touch $@
 
+# llama-cpp-python (the real LLM server of some tests) compiles llama.cpp from source. ggml's
+# default build is for the machine it runs on (-march=native): on an Intel Xeon with AMX it used
+# AMX tile instructions that the machine's kernel does not grant, and every completion died
+# with SIGSEGV (in ggml_backend_amx_mul_mat). GGML_NATIVE=OFF builds the same code on every
+# machine (x86-64 with AVX2; generic elsewhere). pip's wheel cache is keyed by the sdist, not by
+# CMAKE_ARGS, so this install keeps its own cache, holding only wheels built this way.
+DEV_PIP_CACHE ?= $(HOME)/.cache/citeqa-dev-pip
 $(STAMP): $(RUN_STAMP) requirements/dev.txt
-	$(BIN)/python -m pip install --require-hashes --progress-bar on -r requirements/dev.txt
+	CMAKE_ARGS="-DGGML_NATIVE=OFF" PIP_CACHE_DIR="$(DEV_PIP_CACHE)" \
+	  $(BIN)/python -m pip install --require-hashes --progress-bar on -r requirements/dev.txt
 	$(BIN)/python -m pip check
 	touch $@
 
