@@ -237,9 +237,10 @@ class Settings(BaseSettings):
     )
     calibrate_uploads: bool = Field(
         True,
-        description="After an upload changed the collection materially, fit its answerability "
-        "model again, in the background after the job (the job's `answerability` says when it "
-        "is done; docs/answerability.md). `citeqa ingest` does the same (`--no-calibrate`).",
+        description="After an upload or a delete through the API changed the collection "
+        "materially, fit its answerability model again, in the background (an upload's job "
+        "says in `answerability` when it is done; a delete logs it; docs/answerability.md). "
+        "`citeqa ingest` and `citeqa documents delete` do the same (`--no-calibrate`).",
     )
     upload_timeout_s: float = Field(
         600.0,

@@ -15,12 +15,17 @@ import textwrap
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from citeqa import __version__
 from citeqa.config import MAX_TOP_K, Settings
 from citeqa.errors import CiteqaError
 from citeqa.layout import describe
 from citeqa.lock import hold_store
+
+if TYPE_CHECKING:
+    from citeqa.embedding import Embedder
+    from citeqa.store import Index
 
 EXIT_USAGE = 2
 
@@ -89,7 +94,15 @@ def _parser() -> argparse.ArgumentParser:
     docs = sub.choices["documents"].add_subparsers(dest="action", required=True)
     docs.add_parser("list", help="every document: id, pages, chunks, title")
     docs.add_parser("show", help="one document, as JSON").add_argument("id")
-    docs.add_parser("delete", help="delete a document and its chunks").add_argument("id")
+    delete = docs.add_parser("delete", help="delete a document and its chunks")
+    delete.add_argument("id")
+    delete.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        help="do not refit the collection's answerability model (by default it is refit when "
+        "the deletes since its fit changed the collection materially)",
+    )
     for command in (*(sub.choices[n] for n in ("ingest", "search", "ask")), *docs.choices.values()):
         command.add_argument(
             "--collection", default=None, help="the collection (default: CITEQA_COLLECTION)"
@@ -120,7 +133,7 @@ def _add(
 def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
     from citeqa.store import check_collection_name
     from ingest.progress import for_stream
-    from ingest.run import default_embedder, ingest_paths, refit
+    from ingest.run import changed, default_embedder, ingest_paths
 
     paths = args.paths or [settings.corpus_path]
     if args.collection:
@@ -133,12 +146,7 @@ def cmd_ingest(args: argparse.Namespace, settings: Settings) -> int:
             for path, reason in summary.skipped:
                 print(f"  skipped {path}: {reason}")
         if args.calibrate:
-            from evals.calibrate import describe as describe_model
-
-            started = time.monotonic()
-            model = refit(settings, summaries, embedder)
-            if model is not None:
-                print(f"{describe_model(model)} ({time.monotonic() - started:.1f} s)")
+            _refit_after(settings, changed(summaries), embedder)
     return 0
 
 
@@ -204,7 +212,8 @@ def cmd_documents(args: argparse.Namespace, settings: Settings) -> int:
     with hold_store(settings, "documents"):
         client = connect(settings)
         require_collection(client, settings.collection)
-        index = open_index(client, settings.collection, build_embedder(settings), create=False)
+        embedder = build_embedder(settings)
+        index = open_index(client, settings.collection, embedder, create=False)
         catalog = Catalog(index, files_dir(settings.data_dir))
         if args.action == "list":
             for doc in catalog.documents():
@@ -215,7 +224,23 @@ def cmd_documents(args: argparse.Namespace, settings: Settings) -> int:
         else:
             catalog.delete(args.id, client.get_max_batch_size())
             print(f"deleted {args.id} from collection {settings.collection}")
+            if args.calibrate:
+                _refit_after(settings, 1, embedder, index)
     return 0
+
+
+def _refit_after(
+    settings: Settings, changed: int, embedder: Embedder, index: Index | None = None
+) -> None:
+    """Refit the collection's answerability model after ``changed`` documents were added,
+    updated or deleted, when that is material; print what the fit measured and its time."""
+    from evals.calibrate import describe
+    from ingest.run import refit
+
+    started = time.monotonic()
+    model = refit(settings, changed, embedder, index)
+    if model is not None:
+        print(f"{describe(model)} ({time.monotonic() - started:.1f} s)")
 
 
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:

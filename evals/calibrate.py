@@ -33,7 +33,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -55,9 +55,6 @@ from service.answering.answerability import FALLBACK, AnswerabilityModel
 from service.answering.engine import Engine
 from service.answering.features import answerability_features
 from service.answering.question import Question
-
-if TYPE_CHECKING:
-    from ingest.pipeline import IngestSummary
 
 log = logging.getLogger(__name__)
 
@@ -363,15 +360,15 @@ def material(model: AnswerabilityModel, documents: int, changed: int) -> bool:
 
 
 def after_ingest(
-    settings: Settings, index: Index, embedder: Embedder, summaries: Sequence[IngestSummary]
+    settings: Settings, index: Index, embedder: Embedder, changed: int
 ) -> AnswerabilityModel | None:
-    """Refit and store the collection's model when the ingest changed it materially; logs
-    the figures (the ingest summary's calibration line). None when nothing was fit."""
+    """Refit and store the collection's model when an ingest or a delete that added, changed
+    or deleted ``changed`` documents changed it materially; logs the figures (the ingest
+    summary's calibration line). None when nothing was fit."""
     from service.answering import answerability
     from service.answering.engine import build_engine
     from service.answering.extractive import ExtractiveGenerator
 
-    changed = sum(s.changed for s in summaries)
     current = answerability.load(index.chunks)
     documents = len(papers(index)) if changed or not current.fitted else 0
     if documents < MIN_DOCUMENTS or not material(current, documents, changed):

@@ -83,24 +83,31 @@ def ingest_paths(
     limits = Limits(pdf_seconds=settings.pdf_time_limit_s)
     summaries = [ingestor.ingest_path(path, progress, limits) for path in paths]
     if calibrate:
-        refit(settings, summaries, ingestor.embedder, ingestor.index)
+        refit(settings, changed(summaries), ingestor.embedder, ingestor.index)
     return summaries
+
+
+def changed(summaries: Sequence[IngestSummary]) -> int:
+    """The documents some ingests added, updated or deleted."""
+    return sum(s.changed for s in summaries)
 
 
 def refit(
     settings: Settings,
-    summaries: Sequence[IngestSummary],
+    changed: int,
     embedder: Embedder | None = None,
     index: Index | None = None,
 ) -> AnswerabilityModel | None:
-    """After an ingest (``summaries``) that changed the collection materially, fit its
-    answerability model on its own documents and store it with it (`citeqa ingest` does, as
-    a stage of its own after the ingest's summary); None when nothing was fit."""
+    """After an ingest or a delete that added, updated or deleted ``changed`` documents,
+    when that changed the collection materially, fit its answerability model on its own
+    documents and store it with it (`citeqa ingest` does, as a stage of its own after the
+    ingest's summary; so do uploads and deletes through the API); None when nothing was
+    fit."""
     from evals.calibrate import after_ingest  # numpy fitting: only when it may be needed
 
     embedder = embedder or default_embedder(settings)
     index = index or open_index(connect(settings), settings.collection, embedder, create=True)
-    return after_ingest(settings, index, embedder, summaries)
+    return after_ingest(settings, index, embedder, changed)
 
 
 def ensure_ingested(

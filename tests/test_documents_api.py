@@ -15,6 +15,7 @@ from pydantic import SecretStr
 
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
+from service.answering import answerability
 from service.answering.engine import Engine, build_engine
 from service.api.app import create_app
 from tests.live_server import LiveServer
@@ -356,7 +357,7 @@ def test_an_upload_that_changes_the_collection_fits_its_answerability_model(
 ) -> None:
     """As `citeqa ingest` does: after the job (its documents searchable at once) the
     collection's model is fit in the background; the job says "fitting", then the figures.
-    An upload that changes nothing fits nothing."""
+    An upload that changes nothing fits nothing; a delete that is material fits again."""
     settings = Settings(data_dir=tmp_path / "store", generator="extractive")
     folder = write_topic_documents(tmp_path / "docs")
     files = [(p.name, p.read_bytes()) for p in sorted(folder.glob("*.md"))]
@@ -375,3 +376,12 @@ def test_an_upload_that_changes_the_collection_fits_its_answerability_model(
         assert again["state"] == "done" and again["answerability"] == "", again
         engine = build_engine(settings, embedder=embedder)
         assert engine.evidence.model().figures["documents"] == 6
+        # a delete changes the collection too: one of six is material, refit in the background
+        deleted = httpx.delete(doc_url(server.url, "upload:lamps.md"), timeout=30)
+        assert deleted.status_code == 204, deleted.text
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            if answerability.load(engine.index.chunks).figures["documents"] == 5:
+                break
+            time.sleep(0.5)
+        assert answerability.load(engine.index.chunks).figures["documents"] == 5

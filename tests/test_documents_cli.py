@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
+from citeqa.config import Settings
+from citeqa.embedding import Embedder
 from cli.main import main
+from service.answering import answerability
+from service.answering.engine import build_engine
+from tests.topics import write_topic_documents
 
 pytestmark = pytest.mark.integration
 
@@ -54,3 +59,27 @@ def test_documents_of_a_collection_are_listed_shown_and_deleted(
     with pytest.raises(SystemExit) as usage:
         main(["documents", "show"])
     assert usage.value.code == 2
+
+
+def test_a_delete_refits_the_answerability_model_once_the_deletes_are_material(
+    tmp_path: Path,
+    embedder: Embedder,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`citeqa documents delete` refits as `citeqa ingest` does, after the delete, when the
+    deletes since the last fit changed the collection materially (`--no-calibrate`: never)."""
+    settings = Settings(data_dir=tmp_path / "store", generator="extractive")
+    monkeypatch.setenv("CITEQA_DATA_DIR", str(settings.data_dir))
+    folder = write_topic_documents(tmp_path / "docs")
+    (folder / "maps.md").write_text("# Maps Notes\n\nContour lines join points of equal height.\n")
+    assert run(capsys, "ingest", str(folder))[1].count("answerability fit on 7 documents") == 1
+    engine = build_engine(settings, embedder=embedder)
+    assert answerability.load(engine.index.chunks).figures["documents"] == 7
+
+    code, out, _ = run(capsys, "documents", "delete", "--no-calibrate", "file:maps.md")
+    assert code == 0 and "answerability" not in out, out
+    assert answerability.load(engine.index.chunks).figures["documents"] == 7
+    code, out, _ = run(capsys, "documents", "delete", "file:lamps.md")
+    assert code == 0 and "answerability fit on 5 documents" in out, out
+    assert answerability.load(engine.index.chunks).figures["documents"] == 5

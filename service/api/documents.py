@@ -11,7 +11,7 @@ and ``/``: the routes take them as paths (clients may percent-encode them).
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -29,7 +29,6 @@ from citeqa.catalog import MAX_PAGE, Catalog, files_dir
 from citeqa.config import Settings
 from citeqa.errors import ClientGoneError, InputError, TooLargeError, TooSlowError
 from citeqa.store import check_collection_name
-from ingest.pipeline import IngestSummary
 from ingest.run import build_ingestor, refit
 from ingest.uploads import Item, StoredFile, TextItem, store_file
 from service.answering.engine import Engine
@@ -216,16 +215,20 @@ async def delete_document(
     client = request.app.state.collections.client
     await run_in_threadpool(catalog.delete, doc_id, client.get_max_batch_size())
     await run_in_threadpool(_resnapshot, engine)
+    if request.app.state.settings.calibrate_uploads:
+        runner: UploadRunner = request.app.state.uploads
+        runner.refit_after_delete(lambda changed: _refit(engine, changed), doc_id)
     return Response(status_code=204)
 
 
-def _refit(engine: Engine, summaries: Sequence[IngestSummary]) -> str | None:
-    """Fit the collection's answerability model after an upload's ingests when they changed
-    it materially (as `citeqa ingest` does); this replica reads the new model at once, the
-    others within the model's refresh. What the fit measured, or None."""
+def _refit(engine: Engine, changed: int) -> str | None:
+    """Fit the collection's answerability model after an upload or a delete that changed
+    ``changed`` documents, when that changed it materially (as `citeqa ingest` does); this
+    replica reads the new model at once, the others within the model's refresh. What the fit
+    measured, or None."""
     from evals.calibrate import describe
 
-    model = refit(engine.settings, summaries, engine.embedder, engine.index)
+    model = refit(engine.settings, changed, engine.embedder, engine.index)
     if model is None:
         return None
     engine.evidence.forget_model()

@@ -40,6 +40,7 @@ SAVE_EVERY_S = 0.5
 STALE_AFTER_S = 900.0
 _NO_VECTOR: Sequence[float] = [1.0]  # Chroma asks for one; jobs are found by id
 State = Literal["queued", "running", "done", "failed"]
+Refit = Callable[[int], str | None]  # documents changed -> what the fit measured, or None
 
 
 @dataclass
@@ -115,13 +116,13 @@ NOT_REFIT = "unchanged: the change is not material, or the collection is too sma
 class Work:
     """What a job ingests, into which index, and what to call once it ends (the engine
     rebuilds its BM25 snapshot there, so the next reader does not wait for it). ``refit``:
-    fits the collection's answerability model after the job's ingests (their summaries), and
-    says what it measured (None: no fit was needed)."""
+    fits the collection's answerability model after the job's ingests changed documents (how
+    many), and says what it measured (None: no fit was needed)."""
 
     items: Sequence[Item]
     ingestor: Ingestor
     ended: Callable[[], None]
-    refit: Callable[[Sequence[IngestSummary]], str | None] | None = None
+    refit: Refit | None = None
 
 
 class UploadRunner:
@@ -170,25 +171,33 @@ class UploadRunner:
         finally:
             work.ended()
         job.state = "done"
-        changed = any(s.changed for s in summaries)
+        changed = sum(s.changed for s in summaries)
         if work.refit is not None and changed:
             job.answerability = "fitting"
-            self._executor.submit(self._refit, job, work.refit, summaries)
+            self._executor.submit(self._refit, job, work.refit, changed)
         self.store.save(job)
         return job
 
-    def _refit(
-        self,
-        job: Job,
-        refit: Callable[[Sequence[IngestSummary]], str | None],
-        summaries: Sequence[IngestSummary],
-    ) -> None:
+    def _refit(self, job: Job, refit: Refit, changed: int) -> None:
         try:
-            job.answerability = refit(summaries) or NOT_REFIT
+            job.answerability = refit(changed) or NOT_REFIT
         except Exception as exc:  # the documents are in; the collection keeps its model
             log.exception("answerability fit after upload job %s failed", job.id)
             job.answerability = f"failed: {type(exc).__name__}: {exc}"
         self._save_quietly(job)
+
+    def refit_after_delete(self, refit: Refit, doc_id: str) -> None:
+        """Fit the collection's model again after ``doc_id`` was deleted, when the deletes
+        since its fit changed the collection materially: in the background, after the jobs
+        before it; what it measured is logged."""
+        self._executor.submit(self._refit_logged, refit, doc_id)
+
+    @staticmethod
+    def _refit_logged(refit: Refit, doc_id: str) -> None:
+        try:
+            log.info("after deleting %s: %s", doc_id, refit(1) or NOT_REFIT)
+        except Exception:  # the delete is done; the collection keeps its model
+            log.exception("answerability fit after deleting %s failed", doc_id)
 
     def _run_logged(self, job: Job, work: Work) -> None:
         try:
