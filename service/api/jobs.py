@@ -32,6 +32,7 @@ from chromadb.api.models.Collection import Collection
 from citeqa.errors import CiteqaError, NotFoundError
 from citeqa.store import JOBS_SUFFIX
 from ingest.pipeline import Ingestor, IngestSummary
+from ingest.run import changed as documents_changed
 from ingest.uploads import Item, read_item
 
 log = logging.getLogger("citeqa.jobs")
@@ -171,7 +172,7 @@ class UploadRunner:
         finally:
             work.ended()
         job.state = "done"
-        changed = sum(s.changed for s in summaries)
+        changed = documents_changed(summaries)
         if work.refit is not None and changed:
             job.answerability = "fitting"
             self._executor.submit(self._refit, job, work.refit, changed)
