@@ -9,6 +9,9 @@ carries the word ``T`` (so a search for it finds them). The embeddings are not c
 model: :class:`PrecomputedEmbedder` returns each known sentence's real vector and, for a chunk,
 the normalised mean of its sentences' vectors, as the synthetic stores are made
 (bench/scale_store.py); a text it does not know goes to the model.
+
+The last document is the ingest's probe (:func:`probe_document`): a sentence of its own, which
+no synthetic chunk shares, so that a search for it tells whether the ingest is visible.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import time
 from collections.abc import Sequence
 
 import numpy as np
+from llama_index.core.schema import Document
 
 from bench.scale_store import bundled_store, corpus_vectors
 from bench.synthetic import CorpusVectors, mean_vector
@@ -67,18 +71,35 @@ class PrecomputedEmbedder:
         return self.model.count_tokens(text)
 
 
+def probe_document(tag: str, i: int, source: str) -> Document:
+    """A document no other chunk resembles: its text is first for itself by every ranking.
+
+    A synthetic document's sentences each recur in thousands of chunks at 1M (they are drawn
+    from the bundled corpus's), so a search for one of them ranks its near-copies as high as
+    itself and fusion may leave it out of the top 5. This one's words and meaning are its own
+    (the model embeds it, as for any text the bench does not know)."""
+    title = f"Visibility probe {tag} {i}"
+    text = (
+        f"This closing note of the synthetic ingest {tag} was written last, as entry {i}, "
+        "so that a search for its words shows whether the replicas can see the ingest."
+    )
+    return make_document(f"{tag}-{i:06d}", title, text, source)
+
+
 def documents(
     embedder: PrecomputedEmbedder, corpus: CorpusVectors, count: int, tag: str, seed: int
 ) -> ReadResult:
+    """``count`` documents of one chunk each, the last of them the probe."""
     rng = np.random.default_rng(seed)
     titles = sorted({str(m["title"]) for m in corpus.chunks.metadatas})
     sentences = list(embedder.sentences)
     read = ReadResult(source=f"bench:{tag}")
-    for i in range(count):
+    for i in range(count - 1):
         title = f"{titles[int(rng.integers(len(titles)))]} ({tag} {i})"
         picked = [sentences[int(r)] for r in rng.integers(len(sentences), size=SENTENCES_PER_DOC)]
         embedder.register(title, picked)
         read.documents.append(make_document(f"{tag}-{i:06d}", title, " ".join(picked), read.source))
+    read.documents.append(probe_document(tag, count - 1, read.source))
     return read
 
 
@@ -86,7 +107,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scale_ingest", description=__doc__)
     parser.add_argument("--chroma", required=True)
     parser.add_argument("--collection", required=True)
-    parser.add_argument("--chunks", type=int, required=True, help="documents (one chunk each)")
+    parser.add_argument(
+        "--chunks", type=int, required=True, help="documents (one chunk each), at least 1"
+    )
     parser.add_argument("--tag", required=True, help="a word in every title; source bench:TAG")
     parser.add_argument("--seed", type=int, default=23)
     args = parser.parse_args(argv)
@@ -108,8 +131,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "chunks": summary.chunks_written,
         "summary": summary.line(),
         "missed": embedder.missed,
-        # A search that finds this ingest's last document first, lexically and densely: its
-        # whole text (the tag makes it unique), so visibility does not hang on rank fusion.
+        # The probe's own words: once the ingest is visible, they find it first.
         "probe": f"{last.metadata['title']} {last.text}",
         "probe_doc": last.metadata["doc_id"],
     }
