@@ -135,14 +135,28 @@ _DOTTED_END_RE = re.compile(r"\d\.\d+\.$|/\S*\.$")  # "doi:10.1016/j.csda.2005.0
 _NUMBER_TAIL_RE = re.compile(r"\d+(?:\.\d+)*\.?")  # ... and its tail, "004."
 
 
+# Two or more initials ("E.T.", "S.V.", "J.A."): a name's or an abbreviation's, which punkt
+# takes for a sentence end when a capitalised word follows ("we introduce E.T. Bench", "S.V.
+# Rajkumar"); a sentence seldom ends with one.
+_INITIALS_END_RE = re.compile(r"(?:^|[\s(\[])(?:[A-Z]\.){2,}$")
+
+
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """Character spans of the sentences of ``text`` (punkt, with line breaks as boundaries),
-    heading and list numbers kept with the sentence they number."""
+    heading and list numbers kept with the sentence they number, and no sentence ended by
+    initials."""
     spans: list[tuple[int, int]] = []
     for line in re.finditer(r"[^\n]+", text):
         base = line.start()
         for start, end in _with_labels(line.group(), list(_punkt().span_tokenize(line.group()))):
-            spans.append((base + start, base + end))
+            if (
+                spans
+                and spans[-1][1] > base
+                and _INITIALS_END_RE.search(text[spans[-1][0] : spans[-1][1]])
+            ):
+                spans[-1] = (spans[-1][0], base + end)
+            else:
+                spans.append((base + start, base + end))
     return spans
 
 

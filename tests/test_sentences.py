@@ -69,6 +69,12 @@ def test_no_sentence_ends_at_a_line_break_inside_a_paragraph(name: str) -> None:
         ("3.2 Model fitting", ["3.2 Model fitting"]),
         ("Results are in Section 4. Section 5 concludes.", None),
         ("The estimate is zero. (4)", ["The estimate is zero. (4)"]),
+        # Initials end no sentence: a name's ("E.T. Bench") or an author's ("S.V. Rajkumar").
+        (
+            "We introduce E.T. Bench, a benchmark. It has 7.3K samples.",
+            ["We introduce E.T. Bench, a benchmark.", "It has 7.3K samples."],
+        ),
+        ("[4] R. Kyle, S.V. Rajkumar. Blood 2006.", ["[4] R. Kyle, S.V. Rajkumar.", "Blood 2006."]),
     ],
 )
 def test_list_and_heading_numbers(text: str, expected: list[str] | None) -> None:
