@@ -26,7 +26,7 @@ from service.answering.question import Question
 from service.answering.refusal import KIND_OF_THING, names_new
 
 MAX_SENTENCES = 5
-RUNNER_UP_RATIO = 0.75  # a second sentence of the best one's document scoring this close is kept
+RUNNER_UP_RATIO = 0.85  # a second sentence of the best one's document scoring this close is kept
 MIN_RATIO = 0.6  # an added sentence scores at least this share of the best one
 MIN_GAIN = 0.12  # ... and covers at least this (IDF-weighted) share of the question anew
 SOURCES_DIFFER = "The sources differ; "  # leads the paper that states another value
