@@ -136,7 +136,10 @@ def _parser() -> argparse.ArgumentParser:
         "--poll-s", type=float, default=2.0, help="CITEQA_LEXICAL_POLL_S of replicas"
     )
     scale.add_argument(
-        "--env", action="append", default=[], help="KEY=VALUE for the replicas (repeatable)"
+        "--env",
+        action="append",
+        default=[],
+        help="KEY=VALUE for the replicas and the ingests (repeatable)",
     )
     return parser
 

@@ -279,12 +279,14 @@ def search_all(url: str, questions: Sequence[str], samples: Samples) -> None:
         samples.add((time.perf_counter() - begun) * 1000)
 
 
-def writer(url: str, chunks: int, tag: str) -> subprocess.Popen[str]:
+def writer(run: ScaleRun, url: str, chunks: int, tag: str) -> subprocess.Popen[str]:
+    """An ingest of ``chunks`` synthetic chunks, with the replicas' settings (``run.env``:
+    an ingest's own, such as ``CITEQA_INGEST_MAX_RECORDS_PER_S``, apply to it)."""
     command = [sys.executable, "-m", "bench.scale_ingest", "--chroma", url]
     command += ["--collection", COLLECTION, "--chunks", str(chunks), "--tag", tag]
     return subprocess.Popen(
         command,
-        env=child_env(),
+        env=child_env(**run.env),
         cwd=REPO_ROOT,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -305,7 +307,7 @@ def shows(url: str, report: Mapping[str, object]) -> bool:
 
 
 def measure_visible(run: ScaleRun, url: str, apis: list[ApiProcess], chunks: int) -> None:
-    report = finished(writer(url, chunks, VISIBLE_TAG))
+    report = finished(writer(run, url, chunks, VISIBLE_TAG))
     written = float(report["written"])  # type: ignore[arg-type]
     run.visible_chunks = int(report["chunks"])  # type: ignore[call-overload]
     pending = {api.url: float("inf") for api in apis}
@@ -324,7 +326,7 @@ def measure_busy(
 ) -> None:
     """Searches while the ingest runs and until its documents are visible on ``api``; only
     those that began after the ingest started writing count."""
-    process = writer(url, chunks, INGEST_TAG)
+    process = writer(run, url, chunks, INGEST_TAG)
     timed: list[tuple[float, float]] = []  # wall start, ms
     visible_at = None
     report: dict[str, object] | None = None

@@ -106,6 +106,13 @@ class Settings(BaseSettings):
         "embedding CPU of a folder, for fewer near misses refused (BENCHMARKS.md). Part of "
         "every chunk's version: changing it re-embeds the store on the next ingest.",
     )
+    ingest_max_records_per_s: float | None = Field(
+        None,
+        gt=0,
+        description="Most records (chunks and their sentences) an ingest writes to the store "
+        "a second; unset: as fast as it takes them. On a machine the store shares with the "
+        "API, a paced ingest leaves the cores to the searches (ingest/pacing.py).",
+    )
 
     # Retrieval
     top_k: int = Field(

@@ -48,6 +48,7 @@ from citeqa.store import DOC_CHUNKS, INGESTED_AT, Index, batches, get_all
 from ingest.chunker import SentenceChunker
 from ingest.formats import FILE_DIGEST, Limits
 from ingest.overlap import Batch, embed_and_write
+from ingest.pacing import Pacer
 from ingest.progress import Reporter, stage_meter
 from ingest.readers import ReadResult, read_source, source_key
 from ingest.vectors import SENTENCE_MEAN, chunk_vectors, plan_texts
@@ -148,6 +149,7 @@ class Ingestor:
         max_batch: int,
         read_page: int | None = None,
         overlap_writes: bool = True,
+        max_records_per_s: float | None = None,
     ) -> None:
         self.index = index
         self.embedder = embedder
@@ -156,6 +158,7 @@ class Ingestor:
         self.read_page = read_page  # records per Chroma get when planning; None: the default
         # Write batch N while batch N+1 embeds (ingest.overlap); False: one after the other.
         self.overlap_writes = overlap_writes
+        self.max_records_per_s = max_records_per_s  # ingest.pacing; None: unpaced
 
     @property
     def chunked_with(self) -> str:
@@ -310,6 +313,7 @@ class Ingestor:
             if cid in rewrite and doc_id in pending:
                 pending[doc_id].add(cid)
         self._log_complete(pending, versions)
+        pacer = Pacer(self.max_records_per_s)
 
         def written(group: list[str], chunks: bool, sentences: int = 0) -> Callable[[], None]:
             def count() -> None:  # runs once the group's write is done, in batch order
@@ -322,6 +326,7 @@ class Ingestor:
                 summary.chunks_written += len(group) if chunks else 0
                 if on_batch:
                     on_batch(len(group) + sentences)
+                pacer.wrote(len(group) + sentences)
 
             return count
 

@@ -67,7 +67,13 @@ def build_ingestor(
         count_tokens=embedder.count_tokens,
         vectors="" if settings.chunk_vectors == "embed" else settings.chunk_vectors,
     )
-    return Ingestor(index, embedder, chunker, client.get_max_batch_size())
+    return Ingestor(
+        index,
+        embedder,
+        chunker,
+        client.get_max_batch_size(),
+        max_records_per_s=settings.ingest_max_records_per_s,
+    )
 
 
 def ingest_paths(
