@@ -148,16 +148,21 @@ def sentence_spans(text: str) -> list[tuple[int, int]]:
     spans: list[tuple[int, int]] = []
     for line in re.finditer(r"[^\n]+", text):
         base = line.start()
-        for start, end in _with_labels(line.group(), list(_punkt().span_tokenize(line.group()))):
-            if (
-                spans
-                and spans[-1][1] > base
-                and _INITIALS_END_RE.search(text[spans[-1][0] : spans[-1][1]])
-            ):
-                spans[-1] = (spans[-1][0], base + end)
-            else:
-                spans.append((base + start, base + end))
+        pieces = _with_labels(line.group(), list(_punkt().span_tokenize(line.group())))
+        for start, end in _past_initials(line.group(), pieces):
+            spans.append((base + start, base + end))
     return spans
+
+
+def _past_initials(line: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """``spans`` of one line with each one that ends in initials joined to the next."""
+    out: list[tuple[int, int]] = []
+    for start, end in spans:
+        if out and _INITIALS_END_RE.search(line[out[-1][0] : out[-1][1]]):
+            out[-1] = (out[-1][0], end)
+        else:
+            out.append((start, end))
+    return out
 
 
 def _with_labels(line: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:

@@ -321,12 +321,13 @@ class Ingestor:
                     for cid in group:
                         pending.get(str(plan.nodes[cid].metadata["doc_id"]), set()).discard(cid)
                     self._log_complete(pending, versions)
-                meter.update(len(group) + sentences)
-                summary.embedded += len(group) + sentences
+                texts = len(group) + sentences
+                meter.update(texts)
+                summary.embedded += texts
                 summary.chunks_written += len(group) if chunks else 0
                 if on_batch:
-                    on_batch(len(group) + sentences)
-                pacer.wrote(len(group) + sentences)
+                    on_batch(texts)
+                pacer.wrote(texts)
 
             return count
 
