@@ -10,8 +10,10 @@ its newest complete version (:func:`citeqa.store.visible_chunks`), so applying a
 or two records of a document in either order, ends in the same state.
 
 Record ids sort by time, then writer: ``<logged_at in ns, 20 digits>-<writer>-<counter>``.
-Readers take records by ``logged_at`` windows (a metadata range filter, so a read costs what it
-returns): :meth:`ChangeLog.read` halves a window whose records do not fit one page.
+Readers take the records logged since a time: one ``logged_at >= since`` condition, which
+Chroma answers from its index of the field at a cost of what matches (a range written as two
+conditions, ``$and`` of ``$gte`` and ``$lt``, costs the whole log instead: 29 ms for one record
+of a 50,000-record log, 3 ms as one condition), in pages by offset within what matches.
 
 A log made with its collection holds every document ever written (the ``genesis`` record says
 so); one added to an older store does not, until a reader :meth:`ChangeLog.backfill` s it once
@@ -35,7 +37,7 @@ LOGGED_AT = "logged_at"
 GENESIS_ID = "0" * 20 + "-genesis"  # this log holds every document change of its collection
 PAGE = 1000  # records per read
 _NO_VECTOR: Sequence[float] = [1.0]  # Chroma asks for one; records are found by metadata
-_MIN_WINDOW_S = 1e-6  # a window this narrow is read whole, however many records it holds
+_MIN_STEP_S = 1e-6  # one writer's records are at least this far apart in time
 
 
 @dataclass(frozen=True)
@@ -78,7 +80,7 @@ class ChangeLog:
 
     def _record(self, doc_id: str, doc_hash: str, doc_chunks: int) -> Change:
         with self._lock:  # strictly increasing per writer: its records keep their order
-            now = max(time.time(), self._last + _MIN_WINDOW_S)
+            now = max(time.time(), self._last + _MIN_STEP_S)
             self._last = now
             serial = next(self._counter)
         key = f"{round(now * 1e9):020d}-{self.writer}-{serial:08d}"
@@ -101,21 +103,18 @@ class ChangeLog:
 
     def read(self, since: float, until: float | None = None) -> list[Change]:
         """The changes logged in ``[since, until)`` (until: now and later), sorted by id."""
-        end = until if until is not None else time.time() + 3600.0
-        found = self._window(since, end)
-        return sorted((c for c in found if c.id != GENESIS_ID), key=lambda c: c.id)
-
-    def _window(self, since: float, until: float) -> list[Change]:
-        where: Where = {"$and": [{LOGGED_AT: {"$gte": since}}, {LOGGED_AT: {"$lt": until}}]}  # type: ignore[dict-item]
-        narrow = until - since <= _MIN_WINDOW_S
-        got = self.collection.get(
-            where=where, include=["metadatas"], limit=None if narrow else PAGE + 1
-        )
-        if narrow or len(got["ids"]) <= PAGE:
+        where: Where = {LOGGED_AT: {"$gte": since}}  # type: ignore[dict-item]
+        found: list[Change] = []
+        while True:  # records only ever join the log: pages by offset skip none of them
+            got = self.collection.get(
+                where=where, include=["metadatas"], limit=PAGE, offset=len(found)
+            )
             metadatas = got["metadatas"] or []
-            return [_change(i, m) for i, m in zip(got["ids"], metadatas, strict=True)]
-        middle = since + (until - since) / 2
-        return self._window(since, middle) + self._window(middle, until)
+            found += [_change(i, m) for i, m in zip(got["ids"], metadatas, strict=True)]
+            if len(got["ids"]) < PAGE:
+                break
+        kept = (c for c in found if c.id != GENESIS_ID and (until is None or c.logged_at < until))
+        return sorted(kept, key=lambda c: c.id)
 
 
 def _metadata(change: Change) -> dict[str, str | int | float]:

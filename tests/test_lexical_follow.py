@@ -3,6 +3,7 @@ docs/lexical-index.md), on an in-memory Chroma with the real embedder."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 import uuid
@@ -139,18 +140,47 @@ class NoOffsets:
         return getattr(self._collection, name)
 
 
-def test_the_log_is_read_by_time_windows_never_by_offset(
+def test_the_log_is_read_by_one_range_condition_in_pages(
     index: Index, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Chroma answers ``logged_at >= since`` at the cost of what matches, but a range of two
+    conditions (``$and``) at the cost of the whole log; pages are offsets within the match."""
     assert index.log is not None
-    monkeypatch.setattr(citeqa.changes, "PAGE", 4)  # 23 records: many windows of at most 4
-    spy = NoOffsets(index.log.collection)
+    monkeypatch.setattr(citeqa.changes, "PAGE", 4)  # 22 records and the genesis: six pages
+    spy = Reads(index.log.collection)
     log = ChangeLog(spy)  # type: ignore[arg-type]
-    log.append((f"doc{n:02d}", "h", 1) for n in range(23))
+    log.append((f"doc{n:02d}", "h", 1) for n in range(22))
     read = log.read(0.0)
-    assert [c.doc_id for c in read] == [f"doc{n:02d}" for n in range(23)]
-    assert spy.gets > 23 // 4  # it did page
+    assert [c.doc_id for c in read] == [f"doc{n:02d}" for n in range(22)]
+    assert len(spy.reads) == 6
+    assert all(set(r["where"]) == {citeqa.changes.LOGGED_AT} for r in spy.reads)
     assert [c.doc_id for c in log.read(read[10].logged_at)] == [c.doc_id for c in read[10:]]
+    until = log.read(read[10].logged_at, until=read[13].logged_at)
+    assert [c.doc_id for c in until] == [c.doc_id for c in read[10:13]]
+
+
+def test_a_read_paged_while_another_writer_appends_misses_nothing(
+    index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another writer's records land between the pages of a read: the pages (offsets within
+    the match) still hold every record logged before the read, each once."""
+    assert index.log is not None
+    monkeypatch.setattr(citeqa.changes, "PAGE", 4)
+    reader, other = ChangeLog(index.log.collection), ChangeLog(index.log.collection)
+    reader.append((f"doc{n:02d}", "h", 1) for n in range(0, 22, 2))
+    other.append((f"doc{n:02d}", "h", 1) for n in range(1, 22, 2))
+    during = itertools.count(100)
+
+    class Appending(Reads):
+        def get(self, *args: Any, **kwargs: Any) -> Any:
+            got = super().get(*args, **kwargs)
+            other.append([(f"doc{next(during)}", "h", 1)])  # lands after this page
+            return got
+
+    reader.collection = Appending(index.log.collection)  # type: ignore[assignment]
+    read = [c.doc_id for c in reader.read(0.0)]
+    assert len(read) == len(set(read))
+    assert set(read) >= {f"doc{n:02d}" for n in range(22)}
 
 
 # ----------------------------------------------------------------------- the follower
@@ -206,7 +236,7 @@ def test_the_cold_build_reads_chunks_by_id_not_by_filter(
 def test_a_follower_reads_the_log_only_when_it_grew(
     tmp_path: Path, index: Index, embedder: Embedder, corpus: Path
 ) -> None:
-    """A read of the log by ``logged_at`` costs the whole log; a count does not."""
+    """Each poll counts the log; it reads the records only when the count moved."""
     follower = TantivyIndex(index, tmp_path / "lexical", poll_s=0)  # polled here, by hand
     follower.view()
     log = Reads(follower.changes.collection)

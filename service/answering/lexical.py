@@ -245,8 +245,8 @@ class TantivyIndex:
 
     def _follow(self) -> None:
         """Apply the changes logged since the cursor (less LOOKBACK_S). The log is read only
-        when its record count moved (records are only ever added): a read by ``logged_at``
-        costs the whole log (lexical_build), a count a walk of its ids."""
+        when its record count moved (records are only ever added): most polls find nothing
+        new, and a count is the cheapest question to ask Chroma."""
         assert self._state is not None
         logged = self.changes.collection.count()
         fresh = []
