@@ -48,7 +48,7 @@ from citeqa.store import DOC_CHUNKS, INGESTED_AT, Index, batches, get_all
 from ingest.chunker import SentenceChunker
 from ingest.formats import FILE_DIGEST, Limits
 from ingest.overlap import Batch, embed_and_write
-from ingest.pacing import Pacer
+from ingest.pacing import Pacer, paced_upsert
 from ingest.progress import Reporter, stage_meter
 from ingest.readers import ReadResult, read_source, source_key
 from ingest.vectors import SENTENCE_MEAN, chunk_vectors, plan_texts
@@ -327,21 +327,20 @@ class Ingestor:
                 summary.chunks_written += len(group) if chunks else 0
                 if on_batch:
                     on_batch(texts)
-                pacer.wrote(texts)
 
             return count
 
         def chunk_batch(group: list[str]) -> Batch:
             if not self.mean_vectors:
-                return self._chunk_batch(plan, group, written(group, chunks=True))
+                return self._chunk_batch(plan, group, pacer, written(group, chunks=True))
             sentences = [with_chunks.get(cid, []) for cid in group]
             done = written(group, chunks=True, sentences=sum(map(len, sentences)))
-            return self._mean_batch(plan, group, sentences, done)
+            return self._mean_batch(plan, group, sentences, pacer, done)
 
         # Sentences first: a chunk that exists always has its sentences.
         work = chain(
             (
-                self._sentence_batch(plan, group, written(group, chunks=False))
+                self._sentence_batch(plan, group, pacer, written(group, chunks=False))
                 for group in batches(missing_sentences, step)
             ),
             (chunk_batch(group) for group in batches(missing_chunks, step)),
@@ -362,26 +361,34 @@ class Ingestor:
         for doc_id in done:
             del pending[doc_id]
 
-    def _sentence_batch(self, plan: _Plan, ids: list[str], written: Callable[[], None]) -> Batch:
+    def _sentence_batch(
+        self, plan: _Plan, ids: list[str], pacer: Pacer, written: Callable[[], None]
+    ) -> Batch:
         texts = [plan.sentences[sid][0] for sid in ids]
 
         def write(vectors: np.ndarray) -> None:
-            self.index.sentences.upsert(
-                ids=ids,
+            paced_upsert(
+                self.index.sentences,
+                pacer,
+                ids,
                 embeddings=vectors,
                 documents=texts,
-                metadatas=[plan.sentences[sid][1] for sid in ids],  # type: ignore[misc]
+                metadatas=[plan.sentences[sid][1] for sid in ids],
             )
 
         return Batch(texts, write, written)
 
-    def _chunk_batch(self, plan: _Plan, ids: list[str], written: Callable[[], None]) -> Batch:
+    def _chunk_batch(
+        self, plan: _Plan, ids: list[str], pacer: Pacer, written: Callable[[], None]
+    ) -> Batch:
         nodes = [plan.nodes[cid] for cid in ids]
         texts = [node.get_content() for node in nodes]
 
         def write(vectors: np.ndarray) -> None:
-            self.index.chunks.upsert(
-                ids=ids,
+            paced_upsert(
+                self.index.chunks,
+                pacer,
+                ids,
                 embeddings=vectors,
                 documents=texts,
                 metadatas=[node_to_metadata_dict(n, remove_text=True) for n in nodes],
@@ -394,6 +401,7 @@ class Ingestor:
         plan: _Plan,
         ids: list[str],
         sentences: list[list[str]],
+        pacer: Pacer,
         written: Callable[[], None],
     ) -> Batch:
         """Chunks whose vectors are the mean of their sentences' (:mod:`ingest.vectors`),
@@ -408,15 +416,19 @@ class Ingestor:
         def write(vectors: np.ndarray) -> None:
             first = 0
             for group in batches(sentence_ids, self.max_batch):
-                self.index.sentences.upsert(
-                    ids=group,
+                paced_upsert(
+                    self.index.sentences,
+                    pacer,
+                    group,
                     embeddings=vectors[first : first + len(group)],
                     documents=[plan.sentences[sid][0] for sid in group],
-                    metadatas=[plan.sentences[sid][1] for sid in group],  # type: ignore[misc]
+                    metadatas=[plan.sentences[sid][1] for sid in group],
                 )
                 first += len(group)
-            self.index.chunks.upsert(
-                ids=ids,
+            paced_upsert(
+                self.index.chunks,
+                pacer,
+                ids,
                 embeddings=chunk_vectors(vectors, mean.members),
                 documents=texts,
                 metadatas=[node_to_metadata_dict(n, remove_text=True) for n in nodes],

@@ -10,7 +10,7 @@ import pytest
 
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
-from ingest.pacing import Pacer
+from ingest.pacing import SLICE_S, Pacer, paced_upsert
 from ingest.run import ingest_paths
 
 
@@ -45,6 +45,37 @@ def test_an_unpaced_ingest_never_waits() -> None:
     pacer = Pacer(None, clock=clock, sleep=clock.sleep)
     pacer.wrote(10_000)
     assert clock.slept == []
+
+
+class Upserts:
+    """A collection's ``upsert`` that records the ids of each call."""
+
+    def __init__(self) -> None:
+        self.calls: list[list[str]] = []
+
+    def upsert(self, ids: list[str], **columns: list[object]) -> None:
+        assert all(len(column) == len(ids) for column in columns.values())
+        self.calls.append(list(ids))
+
+
+def test_a_paced_write_goes_in_slices_of_what_is_due_in_a_tenth_of_a_second() -> None:
+    """Chroma makes a query of a collection wait for a write to it: a paced ingest writes
+    little at a time, and waits after each slice."""
+    clock = FakeClock()
+    pacer = Pacer(50.0, clock=clock, sleep=clock.sleep)
+    assert pacer.slice == round(50 * SLICE_S) == 5
+    collection = Upserts()
+    ids = [f"s{i}" for i in range(12)]
+    paced_upsert(collection, pacer, ids, documents=[i.upper() for i in ids])
+    assert collection.calls == [ids[:5], ids[5:10], ids[10:]]
+    assert clock.slept == [pytest.approx(0.1), pytest.approx(0.1), pytest.approx(0.04)]
+
+
+def test_an_unpaced_write_is_one_upsert() -> None:
+    collection = Upserts()
+    ids = [f"s{i}" for i in range(300)]
+    paced_upsert(collection, Pacer(None), ids, documents=ids)
+    assert collection.calls == [ids]
 
 
 def test_a_paced_ingest_writes_no_faster_than_its_rate(tmp_path: Path, embedder: Embedder) -> None:
