@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import threading
 import weakref
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -40,6 +41,11 @@ from service.answering import overview
 from service.answering.corpus import CorpusStats
 from service.answering.lexical_views import Chunk, LexicalIndex, LexicalView, SnapshotIndex
 from service.answering.question import Question
+
+# A search's three rankings are independent: the lexical one runs while the question is
+# embedded, the two dense queries of Chroma side by side (each mostly a wait on the server or
+# on tantivy/ONNX code that releases the GIL). One pool per process, shared by the requests.
+_RANKINGS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="citeqa-ranking")
 
 Overview = list[tuple[str, float]]  # chunk ids that stand for the collection, with scores
 
@@ -192,18 +198,19 @@ class HybridRetriever:
         ``further``: for a fact question, also the passages of the top ``top_k``'s documents
         that rank among the ``further`` next (:func:`with_further_passages`)."""
         top_k = max(1, min(MAX_TOP_K, top_k))
-        vector = self.embedder.embed([question.text])[0]
         lexical = self.lexical.view()
         if lexical.empty:
             raise StoreNotReadyError("the index is empty: run `citeqa ingest`")
         k = max(self.candidate_k, top_k)
         if question.asks_documents:  # answered by documents: rank them over a wider pool
             k = max(k, overview.POOL)
-        dense = self._dense_chunks(vector, k)
-        found = lexical.search(question.text, k)
+        searched = _RANKINGS.submit(lexical.search, question.text, k)
+        vector = self.embedder.embed([question.text])[0]
+        nearest = _RANKINGS.submit(self._dense_chunks, vector, k)
         # Up to 3k chunks, each with its best sentence's cosine: the k first are a ranking,
         # all of them a document list's evidence.
         by_sentence = self._dense_sentences(vector, k)
+        dense, found = nearest.result(), searched.result()
         rankings = {
             "dense": list(dense),
             "sentence": list(by_sentence)[:k],
