@@ -11,9 +11,7 @@ from them; its bm25s tokens made once, by tantivy's analyzer.
 
 from __future__ import annotations
 
-import itertools
 import json
-import operator
 import re
 from collections.abc import Iterable, Mapping
 from functools import lru_cache
@@ -27,6 +25,7 @@ from service.answering.corpus import abbreviations
 from service.answering.lexical_views import with_compounds
 
 Row = tuple[str, str, Mapping[str, Any]]  # a chunk's id, text and metadata
+NAME_GAP = "|"  # between a text's squashed words and their parts: no phrase spans it
 ALIAS = "\x1f"  # between the two forms of an alias term: "gdpr\x1fgeneral data protection ..."
 # a chunk's id, "terms" (its tokens joined by spaces), "dl", "tokens", "stems", "names", "record"
 ChunkFields = tuple[str, str, int, bytes, str, str, bytes]
@@ -57,24 +56,22 @@ class DocumentFields(NamedTuple):
 
 
 def name_terms(text: str) -> set[str]:
-    """The keys a name of ``text`` may be looked up by: each word squashed, its parts, and
-    runs of two and three words ("Human Eval" -> "humaneval")."""
-    return set(_name_keys(lowered_words(text)).split())
+    """The terms of ``text``'s "names" field: each word squashed ("Human-Eval" -> "humaneval")
+    and its parts ("human", "eval"). A name written as two or three words ("Human Eval") is
+    found as a phrase of them (:meth:`service.answering.tantivy_view.TantivyView.has_key`)."""
+    return set(_name_keys(lowered_words(text)).split()) - {NAME_GAP}
 
 
 def _name_keys(lowered: list[str]) -> str:
-    """:func:`name_terms` of a text's lowered words, joined by spaces, some more than once
-    (the "names" field indexes whether a chunk holds a key, not how often).
+    """A text's "names" field from its lowered words: its words squashed, in order (a phrase
+    of them is a name written in several words), then :data:`NAME_GAP` and their parts.
 
     A word (:func:`citeqa.text.words`) holds ASCII letters and digits, "-" and ".", and
     begins and ends with a letter or digit, so squashing it is dropping its "-" and "."; its
     parts are its runs of letters and digits. Done on all words joined by spaces at once: one
     word at a time took minutes of Python at 1M chunks."""
     joined = " ".join(lowered)
-    keys = joined.translate(_SEPARATORS).split(" ")
-    pairs = list(map(operator.add, keys, keys[1:]))
-    triples = map(operator.add, pairs, keys[2:])
-    return " ".join(itertools.chain(keys, _ALNUM_RUN.findall(joined), pairs, triples))
+    return f"{joined.translate(_SEPARATORS)} {NAME_GAP} {' '.join(_ALNUM_RUN.findall(joined))}"
 
 
 class _Table:
@@ -144,7 +141,7 @@ class Fielder:
             stems |= terms
             tokens = self._tokens(with_compounds(text))
             record = json.dumps({"text": text, "metadata": metadata}).encode()
-            # stems and names in any order: these fields index neither positions nor text
+            # stems in any order: that field indexes neither positions nor frequencies
             names = _name_keys(lowered)
             joined = f" {'  '.join(tokens)} ".encode()
             chunks.append(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,7 @@ from service.answering.corpus import CorpusStats
 from service.answering.lexical_fields import ALIAS, analyzer
 from service.answering.lexical_views import SCORE_DECIMALS, TIE_MARGIN, Chunk, with_compounds
 
+Phrase = list[str | tuple[int, str]]  # words of a phrase query (a word or its offset and it)
 PREFIX_CANDIDATES = 8  # words a name key may begin ("a100" -> "a100s"), checked at most
 # bm25s' BM25 ("lucene": Kamphuis et al. 2020), which tantivy's top hits are scored again with:
 # tantivy's own (k1 1.2, lengths stored in one byte) ranked a few dev questions differently.
@@ -43,7 +45,8 @@ def chunk_schema() -> tantivy.Schema:
     # again by tantivy's indexing thread (analysis is most of the indexing)
     builder.add_text_field("terms", tokenizer_name=TOKENS, index_option="freq")
     builder.add_text_field("stems", tokenizer_name="whitespace", index_option="basic")
-    builder.add_text_field("names", tokenizer_name="whitespace", index_option="basic")
+    # a chunk's words squashed, in order: a name in several words is a phrase of them
+    builder.add_text_field("names", tokenizer_name="whitespace", index_option="position")
     builder.add_integer_field("dl", stored=True, fast=True)  # tokens in "terms": BM25's length
     # the "terms" tokens, " a  b  a ": each one's frequency is one count of " a " (in C)
     builder.add_bytes_field("tokens", stored=True, indexed=False)
@@ -150,8 +153,34 @@ class TantivyView:
         return {c.id: c for c in (_chunk(self.searcher.doc(address)) for _, address in hits)}
 
     def has_key(self, key: str) -> bool:
+        """A word begun by ``key`` ("a100" -> "a100s"), or two or three whole words in a row
+        that ``key`` is written as ("humaneval" -> "Human Eval")."""
         candidates = self.searcher.terms_with_prefix("names", key, limit=PREFIX_CANDIDATES)
-        return any(self._holds("names", term) for term, _ in candidates)
+        if any(self._holds("names", term) for term, _ in candidates):
+            return True
+        for words in self._cuts(key):
+            query = tantivy.Query.phrase_query(self.schema, "names", words)
+            if self.searcher.search(query, 1, count=False).hits:
+                return True
+        return False
+
+    def _cuts(self, key: str) -> Iterator[Phrase]:
+        """``key`` cut into two or three words the dictionary holds: few cuts of a key do."""
+
+        def held(word: str) -> bool:
+            return self.searcher.doc_freq("names", word) > 0
+
+        for i in range(1, len(key)):
+            first, rest = key[:i], key[i:]
+            if not held(first):
+                continue
+            if held(rest):
+                pair: Phrase = [first, rest]
+                yield pair
+            for j in range(1, len(rest)):
+                if held(rest[:j]) and held(rest[j:]):
+                    triple: Phrase = [first, rest[:j], rest[j:]]
+                    yield triple
 
     def _holds(self, field_name: str, term: str) -> bool:
         """A chunk not deleted holds the term (the dictionary still counts deleted ones)."""
