@@ -28,6 +28,7 @@ import logging
 import os
 import re
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -89,6 +90,9 @@ class ScaleRun:
     replica_rss_mb: list[float] = field(default_factory=list)
     idle: Samples = field(default_factory=lambda: Samples("ms"))
     busy: Samples = field(default_factory=lambda: Samples("ms"))
+    # each search's steps (its Server-Timing header), in the order of idle's and busy's values
+    idle_steps: list[dict[str, float]] = field(default_factory=list)
+    busy_steps: list[dict[str, float]] = field(default_factory=list)
     busy_timeouts: int = 0
     ingest_chunks: int = 0
     ingest_write_s: float = float("nan")
@@ -144,7 +148,7 @@ def run(
         try:
             log.info("search, idle")
             for _ in range(2):
-                search_all(apis[0].url, texts, out.idle)
+                search_all(apis[0].url, texts, out.idle, out.idle_steps)
             out.replica_rss_mb = [rss_mb(api.process.pid) for api in apis if api.process]
             log.info(
                 "ready after %s s; idle p50 %.1f ms, p99 %.1f ms; replica RSS %s MB",
@@ -266,17 +270,42 @@ def start_replicas(run: ScaleRun, url: str, work: Path) -> list[ApiProcess]:
     return apis
 
 
-def search(url: str, query: str) -> list[str]:
+def search(url: str, query: str) -> tuple[list[str], dict[str, float]]:
+    """The doc ids of a search's hits, and its steps' times (its Server-Timing header)."""
     response = httpx.get(f"{url}/v1/search", params={"q": query, "k": 5}, timeout=REQUEST_TIMEOUT_S)
-    response.raise_for_status()
-    return [hit["doc_id"] for hit in response.json()["hits"]]
+    if response.is_error:
+        raise RuntimeError(f"search {query!r}: {response.status_code} {response.text[:2000]}")
+    steps = {}
+    for part in response.headers.get("server-timing", "").split(","):
+        step, _, ms = part.strip().partition(";dur=")
+        if ms:
+            steps[step] = float(ms)
+    return [hit["doc_id"] for hit in response.json()["hits"]], steps
 
 
-def search_all(url: str, questions: Sequence[str], samples: Samples) -> None:
+def search_all(
+    url: str, questions: Sequence[str], samples: Samples, steps: list[dict[str, float]]
+) -> None:
     for question in questions:
         begun = time.perf_counter()
-        search(url, question)
+        _, taken = search(url, question)
         samples.add((time.perf_counter() - begun) * 1000)
+        steps.append(taken)
+
+
+def slowest_steps(samples: Samples, steps: list[dict[str, float]], share: float) -> str:
+    """The median time of each step of the slowest ``share`` of the searches, and of all."""
+    paired = sorted(zip(samples.values, steps, strict=True), key=lambda p: -p[0])
+    slow = paired[: max(1, round(len(paired) * share))]
+
+    def medians(searches: list[tuple[float, dict[str, float]]]) -> str:
+        names = dict.fromkeys(step for _, taken in searches for step in taken)
+        cells = [f"HTTP {statistics.median(ms for ms, _ in searches):,.0f}"]
+        for step in names:
+            cells.append(f"{step} {statistics.median(t.get(step, 0.0) for _, t in searches):,.0f}")
+        return ", ".join(cells)
+
+    return f"slowest {len(slow):,}: {medians(slow)}; all {len(paired):,}: {medians(paired)}"
 
 
 def writer(run: ScaleRun, url: str, chunks: int, tag: str) -> subprocess.Popen[str]:
@@ -303,7 +332,7 @@ def finished(process: subprocess.Popen[str]) -> dict[str, object]:
 
 def shows(url: str, report: Mapping[str, object]) -> bool:
     """Whether a search on ``url`` finds the last document of an ingest's ``report``."""
-    return str(report["probe_doc"]) in search(url, str(report["probe"]))
+    return str(report["probe_doc"]) in search(url, str(report["probe"]))[0]
 
 
 def measure_visible(run: ScaleRun, url: str, apis: list[ApiProcess], chunks: int) -> None:
@@ -327,7 +356,7 @@ def measure_busy(
     """Searches while the ingest runs and until its documents are visible on ``api``; only
     those that began after the ingest started writing count."""
     process = writer(run, url, chunks, INGEST_TAG)
-    timed: list[tuple[float, float]] = []  # wall start, ms
+    timed: list[tuple[float, float, dict[str, float]]] = []  # wall start, ms, steps
     visible_at = None
     report: dict[str, object] | None = None
     turn = 0
@@ -336,11 +365,11 @@ def measure_busy(
         turn += 1
         begun, clock = time.time(), time.perf_counter()
         try:
-            search(api.url, question)
-            timed.append((begun, (time.perf_counter() - clock) * 1000))
+            _, steps = search(api.url, question)
+            timed.append((begun, (time.perf_counter() - clock) * 1000, steps))
         except httpx.TimeoutException:
             run.busy_timeouts += 1
-            timed.append((begun, REQUEST_TIMEOUT_S * 1000))
+            timed.append((begun, REQUEST_TIMEOUT_S * 1000, {}))
         if report is None and process.poll() is not None:
             report = finished(process)
             written = float(report["written"])  # type: ignore[arg-type]
@@ -353,9 +382,10 @@ def measure_busy(
     run.ingest_chunks = int(report["chunks"])  # type: ignore[call-overload]
     run.ingest_write_s = written - started
     run.ingest_visible_s = (visible_at - written) if visible_at else float("inf")
-    for begun, ms in timed:
+    for begun, ms, steps in timed:
         if begun >= started:
             run.busy.add(ms)
+            run.busy_steps.append(steps)
 
 
 def forget_ingests(settings: Settings, embedder: Embedder) -> None:
@@ -412,6 +442,13 @@ def section(run: ScaleRun, benchmarks: str) -> str:
             f"{_ms(busy_p99)} ({ratio:.1f}x idle; n={len(run.busy.values)}, "
             f"max {_ms(run.busy.high)}, timeouts {run.busy_timeouts})",
             "<= 2x p99 idle",
+        ),
+        (
+            "Where searches' time goes: median ms of HTTP and of each step (Server-Timing) "
+            "of the slowest 1% and of all, busy / idle",
+            f"busy: {slowest_steps(run.busy, run.busy_steps, 0.01)} / idle: "
+            f"{slowest_steps(run.idle, run.idle_steps, 0.01)}",
+            "",
         ),
         (
             "Lexical index: cold build (Chroma read included), one process and its field "

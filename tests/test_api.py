@@ -82,6 +82,19 @@ def test_search_returns_ranked_hits(base_url: str) -> None:
     assert scores == sorted(scores, reverse=True)
 
 
+def test_search_says_how_long_each_step_took(base_url: str) -> None:
+    """Server-Timing: the lexical search and the embedding from the start, the two dense
+    queries after the embedding, none longer than the whole."""
+    response = httpx.get(f"{base_url}/v1/search", params={"q": "GLM-130B"}, timeout=30)
+    steps = {}
+    for part in response.headers["server-timing"].split(", "):
+        step, ms = part.split(";dur=")
+        steps[step] = float(ms)
+    assert set(steps) == {"lexical", "embed", "dense", "sentence", "total"}
+    assert all(0 <= ms <= steps["total"] for ms in steps.values())
+    assert steps["embed"] + max(steps["dense"], steps["sentence"]) <= steps["total"] + 0.2
+
+
 def test_search_returns_k_hits_for_a_list_question(base_url: str) -> None:
     """A query that asks for documents ("which papers ...") is ranked by document, and still
     returns the ``k`` hits asked for, not the longer list an answer would name."""

@@ -138,8 +138,12 @@ class Engine:
         return self.check_question(question), top_k
 
     def search(self, query: str, k: int | None = None) -> list[Hit]:
+        return self.searched(query, k).hits
+
+    def searched(self, query: str, k: int | None = None) -> Retrieval:
+        """The retrieval of a search: its hits and its steps' timings."""
         asked = Question.parse(self.check_question(query))
-        return self._retrieve(asked, k).hits
+        return self._retrieve(asked, k)
 
     def prepare(self, question: str, top_k: int | None = None) -> Evidence:
         """Retrieve and score evidence for ``question`` (validated, then analysed once into the

@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import weakref
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 import numpy as np
 from chromadb.errors import InternalError
@@ -47,6 +49,7 @@ from service.answering.question import Question
 # on tantivy/ONNX code that releases the GIL). One pool per process, shared by the requests.
 _RANKINGS = ThreadPoolExecutor(max_workers=16, thread_name_prefix="citeqa-ranking")
 
+T = TypeVar("T")
 Overview = list[tuple[str, float]]  # chunk ids that stand for the collection, with scores
 
 
@@ -113,6 +116,18 @@ class Retrieval:
     # names that no document of it mentions: per request, never read off a shared object.
     stats: CorpusStats = field(default_factory=CorpusStats, repr=False)
     unknown_names: list[str] = field(default_factory=list)
+    # How long each step took, in ms: "lexical" and "embed" from the start, "dense" and
+    # "sentence" from the embedding, "total" (GET /v1/search's Server-Timing header).
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def _timed(timings: dict[str, float], step: str, work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)``, its time in ms written to ``timings[step]``."""
+    begun = time.perf_counter()
+    try:
+        return work(*args)
+    finally:
+        timings[step] = (time.perf_counter() - begun) * 1000
 
 
 def with_further_passages(ranked: list[Hit], top_k: int) -> list[Hit]:
@@ -204,12 +219,14 @@ class HybridRetriever:
         k = max(self.candidate_k, top_k)
         if question.asks_documents:  # answered by documents: rank them over a wider pool
             k = max(k, overview.POOL)
-        searched = _RANKINGS.submit(lexical.search, question.text, k)
-        vector = self.embedder.embed([question.text])[0]
-        nearest = _RANKINGS.submit(self._dense_chunks, vector, k)
+        begun = time.perf_counter()
+        timings: dict[str, float] = {}
+        searched = _RANKINGS.submit(_timed, timings, "lexical", lexical.search, question.text, k)
+        vector = _timed(timings, "embed", self.embedder.embed, [question.text])[0]
+        nearest = _RANKINGS.submit(_timed, timings, "dense", self._dense_chunks, vector, k)
         # Up to 3k chunks, each with its best sentence's cosine: the k first are a ranking,
         # all of them a document list's evidence.
-        by_sentence = self._dense_sentences(vector, k)
+        by_sentence = _timed(timings, "sentence", self._dense_sentences, vector, k)
         dense, found = nearest.result(), searched.result()
         rankings = {
             "dense": list(dense),
@@ -235,12 +252,15 @@ class HybridRetriever:
         hits = self._hits(fused[: top_k + further], rankings, lexical, found)
         hits = with_further_passages(hits, top_k)
         self._attach_dense(hits, vector, dense)
+        unknown = unknown_names(lexical, question)
+        timings["total"] = (time.perf_counter() - begun) * 1000
         return Retrieval(
             question=question,
             query_vector=vector,
             hits=hits,
             stats=lexical.stats,
-            unknown_names=unknown_names(lexical, question),
+            unknown_names=unknown,
+            timings_ms=timings,
         )
 
     def _dense_chunks(self, vector: np.ndarray, k: int) -> dict[str, float]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
 
@@ -124,6 +124,7 @@ async def ask(body: AskRequest, request: Request, metrics: MetricsDep) -> Any:
 @ask_router.get("/v1/search", response_model=SearchResponse)
 async def search(
     request: Request,
+    response: Response,
     q: Annotated[
         str,
         Query(min_length=1, description="Query text (at most CITEQA_MAX_QUESTION_CHARS)."),
@@ -134,5 +135,11 @@ async def search(
     ] = None,
 ) -> dict[str, Any]:
     engine = await engine_for(request, collection)
-    hits = await run_in_threadpool(engine.search, q, k)
-    return {"query": q, "hits": public_sources(hits)}
+    found = await run_in_threadpool(engine.searched, q, k)
+    response.headers["Server-Timing"] = server_timing(found.timings_ms)
+    return {"query": q, "hits": public_sources(found.hits)}
+
+
+def server_timing(timings_ms: dict[str, float]) -> str:
+    """A Server-Timing header (W3C) of a search's steps: ``lexical;dur=12.5, embed;dur=...``."""
+    return ", ".join(f"{step};dur={ms:.1f}" for step, ms in timings_ms.items())
