@@ -90,7 +90,16 @@ def test_search_says_how_long_each_step_took(base_url: str) -> None:
     for part in response.headers["server-timing"].split(", "):
         step, ms = part.split(";dur=")
         steps[step] = float(ms)
-    assert set(steps) == {"lexical", "embed", "dense", "sentence", "total"}
+    assert set(steps) == {
+        "lexical",
+        "embed",
+        "dense",
+        "sentence",
+        "hits",
+        "vectors",
+        "names",
+        "total",
+    }
     assert all(0 <= ms <= steps["total"] for ms in steps.values())
     assert steps["embed"] + max(steps["dense"], steps["sentence"]) <= steps["total"] + 0.2
 

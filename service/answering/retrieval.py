@@ -117,7 +117,9 @@ class Retrieval:
     stats: CorpusStats = field(default_factory=CorpusStats, repr=False)
     unknown_names: list[str] = field(default_factory=list)
     # How long each step took, in ms: "lexical" and "embed" from the start, "dense" and
-    # "sentence" from the embedding, "total" (GET /v1/search's Server-Timing header).
+    # "sentence" from the embedding; then "hits" (their texts from the lexical view),
+    # "vectors" (cosines of hits the dense query did not return), "names" (the question's
+    # names looked up), and "total" (GET /v1/search's Server-Timing header).
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -249,10 +251,12 @@ class HybridRetriever:
             fused = self._fuse(rankings)
         if question.lists_documents:
             further = 0
-        hits = self._hits(fused[: top_k + further], rankings, lexical, found)
+        hits = _timed(
+            timings, "hits", self._hits, fused[: top_k + further], rankings, lexical, found
+        )
         hits = with_further_passages(hits, top_k)
-        self._attach_dense(hits, vector, dense)
-        unknown = unknown_names(lexical, question)
+        _timed(timings, "vectors", self._attach_dense, hits, vector, dense)
+        unknown = _timed(timings, "names", unknown_names, lexical, question)
         timings["total"] = (time.perf_counter() - begun) * 1000
         return Retrieval(
             question=question,
