@@ -84,6 +84,11 @@ def test_mentions_matches_whole_names_and_hyphenated_parts() -> None:
         # a unit asked for, and a number written in it
         ("What latency (in milliseconds) does X reach?", "X runs at 12 ms per frame.", ""),
         ("What latency (in milliseconds) does X reach?", "X is 2.5x faster than Y.", "unit"),
+        # ... in another unit of the same measure: "0.3 seconds" is 300 ms
+        ("How long does X take, in milliseconds?", "X makes a map in 0.3 seconds.", ""),
+        ("How many hours of video does X hold?", "X holds 76.34 minutes of video.", ""),
+        ("How much memory in GB does X need?", "X needs 512 MB of memory.", ""),
+        ("How much memory in GB does X need?", "X needs 40 A100 GPUs.", "unit"),
         ("How many GPU hours did X take?", "X took 2.788M H800 GPU hours.", ""),
         ("How many dB does X gain?", "X gains 1.5 dB PSNR.", ""),
         ("What PSNR gain in dB does X report?", "X improves PSNR by 3%.", "unit"),

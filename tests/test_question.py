@@ -89,7 +89,10 @@ def test_a_definition_names_its_subject() -> None:
 
 def test_the_unit_and_kind_of_answer_asked() -> None:
     boil = Question.parse("How long does it take to boil an egg, in minutes?")
-    assert boil.unit == "minutes" and boil.expects_number
+    assert boil.unit == "time" and boil.expects_number  # "a quarter of an hour" answers it
+    assert Question.parse("What latency in ms does it reach?").unit == "time"
+    assert Question.parse("How much memory, in GiB, does it need?").unit == "size"
+    assert Question.parse("What PSNR gain in dB does it bring?").unit == "dB"
     year = Question.parse("In what year was the Eiffel Tower completed?")
     assert year.asks_year and not year.asks_license and year.names == ("Eiffel", "Tower")
     license_q = Question.parse("Under which license is the library released?")

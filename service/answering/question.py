@@ -168,6 +168,12 @@ def counted_things(question: str) -> list[str]:
     return [m.group("thing") for m in _COUNTED.finditer(question)]
 
 
+def counted_not_measured(question: str) -> list[str]:
+    """:func:`counted_things` less units ("how many hours": a measure, :func:`asked_unit`'s,
+    which any unit of it answers: "76 minutes")."""
+    return [t for t in counted_things(question) if t not in _DIMENSIONS]
+
+
 # A unit the question asks the answer in ("in milliseconds", "how many ms"), and a number
 # written in it.
 UNITS = {
@@ -187,7 +193,9 @@ _UNIT_Q = re.compile(
     r"\b(?i:in|how many)\s+(?i:total\s+|wall-clock\s+)?"
     r"(?P<unit>milliseconds|ms|seconds|minutes|hours|days|GB|GiB|MB|MiB|dB)\b"
 )
-_UNIT_NAMES = {"ms": "milliseconds", "GiB": "GB", "MiB": "MB"}
+_DIMENSIONS = dict.fromkeys(["milliseconds", "ms", "seconds", "minutes", "hours", "days"], "time")
+_DIMENSIONS |= dict.fromkeys(["GB", "GiB", "MB", "MiB"], "size")
+UNITS["size"] = re.compile(r"\d(?:[\d.,]*\d)?\s*(?:[KMGTP]i?B|bytes)(?![A-Za-z])")
 # A duration: "2.788M H800 GPU hours", "in 3 days", "0.3 seconds", "12 ms".
 UNITS["time"] = re.compile(
     r"\d(?:[\d.,]*\d)?\s*[KMB]?\s+(?:[\w\-]+\s+){0,2}?"
@@ -203,12 +211,13 @@ _DURATION_Q = re.compile(
 
 
 def asked_unit(question: str) -> str:
-    """The unit the question wants the answer in: "What latency (in milliseconds) ..." ->
-    "milliseconds"; "How long did training take?" -> "time"; ""."""
+    """What the question wants the answer measured in: "How long did training take?" and
+    "What latency (in milliseconds) ..." -> "time" (a time in any unit answers it: "0.3
+    seconds" is 300 ms); "in GB" -> "size"; "in dB" -> "dB"; ""."""
     match = _UNIT_Q.search(question)
     if match:
         unit = match.group("unit")
-        return _UNIT_NAMES.get(unit, unit)
+        return _DIMENSIONS.get(unit, unit)
     return "time" if _DURATION_Q.search(question) else ""
 
 
@@ -392,7 +401,7 @@ class Question:
             defined_subject=defined_subject(text),
             expects_number=expects_number(text),
             unit=asked_unit(text),
-            counted=tuple(counted_things(text)),
+            counted=tuple(counted_not_measured(text)),
             asks_count=bool(COUNT_Q.search(text)),
             asks_several=asks_several(text),
             yes_no=bool(YES_NO_Q.match(text)),

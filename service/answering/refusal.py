@@ -3,9 +3,9 @@ says.
 
 Rules refuse answers of a fixed form the evidence lacks (:func:`missing_answer_type`: a year,
 a license, a count next to what is counted, a name for "which one performed best", a
-number in the unit asked for, a version, a default, the qualifiers the question pins its
-answer to), a name no document of the collection mentions, and an answer from a document
-without the question's rare name.
+number in a unit of the measure asked for, a version, a default, the qualifiers the question
+pins its answer to), a name no document of the collection mentions, and an answer from a
+document without the question's rare name.
 
 With an LLM generator only retrieval-level signals refuse before the call
 (:func:`retrieval_refuses`: nothing retrieved, or a name the collection never mentions); the
@@ -94,10 +94,11 @@ def missing_answer_type(
     "how many X" a number next to X in the document (in any source when the question asks
     several things, where the answer may come from several documents) and a number in the
     best sentence, "which one performed best" a name the question does not already give in
-    the best sentence, a unit asked for ("in milliseconds", "how long did it take") a number
-    in that unit. Asked of one thing (not of several, and offering no alternatives), a
-    version ("in which lme4 release") needs a version of what is asked about in the document,
-    and a default ("what is the default of X") a sentence that says "default" and names X:
+    the best sentence, a measure asked for ("in milliseconds", "how long did it take") a
+    number in a unit of it ("0.3 seconds"). Asked of one thing (not of several, and offering
+    no alternatives), a version ("in which lme4 release") needs a version of what is asked
+    about in the document, and a default ("what is the default of X") a sentence that says
+    "default" and names X:
     the best sentence or one ``beside`` it (given with it). Each qualifier of the question
     ("a one-billion-parameter model", "ResNet-50", "in 2023") must be stated in the document
     (in any source when it is asked of several). Returns the missing kind, or "".
