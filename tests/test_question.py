@@ -185,6 +185,9 @@ def _pinned(question: str) -> list[str]:
         # what is asked, a number word in another sense: no qualifier
         ("Is its accuracy more than 50%?", []),
         ("How much data did the model of about 5M parameters see?", []),
+        ("It reached a top-1 of ninety-something percent. What exactly?", []),
+        ("Which 30-odd layer net did they use?", []),
+        ("With a depth of six or so, what top-1 does it reach?", []),
         ("Which backbone does it use (e.g., Vicuna or LLaMA-2)?", []),
         ("Was it run on Gaudi2, H100, or something else?", []),
         ("Which two vision backbones are combined?", []),

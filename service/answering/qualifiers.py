@@ -10,8 +10,9 @@ the same amount in several ways ("1B", "1 billion", "one-billion", "1,000M"): am
 compared by value.
 
 Not qualifiers: a number the question offers as a bound or an estimate ("more than 50%",
-"about 5M parameters": the answer may differ from it), the alternatives it offers ("A or B",
-"e.g. X"), a number word that counts what is asked ("which two backbones").
+"about 5M parameters", "ninety-something percent": the answer may differ from it), the
+alternatives it offers ("A or B", "e.g. X"), a number word that counts what is asked ("which
+two backbones").
 """
 
 from __future__ import annotations
@@ -162,6 +163,8 @@ _HEDGE = re.compile(
     r"about|around|roughly|approximately|nearly|almost|some|circa|ca\.)|[~<>≈≥≤])\s*$",
     re.IGNORECASE,
 )
+# ... or after it: "ninety-something percent", "a 30-odd layer net", "70ish", "5 or so".
+_ROUGH = re.compile(r"(?:-?something|-odd|-?ish|\s+or\s+so)\b", re.IGNORECASE)
 # Alternatives the question offers: "(e.g., Vicuna or LLaMA-2)", "Gaudi2, H100, or else"; and
 # what it adds in parentheses, an aside ("low-bit (2-bit) LLMs", "(about 164K samples)").
 _EXAMPLES = re.compile(r"\((?:e\.g\.|i\.e\.|such as|like)[^)]*\)", re.IGNORECASE)
@@ -225,8 +228,9 @@ def asked_qualifiers(question: str, asked_names: Sequence[str]) -> tuple[Qualifi
         amount = _scaled(m.group("number"), m.group("scale"))
         if amount.value in (0.0, 1.0):  # "lambda = 0", "step 1": a flag or an ordinal
             continue
-        if not _inside_name(text, m.start()) and not _HEDGE.search(_before(text, m.start())):
-            found.append((m.start(), Qualifier(m.group().strip(), amount=amount)))
+        if _inside_name(text, m.start()) or _estimated(text, m.start(), m.end()):
+            continue
+        found.append((m.start(), Qualifier(m.group().strip(), amount=amount)))
     for m in _WORDS_RE.finditer(text):
         if any(m.start() in span for span in taken):  # the "billion" of "100-billion"
             continue
@@ -236,7 +240,9 @@ def asked_qualifiers(question: str, asked_names: Sequence[str]) -> tuple[Qualifi
         # value of a setting ("a depth of only six"); else it is as often a manner of speaking
         # ("any two blocks", "thousand-layer nets") as an amount.
         of = re.search(r"\bof\s+(?:only\s+|just\s+)?$", before, re.IGNORECASE)
-        if (scale or (of and word not in _LOOSE_WORDS)) and not _HEDGE.search(before):
+        if (scale or (of and word not in _LOOSE_WORDS)) and not _estimated(
+            text, m.start(), m.end()
+        ):
             amount = _scaled(_word_value(word), scale)
             found.append((m.start(), Qualifier(m.group(), amount=amount)))
     for name in asked_names:
@@ -245,6 +251,12 @@ def asked_qualifiers(question: str, asked_names: Sequence[str]) -> tuple[Qualifi
             found.append((at, Qualifier(name, name=name)))
     unique = {(q.text.lower(), q.name): q for _, q in sorted(found, key=lambda p: p[0])}
     return tuple(unique.values())
+
+
+def _estimated(text: str, start: int, end: int) -> bool:
+    """The amount at ``text[start:end]`` is offered as a bound or an estimate ("more than 50%",
+    "about 5M", "ninety-something percent"): the answer may differ from it."""
+    return bool(_HEDGE.search(_before(text, start)) or _ROUGH.match(text, end))
 
 
 def _spelled(name: str) -> str:
