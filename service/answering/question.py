@@ -174,34 +174,24 @@ def counted_not_measured(question: str) -> list[str]:
     return [t for t in counted_things(question) if t not in _DIMENSIONS]
 
 
-# A unit the question asks the answer in ("in milliseconds", "how many ms"), and a number
-# written in it.
-UNITS = {
-    name: re.compile(rf"\d(?:[\d.,]*\d)?\s*(?:{unit})(?![A-Za-z])", re.IGNORECASE)
-    for name, unit in {
-        "milliseconds": r"ms|milliseconds?",
-        "seconds": r"s|sec|secs|seconds?",
-        "minutes": r"min|mins|minutes?",
-        "hours": r"h|hrs?|hours?|GPU[- ]hours?",
-        "days": r"days?",
-        "GB": r"GB|G|GiB",
-        "MB": r"MB|M|MiB",
-        "dB": r"dB",
-    }.items()
-}
 _UNIT_Q = re.compile(
     r"\b(?i:in|how many)\s+(?i:total\s+|wall-clock\s+)?"
     r"(?P<unit>milliseconds|ms|seconds|minutes|hours|days|GB|GiB|MB|MiB|dB)\b"
 )
 _DIMENSIONS = dict.fromkeys(["milliseconds", "ms", "seconds", "minutes", "hours", "days"], "time")
 _DIMENSIONS |= dict.fromkeys(["GB", "GiB", "MB", "MiB"], "size")
-UNITS["size"] = re.compile(r"\d(?:[\d.,]*\d)?\s*(?:[KMGTP]i?B|bytes)(?![A-Za-z])")
-# A duration: "2.788M H800 GPU hours", "in 3 days", "0.3 seconds", "12 ms".
-UNITS["time"] = re.compile(
-    r"\d(?:[\d.,]*\d)?\s*[KMB]?\s+(?:[\w\-]+\s+){0,2}?"
-    r"(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?|months?)\b"
-    r"|\d(?:[\d.,]*\d)?\s*(?:ms|s|h|min)\b"
-)
+# A measure the question asks the answer in (:func:`asked_unit`), and a number written in a
+# unit of it.
+UNITS = {
+    # a duration: "2.788M H800 GPU hours", "in 3 days", "0.3 seconds", "12 ms"
+    "time": re.compile(
+        r"\d(?:[\d.,]*\d)?\s*[KMB]?\s+(?:[\w\-]+\s+){0,2}?"
+        r"(?:seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?|months?)\b"
+        r"|\d(?:[\d.,]*\d)?\s*(?:ms|s|h|min)\b"
+    ),
+    "size": re.compile(r"\d(?:[\d.,]*\d)?\s*(?:[KMGTP]i?B|bytes)(?![A-Za-z])"),
+    "dB": re.compile(r"\d(?:[\d.,]*\d)?\s*(?:dB)(?![A-Za-z])", re.IGNORECASE),
+}
 _DURATION_Q = re.compile(
     r"\bhow long\b.*\b(?:take|takes|took|taken|train|trained|training|last|lasts|lasted|spend|"
     r"spent|run|runs|ran|require|requires|required|need|needs|needed)\b|\bhow much (?:wall-clock |"

@@ -11,6 +11,7 @@ import json
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cache
 from typing import Any
 
 import tantivy
@@ -167,6 +168,7 @@ class TantivyView:
     def _cuts(self, key: str) -> Iterator[Phrase]:
         """``key`` cut into two or three words the dictionary holds: few cuts of a key do."""
 
+        @cache  # the cuts share their pieces: each looked up once
         def held(word: str) -> bool:
             return self.searcher.doc_freq("names", word) > 0
 
