@@ -49,6 +49,24 @@ def test_each_hit_carries_the_cosine_of_its_chunk_and_the_question(
         assert outside > 0, "the stored-embedding path is exercised"
 
 
+def test_a_search_leaves_out_the_cosines_only_an_answer_reads(engine: Engine) -> None:
+    """``cosines=False`` (GET /v1/search): the dense results' cosines as they came, 0.0 for
+    the hits outside them, and no get of stored embeddings (no "vectors" step)."""
+    retriever = HybridRetriever(engine.index, engine.embedder, 1, engine.settings.rrf_k)
+    outside = 0
+    for question in QUESTIONS:
+        result = retriever.retrieve_hits(Question.parse(question), 10, cosines=False)
+        assert "vectors" not in result.timings_ms
+        for hit in result.hits:
+            if "dense" in hit.ranks:
+                expected = _stored_cosine(engine, hit.chunk_id, result.query_vector)
+                assert hit.dense == pytest.approx(expected, abs=1e-5)
+            else:
+                assert hit.dense == 0.0
+                outside += 1
+    assert outside > 0
+
+
 # numpy picks its sort/partition kernels by CPU (x86-simd-sort on AVX-512); these are the
 # AVX-512 feature groups of numpy 2.x. Disabling a feature the CPU lacks is a no-op.
 _NO_AVX512 = "X86_V4 AVX512_ICL AVX512_SPR"

@@ -141,9 +141,10 @@ class Engine:
         return self.searched(query, k).hits
 
     def searched(self, query: str, k: int | None = None) -> Retrieval:
-        """The retrieval of a search: its hits and its steps' timings."""
+        """The retrieval of a search: its hits and its steps' timings. A search ranks and
+        answers nothing: its hits' cosines, which only an answer reads, are not completed."""
         asked = Question.parse(self.check_question(query))
-        return self._retrieve(asked, k)
+        return self._retrieve(asked, k, cosines=False)
 
     def prepare(self, question: str, top_k: int | None = None) -> Evidence:
         """Retrieve and score evidence for ``question`` (validated, then analysed once into the
@@ -162,10 +163,14 @@ class Engine:
         further = FURTHER_RANKS * self.check_top_k(top_k) if self.generator.reads_further else 0
         return self._retrieve(asked, top_k, further)
 
-    def _retrieve(self, asked: Question, top_k: int | None, further: int = 0) -> Retrieval:
+    def _retrieve(
+        self, asked: Question, top_k: int | None, further: int = 0, cosines: bool = True
+    ) -> Retrieval:
         k = self.check_top_k(top_k)
         listed = MAX_LISTED if top_k is None else k
-        return self.retriever.retrieve_hits(asked, k, listed=listed, further=further)
+        return self.retriever.retrieve_hits(
+            asked, k, listed=listed, further=further, cosines=cosines
+        )
 
     def ask(
         self,

@@ -64,7 +64,9 @@ class Hit:
     score: float
     url: str
     metadata: dict[str, Any]
-    dense: float = 0.0  # cosine similarity of chunk and question
+    # cosine similarity of chunk and question; 0.0 outside the dense results of a search
+    # that answers nothing (HybridRetriever.retrieve_hits's ``cosines``)
+    dense: float = 0.0
     ranks: dict[str, int] = field(default_factory=dict)
     collection: str = ""  # the Chroma collection it was retrieved from
 
@@ -118,8 +120,9 @@ class Retrieval:
     unknown_names: list[str] = field(default_factory=list)
     # How long each step took, in ms: "lexical" and "embed" from the start, "dense" and
     # "sentence" from the embedding; then "hits" (their texts from the lexical view),
-    # "vectors" (cosines of hits the dense query did not return), "names" (the question's
-    # names looked up), and "total" (GET /v1/search's Server-Timing header).
+    # "vectors" (cosines of hits the dense query did not return; for an answer only),
+    # "names" (the question's names looked up), and "total" (GET /v1/search's Server-Timing
+    # header).
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -208,12 +211,17 @@ class HybridRetriever:
         top_k: int,
         listed: int = overview.MAX_LISTED,
         further: int = 0,
+        cosines: bool = True,
     ) -> Retrieval:
         """The ``top_k`` best chunks for a fact question; for a list question ("which papers
         discuss X?") the best chunk of each matching document, at most ``listed`` of them.
 
         ``further``: for a fact question, also the passages of the top ``top_k``'s documents
-        that rank among the ``further`` next (:func:`with_further_passages`)."""
+        that rank among the ``further`` next (:func:`with_further_passages`).
+
+        ``cosines``: give every hit its chunk's cosine (:meth:`_attach_dense`), which an
+        answer reads; a search that only ranks leaves it 0.0 for the few hits outside the dense
+        results, and so leaves out a third wait on Chroma (``"vectors"``)."""
         top_k = max(1, min(MAX_TOP_K, top_k))
         lexical = self.lexical.view()
         if lexical.empty:
@@ -255,7 +263,11 @@ class HybridRetriever:
             timings, "hits", self._hits, fused[: top_k + further], rankings, lexical, found
         )
         hits = with_further_passages(hits, top_k)
-        _timed(timings, "vectors", self._attach_dense, hits, vector, dense)
+        if cosines:
+            _timed(timings, "vectors", self._attach_dense, hits, vector, dense)
+        else:
+            for hit in hits:
+                hit.dense = dense.get(hit.chunk_id, 0.0)
         unknown = _timed(timings, "names", unknown_names, lexical, question)
         timings["total"] = (time.perf_counter() - begun) * 1000
         return Retrieval(
