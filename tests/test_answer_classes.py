@@ -48,6 +48,12 @@ def test_what_is_x_answers_with_the_paper_that_introduces_x(engine: Engine) -> N
         # without the name, "named" or "called" introduce nothing: only "we propose / present
         # / introduce" says what a document about its subject proposes
         ("The arguments are named in the call.", "relaxed lasso", "The Relaxed Lasso", False),
+        # a sentence that spells an abbreviation out says what it is, either way round
+        ("The Quick Sparse Solver (QSS) model runs in linear time.", "QSS", "Other", True),
+        ("The Quick Sparse Solver (QSS) runs in linear time.", "Quick Sparse Solver", "O", True),
+        ("We use QSS (Quick Sparse Solver) on every system.", "QSS", "Other", True),
+        # parentheses that do not spell the name out define nothing
+        ("We compare with QSS (Lee et al., 2021) and others.", "QSS", "Other", False),
     ],
 )
 def test_what_defines_a_subject(sentence: str, subject: str, title: str, expected: bool) -> None:

@@ -87,6 +87,28 @@ def test_a_definition_names_its_subject() -> None:
     assert asked.names == ("General", "Data", "Protection", "Regulation")
 
 
+@pytest.mark.parametrize(
+    "question",
+    [
+        "What is QSS?",
+        "What does QSS stand for?",
+        "QSS stands for what?",
+        "QSS stands for?",
+        "What is meant by QSS?",
+        "Define QSS",
+        "explain QSS",
+    ],
+)
+def test_the_ways_a_definition_is_asked(question: str) -> None:
+    assert Question.parse(question).defined_subject == "QSS"
+
+
+def test_a_question_about_a_subject_is_not_always_a_definition() -> None:
+    assert Question.parse("How fast is QSS?").defined_subject == ""
+    assert Question.parse("What does QSS beat on sparse systems?").defined_subject == ""
+    assert Question.parse("the letter that stands for a constant").defined_subject == ""
+
+
 def test_the_unit_and_kind_of_answer_asked() -> None:
     boil = Question.parse("How long does it take to boil an egg, in minutes?")
     assert boil.unit == "time" and boil.expects_number  # "a quarter of an hour" answers it

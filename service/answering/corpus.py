@@ -83,23 +83,32 @@ def _words_before(text: str, end: int, count: int) -> int:
     return start
 
 
+def abbreviation_pairs(text: str) -> list[tuple[str, str]]:
+    """(short form, long form), both lower case, of each abbreviation the text spells out:
+    "General Data Protection Regulation (GDPR)" and "GDPR (General Data Protection
+    Regulation)"."""
+    if "(" not in text:  # both patterns need one: most texts skip their scans
+        return []
+    pairs: list[tuple[str, str]] = []
+    for long_text, short in _long_then_short(text):
+        long_form = _expansion(long_text.split(), short)
+        if long_form:
+            pairs.append((short.lower(), long_form))
+    for short, long_text in _SHORT_THEN_LONG.findall(text):
+        long_form = _expansion(long_text.split(), short)
+        if long_form:
+            pairs.append((short.lower(), long_form))
+    return pairs
+
+
 def abbreviations(texts: Iterable[str]) -> dict[str, frozenset[str]]:
     """short form (lower case) -> the long forms the texts define for it, and each long form
     -> its short forms: both directions of "General Data Protection Regulation (GDPR)"."""
     pairs: dict[str, set[str]] = {}
     for text in texts:
-        if "(" not in text:  # both patterns need one: most texts skip their scans
-            continue
-        for long_text, short in _long_then_short(text):
-            long_form = _expansion(long_text.split(), short)
-            if long_form:
-                pairs.setdefault(short.lower(), set()).add(long_form)
-                pairs.setdefault(long_form, set()).add(short.lower())
-        for short, long_text in _SHORT_THEN_LONG.findall(text):
-            long_form = _expansion(long_text.split(), short)
-            if long_form:
-                pairs.setdefault(short.lower(), set()).add(long_form)
-                pairs.setdefault(long_form, set()).add(short.lower())
+        for short, long_form in abbreviation_pairs(text):
+            pairs.setdefault(short, set()).add(long_form)
+            pairs.setdefault(long_form, set()).add(short)
     return {k: frozenset(v) for k, v in pairs.items()}
 
 

@@ -128,19 +128,29 @@ def focus_phrase(question: str) -> str:
     return " ".join(focus)
 
 
-_DEFINITION_Q = re.compile(
-    r"^\s*(?:what(?: is|'s| are)|describe|explain|tell me about|what does)\s+(?:the\s+)?"
-    r"(?P<subject>[\w\-\.\^ ]{1,60}?)(?:\s+(?:do|does|mean|model|method|paper))?\s*\??\s*$",
-    re.IGNORECASE,
+_SUBJECT = r"(?:the\s+)?(?P<subject>[\w\-\.\^ ]{1,60}?)"
+# "What is meant by X?", "What is X?", "Explain X", "What does X stand for?", "Define X", "X
+# stands for (what)?": the ways English asks what a thing is ("meant by" before "what is").
+_DEFINITION_QS = tuple(
+    re.compile(pattern, re.IGNORECASE)
+    for pattern in (
+        r"^\s*what (?:is|are) meant by\s+" + _SUBJECT + r"\s*\??\s*$",
+        r"^\s*(?:what(?: is|'s| are)|describe|explain|tell me about|define)\s+"
+        + _SUBJECT
+        + r"(?:\s+(?:model|method|paper))?\s*\??\s*$",
+        r"^\s*what (?:does|do)\s+" + _SUBJECT + r"\s+(?:do|mean|stand for)\s*\??\s*$",
+        r"^\s*" + _SUBJECT + r"\s+(?:stands? for|means)(?: what)?\s*\?\s*$",
+    )
 )
 
 
 def defined_subject(question: str) -> str:
     """The X of "What is X?" (short subjects only), else ""."""
-    match = _DEFINITION_Q.match(question)
-    if not match or len(match.group("subject").split()) > 5:
-        return ""
-    return match.group("subject").strip()
+    for pattern in _DEFINITION_QS:
+        match = pattern.match(question)
+        if match and len(match.group("subject").split()) <= 5:
+            return match.group("subject").strip()
+    return ""
 
 
 YES_NO_Q = re.compile(r"\s*(?:does|did|do|is|are|was|were|can|has|have)\b", re.IGNORECASE)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 
 from citeqa.text import mentions
+from service.answering.corpus import abbreviation_pairs
 
 # A sentence that opens by referring back to the one before it ("This is achieved by ...",
 # "It has, however, been ...", "The former case is ..."): it continues what that one says.
@@ -51,9 +52,11 @@ _OBJECT_WORDS = r"(?:\W+[\w-]+){0,5}?\W+"
 def defines(sentence: str, subject: str, title: str) -> bool:
     """The sentence says what the subject is: it names the subject (as a whole word: "DeepNet"
     is not "DeepNets-1M") and introduces it ("we propose FastV, ...": the name follows the
-    verb) or says what it is ("X is
-    a ...", "X stands for ..."); or its document is about the subject (the title names it) and
-    the sentence introduces what the document proposes ("In this paper, we propose ...")."""
+    verb), says what it is ("X is a ...", "X stands for ...") or spells it out ("the Receptance
+    Weighted Key Value (RWKV) model ...", "RWKV (Receptance ...)", either way round: where a
+    text first writes an abbreviation, it says what the abbreviation is); or its document is
+    about the subject (the title names it) and the sentence introduces what the document
+    proposes ("In this paper, we propose ...")."""
     lowered = sentence.lower()
     forms = [subject.lower()]
     if forms[0].endswith("s") and len(forms[0]) > 3:  # "Switch Transformers" -> "Transformer"
@@ -61,6 +64,8 @@ def defines(sentence: str, subject: str, title: str) -> bool:
     named = [form for form in forms if mentions(lowered, form)]
     if not named:
         return _titled(title, forms) and bool(_INTRODUCING_VERB.search(sentence))
+    if any(form in pair for pair in abbreviation_pairs(sentence) for form in named):
+        return True
     return any(
         re.search(rf"{_DEFINING_VERB.pattern}{_OBJECT_WORDS}{re.escape(form)}(?![\w-])", lowered)
         or re.search(rf"(?<![\w-]){re.escape(form)}{_COPULA}", lowered)
