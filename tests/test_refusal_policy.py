@@ -140,15 +140,24 @@ def test_abbreviations_the_corpus_defines_are_spellings_of_one_name() -> None:
     texts = [
         "The General Data Protection Regulation (GDPR) applies to all processors.",
         "We fit generalized linear mixed models (GLMMs) with lme4.",
+        "This led to an algorithm which I call the not-safe-type-three (NSTT).",
+        "A long short-term memory (LSTM) network and a Mixture-of-Depths (MoD) layer.",
+        "The cost-effective (CE) plan (Smith et al.) and the bad-plan (XY) fail.",
     ]
     found = abbreviations(texts)
     assert found["gdpr"] == {"general data protection regulation"}
     assert found["glmms"] == {"generalized linear mixed models"}
-    stats = CorpusStats.build(texts, ["a", "b"])
+    # the parts of a hyphenated word count as words
+    assert found["nstt"] == {"not-safe-type-three"}
+    assert found["lstm"] == {"long short-term memory"}
+    assert found["mod"] == {"mixture-of-depths"}
+    assert found["ce"] == {"cost-effective"}
+    assert "xy" not in found and "smith" not in found
+    stats = CorpusStats.build(texts, ["a", "b", "c", "d", "e"])
     assert stats.mentions("the general data protection regulation says so", "GDPR")
     assert not stats.mentions("the data says so", "GDPR")
     assert (stats.idf, stats.default_idf) == idf_table(texts)  # BM25's IDF, read in one pass
-    assert stats.documents == 2 and stats.name_documents("lme4") == 1
+    assert stats.documents == 5 and stats.name_documents("lme4") == 1
 
 
 @pytest.mark.integration

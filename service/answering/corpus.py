@@ -29,7 +29,8 @@ _MINOR = frozenset(["of", "and", "for", "the", "in", "on", "to", "a", "an", "wit
 
 def _expansion(words: list[str], short: str) -> str:
     """The trailing words of ``words`` whose initials spell ``short`` (minor words like
-    "of" may be skipped or count), else ""."""
+    "of" may be skipped or count; the parts of a hyphenated word count as words:
+    "not-safe-type-three (NSTT)"), else ""."""
     letters = [c.lower() for c in short if c.isalpha()]
     if short.endswith("s") and short[:-1].isupper():  # "LLMs": a plural of "LLM"
         letters = letters[:-1]
@@ -39,7 +40,8 @@ def _expansion(words: list[str], short: str) -> str:
         taken = words[start:]
         initials = [w[0].lower() for w in taken if w.lower() not in _MINOR]
         with_minor = [w[0].lower() for w in taken]
-        if letters in (initials, with_minor):
+        parts = [p for w in taken for p in w.split("-") if p]
+        if letters in (initials, with_minor, [p[0].lower() for p in parts]):
             return " ".join(taken).lower()
         if len(initials) > len(letters):
             break

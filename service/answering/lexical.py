@@ -55,7 +55,7 @@ from service.answering.tantivy_view import (
 
 log = logging.getLogger("citeqa.lexical")
 
-FORMAT = 6  # of the folder's index and state: another one is rebuilt
+FORMAT = 7  # of the folder's index and state: another one is rebuilt
 LOOKBACK_S = 30.0  # a change may land in the log this long after its logged_at (clock, latency)
 BUILD_BATCH = 2500  # chunks per Chroma read of a cold build (by id)
 COLD_HEAP = 128_000_000  # bytes of tantivy's indexing buffer for a cold build: fewer segments
