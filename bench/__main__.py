@@ -136,6 +136,13 @@ def _parser() -> argparse.ArgumentParser:
         "--poll-s", type=float, default=2.0, help="CITEQA_LEXICAL_POLL_S of replicas"
     )
     scale.add_argument(
+        "--search-rate",
+        type=float,
+        default=0.0,
+        help="searches a second, sent on a schedule, idle and busy alike (open loop); "
+        "0: each when the last is answered",
+    )
+    scale.add_argument(
         "--env",
         action="append",
         default=[],
@@ -154,6 +161,7 @@ def _scale(args: argparse.Namespace) -> int:
         args.poll_s,
         env,
         questions=10 if args.quick else None,
+        rate=args.search_rate,
     )
     old = args.output.read_text(encoding="utf-8") if args.output.exists() else "# Benchmarks\n"
     text = scale.section(run, old)

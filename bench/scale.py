@@ -14,6 +14,9 @@ On the cached store of N chunks (:mod:`bench.scale_store`) served by ``chroma ru
 5. **search while ingesting**: the same searches, on the first replica, while an ingest of
    ``--ingest`` chunks is written and until it is visible: p99 against idle.
 
+Searches in 3 and 5 go one after the other from one client (closed loop), or, with
+``--search-rate R``, R a second on a schedule in both phases (open loop, :class:`Clock`).
+
 Then the ingested documents are deleted again (the cached store stays N chunks), and the
 bundled corpus is searched in process: p50 and hit@5 on the dev set, for comparison with the
 bundled-corpus figures of the main bench. ``--env KEY=VALUE`` passes settings to the replicas
@@ -106,6 +109,7 @@ class ScaleRun:
     bundled_hit5: float = float("nan")
     loads: dict[str, str] = field(default_factory=dict)
     total_s: float = 0.0
+    rate: float = 0.0  # searches a second on a schedule (Clock); 0: closed loop
 
 
 def run(
@@ -116,9 +120,12 @@ def run(
     poll_s: float = 2.0,
     env: Mapping[str, str] | None = None,
     questions: int | None = None,
+    rate: float = 0.0,
 ) -> ScaleRun:
+    """``rate``: searches a second, sent on a schedule (:class:`Clock`); 0, the default: one
+    after the other, each when the last is answered."""
     started = time.perf_counter()
-    out = ScaleRun(scale, replicas, poll_s, dict(env or {}))
+    out = ScaleRun(scale, replicas, poll_s, dict(env or {}), rate=rate)
     out.loads["start"] = load_average()
     embedder = MiniLMOnnxEmbedder(threads=Settings().embed_threads)
     bundled = bundled_store(embedder)
@@ -150,8 +157,9 @@ def run(
         apis = start_replicas(out, server.url, work)
         try:
             log.info("search, idle")
+            clock = Clock(rate)
             for _ in range(2):
-                search_all(apis[0].url, texts, out.idle, out.idle_steps)
+                search_all(apis[0].url, texts, out.idle, out.idle_steps, clock)
             out.replica_rss_mb = [rss_mb(api.process.pid) for api in apis if api.process]
             log.info(
                 "ready after %s s; idle p50 %.1f ms, p99 %.1f ms; replica RSS %s MB",
@@ -286,13 +294,47 @@ def search(url: str, query: str) -> tuple[list[str], dict[str, float]]:
     return [hit["doc_id"] for hit in response.json()["hits"]], steps
 
 
+class Clock:
+    """When each search is sent, and from when its latency counts.
+
+    Closed loop (``rate`` 0): a search is sent when the last one is answered and counts from
+    then; faster answers are more searches, so the load differs between phases and runs.
+    Open loop: search i is due ``i / rate`` s after the first, is sent then (or at once, when
+    the last one was answered late), and counts from when it was due: a search that waited
+    behind a slow one counts its wait (no coordinated omission). The idle and the busy phase
+    then see the same offered load, and their p99s compare the service, not the client's pace.
+    """
+
+    def __init__(self, rate: float = 0.0) -> None:
+        self.rate = rate
+        self.first: float | None = None
+        self.sent = 0
+
+    def due(self) -> float:
+        """Wait until the next search is due: the ``time.perf_counter()`` it counts from."""
+        now = time.perf_counter()
+        if not self.rate:
+            return now
+        if self.first is None:
+            self.first = now
+        due = self.first + self.sent / self.rate
+        self.sent += 1
+        if due > now:
+            time.sleep(due - now)
+        return due
+
+
 def search_all(
-    url: str, questions: Sequence[str], samples: Samples, steps: list[dict[str, float]]
+    url: str,
+    questions: Sequence[str],
+    samples: Samples,
+    steps: list[dict[str, float]],
+    clock: Clock,
 ) -> None:
     for question in questions:
-        begun = time.perf_counter()
+        due = clock.due()
         _, taken = search(url, question)
-        samples.add((time.perf_counter() - begun) * 1000)
+        samples.add((time.perf_counter() - due) * 1000)
         steps.append(taken)
 
 
@@ -356,8 +398,10 @@ def measure_visible(run: ScaleRun, url: str, apis: list[ApiProcess], chunks: int
 def measure_busy(
     run: ScaleRun, url: str, api: ApiProcess, questions: Sequence[str], chunks: int
 ) -> None:
-    """Searches while the ingest runs and until its documents are visible on ``api``; only
-    those that began after the ingest started writing count."""
+    """Searches while the ingest runs and until its documents are visible on ``api``, sent
+    as :class:`Clock` says (``run.rate``); only those due after the ingest started writing
+    count."""
+    clock = Clock(run.rate)
     process = writer(run, url, chunks, INGEST_TAG)
     timed: list[tuple[float, float, dict[str, float]]] = []  # wall start, ms, steps
     visible_at = None
@@ -366,10 +410,11 @@ def measure_busy(
     while visible_at is None:
         question = questions[turn % len(questions)]
         turn += 1
-        begun, clock = time.time(), time.perf_counter()
+        due = clock.due()
+        begun = time.time() - (time.perf_counter() - due)
         try:
             _, steps = search(api.url, question)
-            timed.append((begun, (time.perf_counter() - clock) * 1000, steps))
+            timed.append((begun, (time.perf_counter() - due) * 1000, steps))
         except httpx.TimeoutException:
             run.busy_timeouts += 1
             timed.append((begun, REQUEST_TIMEOUT_S * 1000, {}))
@@ -423,6 +468,15 @@ def _s(value: float) -> str:
     if value != value:
         return "n/a"
     return f"> {VISIBLE_CAP_S:.0f} s (gave up)" if value == float("inf") else f"{value:,.1f} s"
+
+
+def _pace(rate: float) -> str:
+    if not rate:
+        return "one client, closed loop (each sent when the last is answered)"
+    return (
+        f"one client, open loop at {rate:g} a second, idle and busy alike (each counted from "
+        "when it was due: a wait behind a slow one counts; `--search-rate`)"
+    )
 
 
 def section(run: ScaleRun, benchmarks: str) -> str:
@@ -497,6 +551,7 @@ def section(run: ScaleRun, benchmarks: str) -> str:
 
 `python -m bench --scale {run.scale}` ({run.replicas} replica(s),
 CITEQA_LEXICAL_POLL_S={run.poll_s}, other settings: {settings}), {run.total_s / 60:.0f} min.
+Searches: {_pace(run.rate)}.
 Load average (1/5/15 min) by phase: {loads}.
 
 | Figure | Measured | Issue 19 asks |

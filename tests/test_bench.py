@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -54,7 +55,7 @@ def test_scale_section_runs_tiny_and_writes_nothing() -> None:
     benchmarks = REPO / "BENCHMARKS.md"
     before = benchmarks.read_bytes() if benchmarks.exists() else None
     command = [sys.executable, "-m", "bench", "--scale", "1000", "--ingest", "60"]
-    command += ["--visible", "20", "--poll-s", "1", "--quick", "--no-write"]
+    command += ["--visible", "20", "--poll-s", "1", "--quick", "--no-write", "--search-rate", "50"]
     bench = subprocess.Popen(
         command,
         cwd=REPO,
@@ -71,6 +72,7 @@ def test_scale_section_runs_tiny_and_writes_nothing() -> None:
             os.killpg(bench.pid, signal.SIGKILL)
     assert bench.returncode == 0, errors[-3000:]
     assert report.startswith(scale.HEADING), report[:500]
+    assert "Searches: one client, open loop at 50 a second" in report
     assert "| Chunks / sentence records in the store | 1,000 / " in report
     for row in ("Search p50, idle", "Search p99 while an ingest of", "cold build"):
         assert row in report
@@ -82,3 +84,22 @@ def test_scale_section_runs_tiny_and_writes_nothing() -> None:
         assert step in steps, steps
     after = benchmarks.read_bytes() if benchmarks.exists() else None
     assert after == before
+
+
+def test_an_open_loop_sends_on_schedule_and_counts_a_late_start_as_waiting() -> None:
+    """Search i is due i / rate s after the first: an early caller waits for it; a caller
+    late behind a slow search gets the time it was due, so the wait counts in its latency."""
+    clock = scale.Clock(rate=20.0)  # one every 50 ms
+    first = clock.due()
+    second = clock.due()
+    assert time.perf_counter() >= second == pytest.approx(first + 0.05)
+    time.sleep(0.2)  # a slow search: the next two are due in the past
+    third, fourth = clock.due(), clock.due()
+    assert (third, fourth) == (pytest.approx(first + 0.10), pytest.approx(first + 0.15))
+    assert time.perf_counter() - third >= 0.1
+
+
+def test_a_closed_loop_counts_from_now() -> None:
+    clock = scale.Clock()
+    before = time.perf_counter()
+    assert before <= clock.due() <= time.perf_counter()
