@@ -192,7 +192,9 @@ def observe_flips(
             ask = client.post("/v1/ask", json={"question": question, "top_k": 5})
             for response in (search, ask):
                 if response.status_code != 200:
-                    problems.append(f"{response.request.url}: {response.status_code}")
+                    problems.append(
+                        f"{response.request.url}: {response.status_code} {response.text[:500]}"
+                    )
             if problems:
                 continue
             shown = {h["chunk_id"] for h in search.json()["hits"] if h["doc_id"] == FLIP_DOC}
