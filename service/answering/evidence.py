@@ -37,7 +37,7 @@ from typing import Any
 import numpy as np
 from chromadb.api.types import Where
 
-from citeqa.store import Index
+from citeqa.store import Index, get_with_vectors
 from citeqa.text import squashed, term_set
 from service.answering import answerability as model_store
 from service.answering.answerability import FALLBACK, AnswerabilityModel
@@ -191,9 +191,8 @@ class EvidenceBuilder:
         if not hits:
             return []
         where: Where = {"chunk_id": {"$in": [h.chunk_id for h in hits]}}  # type: ignore[dict-item]
-        got = self.index.sentences.get(
-            where=where,
-            include=["documents", "metadatas", "embeddings"],
+        got = get_with_vectors(
+            self.index.sentences, where, ["documents", "metadatas", "embeddings"]
         )
         position = {h.chunk_id: i for i, h in enumerate(hits)}
         headings = [_heading_keys(h) for h in hits]

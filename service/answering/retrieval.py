@@ -34,7 +34,7 @@ from chromadb.errors import InternalError
 from citeqa.config import MAX_TOP_K
 from citeqa.embedding import Embedder
 from citeqa.errors import StoreNotReadyError
-from citeqa.store import Index, public_source
+from citeqa.store import Index, get_with_vectors, public_source
 from citeqa.text import (
     mentions,
     name_keys,
@@ -316,7 +316,7 @@ class HybridRetriever:
         return found
 
     def _representatives(self, lexical: LexicalView, k: int) -> Overview:
-        got = self.index.chunks.get(where={"chunk_index": 0}, include=["embeddings"])
+        got = get_with_vectors(self.index.chunks, {"chunk_index": 0}, ["embeddings"])
         shown = lexical.chunks(list(got["ids"]))  # one version of each document
         rows = [i for i, cid in enumerate(got["ids"]) if cid in shown]
         if not rows:
