@@ -91,16 +91,10 @@ def abbreviation_pairs(text: str) -> list[tuple[str, str]]:
     Regulation)"."""
     if "(" not in text:  # both patterns need one: most texts skip their scans
         return []
-    pairs: list[tuple[str, str]] = []
-    for long_text, short in _long_then_short(text):
-        long_form = _expansion(long_text.split(), short)
-        if long_form:
-            pairs.append((short.lower(), long_form))
-    for short, long_text in _SHORT_THEN_LONG.findall(text):
-        long_form = _expansion(long_text.split(), short)
-        if long_form:
-            pairs.append((short.lower(), long_form))
-    return pairs
+    written = [(short, long) for long, short in _long_then_short(text)]
+    written += _SHORT_THEN_LONG.findall(text)
+    pairs = [(short.lower(), _expansion(long.split(), short)) for short, long in written]
+    return [(short, long_form) for short, long_form in pairs if long_form]
 
 
 def abbreviations(texts: Iterable[str]) -> dict[str, frozenset[str]]:

@@ -219,7 +219,7 @@ class HybridRetriever:
         ``further``: for a fact question, also the passages of the top ``top_k``'s documents
         that rank among the ``further`` next (:func:`with_further_passages`).
 
-        ``cosines``: give every hit its chunk's cosine (:meth:`_attach_dense`), which an
+        ``cosines``: give every hit its chunk's cosine (:meth:`_stored_cosines`), which an
         answer reads; a search that only ranks leaves it 0.0 for the few hits outside the dense
         results, and so leaves out a third wait on Chroma (``"vectors"``)."""
         top_k = max(1, min(MAX_TOP_K, top_k))
@@ -263,11 +263,10 @@ class HybridRetriever:
             timings, "hits", self._hits, fused[: top_k + further], rankings, lexical, found
         )
         hits = with_further_passages(hits, top_k)
+        for hit in hits:
+            hit.dense = dense.get(hit.chunk_id, 0.0)
         if cosines:
-            _timed(timings, "vectors", self._attach_dense, hits, vector, dense)
-        else:
-            for hit in hits:
-                hit.dense = dense.get(hit.chunk_id, 0.0)
+            _timed(timings, "vectors", self._stored_cosines, hits, vector, dense)
         unknown = _timed(timings, "names", unknown_names, lexical, question)
         timings["total"] = (time.perf_counter() - begun) * 1000
         return Retrieval(
@@ -362,12 +361,10 @@ class HybridRetriever:
             )
         return hits
 
-    def _attach_dense(self, hits: list[Hit], vector: np.ndarray, dense: dict[str, float]) -> None:
-        """Each hit's cosine similarity: from the dense search's distances when the hit is
-        among its results (nearly always), else from the chunk's stored embedding. A get of
-        the embeddings of every hit cost more than the dense search itself."""
-        for hit in hits:
-            hit.dense = dense.get(hit.chunk_id, 0.0)
+    def _stored_cosines(self, hits: list[Hit], vector: np.ndarray, dense: dict[str, float]) -> None:
+        """The cosine similarity of each hit the dense search did not return (the others have
+        it from its distances), from the chunk's stored embedding. A get of the embeddings of
+        every hit cost more than the dense search itself."""
         others = [h for h in hits if h.chunk_id not in dense]
         if not others:
             return
