@@ -251,6 +251,37 @@ def test_a_named_thing_the_corpus_never_mentions_is_refused(engine: Engine) -> N
     assert answer.refused and "No document mentions Places365." in answer.answer
 
 
+@pytest.mark.parametrize(
+    ("question", "read_as", "fact"),
+    [
+        ("How many videos were filmed for the Perseption Test?", "Perception", "11.6k"),
+        ("How many chaptered videos does VidChapetrs-7M hold?", "VidChapters-7M", "817K"),
+    ],
+)
+def test_a_slip_in_a_long_name_is_read_as_the_name_the_corpus_writes(
+    engine: Engine, question: str, read_as: str, fact: str
+) -> None:
+    evidence = engine.prepare(question, 5)
+    assert evidence.unknown_names == [] and read_as in evidence.question.text
+    answer = engine.ask(question)
+    assert not answer.refused and fact in answer.answer
+
+
+@pytest.mark.parametrize(
+    ("question", "unknown"),
+    [
+        ("What top-1 accuracy does EfficientNet-B9 reach?", ["EfficientNet-B9"]),  # a digit
+        ("How does Mixtral score on MMLU?", ["Mixtral", "MMLU"]),  # short: "MMMU" is another
+    ],
+)
+def test_a_name_a_digit_or_a_short_name_away_is_not_a_slip(
+    engine: Engine, question: str, unknown: list[str]
+) -> None:
+    evidence = engine.prepare(question, 5)
+    assert evidence.unknown_names == unknown and evidence.question.text == question
+    assert not evidence.answerable
+
+
 RETINOPATHY = "referable diabetic retinopathy reach on the combined test set"
 
 

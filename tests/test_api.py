@@ -65,6 +65,15 @@ def test_ask_answers_with_a_cited_fact(base_url: str) -> None:
     assert set(body["timings_ms"]) == {"retrieve", "generate", "total"}
     assert [s["n"] for s in body["sources"]] == list(range(1, len(body["sources"]) + 1))
     assert body["usage"] == {}  # no LLM, no tokens
+    assert body["read_as"] == {}  # every name as the corpus writes it
+
+
+def test_ask_reads_a_slip_in_a_name_as_the_name_the_corpus_writes(base_url: str) -> None:
+    question = "How many activated parameters per token does DeepSeek-V3 have?"
+    slipped = question.replace("DeepSeek", "DeepSeeek")
+    body = httpx.post(f"{base_url}/v1/ask", json={"question": slipped}, timeout=30).json()
+    assert body["read_as"] == {"DeepSeeek-V3": "DeepSeek-V3"}
+    assert body["refused"] is False and "37B" in body["answer"]
 
 
 def test_ask_refuses_off_topic(base_url: str) -> None:

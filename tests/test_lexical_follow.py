@@ -30,6 +30,7 @@ from service.answering.lexical_fields import name_terms
 from service.answering.lexical_views import LexicalView, SnapshotIndex
 from service.answering.question import Question
 from service.answering.retrieval import HybridRetriever, unknown_names
+from service.answering.spelling import corrections
 
 POLL_S = 0.3
 BOUND_S = POLL_S + 10.0  # poll, then read, index and commit on a loaded 2-core machine
@@ -278,6 +279,8 @@ def test_a_deleted_document_is_never_returned_after_the_bound(
     assert after.chunks(held) == {}
     assert {m["doc_id"] for m in after.visible()} == {"file:kettle.md"}
     assert unknown(after, "Where does the Zembrano river flow?") == ["Zembrano"]
+    assert corrections(view, ["Zembrnao"]) == {"Zembrnao": "Zembrano"}
+    assert corrections(after, ["Zembrnao"]) == {}  # its only document is gone
     # a folder re-ingest that drops a file deletes it too
     write(corpus, {})
     ingestor(index, embedder).ingest(read_source(corpus))
@@ -356,6 +359,24 @@ def test_names_are_looked_up_in_the_term_dictionary(corpus: Path, lexical: Tanti
     assert unknown(view, "What is Glimmerfax?") == ["Glimmerfax"]
     assert "quokkatron" in name_terms(PAPERS["kettle.md"])
     assert "humaneval" not in name_terms(PAPERS["kettle.md"])  # found as a phrase
+
+
+@pytest.mark.parametrize("kind", ["snapshot", "tantivy"])
+def test_a_slip_of_a_name_is_read_as_the_name_the_collection_holds(
+    index: Index, lexical: TantivyIndex, kind: str
+) -> None:
+    """One letter dropped, added, changed or swapped in a long name; never a digit, never a
+    short name (one letter apart, short names are often two different things)."""
+    view = SnapshotIndex(index).view() if kind == "snapshot" else lexical.view()
+    assert corrections(view, ["Quokatron", "Zembrnao", "Quokkatronn", "Quokkatrom"]) == {
+        "Quokatron": "Quokkatron",
+        "Zembrnao": "Zembrano",
+        "Quokkatronn": "Quokkatron",
+        "Quokkatrom": "Quokkatron",
+    }
+    assert corrections(view, ["Quokkatron-9"]) == {}  # no name of the collection has a 9
+    assert corrections(view, ["Kettel", "Glimmerfax"]) == {}  # short; nothing one slip away
+    assert corrections(view, ["QUOKATRON-based"]) == {"QUOKATRON-based": "QUOKKATRON-based"}
 
 
 def test_a_name_in_two_or_three_words_is_a_key_exactly_when_the_words_are_in_a_row(

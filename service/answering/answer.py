@@ -56,6 +56,9 @@ class Answer:
     standalone_question: str | None = None
     dropped: list[dict[str, str]] = field(default_factory=list)
     usage: dict[str, int] = field(default_factory=dict)  # LLM tokens; empty without an LLM
+    # Names of the question the collection never writes, read as the one it does that they
+    # are a slip of ("Perseption" -> "Perception"; service.answering.spelling).
+    read_as: dict[str, str] = field(default_factory=dict)
 
     def public(self) -> dict[str, Any]:
         """The JSON shape of /v1/ask and `citeqa ask --json`."""
@@ -70,6 +73,7 @@ class Answer:
             "answerability": round(self.answerability, 4),
             "dropped": self.dropped,
             "usage": self.usage,
+            "read_as": self.read_as,
         }
 
 

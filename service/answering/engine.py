@@ -296,6 +296,7 @@ class Engine:
             answerability=evidence.answerability,
             dropped=checked.dropped,
             usage=usage or {},
+            read_as=evidence.read_as,
         )
 
     def refusal(self, question: str, evidence: Evidence) -> Answer:
@@ -308,6 +309,7 @@ class Engine:
             timings_ms={},
             generator=self.generator.name,
             answerability=evidence.answerability,
+            read_as=evidence.read_as,
         )
 
 

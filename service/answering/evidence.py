@@ -96,6 +96,7 @@ class Evidence:
     stats: CorpusStats = field(default_factory=CorpusStats, repr=False)
 
     unknown_names: list[str] = field(default_factory=list)  # names no document mentions
+    read_as: dict[str, str] = field(default_factory=dict)  # names read as a slip of another
     # Why a rule refuses: the question asks for a "number", "year", "license", "name",
     # "unit", "version", "default" or "qualifier" the evidence does not state
     # (:func:`missing_answer_type`), or the answer would be about another "subject" than the
@@ -180,6 +181,7 @@ class EvidenceBuilder:
         evidence = Evidence(question, retrieval.hits, candidates, weights, stats=stats)
         evidence.names = named
         evidence.unknown_names = retrieval.unknown_names
+        evidence.read_as = retrieval.read_as
         self._score_focus(evidence)
         self._score_answerability(evidence, model or self.model())
         evidence.answerable = answerable(evidence, self.retrieval_only)

@@ -75,6 +75,10 @@ class LexicalView(Protocol):
         """Some chunk mentions ``key`` (a squashed name, :func:`citeqa.text.name_keys`)."""
         ...
 
+    def held_words(self, keys: set[str]) -> set[str]:
+        """Those of the squashed words ``keys`` that some chunk holds as a word."""
+        ...
+
     def knows(self, ids: list[str]) -> bool:
         """Whether this view was made after the chunks ``ids`` were written."""
         ...
@@ -159,6 +163,9 @@ class _Snapshot:
 
     def has_key(self, key: str) -> bool:
         return key in self.vocabulary or key in self.squashed
+
+    def held_words(self, keys: set[str]) -> set[str]:
+        return keys & self.vocabulary
 
     def knows(self, ids: list[str]) -> bool:
         return self.known.issuperset(ids)

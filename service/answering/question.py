@@ -387,6 +387,14 @@ class Question:
         is this corpus about?"."""
         return self.asks_documents or self.about_collection
 
+    def respelled(self, read_as: dict[str, str]) -> Question:
+        """The question with each name of ``read_as`` written as it maps it to
+        (:func:`service.answering.spelling.corrections`)."""
+        text = self.text
+        for written, meant in read_as.items():
+            text = text.replace(written, meant)
+        return Question.parse(text)
+
     @classmethod
     def parse(cls, text: str) -> Question:
         found = asked_names(text)

@@ -39,7 +39,7 @@ from citeqa.text import (
     mentions,
     name_keys,
 )
-from service.answering import overview
+from service.answering import overview, spelling
 from service.answering.corpus import CorpusStats
 from service.answering.lexical_views import Chunk, LexicalIndex, LexicalView, SnapshotIndex
 from service.answering.question import Question
@@ -118,11 +118,13 @@ class Retrieval:
     # names that no document of it mentions: per request, never read off a shared object.
     stats: CorpusStats = field(default_factory=CorpusStats, repr=False)
     unknown_names: list[str] = field(default_factory=list)
-    # How long each step took, in ms: "lexical" and "embed" from the start, "dense" and
-    # "sentence" from the embedding; then "hits" (their texts from the lexical view),
-    # "vectors" (cosines of hits the dense query did not return; for an answer only),
-    # "names" (the question's names looked up), and "total" (GET /v1/search's Server-Timing
-    # header).
+    # Names the collection never mentions read as the one it does that they are a slip of
+    # (written -> read as): ``question`` is the question so respelled.
+    read_as: dict[str, str] = field(default_factory=dict)
+    # How long each step took, in ms: "names" (the question's names looked up, first),
+    # "lexical" and "embed" from then, "dense" and "sentence" from the embedding; then "hits"
+    # (their texts from the lexical view), "vectors" (cosines of hits the dense query did
+    # not return; for an answer only), and "total" (GET /v1/search's Server-Timing header).
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -231,6 +233,11 @@ class HybridRetriever:
             k = max(k, overview.POOL)
         begun = time.perf_counter()
         timings: dict[str, float] = {}
+        unknown = _timed(timings, "names", unknown_names, lexical, question)
+        read_as = spelling.corrections(lexical, unknown) if unknown else {}
+        if read_as:
+            question = question.respelled(read_as)
+            unknown = unknown_names(lexical, question)
         searched = _RANKINGS.submit(_timed, timings, "lexical", lexical.search, question.text, k)
         vector = _timed(timings, "embed", self.embedder.embed, [question.text])[0]
         nearest = _RANKINGS.submit(_timed, timings, "dense", self._dense_chunks, vector, k)
@@ -267,7 +274,6 @@ class HybridRetriever:
             hit.dense = dense.get(hit.chunk_id, 0.0)
         if cosines:
             _timed(timings, "vectors", self._stored_cosines, hits, vector, dense)
-        unknown = _timed(timings, "names", unknown_names, lexical, question)
         timings["total"] = (time.perf_counter() - begun) * 1000
         return Retrieval(
             question=question,
@@ -275,6 +281,7 @@ class HybridRetriever:
             hits=hits,
             stats=lexical.stats,
             unknown_names=unknown,
+            read_as=read_as,
             timings_ms=timings,
         )
 

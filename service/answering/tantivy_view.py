@@ -165,6 +165,12 @@ class TantivyView:
                 return True
         return False
 
+    def held_words(self, keys: set[str]) -> set[str]:
+        """Looked up in the term dictionary, then (the few it holds) in the chunks not
+        deleted."""
+        listed = [k for k in keys if self.searcher.doc_freq("names", k) > 0]
+        return {k for k in listed if self._holds("names", k)}
+
     def _cuts(self, key: str) -> Iterator[Phrase]:
         """``key`` cut into two or three words the dictionary holds: few cuts of a key do."""
 

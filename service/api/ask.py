@@ -75,6 +75,10 @@ class AskResponse(BaseModel):
     usage: dict[str, int] = Field(
         description="LLM tokens of this answer (prompt_tokens, completion_tokens); {} offline."
     )
+    read_as: dict[str, str] = Field(
+        description="Names of the question no document writes, read as the name one letter "
+        'away that the collection does ("Perseption": "Perception"); {} when none.'
+    )
 
 
 class SearchResponse(BaseModel):
