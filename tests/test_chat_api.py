@@ -163,6 +163,18 @@ def test_non_stream_answer_with_citations(server: LiveServer) -> None:
     assert [s["n"] for s in extra["sources"]] == list(range(1, len(extra["sources"]) + 1))
 
 
+def test_a_slip_in_a_name_is_searched_as_the_corpus_writes_it(server: LiveServer) -> None:
+    """The stream's first chunk says what was searched for (the web page shows it)."""
+    slipped = FIRST.replace("DeepSeek", "DeepSeeek")
+    chunks = list(
+        client(server).chat.completions.create(
+            model="citeqa", messages=[{"role": "user", "content": slipped}], stream=True
+        )
+    )
+    assert (chunks[0].model_extra or {})["standalone_question"] == FIRST
+    assert GOLD in titles((chunks[-1].model_extra or {})["citations"])
+
+
 def test_stream_with_the_openai_client(server: LiveServer) -> None:
     chunks = list(
         client(server).chat.completions.create(

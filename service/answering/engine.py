@@ -212,6 +212,7 @@ class Engine:
         _stop_if(gone)
         evidence = self.prepare(asked, top_k)
         retrieved = time.perf_counter()
+        asked = evidence.question.text  # a slip in a name read as the collection writes it
         yield Started(asked, evidence.hits)
         _stop_if(gone)
         if not evidence.answerable:
