@@ -297,11 +297,15 @@ RETINOPATHY = "referable diabetic retinopathy reach on the combined test set"
             "qualifier",
         ),
         ("For a 70B model, how much does InstInfer improve throughput over FlexGen?", "qualifier"),
+        # the paper's sentence states the number of a sibling variant (Apollo-3B) only
+        ("What score does Apollo-7B get on LongVideoBench?", "qualifier"),
         # the same questions about what the papers report, in their own or other writing
         ("What FVD does the 3-billion-parameter Next-Block Prediction model reach?", ""),
         (f"What AUC did the ResNet18 baseline for {RETINOPATHY}?", ""),
         ("With a depth of just 12, what ImageNet top-1 does a non-deep network reach?", ""),
         ("For a 13B model, how much does InstInfer improve throughput over FlexGen?", ""),
+        ("What score does Apollo-3B get on LongVideoBench?", ""),
+        ("What score does Apollo-7B get on MLVU?", ""),
         # a number offered as a bound is not asked to be stated
         ("Does InstInfer improve throughput by more than 5 times over FlexGen?", ""),
     ],

@@ -291,6 +291,13 @@ def stated(qualifier: Qualifier, text: str, text_amounts: list[Amount] | None = 
     return not _other_number(qualifier.name, text.lower())
 
 
+def sibling_named(qualifiers: tuple[Qualifier, ...], sentence: str) -> bool:
+    """The sentence names a numbered name of the question with another number only
+    ("Apollo-3B ... 55.1 on LongVideoBench" for "Apollo-7B"): what it states is the sibling's."""
+    lowered = sentence.lower()
+    return any(q.name and _other_number(q.name, lowered) for q in qualifiers)
+
+
 def unstated(qualifiers: tuple[Qualifier, ...], text: str) -> list[Qualifier]:
     """The qualifiers ``text`` does not state."""
     if not qualifiers:

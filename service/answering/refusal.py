@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from citeqa.text import names, term_set
 from service.answering.features import counts_stated
-from service.answering.qualifiers import unstated
+from service.answering.qualifiers import sibling_named, unstated
 from service.answering.question import UNITS, Question, name_forms, stated_numbers
 
 if TYPE_CHECKING:
@@ -101,7 +101,9 @@ def missing_answer_type(
     "default" and names X:
     the best sentence or one ``beside`` it (given with it). Each qualifier of the question
     ("a one-billion-parameter model", "ResNet-50", "in 2023") must be stated in the document
-    (in any source when it is asked of several). Returns the missing kind, or "".
+    (in any source when it is asked of several), and the best sentence, when it states a
+    number, must not name a numbered name of the question with another number only
+    ("Apollo-3B ... 55.1" for "Apollo-7B"). Returns the missing kind, or "".
     """
     several = question.asks_several
     if best_sentence and not _names_an_answer(question, best_sentence):
@@ -129,6 +131,10 @@ def missing_answer_type(
         if question.asks_default and not _says_default(question.defaulted, near):
             return "default"
     if unstated(question.qualifiers, scope):
+        return "qualifier"
+    # Asked of one variant, the best sentence states a number of a sibling variant only.
+    numbered = best_sentence and stated_numbers(best_sentence)
+    if not spread and numbered and sibling_named(question.qualifiers, best_sentence):
         return "qualifier"
     return ""
 
