@@ -271,6 +271,7 @@ def test_a_slip_in_a_long_name_is_read_as_the_name_the_corpus_writes(
     ("question", "unknown"),
     [
         ("What top-1 accuracy does EfficientNet-B9 reach?", ["EfficientNet-B9"]),  # a digit
+        ("What box AP does EfficientDet reach on COCO?", ["EfficientDet"]),  # a capital
         ("How does Mixtral score on MMLU?", ["Mixtral", "MMLU"]),  # short: "MMMU" is another
     ],
 )

@@ -365,8 +365,9 @@ def test_names_are_looked_up_in_the_term_dictionary(corpus: Path, lexical: Tanti
 def test_a_slip_of_a_name_is_read_as_the_name_the_collection_holds(
     index: Index, lexical: TantivyIndex, kind: str
 ) -> None:
-    """One letter dropped, added, changed or swapped in a long name; never a digit, never a
-    short name (one letter apart, short names are often two different things)."""
+    """One small letter dropped, added, changed or swapped in a long name; never a digit or
+    a capital, never a short name (one letter apart, short names are often two different
+    things)."""
     view = SnapshotIndex(index).view() if kind == "snapshot" else lexical.view()
     assert corrections(view, ["Quokatron", "Zembrnao", "Quokkatronn", "Quokkatrom"]) == {
         "Quokatron": "Quokkatron",
@@ -375,8 +376,11 @@ def test_a_slip_of_a_name_is_read_as_the_name_the_collection_holds(
         "Quokkatrom": "Quokkatron",
     }
     assert corrections(view, ["Quokkatron-9"]) == {}  # no name of the collection has a 9
+    assert corrections(view, ["Zembdano"]) == {"Zembdano": "Zembrano"}
+    assert corrections(view, ["ZembDano", "QuokDatron"]) == {}  # a capital differs: a name
     assert corrections(view, ["Kettel", "Glimmerfax"]) == {}  # short; nothing one slip away
-    assert corrections(view, ["QUOKATRON-based"]) == {"QUOKATRON-based": "QUOKKATRON-based"}
+    assert corrections(view, ["Quokatron-based"]) == {"Quokatron-based": "Quokkatron-based"}
+    assert corrections(view, ["QUOKATRON"]) == {}  # written in capitals: an acronym
 
 
 def test_a_name_in_two_or_three_words_is_a_key_exactly_when_the_words_are_in_a_row(

@@ -3,11 +3,11 @@ typing slip away ("Perseption" -> "Perception", "VidChapers-7M" -> "VidChapters-
 "MMDocBnech" -> "MMDocBench").
 
 A slip is one letter dropped, added, changed or swapped with its neighbour (Damerau's one
-edit). Digits are never touched: "Llama-2" is not a slip of "Llama-3", it is another model,
-and a question about it is a near miss the engine must refuse. A short name is never
-corrected either ("MMLU" is one letter from "MMMU", "Mixtral" from "Mistral": different
-things), and a name with two readings is left as written. What is read as what is kept, so a
-response can say so.
+edit). Digits and capitals are never touched: "Llama-2" is not a slip of "Llama-3", nor
+"EfficientDet" of "EfficientNet": each is another model, and a question about it is a near
+miss the engine must refuse. A short name is never corrected either ("Mixtral" is one letter
+from "Mistral": different things), and a name with two readings is left as written. What is
+read as what is kept, so a response can say so.
 """
 
 from __future__ import annotations
@@ -68,11 +68,14 @@ def _respelled(name: str, key: str, meant: str) -> str:
     end = len(key) - tail
     first = at[head] if head < len(key) else at[-1] + 1
     last = at[end - 1] + 1 if end > head else first
-    written = meant[head : len(meant) - tail]
+    # A capital is where names differ on purpose ("EfficientDet" is not "EfficientNet",
+    # "LLaVA" not "LLaMA"): a slip is of small letters, inside a word written in them.
     around = [ch for ch in name[max(0, first - 1) : last + 1] if ch.isalpha()]
-    if around and all(ch.isupper() for ch in around):
-        written = written.upper()
-    return name[:first] + written + name[last:]
+    if any(ch.isupper() for ch in name[first:last]) or (
+        first == last and around and all(ch.isupper() for ch in around)
+    ):
+        return ""
+    return name[:first] + meant[head : len(meant) - tail] + name[last:]
 
 
 def corrections(view: LexicalView, unknown: list[str]) -> dict[str, str]:
