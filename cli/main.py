@@ -184,6 +184,8 @@ def cmd_ask(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print(json.dumps(answer.public(), indent=2, ensure_ascii=False))
         return 0
+    for written, meant in answer.read_as.items():
+        print(f"(read \u201c{written}\u201d as \u201c{meant}\u201d, as the documents write it)")
     print(answer.answer)
     print()
     for citation in answer.citations:

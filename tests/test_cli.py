@@ -50,6 +50,19 @@ def test_ask_prints_answer_and_numbered_sources(corpus_settings: Settings) -> No
     assert re.search(r"^\[\d+\] DeepSeek-V3 Technical Report", result.stdout, re.MULTILINE)
 
 
+def test_ask_says_what_a_slip_in_a_name_was_read_as(corpus_settings: Settings) -> None:
+    result = citeqa(
+        "ask",
+        "How many activated parameters does DeepSeeek-V3 have?",
+        data_dir=corpus_settings.data_dir,
+    )
+    assert result.returncode == 0, result.stderr
+    first = result.stdout.splitlines()[0]
+    said = "(read \u201cDeepSeeek-V3\u201d as \u201cDeepSeek-V3\u201d, as the documents write it)"
+    assert first == said
+    assert "37B" in result.stdout
+
+
 def test_search_lists_hits(corpus_settings: Settings) -> None:
     result = citeqa("search", "FastV", "-k", "2", data_dir=corpus_settings.data_dir)
     assert result.returncode == 0, result.stderr
