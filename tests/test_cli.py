@@ -39,28 +39,25 @@ def test_ask_json_is_the_api_shape(corpus_settings: Settings) -> None:
     assert {"answer", "refused", "citations", "sources", "timings_ms"} <= body.keys()
 
 
-def test_ask_prints_answer_and_numbered_sources(corpus_settings: Settings) -> None:
-    result = citeqa(
-        "ask",
-        "How many activated parameters does DeepSeek-V3 have?",
-        data_dir=corpus_settings.data_dir,
-    )
+def asked(question: str, settings: Settings) -> str:
+    """What `citeqa ask` prints for ``question`` (it must succeed)."""
+    result = citeqa("ask", question, data_dir=settings.data_dir)
     assert result.returncode == 0, result.stderr
-    assert "37B" in result.stdout
-    assert re.search(r"^\[\d+\] DeepSeek-V3 Technical Report", result.stdout, re.MULTILINE)
+    return result.stdout
+
+
+def test_ask_prints_answer_and_numbered_sources(corpus_settings: Settings) -> None:
+    printed = asked("How many activated parameters does DeepSeek-V3 have?", corpus_settings)
+    assert "37B" in printed
+    assert re.search(r"^\[\d+\] DeepSeek-V3 Technical Report", printed, re.MULTILINE)
 
 
 def test_ask_says_what_a_slip_in_a_name_was_read_as(corpus_settings: Settings) -> None:
-    result = citeqa(
-        "ask",
-        "How many activated parameters does DeepSeeek-V3 have?",
-        data_dir=corpus_settings.data_dir,
-    )
-    assert result.returncode == 0, result.stderr
-    first = result.stdout.splitlines()[0]
+    printed = asked("How many activated parameters does DeepSeeek-V3 have?", corpus_settings)
+    first = printed.splitlines()[0]
     said = "(read \u201cDeepSeeek-V3\u201d as \u201cDeepSeek-V3\u201d, as the documents write it)"
     assert first == said
-    assert "37B" in result.stdout
+    assert "37B" in printed
 
 
 def test_search_lists_hits(corpus_settings: Settings) -> None:
