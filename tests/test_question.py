@@ -203,6 +203,8 @@ def _pinned(question: str) -> list[str]:
         ("For a 70B model, how much faster is it?", ["70B"]),
         ("How much does FastV save on LLaVA-1.5-7B?", ["LLaVA-1.5-7B"]),
         ("How many packages depended on zoo in 2020?", ["2020"]),
+        ("What error does a net of two hundred layers reach?", ["two hundred"]),
+        ("How many of the four hundred eighty-two directions?", ["four hundred eighty-two"]),
         # a bound or an estimate the answer may differ from, alternatives offered, a count of
         # what is asked, a number word in another sense: no qualifier
         ("Is its accuracy more than 50%?", []),
@@ -215,6 +217,7 @@ def _pinned(question: str) -> list[str]:
         ("Which two vision backbones are combined?", []),
         ("Is one of them faster?", []),
         ("What shortcut links any two blocks of a thousand-layer net?", []),
+        ("What error do nets beyond twelve hundred layers reach?", []),
     ],
 )
 def test_the_qualifiers_a_question_pins_its_answer_to(question: str, pinned: list[str]) -> None:
@@ -232,6 +235,13 @@ def test_a_qualifier_is_stated_in_any_writing_of_its_amount() -> None:
     assert stated(variant, "a ResNet50 model") and not stated(variant, "a ResNet-18 model")
     assert not stated(variant, "ResNet-500") and stated(variant, "ResNet-18/34/50 models")
     assert stated(variant, "a convolutional baseline")  # not named at all: no variant told
+    # hundreds written in words are one amount: 200, not "two" and "hundred"
+    [layers] = Question.parse("What error does a net of two hundred layers reach?").qualifiers
+    assert stated(layers, "a 200-layer ResNet") and not stated(layers, "a 2-layer net")
+    [tpu] = Question.parse("What used a hundred and ten thousand TPU hours?").qualifiers
+    assert stated(tpu, "110k TPU-v4 core hours") and not stated(tpu, "10k TPU hours")
+    [ways] = Question.parse("With seven thousand four hundred eighty-two directions?").qualifiers
+    assert stated(ways, "7,482 translation directions") and not stated(ways, "482 directions")
     [size] = Question.parse("How much does FastV save on LLaVA-1.5-7B?").qualifiers
     assert not stated(size, "45% for LLaVA-1.5-13B") and stated(size, "LLaVA-1.5-7B and 13B")
 

@@ -101,21 +101,31 @@ _ANY_DIGITS = re.compile(
 )
 _TENS = r"twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
 _UNITS = r"one|two|three|four|five|six|seven|eight|nine"
+# Below a hundred: "six", "twelve", "twenty-two" (what counts hundreds, and what follows them).
+_SMALL_WORDS = [w for w, v in NUMBER_WORDS.items() if v.isdigit() and 0 < int(v) < 100]
+_SMALL = rf"(?:{_TENS})[\s-](?:{_UNITS})|{'|'.join(_SMALL_WORDS)}"
+# Hundreds: "two hundred", "twelve hundred", "four hundred eighty-two", "a hundred and ten".
+_HUNDREDS = rf"(?:(?:{_SMALL})[\s-]+)?hundred(?:(?:\s+and)?[\s-]+(?:{_SMALL}))?"
+# A number in words: "six", "twenty-two", "two hundred", "one-billion", and on past its scale
+# word, "seven thousand four hundred eighty-two".
 _WORDS_RE = re.compile(
-    rf"\b(?P<word>(?:{_TENS})[\s-](?:{_UNITS})|{'|'.join(NUMBER_WORDS)})(?:[\s-]+"
-    r"(?P<scale>thousand|million|billion|trillion))?\b",
+    rf"\b(?P<word>{_HUNDREDS}|(?:{_TENS})[\s-](?:{_UNITS})|{'|'.join(NUMBER_WORDS)})(?:[\s-]+"
+    rf"(?P<scale>thousand|million|billion|trillion)(?:(?:\s+and)?[\s-]+(?P<rest>{_HUNDREDS}|"
+    rf"{_SMALL}))?)?\b",
     re.IGNORECASE,
 )
 
 
 def _word_value(word: str) -> str:
-    """ "six" -> "6", "twenty-two" -> "22"."""
-    parts = re.split(r"[\s-]", word.lower())
-    return (
-        str(sum(int(float(NUMBER_WORDS[p])) for p in parts))
-        if len(parts) > 1
-        else (NUMBER_WORDS[parts[0]])
-    )
+    """ "six" -> "6", "twenty-two" -> "22", "twelve hundred" -> "1200", "four hundred
+    eighty-two" -> "482"."""
+    parts = [p for p in re.split(r"[\s-]+", word.lower()) if p != "and"]
+    if len(parts) == 1:
+        return NUMBER_WORDS[parts[0]]
+    total = 0
+    for part in parts:
+        total = (total or 1) * 100 if part == "hundred" else total + int(NUMBER_WORDS[part])
+    return str(total)
 
 
 @dataclass(frozen=True)
@@ -147,12 +157,20 @@ def _scaled(number: str, scale: str | None) -> Amount:
     return Amount(normalise_number(number), _SCALES[scale.lower()] if scale else 1.0)
 
 
+def _in_words(match: re.Match[str]) -> Amount:
+    """The amount a :data:`_WORDS_RE` match states: "seven thousand four hundred eighty-two"
+    is 7482, one number, not 7000 and 482."""
+    number, scale, rest = _word_value(match.group("word")), match.group("scale"), match["rest"]
+    if rest and number.isdigit():
+        whole = int(number) * int(_SCALES[scale.lower()]) + int(_word_value(rest))
+        return Amount(str(whole))
+    return _scaled(number, scale)
+
+
 def amounts(text: str) -> list[Amount]:
     """Every amount ``text`` states, in digits or in words, with its scale."""
     found = [_scaled(m.group("number"), m.group("scale")) for m in _ANY_DIGITS.finditer(text)]
-    found += [
-        _scaled(_word_value(m.group("word")), m.group("scale")) for m in _WORDS_RE.finditer(text)
-    ]
+    found += [_in_words(m) for m in _WORDS_RE.finditer(text)]
     return found
 
 
@@ -236,14 +254,16 @@ def asked_qualifiers(question: str, asked_names: Sequence[str]) -> tuple[Qualifi
             continue
         word, scale = m.group("word").lower(), m.group("scale")
         before = _before(text, m.start())
-        # A number word pins an amount with a scale word ("one-billion-parameter") or as the
+        # A number word pins an amount with a scale word ("one-billion-parameter"), counting
+        # hundreds ("two hundred layers", "four hundred eighty-two directions") or as the
         # value of a setting ("a depth of only six"); else it is as often a manner of speaking
         # ("any two blocks", "thousand-layer nets") as an amount.
         of = re.search(r"\bof\s+(?:only\s+|just\s+)?$", before, re.IGNORECASE)
-        if (scale or (of and word not in _LOOSE_WORDS)) and not _estimated(
+        hundreds = "hundred" in word and word != "hundred"
+        if (scale or hundreds or (of and word not in _LOOSE_WORDS)) and not _estimated(
             text, m.start(), m.end()
         ):
-            amount = _scaled(_word_value(word), scale)
+            amount = _in_words(m)
             found.append((m.start(), Qualifier(m.group(), amount=amount)))
     for name in asked_names:
         at = text.find(name)  # -1: an alternative the question offers
