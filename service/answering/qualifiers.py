@@ -101,15 +101,16 @@ _ANY_DIGITS = re.compile(
 )
 _TENS = r"twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety"
 _UNITS = r"one|two|three|four|five|six|seven|eight|nine"
+_TENS_UNITS = rf"(?:{_TENS})[\s-](?:{_UNITS})"  # "twenty-two"
 # Below a hundred: "six", "twelve", "twenty-two" (what counts hundreds, and what follows them).
 _SMALL_WORDS = [w for w, v in NUMBER_WORDS.items() if v.isdigit() and 0 < int(v) < 100]
-_SMALL = rf"(?:{_TENS})[\s-](?:{_UNITS})|{'|'.join(_SMALL_WORDS)}"
+_SMALL = rf"{_TENS_UNITS}|{'|'.join(_SMALL_WORDS)}"
 # Hundreds: "two hundred", "twelve hundred", "four hundred eighty-two", "a hundred and ten".
 _HUNDREDS = rf"(?:(?:{_SMALL})[\s-]+)?hundred(?:(?:\s+and)?[\s-]+(?:{_SMALL}))?"
 # A number in words: "six", "twenty-two", "two hundred", "one-billion", and on past its scale
 # word, "seven thousand four hundred eighty-two".
 _WORDS_RE = re.compile(
-    rf"\b(?P<word>{_HUNDREDS}|(?:{_TENS})[\s-](?:{_UNITS})|{'|'.join(NUMBER_WORDS)})(?:[\s-]+"
+    rf"\b(?P<word>{_HUNDREDS}|{_TENS_UNITS}|{'|'.join(NUMBER_WORDS)})(?:[\s-]+"
     rf"(?P<scale>thousand|million|billion|trillion)(?:(?:\s+and)?[\s-]+(?P<rest>{_HUNDREDS}|"
     rf"{_SMALL}))?)?\b",
     re.IGNORECASE,
@@ -160,7 +161,7 @@ def _scaled(number: str, scale: str | None) -> Amount:
 def _in_words(match: re.Match[str]) -> Amount:
     """The amount a :data:`_WORDS_RE` match states: "seven thousand four hundred eighty-two"
     is 7482, one number, not 7000 and 482."""
-    number, scale, rest = _word_value(match.group("word")), match.group("scale"), match["rest"]
+    number, scale, rest = _word_value(match["word"]), match["scale"], match["rest"]
     if rest and number.isdigit():
         whole = int(number) * int(_SCALES[scale.lower()]) + int(_word_value(rest))
         return Amount(str(whole))

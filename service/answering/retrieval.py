@@ -121,10 +121,11 @@ class Retrieval:
     # Names the collection never mentions read as the one it does that they are a slip of
     # (written -> read as): ``question`` is the question so respelled.
     read_as: dict[str, str] = field(default_factory=dict)
-    # How long each step took, in ms: "names" (the question's names looked up, first),
-    # "lexical" and "embed" from then, "dense" and "sentence" from the embedding; then "hits"
-    # (their texts from the lexical view), "vectors" (cosines of hits the dense query did
-    # not return; for an answer only), and "total" (GET /v1/search's Server-Timing header).
+    # How long each step took, in ms: "names" (first: the question's names looked up, a slip
+    # in one read), "lexical" and "embed" from then, "dense" and "sentence" from the
+    # embedding; then "hits" (their texts from the lexical view), "vectors" (cosines of hits
+    # the dense query did not return; for an answer only), and "total" (GET /v1/search's
+    # Server-Timing header).
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -161,6 +162,18 @@ def unknown_names(view: LexicalView, question: Question) -> list[str]:
         for name in question.names
         if all(any(not known(k) for k in name_keys(form)) for form in view.stats.spellings(name))
     ]
+
+
+def read_names(view: LexicalView, question: Question) -> tuple[Question, list[str], dict[str, str]]:
+    """The question as searched, the names of it no chunk of ``view`` mentions, and those
+    read as a slip of a name the collection writes (:func:`spelling.corrections`): the
+    question is respelled with them, and its unknown names are those left."""
+    unknown = unknown_names(view, question)
+    read_as = spelling.corrections(view, unknown) if unknown else {}
+    if not read_as:
+        return question, unknown, read_as
+    question = question.respelled(read_as)
+    return question, unknown_names(view, question), read_as
 
 
 def naming(question: Question, found: list[Chunk], stats: CorpusStats) -> list[str]:
@@ -233,11 +246,7 @@ class HybridRetriever:
             k = max(k, overview.POOL)
         begun = time.perf_counter()
         timings: dict[str, float] = {}
-        unknown = _timed(timings, "names", unknown_names, lexical, question)
-        read_as = spelling.corrections(lexical, unknown) if unknown else {}
-        if read_as:
-            question = question.respelled(read_as)
-            unknown = unknown_names(lexical, question)
+        question, unknown, read_as = _timed(timings, "names", read_names, lexical, question)
         searched = _RANKINGS.submit(_timed, timings, "lexical", lexical.search, question.text, k)
         vector = _timed(timings, "embed", self.embedder.embed, [question.text])[0]
         nearest = _RANKINGS.submit(_timed, timings, "dense", self._dense_chunks, vector, k)
