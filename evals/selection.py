@@ -4,7 +4,8 @@ sentence choice, and the fit of its sentence ranker (``service.answering.evidenc
     python -m evals.selection diagnose --set NAME=STORE:DATASET [--set ...]
     python -m evals.selection fit --set NAME=STORE:DATASET [--set ...] [--check NAME=STORE:DATASET]
 
-``STORE`` is a data dir holding the collection (a copy: the engine opens it), ``DATASET`` a
+``STORE`` is a data dir holding the collection (a copy: the engine opens it), ``STORE@NAME`` its
+collection NAME (``corpus-r-vignettes`` for ``citeqa eval --corpus .../r-vignettes``), ``DATASET`` a
 JSONL dev set (evals/dataset.py). Retrieval and the candidate sentences are computed once per
 item; every ranker is then judged by answering each item again from those candidates through
 the engine's own evidence, generator and citation validator, and scored with
@@ -94,10 +95,15 @@ class Corpus:
     cases: list[Case]
 
 
-def open_engine(store: Path) -> Engine:
+def open_engine(store: str) -> Engine:
+    """The engine over ``DIR`` (its configured collection) or ``DIR@COLLECTION``."""
     from evals.cli import open_engine
 
-    return open_engine(Settings(data_dir=store))
+    folder, _, collection = store.partition("@")
+    settings = Settings(data_dir=Path(folder))
+    if collection:
+        settings = settings.model_copy(update={"collection": collection})
+    return open_engine(settings)
 
 
 def collect(name: str, engine: Engine, items: Sequence[EvalItem]) -> list[Case]:
@@ -327,14 +333,14 @@ def cross_validated(corpora: Sequence[Corpus], names: list[str], l2: float) -> N
 # --------------------------------------------------------------------------- command line
 
 
-def parse_set(text: str) -> tuple[str, Path, Path]:
+def parse_set(text: str) -> tuple[str, str, Path]:
     name, _, rest = text.partition("=")
     store, _, dataset = rest.partition(":")
-    return name, Path(store), Path(dataset)
+    return name, store, Path(dataset)
 
 
 def load(specs: Sequence[str]) -> list[Corpus]:
-    engines: dict[Path, Engine] = {}
+    engines: dict[str, Engine] = {}
     corpora = []
     for spec in specs:
         name, store, dataset = parse_set(spec)
