@@ -97,9 +97,16 @@ def _add_target(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--corpus",
         type=Path,
-        help="ingest this folder first (incremental) into its own collection, then use it",
+        help="ingest this folder first (incremental) into its own collection, then use it; "
+        "its answerability model is fit as `citeqa ingest` fits it",
     )
     parser.add_argument("--collection", help="the collection to use (default: the configured)")
+    parser.add_argument(
+        "--no-calibrate",
+        dest="calibrate",
+        action="store_false",
+        help="with --corpus: do not fit the collection's answerability model after the ingest",
+    )
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
@@ -112,7 +119,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             if args.corpus is not None:
                 from evals.corpus import ingest_corpus
 
-                print(ingest_corpus(settings, args.corpus), file=sys.stderr)
+                print(
+                    ingest_corpus(settings, args.corpus, calibrate=args.calibrate), file=sys.stderr
+                )
             if args.eval_command == "draft":
                 return _draft(args, settings)
             return _eval(args, settings)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,20 +40,35 @@ def collection_for(folder: Path) -> str:
 
 
 def ingest_corpus(
-    settings: Settings, folder: Path, embedder: Embedder | None = None, progress: bool = True
+    settings: Settings,
+    folder: Path,
+    embedder: Embedder | None = None,
+    progress: bool = True,
+    calibrate: bool = True,
 ) -> str:
     """Ingest ``folder`` into ``settings.collection`` (incremental: unchanged files are not
-    embedded again); returns the summary line."""
+    embedded again) and, unless ``calibrate`` is False, fit the collection's answerability
+    model when that changed it materially, as ``citeqa ingest`` does: an eval measures the
+    engine a user of the folder gets. Returns the summary line (and the fit's)."""
     import sys
 
     from ingest.progress import for_stream
-    from ingest.run import ingest_paths
+    from ingest.run import default_embedder, ingest_paths, refit
 
     if not Path(folder).is_dir():
         raise InputError(f"--corpus {folder}: not a folder")
     reporter = for_stream(sys.stderr) if progress else None
+    embedder = embedder or default_embedder(settings)
     (summary,) = ingest_paths(settings, [Path(folder)], progress=reporter, embedder=embedder)
-    return summary.line()
+    if not calibrate:
+        return summary.line()
+    from evals.calibrate import describe
+
+    started = time.monotonic()
+    model = refit(settings, summary.changed, embedder)
+    if model is None:
+        return summary.line()
+    return f"{summary.line()}\n{describe(model)} ({time.monotonic() - started:.1f} s)"
 
 
 @dataclass

@@ -83,3 +83,27 @@ def test_a_delete_refits_the_answerability_model_once_the_deletes_are_material(
     code, out, _ = run(capsys, "documents", "delete", "file:lamps.md")
     assert code == 0 and "answerability fit on 5 documents" in out, out
     assert answerability.load(engine.index.chunks).figures["documents"] == 5
+
+
+def test_eval_corpus_fits_the_answerability_model_as_ingest_does(
+    tmp_path: Path,
+    embedder: Embedder,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`citeqa eval --corpus DIR` measures the engine a user of DIR gets: its ingest fits the
+    collection's answerability model as `citeqa ingest` would (`--no-calibrate`: not)."""
+    from evals.corpus import collection_for
+
+    monkeypatch.setenv("CITEQA_DATA_DIR", str(tmp_path / "store"))
+    folder = write_topic_documents(tmp_path / "docs")
+    draft = ["eval", "draft", "--corpus", str(folder), "--no-llm", "-n", "2"]
+    code, _, err = run(capsys, *draft, "--no-calibrate", "--out", str(tmp_path / "a.jsonl"))
+    assert code == 0 and "answerability" not in err, err
+    settings = Settings(data_dir=tmp_path / "store", collection=collection_for(folder))
+    index = build_engine(settings, embedder=embedder).index
+    assert not answerability.load(index.chunks).fitted
+
+    code, _, err = run(capsys, *draft, "--out", str(tmp_path / "b.jsonl"))
+    assert code == 0 and "answerability fit on 6 documents" in err, err
+    assert answerability.load(index.chunks).figures["documents"] == 6
