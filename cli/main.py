@@ -12,7 +12,6 @@ import logging
 import os
 import sys
 import textwrap
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -236,13 +235,11 @@ def _refit_after(
 ) -> None:
     """Refit the collection's answerability model after ``changed`` documents were added,
     updated or deleted, when that is material; print what the fit measured and its time."""
-    from evals.calibrate import describe
-    from ingest.run import refit
+    from ingest.run import refit_report
 
-    started = time.monotonic()
-    model = refit(settings, changed, embedder, index)
-    if model is not None:
-        print(f"{describe(model)} ({time.monotonic() - started:.1f} s)")
+    report = refit_report(settings, changed, embedder, index)
+    if report is not None:
+        print(report)
 
 
 def cmd_chat(args: argparse.Namespace, settings: Settings) -> int:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,22 +52,15 @@ def ingest_corpus(
     import sys
 
     from ingest.progress import for_stream
-    from ingest.run import default_embedder, ingest_paths, refit
+    from ingest.run import default_embedder, ingest_paths, refit_report
 
     if not Path(folder).is_dir():
         raise InputError(f"--corpus {folder}: not a folder")
     reporter = for_stream(sys.stderr) if progress else None
     embedder = embedder or default_embedder(settings)
     (summary,) = ingest_paths(settings, [Path(folder)], progress=reporter, embedder=embedder)
-    if not calibrate:
-        return summary.line()
-    from evals.calibrate import describe
-
-    started = time.monotonic()
-    model = refit(settings, summary.changed, embedder)
-    if model is None:
-        return summary.line()
-    return f"{summary.line()}\n{describe(model)} ({time.monotonic() - started:.1f} s)"
+    report = refit_report(settings, summary.changed, embedder) if calibrate else None
+    return summary.line() if report is None else f"{summary.line()}\n{report}"
 
 
 @dataclass

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -114,6 +115,21 @@ def refit(
     embedder = embedder or default_embedder(settings)
     index = index or open_index(connect(settings), settings.collection, embedder, create=True)
     return after_ingest(settings, index, embedder, changed)
+
+
+def refit_report(
+    settings: Settings,
+    changed: int,
+    embedder: Embedder | None = None,
+    index: Index | None = None,
+) -> str | None:
+    """:func:`refit`, and the line that reports it (what the fit measured and its time), as
+    `citeqa ingest` and `citeqa eval --corpus` print it; None when nothing was fit."""
+    from evals.calibrate import describe
+
+    started = time.monotonic()
+    model = refit(settings, changed, embedder, index)
+    return None if model is None else f"{describe(model)} ({time.monotonic() - started:.1f} s)"
 
 
 def ensure_ingested(
