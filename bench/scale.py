@@ -341,6 +341,8 @@ def search_all(
 def slowest_steps(samples: Samples, steps: list[dict[str, float]], share: float) -> str:
     """The median time of each step of the slowest ``share`` of the searches, and of all."""
     paired = sorted(zip(samples.values, steps, strict=True), key=lambda p: -p[0])
+    if not paired:  # a tiny run's ingest can be applied before a search returns
+        return "no searches"
     slow = paired[: max(1, round(len(paired) * share))]
 
     def medians(searches: list[tuple[float, dict[str, float]]]) -> str:
