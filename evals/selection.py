@@ -241,15 +241,16 @@ def item_pairs(case: Case, names: list[str]) -> np.ndarray:
     return np.asarray(x[better] - x[worse])
 
 
-_FEATURES: dict[int, list[dict[str, float]]] = {}
+_FEATURES: dict[tuple[str, str], list[dict[str, float]]] = {}  # (set, item id) -> features
 
 
 def evidence_of_features(case: Case) -> list[dict[str, float]]:
     """The candidates' features (in the case's candidate order), computed once."""
-    if id(case) not in _FEATURES:
+    key = (case.set_name, case.item.id)  # not id(case): a freed case's id is reused
+    if key not in _FEATURES:
         built = evidence_of(_ENGINES[case.set_name], case)
-        _FEATURES[id(case)] = [c.features for c in built.candidates]
-    return _FEATURES[id(case)]
+        _FEATURES[key] = [c.features for c in built.candidates]
+    return _FEATURES[key]
 
 
 _ENGINES: dict[str, Engine] = {}
