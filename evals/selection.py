@@ -32,7 +32,7 @@ import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +72,7 @@ class Case:
     item: EvalItem
     retrieval: Retrieval
     candidates: list[Candidate]
+    features: list[dict[str, float]] | None = field(default=None, repr=False)  # once built
 
     def held(self, cand: Candidate) -> float:
         """The share of the item's key facts the candidate's text or title states."""
@@ -241,16 +242,12 @@ def item_pairs(case: Case, names: list[str]) -> np.ndarray:
     return np.asarray(x[better] - x[worse])
 
 
-_FEATURES: dict[tuple[str, str], list[dict[str, float]]] = {}  # (set, item id) -> features
-
-
 def evidence_of_features(case: Case) -> list[dict[str, float]]:
-    """The candidates' features (in the case's candidate order), computed once."""
-    key = (case.set_name, case.item.id)  # not id(case): a freed case's id is reused
-    if key not in _FEATURES:
+    """The candidates' features (in the case's candidate order), computed once per case."""
+    if case.features is None:
         built = evidence_of(_ENGINES[case.set_name], case)
-        _FEATURES[key] = [c.features for c in built.candidates]
-    return _FEATURES[key]
+        case.features = [c.features for c in built.candidates]
+    return case.features
 
 
 _ENGINES: dict[str, Engine] = {}
