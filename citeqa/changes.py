@@ -10,10 +10,13 @@ its newest complete version (:func:`citeqa.store.visible_chunks`), so applying a
 or two records of a document in either order, ends in the same state.
 
 Record ids sort by time, then writer: ``<logged_at in ns, 20 digits>-<writer>-<counter>``.
-Readers take the records logged since a time: one ``logged_at >= since`` condition, which
-Chroma answers from its index of the field at a cost of what matches (a range written as two
-conditions, ``$and`` of ``$gte`` and ``$lt``, costs the whole log instead: 29 ms for one record
-of a 50,000-record log, 3 ms as one condition), in pages by offset within what matches.
+Readers take the records logged since a time: one ``logged_at >= since`` condition, in pages
+by offset within what matches (a range written as two conditions, ``$and`` of ``$gte`` and
+``$lt``, cost 29 ms for one record of a 50,000-record log, one condition 3 ms). Even one
+condition costs Chroma a pass over the whole log, not what matches: 40 ms for no record of the
+500,000-record log of the bench's 1M store, and ``count()`` 30 ms (session 20; any filtered
+``get`` is, 80 ms on its 1M chunks, where ``get(ids=...)`` takes 2 ms). That is what a
+follower's poll costs the searches at that size (BENCHMARKS.md, Scale: earlier runs).
 
 A log made with its collection holds every document ever written (the ``genesis`` record says
 so); one added to an older store does not, until a reader :meth:`ChangeLog.backfill` s it once
