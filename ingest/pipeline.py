@@ -307,12 +307,14 @@ class Ingestor:
         # A changed document is logged (citeqa.changes) once its new version is whole.
         pending: dict[str, set[str]] = {doc_id: set() for doc_id in plan.changed}
         versions: dict[str, tuple[str, int]] = {}
+        chunk_ids: dict[str, list[str]] = {}
         for cid, node in plan.nodes.items():
             doc_id = str(node.metadata["doc_id"])
             versions[doc_id] = (str(node.metadata["doc_hash"]), int(node.metadata[DOC_CHUNKS]))
+            chunk_ids.setdefault(doc_id, []).append(cid)
             if cid in rewrite and doc_id in pending:
                 pending[doc_id].add(cid)
-        self._log_complete(pending, versions)
+        self._log_complete(pending, versions, chunk_ids)
         pacer = Pacer(self.max_records_per_s)
 
         def written(group: list[str], chunks: bool, sentences: int = 0) -> Callable[[], None]:
@@ -320,7 +322,7 @@ class Ingestor:
                 if chunks:
                     for cid in group:
                         pending.get(str(plan.nodes[cid].metadata["doc_id"]), set()).discard(cid)
-                    self._log_complete(pending, versions)
+                    self._log_complete(pending, versions, chunk_ids)
                 texts = len(group) + sentences
                 meter.update(texts)
                 summary.embedded += texts
@@ -349,15 +351,18 @@ class Ingestor:
         meter.close()
 
     def _log_complete(
-        self, pending: dict[str, set[str]], versions: dict[str, tuple[str, int]]
+        self,
+        pending: dict[str, set[str]],
+        versions: dict[str, tuple[str, int]],
+        chunk_ids: dict[str, list[str]],
     ) -> None:
         """Log the documents of ``pending`` that have no chunk left to write (and forget
-        them): their new version (``versions``: hash, chunks) is whole, the old one is not
-        deleted yet."""
+        them): their new version (``versions``: hash, chunks; ``chunk_ids``) is whole, the
+        old one is not deleted yet."""
         done = sorted(doc_id for doc_id, left in pending.items() if not left)
         if not done or self.index.log is None:
             return
-        self.index.log.append(((d, *versions[d]) for d in done), self.max_batch)
+        self.index.log.append(((d, *versions[d]) for d in done), self.max_batch, chunk_ids)
         for doc_id in done:
             del pending[doc_id]
 

@@ -16,8 +16,9 @@ import pytest
 from chromadb.config import Settings as ChromaSettings
 
 import citeqa.changes
+import service.answering.lexical
 from citeqa.catalog import Catalog
-from citeqa.changes import GENESIS_ID, ChangeLog
+from citeqa.changes import GENESIS_ID, HEAD_ID, ChangeLog
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.store import Index, open_index
@@ -145,8 +146,8 @@ class NoOffsets:
 def test_the_log_is_read_by_one_range_condition_in_pages(
     index: Index, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Chroma answers ``logged_at >= since`` at the cost of what matches, but a range of two
-    conditions (``$and``) at the cost of the whole log; pages are offsets within the match."""
+    """One ``logged_at >= since`` condition (a range of two, ``$and``, cost Chroma ten times
+    as much at 50,000 records); pages are offsets within the match."""
     assert index.log is not None
     monkeypatch.setattr(citeqa.changes, "PAGE", 4)  # 22 records and the genesis: six pages
     spy = Reads(index.log.collection)
@@ -235,22 +236,89 @@ def test_the_cold_build_reads_chunks_by_id_not_by_filter(
     follower.close()
 
 
-def test_a_follower_reads_the_log_only_when_it_grew(
+def test_a_follower_reads_the_log_only_when_its_head_moved(
     tmp_path: Path, index: Index, embedder: Embedder, corpus: Path
 ) -> None:
-    """Each poll counts the log; it reads the records only when the count moved."""
+    """Each poll reads the log's head by id (a filtered read or a count costs Chroma a pass
+    over the whole log); it reads the records only when the head moved."""
     follower = TantivyIndex(index, tmp_path / "lexical", poll_s=0)  # polled here, by hand
     follower.view()
     log = Reads(follower.changes.collection)
     follower.changes.collection = log  # type: ignore[assignment]
     for _ in range(3):
         follower.catch_up()
-    assert log.reads == []
+    assert log.reads and all(r.get("ids") == [HEAD_ID] for r in log.reads)
+    write(corpus, {**PAPERS, "light.md": "# Lighthouse\n\nThe Marlowind lighthouse keeper."})
+    ingestor(index, embedder).ingest(read_source(corpus))
+    log.reads.clear()
+    follower.catch_up()
+    assert any("where" in r for r in log.reads)
+    assert "file:light.md" in found_docs(follower, "Marlowind lighthouse keeper")
+    follower.close()
+
+
+def test_a_follower_reads_a_changed_version_by_the_chunk_ids_its_record_names(
+    tmp_path: Path, index: Index, embedder: Embedder, corpus: Path
+) -> None:
+    """An ingest's change record names its version's chunks: the follower reads them by id,
+    never with a ``where`` filter (a pass over the whole collection in Chroma); a record whose
+    chunks are gone (a newer version replaced them) sends that document to a read by doc_id."""
+    chunks = Reads(index.chunks)
+    follower = TantivyIndex(
+        Index(chunks, index.sentences, index.log),  # type: ignore[arg-type]
+        tmp_path / "lexical",
+        poll_s=0,
+    )
+    follower.view()
+    chunks.reads.clear()
     write(corpus, {**PAPERS, "light.md": "# Lighthouse\n\nThe Marlowind lighthouse keeper."})
     ingestor(index, embedder).ingest(read_source(corpus))
     follower.catch_up()
-    assert log.reads
     assert "file:light.md" in found_docs(follower, "Marlowind lighthouse keeper")
+    assert chunks.reads and all("where" not in r and r.get("ids") for r in chunks.reads)
+    assert index.log is not None
+    chunks.reads.clear()
+    index.log.append([("file:kettle.md", "gone", 2)], chunk_ids={"file:kettle.md": ["x", "y"]})
+    follower.catch_up()
+    assert [r for r in chunks.reads if "where" in r]  # read again by doc_id
+    assert found_docs(follower, "Quokkatron kettle") == {"file:kettle.md"}  # not dropped
+    follower.close()
+
+
+def test_the_head_names_the_last_record_appended_and_no_read_returns_it(index: Index) -> None:
+    assert index.log is not None
+    first, second = ChangeLog(index.log.collection), ChangeLog(index.log.collection)
+    first.append([("doc-a", "h", 1)])
+    second.append([("doc-b", "h", 2), ("doc-c", "", 0)])
+    read = first.read(0.0)
+    assert first.head() == read[-1].id and read[-1].doc_id == "doc-c"
+    assert HEAD_ID not in {c.id for c in read}
+    first.append([])  # nothing appended: the head stays
+    assert second.head() == read[-1].id
+
+
+def test_a_writer_that_does_not_move_the_head_is_caught_by_the_count(
+    tmp_path: Path, index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An older version's writer appends without the head: a follower counts the log every
+    COUNT_EVERY_S and reads it when the count moved."""
+    assert index.log is not None
+    follower = TantivyIndex(index, tmp_path / "lexical", poll_s=0)
+    follower.view()
+    ChangeLog(index.log.collection).append([("doc-x", "h", 1)])  # a head exists
+    follower.catch_up()
+    older = ChangeLog(index.log.collection)
+    record = older._record("file:kettle.md", "h2", 1)
+    index.log.collection.upsert(  # as an older writer does: the record alone
+        ids=[record.id], embeddings=[[1.0]], metadatas=[citeqa.changes._metadata(record)]
+    )
+    applied = follower.applied
+    follower.catch_up()
+    assert follower.applied == applied  # the head did not move, the count was not due
+    monkeypatch.setattr(service.answering.lexical, "COUNT_EVERY_S", 0.0)
+    follower._count_due = 0.0
+    follower.catch_up()
+    assert follower.applied == applied + 1
     follower.close()
 
 

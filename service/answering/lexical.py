@@ -4,7 +4,7 @@ from the change log (docs/lexical-index.md, issue 19).
 A :class:`TantivyIndex` is one replica's index, in a folder of its own under the data dir. Its
 first use builds it (cold build: the collection's ids listed once, its chunks read by id in
 batches, never by offset nor by filter: :mod:`service.answering.lexical_build`); a background
-thread then polls the log every ``poll_s`` seconds (reading it when its count moved), re-reads
+thread then polls the log every ``poll_s`` seconds (reading it when its head moved), re-reads
 each changed document and replaces it (delete by term, add), commits and reloads. A search
 uses the :class:`TantivyView` it picked up: an immutable tantivy searcher, swapped in whole
 after each commit, so no search waits on an update.
@@ -63,6 +63,7 @@ COLD_HEAP = 128_000_000  # bytes of tantivy's indexing buffer for a cold build: 
 # one indexing thread (~220 us a chunk, the names field most of it) is what the build waits on
 COLD_THREADS = 2
 UPDATE_HEAP = 64_000_000  # ... for an update
+COUNT_EVERY_S = 30.0  # a follower counts the log this often, beside reading its head
 
 
 def build_lexical(settings: Settings, index: Index) -> LexicalIndex:
@@ -130,7 +131,8 @@ class TantivyIndex:
         self._docs: tantivy.Index | None = None
         self._update = threading.Lock()  # held by an update; searches never take it
         self._suspects: set[str] = set()  # chunk ids searches saw differ (stale())
-        self._logged = -1  # the change log's record count when it was last read
+        self._mark: tuple[str | None, int] = (None, -1)  # the log's, when it was last read
+        self._count_due = 0.0  # when a poll counts the log again (monotonic)
         self._suspect_lock = threading.Lock()  # held for a set update only
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
@@ -244,13 +246,12 @@ class TantivyIndex:
         return opened[0], opened[1]
 
     def _follow(self) -> None:
-        """Apply the changes logged since the cursor (less LOOKBACK_S). The log is read only
-        when its record count moved (records are only ever added): most polls find nothing
-        new, and a count is the cheapest question to ask Chroma."""
+        """Apply the changes logged since the cursor (less LOOKBACK_S). The log's records are
+        read only when its mark moved (:meth:`_log_mark`): most polls find nothing new."""
         assert self._state is not None
-        logged = self.changes.collection.count()
+        mark = self._log_mark()
         fresh = []
-        if logged != self._logged:
+        if mark != self._mark:
             found = self.changes.read(self._state.cursor - LOOKBACK_S)
             fresh = [c for c in found if c.id not in self._state.seen]
         with self._suspect_lock:
@@ -258,7 +259,21 @@ class TantivyIndex:
         differ = self._differing(suspects) if suspects and self._view is not None else []
         if fresh or differ or self._view is None:
             self._apply(fresh, differ)
-        self._logged = logged
+        self._mark = mark
+
+    def _log_mark(self) -> tuple[str | None, int]:
+        """What tells a poll whether the log moved: its head (the last record appended, one
+        record read by id: 2 ms) and its record count, counted only when the log has no head
+        or every COUNT_EVERY_S (a writer of an older version appends without moving the head).
+        Any filtered read or count costs Chroma a pass over the log: 30 ms at 500,000 records,
+        a wait for the searches behind it (docs/lexical-index.md, "Following at 1M")."""
+        head = self.changes.head()
+        counted = self._mark[1]
+        now = time.monotonic()
+        if head is None or now >= self._count_due:
+            counted = self.changes.collection.count()
+            self._count_due = now + COUNT_EVERY_S
+        return head, counted
 
     def _differing(self, ids: set[str]) -> list[str]:
         """The documents of chunks ``ids`` whose visible chunks in Chroma are not the ones the
@@ -284,11 +299,22 @@ class TantivyIndex:
         """Replace every document ``changes`` name (and the documents ``also``) with what
         Chroma now shows of it, commit, and swap the view."""
         assert self._chunks is not None and self._docs is not None and self._state is not None
-        latest = {c.doc_id: c.doc_chunks for c in changes}  # sorted by id: the last one wins
+        newest = {c.doc_id: c for c in changes}  # sorted by id: the last one wins
+        # Read by id where the record names its version's chunks (a read by doc_id costs Chroma
+        # a pass over the collection); a document found otherwise is read by doc_id after.
+        by_id = {d: c.chunk_ids for d, c in newest.items() if len(c.chunk_ids) == c.doc_chunks > 0}
+        latest = {d: c.doc_chunks for d, c in newest.items() if d not in by_id}
         for doc_id in also:
+            by_id.pop(doc_id, None)
             latest.setdefault(doc_id, 1)
-        if latest:
+        if latest or by_id:
             writers = self._writers(UPDATE_HEAP)
+            counts = {d: len(ids) for d, ids in by_id.items()}
+            for batch, got in read_ahead(
+                lambda docs: self._read_ids([i for d in docs for i in by_id[d]]),
+                _batches(counts, GET_PAGE // 2),
+            ):
+                latest.update(self._replace(batch, got, *writers, expected=counts))
             for batch, got in read_ahead(self._read, _batches(latest, GET_PAGE // 2)):
                 self._replace(batch, got, *writers)
             self._commit(*writers)
@@ -314,16 +340,29 @@ class TantivyIndex:
         return self.index.chunks.get(where=where, include=["documents", "metadatas"])
 
     def _replace(
-        self, doc_ids: list[str], got: GetResult, chunk_writer: Any, doc_writer: Any
-    ) -> None:
-        """Replace the documents ``doc_ids`` with their visible chunks in ``got`` (_read)."""
+        self,
+        doc_ids: list[str],
+        got: GetResult,
+        chunk_writer: Any,
+        doc_writer: Any,
+        expected: dict[str, int] | None = None,
+    ) -> dict[str, int]:
+        """Replace the documents ``doc_ids`` with their visible chunks in ``got`` (_read).
+        With ``expected`` (chunks by document: ``got`` read by id), a document found with
+        another count (a newer version replaced those chunks) is left alone and returned."""
         texts, metadatas = got["documents"] or [], got["metadatas"] or []
         by_doc: dict[str, list[Row]] = {}
         for i in visible_chunks(metadatas):
             row = (got["ids"][i], texts[i], metadatas[i])
             by_doc.setdefault(str(metadatas[i]["doc_id"]), []).append(row)
+        short = {}
         for doc_id in doc_ids:
-            self._index_document(doc_id, by_doc.get(doc_id, []), chunk_writer, doc_writer)
+            rows = by_doc.get(doc_id, [])
+            if expected is not None and len(rows) != expected[doc_id]:
+                short[doc_id] = expected[doc_id]
+                continue
+            self._index_document(doc_id, rows, chunk_writer, doc_writer)
+        return short
 
     def _index_document(
         self, doc_id: str, rows: list[Row], chunk_writer: Any, doc_writer: Any
