@@ -128,7 +128,9 @@ def follow(port: int, seconds: float, poll_s: float, seed: int, reads: str) -> N
     """Every ``poll_s``, ask Chroma what a lexical follower asks on a poll that finds changes:
     ``reads`` "filtered" as citeqa does today (the log's count, its records since the cursor,
     the documents' chunks by ``where doc_id $in``); "log" the log's records alone; "ids" one
-    record and 25 documents' chunks by id (what a follower told the ids would read)."""
+    record and 25 documents' chunks by id (what a follower told the ids would read); "head"
+    as citeqa follows since session 20 (the log's head and its chunks by id, its records by
+    ``logged_at``)."""
     client = chromadb.HttpClient(host="127.0.0.1", port=port)
     chunks = client.get_collection(COLLECTION)
     log = client.get_collection(f"{COLLECTION}__changes")
@@ -145,11 +147,11 @@ def follow(port: int, seconds: float, poll_s: float, seed: int, reads: str) -> N
         picked = [str(d) for d in rng.choice(doc_ids, 25, replace=False)]
         if reads == "filtered":
             log.count()
-        if reads in ("filtered", "log"):
+        if reads in ("filtered", "log", "head"):
             log.get(where={"logged_at": {"$gte": time.time() - 30}}, include=["metadatas"])
         if reads == "filtered":
             chunks.get(where={"doc_id": {"$in": picked}}, include=["documents", "metadatas"])
-        if reads == "ids":
+        if reads in ("ids", "head"):
             log.get(ids=[listed["ids"][0]], include=["metadatas"])
             ids = [i for d in picked for i in docs[d]]
             chunks.get(ids=ids, include=["documents", "metadatas"])
@@ -209,7 +211,7 @@ def main() -> None:
     parser.add_argument(
         "--reads",
         nargs="+",
-        choices=["none", "filtered", "log", "ids"],
+        choices=["none", "filtered", "log", "ids", "head"],
         default=["none", "filtered"],
     )
     parser.add_argument("--scratch", type=Path, default=None, help="where the copy goes")
