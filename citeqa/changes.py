@@ -161,10 +161,7 @@ def _metadata(change: Change) -> dict[str, str | int | float]:
 
 def _change(record_id: str, meta: object, document: str | None) -> Change:
     m = dict(meta or {})  # type: ignore[call-overload]
-    try:  # an older writer's record has no document
-        chunk_ids = tuple(str(i) for i in json.loads(document or "[]"))
-    except (ValueError, TypeError):
-        chunk_ids = ()
+    chunk_ids = tuple(json.loads(document)) if document else ()  # an older writer wrote none
     return Change(
         record_id,
         str(m.get("doc_id", "")),
