@@ -18,12 +18,21 @@ by offset within what matches (a range written as two conditions, ``$and`` of ``
 condition costs Chroma a pass over the whole log, not what matches: 40 ms for no record of the
 500,000-record log of the bench's 1M store, and ``count()`` 30 ms (session 20; any filtered
 ``get`` is, 80 ms on its 1M chunks, where ``get(ids=...)`` takes 2 ms). That is what a
-follower's poll costs the searches at that size (BENCHMARKS.md, Scale: earlier runs).
+follower's poll cost the searches at that size while it read the log so (BENCHMARKS.md, Scale:
+earlier runs).
 
-Each append also upserts one ``head`` record naming its last record, which a reader reads by id
-(2 ms at any size) to tell whether anything was logged since it last looked; the ``head`` has
-no ``logged_at``, so no read of the records meets it. A log written by an older version has
-none until its next append (readers then count the log, as before).
+Which records are new is told without that pass: each writer keeps one record of its own, its
+*head*, in the small collection ``<name>__heads`` (the id is the writer's; it says how many
+records the writer appended and names its last :data:`RECENT`), upserted after the records it
+names. Only its writer writes it, so two writers appending at once overwrite nothing. A
+follower (:class:`Tail`) lists the heads on each poll (the collection holds one record per
+writer process: a read of a few records) and reads the records it has not seen by id (2 ms at
+any size). It reads by ``logged_at`` only when the heads cannot say: its first poll, a writer
+further behind than :data:`RECENT`, and records no head explains (a writer of an older version,
+one that died between its records and its head), which a count of the log every
+:data:`COUNT_EVERY_S` finds. A writer starting to append drops heads unchanged for
+:data:`HEAD_RETAIN_S`. Each append also still upserts the shared ``head`` record in the log (the
+id of its last record), which the followers of the previous version read.
 
 A log made with its collection holds every document ever written (the ``genesis`` record says
 so); one added to an older store does not, until a reader :meth:`ChangeLog.backfill` s it once
@@ -37,6 +46,7 @@ import json
 import threading
 import time
 import uuid
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -44,9 +54,13 @@ from chromadb.api.models.Collection import Collection
 from chromadb.api.types import Where
 
 CHANGES_SUFFIX = "__changes"
+HEADS_SUFFIX = "__heads"  # the writers' heads: one record each
 LOGGED_AT = "logged_at"
 GENESIS_ID = "0" * 20 + "-genesis"  # this log holds every document change of its collection
-HEAD_ID = "0" * 20 + "-head"  # names the last record appended (metadata "last")
+HEAD_ID = "0" * 20 + "-head"  # the last record appended, for followers of the previous version
+RECENT = 256  # record ids a writer's head names: a follower further behind reads by logged_at
+HEAD_RETAIN_S = 86_400.0  # a head unchanged this long is dropped when a writer starts appending
+COUNT_EVERY_S = 30.0  # a follower counts the log this often: the net for records no head names
 PAGE = 1000  # records per read
 _NO_VECTOR: Sequence[float] = [1.0]  # Chroma asks for one; records are found by metadata
 _MIN_STEP_S = 1e-6  # one writer's records are at least this far apart in time
@@ -64,15 +78,27 @@ class Change:
     chunk_ids: tuple[str, ...] = ()  # of the new version, when the writer said them
 
 
+@dataclass(frozen=True)
+class Head:
+    """What one writer appended: ``appended`` records in all, the last ones ``recent``."""
+
+    appended: int
+    recent: tuple[str, ...]
+
+
 class ChangeLog:
     """Appends to, and reads, the change collection of one index."""
 
-    def __init__(self, collection: Collection) -> None:
+    def __init__(self, collection: Collection, heads: Collection) -> None:
         self.collection = collection
+        self.heads = heads
         self.writer = uuid.uuid4().hex[:8]
         self._counter = itertools.count()
         self._last = 0.0
         self._lock = threading.Lock()
+        self._head_lock = threading.Lock()  # this writer's head moves in the order it says
+        self._appended = 0
+        self._recent: deque[str] = deque(maxlen=RECENT)
 
     # ------------------------------------------------------------------ writing
 
@@ -95,10 +121,31 @@ class ChangeLog:
                 metadatas=[_metadata(c) for c in group],
                 documents=[json.dumps(c.chunk_ids) for c in group],  # no size limit there
             )
-        if records:  # after the records it names: a reader that sees it finds them
+        if records:  # after the records they name: a reader that sees them finds those
+            self._move_head([c.id for c in records])
             self.collection.upsert(
                 ids=[HEAD_ID], embeddings=[_NO_VECTOR], metadatas=[{"last": records[-1].id}]
             )
+
+    def _move_head(self, ids: list[str]) -> None:
+        with self._head_lock:
+            if not self._appended:
+                self._drop_old_heads()
+            self._appended += len(ids)
+            self._recent.extend(ids)
+            self.heads.upsert(
+                ids=[self.writer],
+                embeddings=[_NO_VECTOR],
+                metadatas=[{"appended": self._appended, "at": time.time()}],
+                documents=[json.dumps(list(self._recent))],
+            )
+
+    def _drop_old_heads(self) -> None:
+        got = self.heads.get(include=["metadatas"])
+        rows = zip(got["ids"], got["metadatas"] or [], strict=True)
+        old = [i for i, m in rows if _number(m, "at") < time.time() - HEAD_RETAIN_S]
+        if old:
+            self.heads.delete(ids=old)
 
     def deleted(self, doc_ids: Iterable[str], max_batch: int = 1000) -> None:
         """Log that the documents ``doc_ids`` are gone (call once they are)."""
@@ -129,10 +176,19 @@ class ChangeLog:
 
     # ------------------------------------------------------------------ reading
 
-    def head(self) -> str | None:
-        """The id of the last record appended (by any writer), None when no append wrote one."""
-        metadatas = self.collection.get(ids=[HEAD_ID], include=["metadatas"])["metadatas"]
-        return str(metadatas[0].get("last", "")) if metadatas else None
+    def writers(self) -> dict[str, Head]:
+        """Every writer's head, by writer."""
+        got = self.heads.get(include=["metadatas", "documents"])
+        rows = zip(got["ids"], got["metadatas"] or [], got["documents"] or [], strict=True)
+        return {w: Head(int(_number(m, "appended")), tuple(json.loads(d))) for w, m, d in rows}
+
+    def read_ids(self, ids: Sequence[str]) -> list[Change] | None:
+        """The records ``ids``, sorted by id; None when one of them is not in the log."""
+        got = self.collection.get(ids=list(ids), include=["metadatas", "documents"])
+        if len(got["ids"]) < len(set(ids)):
+            return None
+        rows = zip(got["ids"], got["metadatas"] or [], got["documents"] or [], strict=True)
+        return sorted((_change(*row) for row in rows), key=lambda c: c.id)
 
     def read(self, since: float, until: float | None = None) -> list[Change]:
         """The changes logged in ``[since, until)`` (until: now and later), sorted by id."""
@@ -148,6 +204,61 @@ class ChangeLog:
                 break
         kept = (c for c in found if c.id != GENESIS_ID and (until is None or c.logged_at < until))
         return sorted(kept, key=lambda c: c.id)
+
+
+class Tail:
+    """What a follower reads of the log on each poll: the records appended since its last
+    poll, by id where the writers' heads name them, by ``logged_at`` where they cannot."""
+
+    def __init__(self, log: ChangeLog) -> None:
+        self.log = log
+        self.passes = 0  # reads by logged_at: each a pass of Chroma over the whole log
+        self._known: dict[str, int] | None = None  # each writer's appended, as last read
+        self._other = -1  # records no head counts, at the last count
+        self._count_due = 0.0  # when a poll counts the log again (monotonic)
+
+    def mark(self) -> None:
+        """Take what the heads say now as read: the records appended before are not new."""
+        self._known = {w: h.appended for w, h in self.log.writers().items()}
+
+    def new(self, since: float) -> list[Change]:
+        """The records appended since the last call or :meth:`mark`, sorted by id (some may
+        have been read before: a follower drops those by id); ``since``: where a read by
+        ``logged_at`` starts, when the heads cannot name them."""
+        unexplained = self._count_moved()
+        heads, known = self.log.writers(), self._known
+        whole = known is None or unexplained
+        wanted: list[str] = []
+        for writer, head in heads.items():
+            new = head.appended - (known or {}).get(writer, 0)
+            whole = whole or new > len(head.recent)
+            wanted += head.recent[len(head.recent) - new :] if new > 0 else ()
+        self._known = {w: h.appended for w, h in heads.items()}
+        if not whole and wanted:
+            found = self.log.read_ids(wanted)
+            if found is not None:
+                return found
+        if whole or wanted:
+            self.passes += 1
+            return self.log.read(since)
+        return []
+
+    def _count_moved(self) -> bool:
+        """Every COUNT_EVERY_S: whether the log holds records no head counts that it did not
+        hold at the last count. The count comes before the heads, so a record appended between
+        the two can only lower the difference; the highest difference seen is the reference."""
+        now = time.monotonic()
+        if now < self._count_due:
+            return False
+        self._count_due = now + COUNT_EVERY_S
+        other = self.log.collection.count() - sum(h.appended for h in self.log.writers().values())
+        moved, self._other = other > self._other >= 0, max(self._other, other)
+        return moved
+
+
+def _number(metadata: Mapping[str, object], key: str) -> float:
+    value = metadata.get(key)
+    return float(value) if isinstance(value, int | float) else 0.0
 
 
 def _metadata(change: Change) -> dict[str, str | int | float]:

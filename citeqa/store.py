@@ -35,7 +35,7 @@ from chromadb.config import Settings as ChromaSettings
 from chromadb.errors import InternalError
 from tenacity import retry, retry_if_exception, stop_after_attempt
 
-from citeqa.changes import CHANGES_SUFFIX, ChangeLog
+from citeqa.changes import CHANGES_SUFFIX, HEADS_SUFFIX, ChangeLog
 from citeqa.errors import (
     EmbeddingMismatchError,
     InputError,
@@ -155,16 +155,19 @@ def open_index(client: ClientAPI, name: str, embedder: Embedder, create: bool) -
 
 
 def _open_log(client: ClientAPI, chunks: Collection) -> ChangeLog:
-    """The index's change log, created beside it; a log created with an empty index holds
-    every change of it (:meth:`ChangeLog.start`), one added to an older index does not."""
+    """The index's change log and its writers' heads, created beside it; a log created with an
+    empty index holds every change of it (:meth:`ChangeLog.start`), one added to an older index
+    does not."""
     name = chunks.name + CHANGES_SUFFIX
     try:
         changes = client.get_or_create_collection(name, embedding_function=None)
+        heads = client.get_or_create_collection(chunks.name + HEADS_SUFFIX, embedding_function=None)
+        log = ChangeLog(changes, heads)
         if changes.count() == 0 and chunks.count() == 0:
-            ChangeLog(changes).start()
+            log.start()
     except Exception as exc:
         raise _classify(exc, name) from exc
-    return ChangeLog(changes)
+    return log
 
 
 def _classify(exc: Exception, name: str) -> Exception:

@@ -16,9 +16,8 @@ import pytest
 from chromadb.config import Settings as ChromaSettings
 
 import citeqa.changes
-import service.answering.lexical
 from citeqa.catalog import Catalog
-from citeqa.changes import GENESIS_ID, HEAD_ID, ChangeLog
+from citeqa.changes import GENESIS_ID, HEAD_ID, ChangeLog, Tail
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
 from citeqa.store import Index, open_index
@@ -151,7 +150,7 @@ def test_the_log_is_read_by_one_range_condition_in_pages(
     assert index.log is not None
     monkeypatch.setattr(citeqa.changes, "PAGE", 4)  # 22 records and the genesis: six pages
     spy = Reads(index.log.collection)
-    log = ChangeLog(spy)  # type: ignore[arg-type]
+    log = ChangeLog(spy, index.log.heads)  # type: ignore[arg-type]
     log.append((f"doc{n:02d}", "h", 1) for n in range(22))
     read = log.read(0.0)
     assert [c.doc_id for c in read] == [f"doc{n:02d}" for n in range(22)]
@@ -169,7 +168,7 @@ def test_a_read_paged_while_another_writer_appends_misses_nothing(
     the match) still hold every record logged before the read, each once."""
     assert index.log is not None
     monkeypatch.setattr(citeqa.changes, "PAGE", 4)
-    reader, other = ChangeLog(index.log.collection), ChangeLog(index.log.collection)
+    reader, other = another(index.log), another(index.log)
     reader.append((f"doc{n:02d}", "h", 1) for n in range(0, 22, 2))
     other.append((f"doc{n:02d}", "h", 1) for n in range(1, 22, 2))
     during = itertools.count(100)
@@ -184,6 +183,51 @@ def test_a_read_paged_while_another_writer_appends_misses_nothing(
     read = [c.doc_id for c in reader.read(0.0)]
     assert len(read) == len(set(read))
     assert set(read) >= {f"doc{n:02d}" for n in range(22)}
+
+
+def another(log: ChangeLog) -> ChangeLog:
+    """Another writer of the same log (another process, say)."""
+    return ChangeLog(log.collection, log.heads)
+
+
+def test_each_writer_s_head_names_its_own_records_so_writers_at_once_lose_none(
+    index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert index.log is not None
+    monkeypatch.setattr(citeqa.changes, "RECENT", 3)
+    first, second = another(index.log), another(index.log)
+    tail = Tail(index.log)
+    tail.mark()
+    first.append([("doc-a", "h", 1)])
+    second.append([("doc-b", "h", 2), ("doc-c", "", 0)])
+    first.append([("doc-d", "h", 1)])
+    heads = index.log.writers()
+    read = first.read(0.0)
+    assert heads[first.writer].appended == 2 and heads[second.writer].appended == 2
+    assert heads[first.writer].recent == tuple(c.id for c in read if c.doc_id in ("doc-a", "doc-d"))
+    assert tail.new(0.0) == read and tail.passes == 0  # by id
+    assert tail.new(0.0) == []  # nothing since
+    assert HEAD_ID not in {c.id for c in read}
+    first.append([])  # nothing appended: the head stays
+    assert index.log.writers()[first.writer] == heads[first.writer]
+    second.append((f"doc-{n}", "h", 1) for n in range(4))  # more than its head names
+    assert [c.doc_id for c in tail.new(0.0)][-4:] == [f"doc-{n}" for n in range(4)]
+    assert tail.passes == 1  # read by logged_at
+
+
+def test_a_head_unchanged_for_a_day_is_dropped_when_a_writer_starts(
+    index: Index, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert index.log is not None
+    old, recent = another(index.log), another(index.log)
+    old.append([("doc-a", "h", 1)])
+    recent.append([("doc-b", "h", 1)])
+    monkeypatch.setattr(citeqa.changes, "HEAD_RETAIN_S", 0.0)
+    recent.append([("doc-c", "h", 1)])  # not its first append: drops nothing
+    assert set(index.log.writers()) >= {old.writer, recent.writer}
+    starting = another(index.log)
+    starting.append([("doc-d", "h", 1)])
+    assert set(index.log.writers()) == {starting.writer}
 
 
 # ----------------------------------------------------------------------- the follower
@@ -236,23 +280,24 @@ def test_the_cold_build_reads_chunks_by_id_not_by_filter(
     follower.close()
 
 
-def test_a_follower_reads_the_log_only_when_its_head_moved(
+def test_a_follower_reads_the_log_by_the_ids_the_writers_heads_name(
     tmp_path: Path, index: Index, embedder: Embedder, corpus: Path
 ) -> None:
-    """Each poll reads the log's head by id (a filtered read or a count costs Chroma a pass
-    over the whole log); it reads the records only when the head moved."""
+    """A poll lists the writers' heads and reads the records they name by id: a filtered read
+    or a count costs Chroma a pass over the whole log. A poll that finds nothing reads no
+    record of the log."""
     follower = TantivyIndex(index, tmp_path / "lexical", poll_s=0)  # polled here, by hand
     follower.view()
     log = Reads(follower.changes.collection)
     follower.changes.collection = log  # type: ignore[assignment]
     for _ in range(3):
         follower.catch_up()
-    assert log.reads and all(r.get("ids") == [HEAD_ID] for r in log.reads)
+    assert log.reads == []
     write(corpus, {**PAPERS, "light.md": "# Lighthouse\n\nThe Marlowind lighthouse keeper."})
     ingestor(index, embedder).ingest(read_source(corpus))
-    log.reads.clear()
     follower.catch_up()
-    assert any("where" in r for r in log.reads)
+    assert log.reads and all("where" not in r and r.get("ids") for r in log.reads)
+    assert follower.tail.passes == 0
     assert "file:light.md" in found_docs(follower, "Marlowind lighthouse keeper")
     follower.close()
 
@@ -285,40 +330,31 @@ def test_a_follower_reads_a_changed_version_by_the_chunk_ids_its_record_names(
     follower.close()
 
 
-def test_the_head_names_the_last_record_appended_and_no_read_returns_it(index: Index) -> None:
-    assert index.log is not None
-    first, second = ChangeLog(index.log.collection), ChangeLog(index.log.collection)
-    first.append([("doc-a", "h", 1)])
-    second.append([("doc-b", "h", 2), ("doc-c", "", 0)])
-    read = first.read(0.0)
-    assert first.head() == read[-1].id and read[-1].doc_id == "doc-c"
-    assert HEAD_ID not in {c.id for c in read}
-    first.append([])  # nothing appended: the head stays
-    assert second.head() == read[-1].id
-
-
-def test_a_writer_that_does_not_move_the_head_is_caught_by_the_count(
+def test_records_no_head_names_are_caught_by_the_count(
     tmp_path: Path, index: Index, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An older version's writer appends without the head: a follower counts the log every
-    COUNT_EVERY_S and reads it when the count moved."""
+    """A writer of an older version appends records without a head (so does one that dies
+    between its records and its head): a follower counts the log every COUNT_EVERY_S and
+    reads it by logged_at when records no head counts appeared."""
     assert index.log is not None
     follower = TantivyIndex(index, tmp_path / "lexical", poll_s=0)
     follower.view()
-    ChangeLog(index.log.collection).append([("doc-x", "h", 1)])  # a head exists
+    another(index.log).append([("doc-x", "h", 1)])
     follower.catch_up()
-    older = ChangeLog(index.log.collection)
-    record = older._record("file:kettle.md", "h2", 1)
+    record = another(index.log)._record("file:kettle.md", "h2", 1)
     index.log.collection.upsert(  # as an older writer does: the record alone
         ids=[record.id], embeddings=[[1.0]], metadatas=[citeqa.changes._metadata(record)]
     )
-    applied = follower.applied
+    applied, passes = follower.applied, follower.tail.passes
     follower.catch_up()
-    assert follower.applied == applied  # the head did not move, the count was not due
-    monkeypatch.setattr(service.answering.lexical, "COUNT_EVERY_S", 0.0)
-    follower._count_due = 0.0
+    assert follower.applied == applied  # no head moved, the count was not due
+    monkeypatch.setattr(citeqa.changes, "COUNT_EVERY_S", 0.0)
+    follower.tail._count_due = 0.0
     follower.catch_up()
-    assert follower.applied == applied + 1
+    assert follower.applied == applied + 1 and follower.tail.passes == passes + 1
+    another(index.log).append([("doc-y", "h", 1)])
+    follower.catch_up()  # counted again: the head explains the new record
+    assert follower.applied == applied + 2 and follower.tail.passes == passes + 1
     follower.close()
 
 

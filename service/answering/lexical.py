@@ -37,7 +37,7 @@ from typing import IO, Any
 import tantivy
 from chromadb.api.types import GetResult, Where
 
-from citeqa.changes import Change
+from citeqa.changes import Change, Tail
 from citeqa.config import Settings
 from citeqa.errors import StoreNotReadyError
 from citeqa.store import GET_PAGE, Index, backfill_log, batches, visible_chunks
@@ -63,7 +63,6 @@ COLD_HEAP = 128_000_000  # bytes of tantivy's indexing buffer for a cold build: 
 # one indexing thread (~220 us a chunk, the names field most of it) is what the build waits on
 COLD_THREADS = 2
 UPDATE_HEAP = 64_000_000  # ... for an update
-COUNT_EVERY_S = 30.0  # a follower counts the log this often, beside reading its head
 
 
 def build_lexical(settings: Settings, index: Index) -> LexicalIndex:
@@ -131,8 +130,7 @@ class TantivyIndex:
         self._docs: tantivy.Index | None = None
         self._update = threading.Lock()  # held by an update; searches never take it
         self._suspects: set[str] = set()  # chunk ids searches saw differ (stale())
-        self._mark: tuple[str | None, int] = (None, -1)  # the log's, when it was last read
-        self._count_due = 0.0  # when a poll counts the log again (monotonic)
+        self.tail = Tail(index.log)  # what each poll reads of the log
         self._suspect_lock = threading.Lock()  # held for a set update only
         self._stop = threading.Event()
         self._follower: threading.Thread | None = None
@@ -207,6 +205,7 @@ class TantivyIndex:
         ones after (its cursor starts where the listing did)."""
         assert self._state is not None
         began = time.time()
+        self.tail.mark()  # what the writers appended before the listing, the listing holds
         shown = self.changes.read(began - LOOKBACK_S)  # logged before the listing: it has them
         listed = self.index.chunks.get(include=[])["ids"]
         versions = Versions()
@@ -246,34 +245,18 @@ class TantivyIndex:
         return opened[0], opened[1]
 
     def _follow(self) -> None:
-        """Apply the changes logged since the cursor (less LOOKBACK_S). The log's records are
-        read only when its mark moved (:meth:`_log_mark`): most polls find nothing new."""
+        """Apply the changes logged since the last poll: the log's records the writers' heads
+        name, read by id (citeqa.changes.Tail: a filtered read of the log costs Chroma a pass
+        over all of it, a wait for the searches behind it; docs/lexical-index.md, "Following
+        at 1M"), and the documents searches found stale."""
         assert self._state is not None
-        mark = self._log_mark()
-        fresh = []
-        if mark != self._mark:
-            found = self.changes.read(self._state.cursor - LOOKBACK_S)
-            fresh = [c for c in found if c.id not in self._state.seen]
+        found = self.tail.new(self._state.cursor - LOOKBACK_S)
+        fresh = [c for c in found if c.id not in self._state.seen]
         with self._suspect_lock:
             suspects, self._suspects = self._suspects, set()
         differ = self._differing(suspects) if suspects and self._view is not None else []
         if fresh or differ or self._view is None:
             self._apply(fresh, differ)
-        self._mark = mark
-
-    def _log_mark(self) -> tuple[str | None, int]:
-        """What tells a poll whether the log moved: its head (the last record appended, one
-        record read by id: 2 ms) and its record count, counted only when the log has no head
-        or every COUNT_EVERY_S (a writer of an older version appends without moving the head).
-        Any filtered read or count costs Chroma a pass over the log: 30 ms at 500,000 records,
-        a wait for the searches behind it (docs/lexical-index.md, "Following at 1M")."""
-        head = self.changes.head()
-        counted = self._mark[1]
-        now = time.monotonic()
-        if head is None or now >= self._count_due:
-            counted = self.changes.collection.count()
-            self._count_due = now + COUNT_EVERY_S
-        return head, counted
 
     def _differing(self, ids: set[str]) -> list[str]:
         """The documents of chunks ``ids`` whose visible chunks in Chroma are not the ones the
