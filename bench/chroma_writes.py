@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import multiprocessing
 import shutil
 import tempfile
@@ -39,8 +40,10 @@ from chromadb.api.models.Collection import Collection
 
 from bench.measure import Samples, load_average
 from bench.scale_store import COLLECTION, SERVE_SYNC_THRESHOLD
+from citeqa.changes import COUNT_EVERY_S, RECENT
 from tests.servers import ChromaServer
 
+WRITERS = 4  # heads in the heads collection ("tail" reads)
 SLICE_S = 0.1  # as ingest/pacing.py writes
 CHUNK_K, SENTENCE_K = 30, 90  # n_results of a search's two dense queries (candidate_k, 3x it)
 NOISE = 0.05  # query and written vectors: stored vectors moved by this much, renormalised
@@ -124,13 +127,28 @@ def write(
     print(f"  writer: {written} records in {seconds:.0f} s", flush=True)
 
 
+def add_heads(port: int, writers: int) -> None:
+    """The writers' heads a follower lists on each poll ("tail"): ``writers`` of them, each
+    naming RECENT records, as citeqa's writers keep them."""
+    client = chromadb.HttpClient(host="127.0.0.1", port=port)
+    heads = client.get_or_create_collection(f"{COLLECTION}__heads", embedding_function=None)
+    ids = [f"{n:020d}-{uuid.uuid4().hex[:8]}-{n:08d}" for n in range(RECENT)]
+    heads.upsert(
+        ids=[f"writer{n}" for n in range(writers)],
+        embeddings=[[1.0]] * writers,
+        metadatas=[{"appended": 10_000, "at": time.time()}] * writers,
+        documents=[json.dumps(ids)] * writers,
+    )
+
+
 def follow(port: int, seconds: float, poll_s: float, seed: int, reads: str) -> None:
     """Every ``poll_s``, ask Chroma what a lexical follower asks on a poll that finds changes:
     ``reads`` "filtered" as citeqa does today (the log's count, its records since the cursor,
     the documents' chunks by ``where doc_id $in``); "log" the log's records alone; "ids" one
     record and 25 documents' chunks by id (what a follower told the ids would read); "head"
-    as citeqa follows since session 20 (the log's head and its chunks by id, its records by
-    ``logged_at``)."""
+    as citeqa followed in session 20 (the log's head and its chunks by id, its records by
+    ``logged_at``); "tail" as citeqa follows since session 21 (the writers' heads listed, 25
+    records and their chunks by id, the log counted every COUNT_EVERY_S)."""
     client = chromadb.HttpClient(host="127.0.0.1", port=port)
     chunks = client.get_collection(COLLECTION)
     log = client.get_collection(f"{COLLECTION}__changes")
@@ -139,12 +157,23 @@ def follow(port: int, seconds: float, poll_s: float, seed: int, reads: str) -> N
     for chunk_id, meta in zip(listed["ids"], listed["metadatas"] or [], strict=True):
         docs.setdefault(str(meta["doc_id"]), []).append(chunk_id)
     doc_ids = sorted(docs)
+    records = log.get(limit=25, include=[])["ids"]
+    heads = client.get_collection(f"{COLLECTION}__heads", embedding_function=None)
     rng = np.random.default_rng(seed)
     took = Samples("ms")
     end = time.monotonic() + seconds
+    count_due = 0.0
     while time.monotonic() < end:
         began = time.perf_counter()
         picked = [str(d) for d in rng.choice(doc_ids, 25, replace=False)]
+        if reads == "tail":
+            if time.monotonic() >= count_due:
+                log.count()
+                count_due = time.monotonic() + COUNT_EVERY_S
+            heads.get(include=["metadatas", "documents"])
+            log.get(ids=records, include=["metadatas", "documents"])
+            ids = [i for d in picked for i in docs[d]]
+            chunks.get(ids=ids, include=["documents", "metadatas"])
         if reads == "filtered":
             log.count()
         if reads in ("filtered", "log", "head"):
@@ -211,7 +240,7 @@ def main() -> None:
     parser.add_argument(
         "--reads",
         nargs="+",
-        choices=["none", "filtered", "log", "ids", "head"],
+        choices=["none", "filtered", "log", "ids", "head", "tail"],
         default=["none", "filtered"],
     )
     parser.add_argument("--scratch", type=Path, default=None, help="where the copy goes")
@@ -224,6 +253,7 @@ def main() -> None:
         server = ChromaServer(scratch / "db").start(timeout=600)
         try:
             chunks, sentences = collections(server.port)
+            add_heads(server.port, WRITERS)
             print(f"{chunks.count():,} chunk and {sentences.count():,} sentence records")
             for sync, rate, reads in itertools.product(args.sync, args.rate, args.reads):
                 run(
