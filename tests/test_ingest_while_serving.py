@@ -13,6 +13,7 @@ import logging
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
@@ -22,7 +23,7 @@ from fastapi.testclient import TestClient
 from bench.load import ApiProcess
 from citeqa.config import Settings
 from citeqa.embedding import Embedder
-from citeqa.store import connect
+from citeqa.store import connect, open_index
 from ingest.run import ingest_paths
 from service.answering.engine import build_engine
 from service.api.app import create_app
@@ -116,3 +117,21 @@ def test_a_store_failure_503_is_logged_with_its_cause(
     assert ready.status_code == 503, ready.text
     warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
     assert any(m.startswith("not ready: ") and "NotFoundError" in m for m in warned), warned
+
+
+def test_readiness_says_empty_until_an_ingest_then_what_the_replica_indexes(
+    fresh_settings: Settings, embedder: Embedder, tmp_path: Path
+) -> None:
+    """/readyz reads one id from Chroma, not a count (a pass over the whole collection), and
+    is ready once the replica's lexical index holds documents (it follows the ingest)."""
+    open_index(connect(fresh_settings), fresh_settings.collection, embedder, create=True)
+    app = create_app(fresh_settings, lambda s: build_engine(s, embedder=embedder))
+    with TestClient(app) as client:
+        empty = client.get("/readyz")
+        ingest_paths(fresh_settings, [write_corpus(tmp_path / "papers", 3)], embedder=embedder)
+        deadline = time.monotonic() + fresh_settings.lexical_poll_s + 15
+        while (ready := client.get("/readyz")).status_code != 200 or "3 doc" not in ready.text:
+            assert time.monotonic() < deadline, ready.text
+            time.sleep(0.1)
+    assert empty.status_code == 503 and "no document" in empty.json()["detail"], empty.text
+    assert ready.json()["detail"].startswith("lexical index: 3 documents;"), ready.text
