@@ -225,9 +225,9 @@ class Tail:
         """The records appended since the last call or :meth:`mark`, sorted by id (some may
         have been read before: a follower drops those by id); ``since``: where a read by
         ``logged_at`` starts, when the heads cannot name them."""
-        unexplained = self._count_moved()
+        counted = self._count_if_due()  # before the heads: see _unexplained
         heads, known = self.log.writers(), self._known
-        whole = known is None or unexplained
+        whole = known is None or self._unexplained(counted, heads)
         wanted: list[str] = []
         for writer, head in heads.items():
             new = head.appended - (known or {}).get(writer, 0)
@@ -243,15 +243,21 @@ class Tail:
             return self.log.read(since)
         return []
 
-    def _count_moved(self) -> bool:
-        """Every COUNT_EVERY_S: whether the log holds records no head counts that it did not
-        hold at the last count. The count comes before the heads, so a record appended between
-        the two can only lower the difference; the highest difference seen is the reference."""
+    def _count_if_due(self) -> int | None:
+        """The log's record count every COUNT_EVERY_S (a pass over the log), else None."""
         now = time.monotonic()
         if now < self._count_due:
-            return False
+            return None
         self._count_due = now + COUNT_EVERY_S
-        other = self.log.collection.count() - sum(h.appended for h in self.log.writers().values())
+        return self.log.collection.count()
+
+    def _unexplained(self, counted: int | None, heads: Mapping[str, Head]) -> bool:
+        """Whether the log holds records no head counts that it did not hold at the last count.
+        The count comes before the heads, so a record appended between the two can only lower
+        the difference; the highest difference seen is the reference."""
+        if counted is None:
+            return False
+        other = counted - sum(h.appended for h in heads.values())
         moved, self._other = other > self._other >= 0, max(self._other, other)
         return moved
 
