@@ -4,6 +4,7 @@ docs/lexical-index.md), on an in-memory Chroma with the real embedder."""
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 import time
 import uuid
@@ -548,6 +549,31 @@ def test_a_restarted_replica_reopens_its_index_and_catches_up(
     assert "file:light.md" in found_docs(again, "Marlowind lighthouse")
     assert again.builds == 0  # caught up from its cursor
     again.close()
+
+
+def segments(follower: TantivyIndex) -> int:
+    return len(json.loads((follower.folder / "chunks" / "meta.json").read_text())["segments"])
+
+
+def test_the_segments_each_update_commits_are_merged(
+    tmp_path: Path, index: Index, embedder: Embedder, corpus: Path
+) -> None:
+    """Each update commits a segment, which tantivy merges in the background with the writer
+    that committed it: the segments stay few. (A writer dropped after its commit cancels the
+    merges it began: a replica following a 10k ingest at 1M chunks held 129 segments. Merges
+    as small as these finish before the drop, so this checks the bound, not the cancel:
+    scripts/tantivy_merges_probe.py measures that.)"""
+    follower = TantivyIndex(index, tmp_path / "lexical", poll_s=0)
+    follower.view()
+    updates, papers = 24, dict(PAPERS)
+    for n in range(updates):
+        papers[f"light{n}.md"] = f"# Lighthouse {n}\n\nKeeper number {n} of Marlowind."
+        ingestor(index, embedder).ingest(read_source(write(corpus, papers)))
+        follower.catch_up()
+    assert len(found_docs(follower, "Marlowind lighthouse keeper")) == 10
+    wait_for(lambda: segments(follower) <= updates // 2)  # 8 segments of a size make one
+    assert follower.builds == 1
+    follower.close()
 
 
 def test_the_setting_chooses_the_index(tmp_path: Path, index: Index) -> None:
