@@ -14,8 +14,10 @@ stems and name keys, feed tantivy, commit. Issue 19 asks for <= 5 min at 1M chun
     # each in a fresh process on the same server; checks both indexes hold the same content
     .venv/bin/python scripts/lexical_cold_build.py compare /tmp/cb/store OLD [--rounds 2]
 
-``build --profile`` adds the cProfile functions with the most own time, ``--timeline`` the
-build process' RssAnon, RssFile and the summed RSS every 2 s; ``--workers N`` sets
+``build --collection scale`` builds from another store's collection (the scale bench's,
+through its ``chroma run``). ``build --profile`` adds the cProfile functions with the most own
+time, ``--timeline`` the build process' RssAnon, RssFile and the summed RSS every 2 s and the
+chunks read by then (does the build slow down as it goes?); ``--workers N`` sets
 the new tree's ``build_workers`` (processes making the chunks' fields; unset: its default).
 ``peak_mb`` and ``cpu_s`` are the build process' own; ``tree_peak_mb`` and ``tree_cpu_s`` add the
 processes it started during the build (the field workers and their fork server; not a Chroma
@@ -108,7 +110,9 @@ def synthetic_of(size: int) -> Any:
     return synthetic(size)
 
 
-def open_probe(store: Path, url: str | None) -> Any:
+def open_probe(store: Path, url: str | None, collection: str = COLLECTION) -> Any:
+    """The store's collection ``collection`` (another store's, such as the scale bench's
+    ``scale``, with a probe embedder named as the collection records)."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
@@ -120,7 +124,11 @@ def open_probe(store: Path, url: str | None) -> Any:
         client = chromadb.HttpClient(host=host, port=int(port), settings=settings)
     else:
         client = chromadb.PersistentClient(str(store), settings)
-    return open_index(client, COLLECTION, ProbeEmbedder(), create=False)
+    embedder = ProbeEmbedder()
+    recorded = client.get_collection(collection).metadata or {}
+    embedder.name = recorded.get("embed_model", embedder.name)
+    embedder.dim = recorded.get("embed_dim", embedder.dim)
+    return open_index(client, collection, embedder, create=False)
 
 
 def digest(follower: Any) -> str:
@@ -155,13 +163,24 @@ def build(
     check: bool,
     workers: int | None,
     timeline: bool = False,
+    collection: str = COLLECTION,
 ) -> dict[str, Any]:
     from service.answering.lexical import TantivyIndex
 
-    index = open_probe(store, url)
+    index = open_probe(store, url, collection)
     root = Path(tempfile.mkdtemp(prefix="cold-build-", dir=os.environ.get("TMPDIR")))
     chosen = {} if workers is None else {"build_workers": workers}  # an old tree has none
     follower = TantivyIndex(index, root, poll_s=0, **chosen)
+    reads: list[tuple[float, int]] = []  # when each batch of chunks was read, and its size
+    read_ids = getattr(follower, "_read_ids", None)  # an old tree may have none
+    if timeline and read_ids is not None:
+
+        def timed(ids: list[str]) -> Any:
+            got = read_ids(ids)
+            reads.append((time.perf_counter(), len(ids)))
+            return got
+
+        follower._read_ids = timed  # type: ignore[method-assign]
     profiler = None
     if profile:
         import cProfile
@@ -199,10 +218,22 @@ def build(
         ]
     if timeline:
         out["timeline"] = tree.timeline  # seconds, own RssAnon, own RssFile, summed RSS (MB)
+        out["read"] = _read_by(reads, begun)  # seconds, chunks read by then (every 10 s)
     if check:
         out["digest"] = digest(follower)
     follower.close()
     subprocess.run(["rm", "-rf", str(root)], check=False)
+    return out
+
+
+def _read_by(reads: list[tuple[float, int]], begun: float) -> list[tuple[float, int]]:
+    """The chunks read by every tenth second of the build."""
+    out: list[tuple[float, int]] = []
+    total = 0
+    for at, count in reads:
+        total += count
+        if not out or at - begun - out[-1][0] >= 10.0:
+            out.append((round(at - begun, 1), total))
     return out
 
 
@@ -276,6 +307,7 @@ def main() -> None:
     one.add_argument("--check", action="store_true")
     one.add_argument("--workers", type=int)
     one.add_argument("--timeline", action="store_true")
+    one.add_argument("--collection", default=COLLECTION)
     both = sub.add_parser("compare")
     both.add_argument("folder", type=Path)
     both.add_argument("old", type=Path)
@@ -299,7 +331,15 @@ def main() -> None:
             server = ChromaServer(args.folder).start(timeout=300)
             url = server.url
         try:
-            found = build(args.folder, url, args.profile, args.check, args.workers, args.timeline)
+            found = build(
+                args.folder,
+                url,
+                args.profile,
+                args.check,
+                args.workers,
+                args.timeline,
+                args.collection,
+            )
             print(json.dumps(found))
         finally:
             if server is not None:

@@ -13,9 +13,22 @@ import time
 from citeqa.resources import BUNDLED_CORPUS
 from citeqa.store import visible_chunks
 from citeqa.text import lowered_words, squashed, term_set, words
-from service.answering.corpus import _LONG_THEN_SHORT, _SHORT_THEN_LONG, _expansion, abbreviations
+from service.answering.corpus import (
+    _LONG_THEN_SHORT,
+    _SHORT_THEN_LONG,
+    _expansion,
+    _short_then_long,
+    abbreviations,
+)
 from service.answering.lexical_build import Versions, read_ahead
-from service.answering.lexical_fields import Stems, Tokens, analyzer, name_terms
+from service.answering.lexical_fields import (
+    NAME_GAP,
+    Stems,
+    Tokens,
+    _name_keys,
+    analyzer,
+    name_terms,
+)
 from service.answering.lexical_views import _COMPOUND, with_compounds
 
 TRICKY = [
@@ -41,6 +54,16 @@ def texts() -> list[str]:
     return TRICKY + BUNDLED_CORPUS.read_text(encoding="utf-8").splitlines()
 
 
+def fuzzed(count: int = 4000) -> list[str]:
+    """Short random texts of the pieces the fast forms look for (separators, parentheses,
+    capitals, spaces of several kinds), seeded: the places where a fast form could skip a
+    match the plain one finds."""
+    pieces = ["a", "x", "B", "GDPR", "Of", "of", "1", "-", ".", "/", "_", " ", "  ", "\n", "\t"]
+    pieces += ["(", ")", "\u00e9", "Key Value", "KV", "AI", "Zeta"]
+    chosen = random.Random(23)
+    return ["".join(chosen.choices(pieces, k=chosen.randint(0, 30))) for _ in range(count)]
+
+
 def plain_name_terms(text: str) -> set[str]:
     """name_terms as it was: one word at a time."""
     found = [w for w in words(text) if squashed(w)]
@@ -56,6 +79,36 @@ def test_name_keys_are_the_ones_made_word_by_word() -> None:
     keys = name_terms("GPT-4.5 and Human-Eval / HumanEval beat A100s on DeepSeek-V3-Base")
     assert {"humaneval", "gpt45", "gpt", "4", "5", "a100s", "deepseek", "deepseekv3base"} <= keys
     assert "gpt45and" not in keys  # words in a row: a phrase query's (TantivyView.has_key)
+
+
+def phrases(names: str) -> set[tuple[str, ...]]:
+    """The phrases of one to three terms a "names" field holds (none spans a NAME_GAP)."""
+    found: set[tuple[str, ...]] = set()
+    for part in names.split(f" {NAME_GAP} "):
+        terms = part.split()
+        for size in (1, 2, 3):
+            found.update(tuple(terms[i : i + size]) for i in range(len(terms) - size + 1))
+    return found
+
+
+def test_names_hold_the_phrases_of_every_words_parts() -> None:
+    """The "names" field writes again only the words near one with parts: it holds the same
+    phrases of up to three terms (what has_key asks) as all the text's parts written again."""
+    for text in texts() + fuzzed():
+        lowered = lowered_words(text)
+        joined = " ".join(lowered)
+        every_part = (
+            f"{squashed_words(joined)} {NAME_GAP} {' '.join(re.findall('[a-z0-9]+', joined))}"
+        )
+        assert phrases(_name_keys(lowered)) == phrases(every_part), text
+    fewer = _name_keys(lowered_words("one two three four five six Human-Eval seven eight nine"))
+    assert fewer == (
+        "one two three four five six humaneval seven eight nine | five six human eval seven eight"
+    )
+
+
+def squashed_words(joined: str) -> str:
+    return joined.replace("-", "").replace(".", "")
 
 
 def test_a_chunks_words_are_found_and_lowered_at_once_as_one_at_a_time() -> None:
@@ -85,7 +138,7 @@ def test_tokens_from_a_table_of_words_are_the_analyzers() -> None:
 
 
 def test_compounds_are_the_ones_made_by_substitution() -> None:
-    for text in texts():
+    for text in texts() + fuzzed():
         joined = [re.sub(r"[-./]", "", m.group(0)) for m in _COMPOUND.finditer(text)]
         assert with_compounds(text) == (f"{text} {' '.join(joined)}" if joined else text), text
 
@@ -109,8 +162,13 @@ def plain_abbreviations(texts: list[str]) -> dict[str, frozenset[str]]:
     return {k: frozenset(v) for k, v in pairs.items()}
 
 
+def test_short_forms_before_their_long_forms_are_the_ones_found_from_the_start() -> None:
+    for text in texts() + fuzzed():
+        assert _short_then_long(text) == _SHORT_THEN_LONG.findall(text), text
+
+
 def test_abbreviations_are_the_ones_both_patterns_find_from_the_start() -> None:
-    for text in texts():
+    for text in texts() + fuzzed():
         assert abbreviations([text]) == plain_abbreviations([text]), text
     mixed = "x (e.g. this) and 1st_order-wise General Data Protection Regulation (GDPR) (GDPR)"
     assert abbreviations([mixed]) == plain_abbreviations([mixed])

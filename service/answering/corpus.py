@@ -66,6 +66,26 @@ def _long_then_short(text: str) -> list[tuple[str, str]]:
     return found
 
 
+def _short_then_long(text: str) -> list[tuple[str, str]]:
+    """``_SHORT_THEN_LONG.findall(text)``, tried only where a match can start: a match's short
+    form is the up to ten letters, digits and hyphens before the spaces before a "(", so each
+    "(" is tried from those few places, not from every letter of the text."""
+    found: list[tuple[str, str]] = []
+    done = 0  # findall's position: matches do not overlap
+    opening = text.find("(")
+    while opening >= 0:
+        end = opening
+        while end > done and text[end - 1].isspace():
+            end -= 1
+        for start in range(max(done, end - 10), end - 1):
+            if "A" <= text[start] <= "Z" and (match := _SHORT_THEN_LONG.match(text, start)):
+                found.append((match.group(1), match.group(2)))
+                done = match.end()
+                break
+        opening = text.find("(", max(opening + 1, done))
+    return found
+
+
 def _words_before(text: str, end: int, count: int) -> int:
     """Where the last ``count`` words (``[\\w-]+``, split by whitespace) before ``end`` begin,
     or the run of word characters, hyphens and whitespace that ends at ``end`` does."""
@@ -92,7 +112,7 @@ def abbreviation_pairs(text: str) -> list[tuple[str, str]]:
     if "(" not in text:  # both patterns need one: most texts skip their scans
         return []
     written = [(short, long) for long, short in _long_then_short(text)]
-    written += _SHORT_THEN_LONG.findall(text)
+    written += _short_then_long(text)
     pairs = [(short.lower(), _expansion(long.split(), short)) for short, long in written]
     return [(short, long_form) for short, long_form in pairs if long_form]
 

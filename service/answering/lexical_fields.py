@@ -32,6 +32,7 @@ ChunkFields = tuple[str, str, int, bytes, str, str, bytes]
 WORD_TABLE = 200_000  # distinct words a Fielder's table keeps (then it starts again)
 _SEPARATORS = str.maketrans("", "", "-.")  # the characters of a word squashing drops
 _ALNUM_RUN = re.compile(r"[a-z0-9]+")
+_SEPARATOR = re.compile(r"[-.]")  # in a word: it has parts
 _TOKEN = re.compile(r"\b\w\w+\b", re.ASCII)  # the analyzer's regex, on ASCII text
 
 
@@ -64,14 +65,38 @@ def name_terms(text: str) -> set[str]:
 
 def _name_keys(lowered: list[str]) -> str:
     """A text's "names" field from its lowered words: its words squashed, in order (a phrase
-    of them is a name written in several words), then :data:`NAME_GAP` and their parts.
+    of them is a name written in several words), then :data:`NAME_GAP` and the parts of each
+    word that has some, with two words either side.
 
     A word (:func:`citeqa.text.words`) holds ASCII letters and digits, "-" and ".", and
     begins and ends with a letter or digit, so squashing it is dropping its "-" and "."; its
-    parts are its runs of letters and digits. Done on all words joined by spaces at once: one
-    word at a time took minutes of Python at 1M chunks."""
+    parts are its runs of letters and digits. A word without "-" or "." is its own squashed
+    form and its own part, so the parts of the whole text in order would repeat the first
+    half: only the words near one with parts are written again, which keeps every phrase of up
+    to three parts (:meth:`~service.answering.tantivy_view.TantivyView.has_key` asks no
+    longer one) and a third of the tokens tantivy indexes. Done on all words joined by spaces
+    at once: one word at a time took minutes of Python at 1M chunks."""
     joined = " ".join(lowered)
-    return f"{joined.translate(_SEPARATORS)} {NAME_GAP} {' '.join(_ALNUM_RUN.findall(joined))}"
+    spans: list[list[int]] = []
+    at, size = 0, len(joined)
+    while separator := _SEPARATOR.search(joined, at):
+        start = joined.rfind(" ", 0, separator.start())  # the space before the word, or -1
+        at = joined.find(" ", separator.start())
+        at = size if at < 0 else at
+        for _ in range(2):  # two words before
+            if start > 0:
+                start = joined.rfind(" ", 0, start)
+        end = at
+        for _ in range(2):  # two words after
+            if end < size:
+                end = joined.find(" ", end + 1)
+                end = size if end < 0 else end
+        if spans and start < spans[-1][1]:
+            spans[-1][1] = end
+        else:
+            spans.append([max(start, 0), end])
+    near = f" {NAME_GAP} ".join(" ".join(_ALNUM_RUN.findall(joined, a, b)) for a, b in spans)
+    return f"{joined.translate(_SEPARATORS)} {NAME_GAP} {near}"
 
 
 class _Table:

@@ -29,13 +29,39 @@ from service.answering.corpus import CorpusStats
 # character, which neither "[-./]" nor "\b" accepts), so no letter is tried twice
 _COMPOUND = re.compile(r"\b\w++(?:[-./]\w++)+\b")
 _COMPOUND_SEPARATORS = str.maketrans("", "", "-./")
+_SEPARATOR = re.compile(r"[-./]\w")  # where a compound goes on
 
 
 def with_compounds(text: str) -> str:
     """Adds each hyphenated name once more as one token ("DeepSeek-V3" -> "deepseekv3"), so
     BM25 tells DeepSeek-V3 from DeepSeek-VL2 instead of matching only "deepseek" and "v3"."""
-    joined = [name.translate(_COMPOUND_SEPARATORS) for name in _COMPOUND.findall(text)]
+    joined = [name.translate(_COMPOUND_SEPARATORS) for name in compounds(text)]
     return f"{text} {' '.join(joined)}" if joined else text
+
+
+def compounds(text: str) -> list[str]:
+    """``_COMPOUND.findall(text)``, tried only where a match can start: at the word before a
+    separator followed by a word character, so the pattern is not tried at every letter (a
+    scan for the separators is a C loop; most letters of a text are not one)."""
+    found: list[str] = []
+    at = 0
+    while separator := _SEPARATOR.search(text, at):
+        start = separator.start()
+        while start > at and _is_word(text[start - 1]):
+            start -= 1
+        if start == separator.start():  # no word before it: "-5", "--x"
+            at = start + 1
+            continue
+        match = _COMPOUND.match(text, start)  # a word, then the separator and a word: a match
+        assert match is not None
+        found.append(match.group())
+        at = match.end()
+    return found
+
+
+def _is_word(char: str) -> bool:
+    """A character of ``\\w`` (str patterns: alphanumeric or "_")."""
+    return char.isalnum() or char == "_"
 
 
 # BM25 scores equal to this many decimals are a tie (float32 sums differ in the last bits between
