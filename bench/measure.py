@@ -86,6 +86,24 @@ def percentile_runs(runs: list[Samples], p: float) -> Samples:
     return out
 
 
+def cpu_s(pid: int) -> float:
+    """The CPU seconds process ``pid`` has used (all its threads)."""
+    stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def settle(pid: int, quiet: float = 0.05, window_s: float = 5.0, limit_s: float = 1800.0) -> float:
+    """Wait until process ``pid`` uses less than ``quiet`` of a core over ``window_s`` (at most
+    ``limit_s``); the seconds waited."""
+    begun = time.perf_counter()
+    while time.perf_counter() - begun < limit_s:
+        before = cpu_s(pid)
+        time.sleep(window_s)
+        if cpu_s(pid) - before < quiet * window_s:
+            break
+    return time.perf_counter() - begun
+
+
 def rss_mb(pid: int) -> float:
     """Resident set size of a process (VmRSS from /proc), in MB."""
     with open(f"/proc/{pid}/status", encoding="ascii") as handle:

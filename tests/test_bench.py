@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from bench import scale
+from bench.measure import settle
 from bench.report import SECTIONS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -106,3 +107,16 @@ def test_a_closed_loop_counts_from_now() -> None:
     clock = scale.Clock()
     before = time.perf_counter()
     assert before <= clock.due() <= time.perf_counter()
+
+
+def test_settle_waits_until_a_process_is_quiet() -> None:
+    """The scale bench times the cold build once the Chroma server has done its own work:
+    settle returns once the process has been quiet for a window, not while it computes."""
+    busy = "import time\nend = time.time() + 2\nwhile time.time() < end: pass\ntime.sleep(60)"
+    child = subprocess.Popen([sys.executable, "-c", busy])
+    try:
+        waited = settle(child.pid, window_s=1.0)
+    finally:
+        child.kill()
+        child.wait()
+    assert 1.5 <= waited < 30.0
