@@ -147,14 +147,14 @@ class TreeSampler:
         for pid in ours:
             try:
                 status = Path(f"/proc/{pid}/status").read_text()
-                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                used = cpu_s(pid)
             except OSError:
                 continue  # ended meanwhile
             kb = {k: int(v.split()[0]) for k, v in (ln.split(":", 1) for ln in status.splitlines())
                   if k in ("VmRSS", "RssAnon", "RssFile")}  # fmt: skip
             total += kb.get("VmRSS", 0)
             pss += pss_kb(pid)
-            self.cpu[pid] = (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+            self.cpu[pid] = used
             if pid == os.getpid():
                 own = kb
                 for key in self.own_kb:

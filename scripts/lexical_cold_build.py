@@ -41,7 +41,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the sampler is this tree's, whichever tree's build it measures
-from bench.measure import TreeSampler  # noqa: E402
+from bench.measure import TreeSampler, cpu_s  # noqa: E402
 
 COLLECTION = "lexprobe"
 WRITE_BATCH = 5000
@@ -255,8 +255,7 @@ def cpu_of(server: Any) -> float:
     """CPU seconds the ``chroma run`` process has used (0 embedded: the build's own)."""
     if server is None or server.process is None:
         return 0.0
-    fields = Path(f"/proc/{server.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return cpu_s(server.process.pid)
 
 
 def compare(store: Path, old: Path, rounds: int, embedded: bool, workers: int | None) -> None:

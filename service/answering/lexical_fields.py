@@ -74,8 +74,8 @@ def _name_keys(lowered: list[str]) -> str:
     form and its own part, so the parts of the whole text in order would repeat the first
     half: only the words near one with parts are written again, which keeps every phrase of up
     to three parts (:meth:`~service.answering.tantivy_view.TantivyView.has_key` asks no
-    longer one) and a third of the tokens tantivy indexes. Done on all words joined by spaces
-    at once: one word at a time took minutes of Python at 1M chunks."""
+    longer one) with about a third fewer tokens for tantivy to index. Done on all words
+    joined by spaces at once: one word at a time took minutes of Python at 1M chunks."""
     joined = " ".join(lowered)
     spans: list[list[int]] = []
     at, size = 0, len(joined)
