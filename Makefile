@@ -56,8 +56,10 @@ typecheck: $(STAMP)
 deps:
 	bash scripts/ci-deps.sh
 
+# PYTHONFAULTHANDLER: a crash (also one after the last test, at the interpreter's exit) prints
+# every thread's stack, so it names its cause.
 test: $(STAMP) deps lint typecheck
-	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+	HF_HUB_OFFLINE=1 PYTHONFAULTHANDLER=1 $(BIN)/python -m pytest
 	$(MAKE) eval-gate
 
 eval: $(STAMP)

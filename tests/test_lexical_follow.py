@@ -5,6 +5,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import uuid
@@ -586,3 +590,33 @@ def test_the_setting_chooses_the_index(tmp_path: Path, index: Index) -> None:
     assert isinstance(build_lexical(snapshot, index), SnapshotIndex)
     unlogged = Index(index.chunks, index.sentences)  # nothing to follow
     assert isinstance(build_lexical(settings, unlogged), SnapshotIndex)
+
+
+def test_the_interpreter_exits_only_after_its_followers_have_stopped(tmp_path: Path) -> None:
+    """A follower still inside a catch-up when the program ends is stopped and waited for
+    (atexit): the interpreter would otherwise end its daemon thread where it stands, and one
+    ended inside tantivy's or Chroma's native code crashed a test run after its last test.
+    The catch-up here sleeps, so only a wait lets it write its file."""
+    done = tmp_path / "done"
+    program = textwrap.dedent(
+        """
+        import sys, threading, time
+        from service.answering.lexical_follow import Follower
+
+        started = threading.Event()
+
+        class Slow:
+            def catch_up(self):
+                started.set()
+                time.sleep(0.5)
+                open(sys.argv[1], "w").write("finished")
+
+        index = Slow()
+        follower = Follower(index, 0.01, "slow")
+        assert started.wait(30)
+        """
+    )
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    subprocess.run([sys.executable, "-c", program, str(done)], env=env, check=True, timeout=60)
+    assert done.read_text() == "finished"

@@ -23,12 +23,10 @@ from __future__ import annotations
 import fcntl
 import itertools
 import json
-import logging
 import os
 import shutil
 import threading
 import time
-import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +41,7 @@ from citeqa.errors import StoreNotReadyError
 from citeqa.store import GET_PAGE, Index, backfill_log, batches, visible_chunks
 from service.answering.lexical_build import Row, Versions, read_ahead
 from service.answering.lexical_fields import Fielder, add
+from service.answering.lexical_follow import Follower
 from service.answering.lexical_views import LexicalIndex, SnapshotIndex
 from service.answering.lexical_workers import fields_of, worker_count
 from service.answering.tantivy_view import (
@@ -52,8 +51,6 @@ from service.answering.tantivy_view import (
     doc_schema,
     tokens_analyzer,
 )
-
-log = logging.getLogger("citeqa.lexical")
 
 FORMAT = 7  # of the folder's index and state: another one is rebuilt
 LOOKBACK_S = 30.0  # a change may land in the log this long after its logged_at (clock, latency)
@@ -133,8 +130,7 @@ class TantivyIndex:
         self._suspects: set[str] = set()  # chunk ids searches saw differ (stale())
         self.tail = Tail(index.log)  # what each poll reads of the log
         self._suspect_lock = threading.Lock()  # held for a set update only
-        self._stop = threading.Event()
-        self._follower: threading.Thread | None = None
+        self._follower: Follower | None = None
 
     @property
     def warmed(self) -> bool:
@@ -160,9 +156,8 @@ class TantivyIndex:
 
     def close(self) -> None:
         """Stop following (the index stays on disk for the next start)."""
-        self._stop.set()
-        if self._follower is not None and self._follower is not threading.current_thread():
-            self._follower.join()
+        if self._follower is not None:
+            self._follower.stop()
         self._kept = None
         self._slot_lock.close()
 
@@ -379,31 +374,8 @@ class TantivyIndex:
     # ------------------------------------------------------------------ following
 
     def _start_following(self) -> None:
-        if self._follower is not None or self.poll_s <= 0:
-            return
-        self._follower = threading.Thread(
-            target=_follow_loop,
-            args=(weakref.ref(self), self._stop, self.poll_s),
-            name=f"lexical-{self.index.chunks.name}",
-            daemon=True,
-        )
-        self._follower.start()
-
-
-def _follow_loop(ref: weakref.ref[TantivyIndex], stop: threading.Event, poll_s: float) -> None:
-    failing = False
-    while not stop.wait(poll_s):
-        index = ref()
-        if index is None:
-            return
-        try:
-            index.catch_up()
-            failing = False
-        except Exception as exc:  # Chroma away for a while: the next poll tries again
-            if not failing:  # once per outage, not every poll
-                log.warning("lexical index: cannot catch up (%s: %s)", type(exc).__name__, exc)
-            failing = True
-        del index
+        if self._follower is None and self.poll_s > 0:
+            self._follower = Follower(self, self.poll_s, f"lexical-{self.index.chunks.name}")
 
 
 def _delete(doc_id: str, chunk_writer: Any, doc_writer: Any) -> None:
