@@ -12,12 +12,13 @@ from __future__ import annotations
 import atexit
 import logging
 import threading
+import time
 import weakref
 from typing import Protocol
 
 log = logging.getLogger("citeqa.lexical")
 
-EXIT_WAIT_S = 10.0  # at exit, the longest wait for a follower to finish its catch-up
+EXIT_WAIT_S = 10.0  # at exit, the longest wait for the followers to finish their catch-ups
 
 
 class Followed(Protocol):
@@ -48,10 +49,12 @@ _running: weakref.WeakSet[Follower] = weakref.WeakSet()
 
 @atexit.register
 def _stop_all() -> None:
-    for follower in list(_running):
+    followers = list(_running)
+    for follower in followers:
         follower._stop.set()  # all at once, then wait for each
-    for follower in list(_running):
-        follower.stop(EXIT_WAIT_S)
+    deadline = time.monotonic() + EXIT_WAIT_S
+    for follower in followers:
+        follower.stop(max(0.0, deadline - time.monotonic()))
 
 
 def _follow(ref: weakref.ref[Followed], stop: threading.Event, poll_s: float) -> None:
