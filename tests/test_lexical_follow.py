@@ -36,6 +36,7 @@ from service.answering.lexical_views import LexicalView, SnapshotIndex
 from service.answering.question import Question
 from service.answering.retrieval import HybridRetriever, unknown_names
 from service.answering.spelling import corrections
+from tests.paths import REPO_ROOT
 
 POLL_S = 0.3
 BOUND_S = POLL_S + 10.0  # poll, then read, index and commit on a loaded 2-core machine
@@ -616,7 +617,6 @@ def test_the_interpreter_exits_only_after_its_followers_have_stopped(tmp_path: P
         assert started.wait(30)
         """
     )
-    root = Path(__file__).resolve().parent.parent
-    env = {**os.environ, "PYTHONPATH": str(root)}
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     subprocess.run([sys.executable, "-c", program, str(done)], env=env, check=True, timeout=60)
     assert done.read_text() == "finished"
