@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, Protocol
 
 from chromadb.api.types import Where
 
@@ -76,49 +76,78 @@ def files_dir(data_dir: Path) -> Path:
     return data_dir / FILES_DIR
 
 
+def summarise(doc_id: str, chunks: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """What the listing shows of a document, from the metadata of its visible ``chunks`` (one
+    complete version): computed once per version by whoever holds them (the lexical index keeps
+    it with the document's record), not again per listing."""
+    first = chunks[0]
+    pages = [int(m[k]) for m in chunks for k in ("page_start", "page_end") if m.get(k)]
+    return {
+        "doc_id": doc_id,
+        "title": str(first.get("title", "")),
+        "source": str(first.get("source", "")),
+        "file": str(first.get("file", "")),
+        "pages": max(pages) if pages else None,
+        "chunks": len(chunks),
+        "ingested_at": max(float(m.get(INGESTED_AT, 0.0)) for m in chunks),
+    }
+
+
+class Listing(Protocol):
+    """The documents of a collection as some view of it holds them (:func:`summarise`'s)."""
+
+    def documents_after(self, after: str | None, limit: int) -> list[dict[str, Any]]:
+        """The first ``limit`` documents whose id sorts after ``after`` (all: None), by id."""
+        ...
+
+    def document(self, doc_id: str) -> dict[str, Any] | None: ...
+
+
 class Catalog:
-    """The documents of ``index``; uploaded originals are under ``uploads``. ``visible``, when
-    given, returns the metadata of the visible chunks from a snapshot the caller keeps (the
-    server's BM25 snapshot); without it, listing reads every chunk's metadata from Chroma."""
+    """The documents of ``index``; uploaded originals are under ``uploads``. ``listing``, when
+    given, returns the current :class:`Listing` of a view the caller keeps (the server's
+    lexical index): a page reads as many documents as it shows. Without it, listing reads
+    every chunk's metadata from Chroma (the command line's ``citeqa documents``)."""
 
     def __init__(
-        self,
-        index: Index,
-        uploads: Path,
-        visible: Callable[[], Sequence[Mapping[str, Any]]] | None = None,
+        self, index: Index, uploads: Path, listing: Callable[[], Listing] | None = None
     ) -> None:
         self.index = index
         self.uploads = uploads
-        self.visible = visible
+        self.listing = listing
 
     @property
     def name(self) -> str:
         return self.index.chunks.name
 
     def documents(self, where: Where | None = None) -> list[DocumentInfo]:
-        """Every visible document (matching ``where``), sorted by id."""
-        if where is None and self.visible is not None:
-            shown: Sequence[Mapping[str, Any]] = self.visible()
-        else:
-            metadatas = get_all(self.index.chunks, ["metadatas"], where).metadatas
-            shown = [metadatas[i] for i in visible_chunks(metadatas)]
+        """Every visible document (matching ``where``), sorted by id, read from Chroma."""
+        metadatas = get_all(self.index.chunks, ["metadatas"], where).metadatas
         by_doc: dict[str, list[Mapping[str, Any]]] = {}
-        for meta in shown:
-            by_doc.setdefault(str(meta["doc_id"]), []).append(meta)
-        return [self._describe(doc_id, by_doc[doc_id]) for doc_id in sorted(by_doc)]
+        for i in visible_chunks(metadatas):
+            by_doc.setdefault(str(metadatas[i]["doc_id"]), []).append(metadatas[i])
+        return [self._describe(summarise(d, by_doc[d])) for d in sorted(by_doc)]
 
     def page(self, limit: int, cursor: str | None) -> tuple[list[DocumentInfo], str | None]:
         """Up to ``limit`` documents after ``cursor``, and the cursor of the next page."""
         if not 1 <= limit <= MAX_PAGE:
             raise InputError(f"limit must be between 1 and {MAX_PAGE}, got {limit}")
         after = _decode_cursor(cursor) if cursor else None
-        documents = [d for d in self.documents() if after is None or d.id > after]
+        if self.listing is not None:
+            found = self.listing().documents_after(after, limit + 1)
+            documents = [self._describe(summary) for summary in found]
+        else:
+            documents = [d for d in self.documents() if after is None or d.id > after]
         shown = documents[:limit]
         more = len(documents) > limit
         return shown, _encode_cursor(shown[-1].id) if more else None
 
     def get(self, doc_id: str) -> DocumentInfo:
-        found = self.documents({"doc_id": doc_id})
+        if self.listing is not None:
+            summary = self.listing().document(doc_id)
+            found = [self._describe(summary)] if summary is not None else []
+        else:
+            found = self.documents({"doc_id": doc_id})
         if not found:
             raise NotFoundError(f"document {doc_id!r} does not exist in collection {self.name!r}")
         return found[0]
@@ -135,25 +164,22 @@ class Catalog:
             raise NotFoundError(f"document {doc_id!r} has no original file")
         return document.file, CONTENT_TYPES[document.format], document.source
 
-    def _describe(self, doc_id: str, chunks: Sequence[Mapping[str, Any]]) -> DocumentInfo:
-        first = chunks[0]
-        source_key = str(first.get("source", ""))
+    def _describe(self, summary: Mapping[str, Any]) -> DocumentInfo:
+        doc_id, source_key = str(summary["doc_id"]), str(summary["source"])
         source = public_source(doc_id, source_key)
         kind = _format(doc_id, source_key, source)
-        pages = [int(m[k]) for m in chunks for k in ("page_start", "page_end") if m.get(k)]
-        stored = str(first.get("file", ""))
-        file = self._file(doc_id, source_key, stored) if kind in CONTENT_TYPES else None
+        file = self._file(doc_id, source_key, summary["file"]) if kind in CONTENT_TYPES else None
         size = file.stat().st_size if file is not None and file.is_file() else None
-        written = max(float(m.get(INGESTED_AT, 0.0)) for m in chunks)
+        written = datetime.fromtimestamp(summary["ingested_at"], UTC)
         return DocumentInfo(
             id=doc_id,
-            title=str(first.get("title", "")),
+            title=summary["title"],
             source=source,
             format=kind,
-            pages=max(pages) if pages else None,
-            chunks=len(chunks),
+            pages=summary["pages"],
+            chunks=summary["chunks"],
             bytes=size,
-            ingested_at=datetime.fromtimestamp(written, UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            ingested_at=written.strftime("%Y-%m-%dT%H:%M:%SZ"),
             collection=self.name,
             file=file,
         )

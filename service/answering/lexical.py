@@ -52,7 +52,7 @@ from service.answering.tantivy_view import (
     tokens_analyzer,
 )
 
-FORMAT = 7  # of the folder's index and state: another one is rebuilt
+FORMAT = 8  # of the folder's index and state: another one is rebuilt
 LOOKBACK_S = 30.0  # a change may land in the log this long after its logged_at (clock, latency)
 BUILD_BATCH = 2500  # chunks per Chroma read of a cold build (by id)
 COLD_HEAP = 128_000_000  # bytes of tantivy's indexing buffer for a cold build: fewer segments
@@ -320,7 +320,9 @@ class TantivyIndex:
         assert self._chunks is not None and self._docs is not None and self._state is not None
         self._chunks.reload()
         self._docs.reload()
-        self._view = TantivyView(self._chunks.searcher(), self._docs.searcher(), self.schema)
+        self._view = TantivyView(
+            self._chunks.searcher(), self._docs.searcher(), self.schema, self.doc_schema
+        )
         self.applied += len(changes)
         state = self._state
         state.cursor = max([state.cursor, *(c.logged_at for c in changes)])

@@ -20,6 +20,7 @@ from typing import Any, NamedTuple
 import tantivy
 from bm25s.stopwords import STOPWORDS_EN
 
+from citeqa.catalog import summarise
 from citeqa.text import lowered_words, word_terms
 from service.answering.corpus import abbreviations
 from service.answering.lexical_views import with_compounds
@@ -48,12 +49,14 @@ def analyzer() -> tantivy.TextAnalyzer:
 
 
 class DocumentFields(NamedTuple):
-    """A document's chunks' fields and its record's (its chunks' stems, its aliases)."""
+    """A document's chunks' fields and its record's (its chunks' stems, its aliases, what the
+    documents listing shows of it)."""
 
     doc_id: str
     chunks: list[ChunkFields]
     stems: str
     aliases: list[str]
+    summary: bytes
 
 
 def name_terms(text: str) -> set[str]:
@@ -174,7 +177,8 @@ class Fielder:
             )
         found = abbreviations(text for _, text, _ in rows)
         aliases = [f"{short}{ALIAS}{long}" for short, longs in found.items() for long in longs]
-        return DocumentFields(doc_id, chunks, " ".join(stems), aliases)
+        summary = json.dumps(summarise(doc_id, [m for _, _, m in rows])).encode() if rows else b""
+        return DocumentFields(doc_id, chunks, " ".join(stems), aliases, summary)
 
 
 def add(fields: DocumentFields, chunk_writer: Any, doc_writer: Any) -> None:
@@ -195,7 +199,7 @@ def add(fields: DocumentFields, chunk_writer: Any, doc_writer: Any) -> None:
         )
     if not fields.chunks:
         return
-    document = tantivy.Document(doc_id=doc_id, stems=fields.stems)
+    document = tantivy.Document(doc_id=doc_id, stems=fields.stems, summary=fields.summary)
     for alias in fields.aliases:
         document.add_text("aliases", alias)
     doc_writer.add_document(document)

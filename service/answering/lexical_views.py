@@ -10,17 +10,20 @@ of :mod:`service.answering.lexical`, which follows the change log. (Moved out of
 
 from __future__ import annotations
 
+import bisect
 import logging
 import re
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Protocol
 
 import bm25s
 from chromadb.api.types import Where
 
+from citeqa.catalog import summarise
 from citeqa.store import INGESTED_AT, Index, get_all, visible_chunks
 from citeqa.text import squashed, stemmer, words
 from service.answering.corpus import CorpusStats
@@ -109,8 +112,13 @@ class LexicalView(Protocol):
         """Whether this view was made after the chunks ``ids`` were written."""
         ...
 
-    def visible(self) -> list[dict[str, Any]]:
-        """The metadata of every chunk this view shows."""
+    def documents_after(self, after: str | None, limit: int) -> list[dict[str, Any]]:
+        """The first ``limit`` documents this view shows whose id sorts after ``after`` (from
+        the first: None), by id, as :func:`citeqa.catalog.summarise` describes them."""
+        ...
+
+    def document(self, doc_id: str) -> dict[str, Any] | None:
+        """The document as :func:`citeqa.catalog.summarise` describes it, if this view shows it."""
         ...
 
 
@@ -196,8 +204,21 @@ class _Snapshot:
     def knows(self, ids: list[str]) -> bool:
         return self.known.issuperset(ids)
 
-    def visible(self) -> list[dict[str, Any]]:
-        return self.metadatas
+    def documents_after(self, after: str | None, limit: int) -> list[dict[str, Any]]:
+        ids, summaries = self._documents
+        start = bisect.bisect_right(ids, after) if after is not None else 0
+        return [summaries[doc_id] for doc_id in ids[start : start + limit]]
+
+    def document(self, doc_id: str) -> dict[str, Any] | None:
+        return self._documents[1].get(doc_id)
+
+    @cached_property
+    def _documents(self) -> tuple[list[str], dict[str, dict[str, Any]]]:
+        """The documents' ids, sorted, and their summaries: made at the first listing."""
+        by_doc: dict[str, list[dict[str, Any]]] = {}
+        for meta in self.metadatas:
+            by_doc.setdefault(str(meta["doc_id"]), []).append(meta)
+        return sorted(by_doc), {d: summarise(d, metas) for d, metas in by_doc.items()}
 
 
 class SnapshotIndex:

@@ -423,11 +423,12 @@ class HybridRetriever:
         """Whether the lexical view has been built."""
         return self.lexical.warmed
 
-    def visible(self) -> list[dict[str, Any]]:
-        """The metadata of every chunk a search may return (one complete version per
-        document), from the lexical view: listing the documents reads no more of Chroma than a
-        search does (a full read took 1.1 s for the 2,075 chunks of r-vignettes)."""
-        return self.lexical.view().visible()
+    def listing(self) -> LexicalView:
+        """The documents a search may return (one complete version each), from the current
+        lexical view (:class:`citeqa.catalog.Listing`): listing the documents reads nothing of
+        Chroma (a full read took 1.1 s for the 2,075 chunks of r-vignettes), and a page of
+        them as many documents as it shows."""
+        return self.lexical.view()
 
     def unknown_names(self, question: Question) -> list[str]:
         """The names in the question that no document of the corpus mentions."""

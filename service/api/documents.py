@@ -69,7 +69,7 @@ class TextUpload(BaseModel):
 
 def _catalog(request: Request, engine: Engine) -> Catalog:
     uploads = files_dir(request.app.state.settings.data_dir)
-    return Catalog(engine.index, uploads, engine.retriever.visible)
+    return Catalog(engine.index, uploads, engine.retriever.listing)
 
 
 @documents_router.post("/v1/documents", status_code=201, responses={202: {"description": "Job"}})
