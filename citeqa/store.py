@@ -249,13 +249,15 @@ def _deleted_meanwhile(exc: BaseException) -> bool:
     stop=stop_after_attempt(GET_ATTEMPTS),
     reraise=True,
 )
-def get_with_vectors(collection: Collection, where: Where, include: list[str]) -> GetResult:
-    """``collection.get(where=where, include=include)``, ``include`` naming "embeddings". A
+def get_with_vectors(
+    collection: Collection, where: Where | None, include: list[str], ids: list[str] | None = None
+) -> GetResult:
+    """``collection.get(ids, where=where, include=include)``, ``include`` naming "embeddings". A
     Chroma server answers such a get that races a delete of a matching record (a re-ingest
     replacing a document) with ``InternalError: Error finding id`` instead of leaving the
     record out, as the embedded store does (about 1 get in 100 beside a delete loop, none
     without "embeddings"): asked again, the delete is done and the record is left out."""
-    return collection.get(where=where, include=include)  # type: ignore[arg-type]
+    return collection.get(ids=ids, where=where, include=include)  # type: ignore[arg-type]
 
 
 def batches(items: list[Any], size: int) -> list[list[Any]]:

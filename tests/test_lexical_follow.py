@@ -533,6 +533,8 @@ def test_the_tantivy_view_agrees_with_the_snapshot(index: Index, lexical: Tantiv
     snapshot, view = SnapshotIndex(index).view(), lexical.view()
     assert sorted(snapshot.ids) == sorted(c.id for c in view.chunks(snapshot.ids).values())
     assert snapshot.documents_after(None, 10) == view.documents_after(None, 10)
+    assert snapshot.sample(10) == view.sample(10)  # replicas overview the same documents
+    assert view.sample(1) == view.sample(10)[:1]
     for question in ("citric acid kettle", "river delta tides", "the Human Eval stove"):
         assert [c.id for c in view.search(question, 10)] == [
             c.id for c in snapshot.search(question, 10)

@@ -65,25 +65,50 @@ def test_the_collection_overview_does_not_depend_on_the_wording(engine: Engine) 
     assert all(len(c.quote.split()) >= MIN_WORDS for c in first.citations)
 
 
+@pytest.fixture
+def clustered(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The number of vectors of each clustering (overview.representatives) from now on."""
+    sizes: list[int] = []
+    cluster = overview.representatives
+
+    def counted(vectors: np.ndarray, k: int = overview.MAX_TOPICS) -> list[int]:
+        sizes.append(len(vectors))
+        return cluster(vectors, k)
+
+    monkeypatch.setattr(overview, "representatives", counted)
+    return sizes
+
+
 def test_the_overview_is_found_once_per_state_of_the_collection(
-    engine: Engine, monkeypatch: pytest.MonkeyPatch
+    engine: Engine, clustered: list[int]
 ) -> None:
     """The documents that stand for the collection depend on the collection alone: a second
     overview question over the same view reuses them (no second read of every document's
     first chunk, no second clustering) and cites the same documents."""
     engine.retriever._overviews.clear()  # what an earlier test may have left
-    clustered: list[int] = []
-    cluster = overview.representatives
-
-    def counted(vectors: np.ndarray, k: int = overview.MAX_TOPICS) -> list[int]:
-        clustered.append(len(vectors))
-        return cluster(vectors, k)
-
-    monkeypatch.setattr(overview, "representatives", counted)
     first = engine.ask("What is this corpus about?")
     second = engine.ask("What topics does the collection cover?")
     assert len(clustered) == 1
     assert _cited_titles(first) == _cited_titles(second)
+
+
+def test_a_collection_larger_than_the_sample_is_described_from_the_sample(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch, clustered: list[int]
+) -> None:
+    """Past ``overview.SAMPLE`` documents, the overview groups the first chunks of the sample
+    the lexical view draws (by a hash of the ids: every replica the same), read by id: it
+    cites only sampled documents, and clusters as many vectors as it sampled."""
+    engine.retriever._overviews.clear()
+    monkeypatch.setattr(overview, "SAMPLE", 12)
+    drawn = engine.retriever.listing().sample(12)
+    assert len(drawn) == 12
+    sampled = {engine.retriever.listing().chunks([cid])[cid].metadata["title"] for cid in drawn}
+    answer = engine.ask("What is this corpus about?")
+    engine.retriever._overviews.clear()  # the next test's overview is of the whole corpus
+    assert not answer.refused
+    assert clustered == [12]
+    assert len(_cited_titles(answer)) >= 3
+    assert _cited_titles(answer) <= sampled
 
 
 def test_representatives_take_one_document_of_each_group() -> None:

@@ -23,7 +23,7 @@ from bm25s.stopwords import STOPWORDS_EN
 from citeqa.catalog import summarise
 from citeqa.text import lowered_words, word_terms
 from service.answering.corpus import abbreviations
-from service.answering.lexical_views import with_compounds
+from service.answering.lexical_views import draw, first_chunk, with_compounds
 
 Row = tuple[str, str, Mapping[str, Any]]  # a chunk's id, text and metadata
 NAME_GAP = "|"  # between a text's squashed words and their parts: no phrase spans it
@@ -57,6 +57,7 @@ class DocumentFields(NamedTuple):
     stems: str
     aliases: list[str]
     summary: bytes
+    first: bytes  # the id of its first chunk (lexical_views.first_chunk)
 
 
 def name_terms(text: str) -> set[str]:
@@ -161,6 +162,8 @@ class Fielder:
         self._stems, self._tokens = Stems(), Tokens()
 
     def document(self, doc_id: str, rows: list[Row]) -> DocumentFields:
+        if not rows:  # the document is gone
+            return DocumentFields(doc_id, [], "", [], b"", b"")
         chunks: list[ChunkFields] = []
         stems: set[str] = set()
         for chunk_id, text, metadata in rows:
@@ -177,8 +180,9 @@ class Fielder:
             )
         found = abbreviations(text for _, text, _ in rows)
         aliases = [f"{short}{ALIAS}{long}" for short, longs in found.items() for long in longs]
-        summary = json.dumps(summarise(doc_id, [m for _, _, m in rows])).encode() if rows else b""
-        return DocumentFields(doc_id, chunks, " ".join(stems), aliases, summary)
+        summary = json.dumps(summarise(doc_id, [m for _, _, m in rows])).encode()
+        first = first_chunk((chunk_id, metadata) for chunk_id, _, metadata in rows).encode()
+        return DocumentFields(doc_id, chunks, " ".join(stems), aliases, summary, first)
 
 
 def add(fields: DocumentFields, chunk_writer: Any, doc_writer: Any) -> None:
@@ -199,7 +203,10 @@ def add(fields: DocumentFields, chunk_writer: Any, doc_writer: Any) -> None:
         )
     if not fields.chunks:
         return
-    document = tantivy.Document(doc_id=doc_id, stems=fields.stems, summary=fields.summary)
+    document = tantivy.Document(
+        doc_id=doc_id, stems=fields.stems, summary=fields.summary, first=fields.first
+    )
+    document.add_unsigned("draw", draw(doc_id))  # typed: a keyword's int may be taken as signed
     for alias in fields.aliases:
         document.add_text("aliases", alias)
     doc_writer.add_document(document)

@@ -11,11 +11,12 @@ of :mod:`service.answering.lexical`, which follows the change log. (Moved out of
 from __future__ import annotations
 
 import bisect
+import hashlib
 import logging
 import re
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Protocol
@@ -121,6 +122,11 @@ class LexicalView(Protocol):
         """The document as :func:`citeqa.catalog.summarise` describes it, if this view shows it."""
         ...
 
+    def sample(self, n: int) -> list[str]:
+        """The first chunk of ``n`` documents this view shows (all, if it shows fewer): those
+        whose :func:`draw` is least, so every replica draws the same ones."""
+        ...
+
 
 class LexicalIndex(Protocol):
     """Where a retriever gets its current :class:`LexicalView` from."""
@@ -205,20 +211,49 @@ class _Snapshot:
         return self.known.issuperset(ids)
 
     def documents_after(self, after: str | None, limit: int) -> list[dict[str, Any]]:
-        ids, summaries = self._documents
+        ids = self._documents.ids
         start = bisect.bisect_right(ids, after) if after is not None else 0
-        return [summaries[doc_id] for doc_id in ids[start : start + limit]]
+        return [self._documents.summaries[doc_id] for doc_id in ids[start : start + limit]]
 
     def document(self, doc_id: str) -> dict[str, Any] | None:
-        return self._documents[1].get(doc_id)
+        return self._documents.summaries.get(doc_id)
+
+    def sample(self, n: int) -> list[str]:
+        return self._documents.drawn[:n]
 
     @cached_property
-    def _documents(self) -> tuple[list[str], dict[str, dict[str, Any]]]:
-        """The documents' ids, sorted, and their summaries: made at the first listing."""
-        by_doc: dict[str, list[dict[str, Any]]] = {}
-        for meta in self.metadatas:
-            by_doc.setdefault(str(meta["doc_id"]), []).append(meta)
-        return sorted(by_doc), {d: summarise(d, metas) for d, metas in by_doc.items()}
+    def _documents(self) -> _Documents:
+        """Made at the first call that wants them."""
+        rows: dict[str, list[int]] = {}
+        for i, meta in enumerate(self.metadatas):
+            rows.setdefault(str(meta["doc_id"]), []).append(i)
+        summaries = {d: summarise(d, [self.metadatas[i] for i in at]) for d, at in rows.items()}
+        drawn = [
+            first_chunk((self.ids[i], self.metadatas[i]) for i in rows[d])
+            for d in sorted(rows, key=draw)
+        ]
+        return _Documents(sorted(rows), summaries, drawn)
+
+
+@dataclass(frozen=True)
+class _Documents:
+    """A snapshot's documents: ids sorted, summaries by id, first chunks in the order drawn."""
+
+    ids: list[str]
+    summaries: dict[str, dict[str, Any]]
+    drawn: list[str]
+
+
+def draw(doc_id: str) -> int:
+    """A document's place in the sample of :meth:`LexicalView.sample`: a hash of its id
+    (unsigned, 64 bits), the same in every process."""
+    return int.from_bytes(hashlib.blake2b(doc_id.encode(), digest_size=8).digest(), "big")
+
+
+def first_chunk(chunks: Iterable[tuple[str, Mapping[str, Any]]]) -> str:
+    """The id of a document's first chunk of ``chunks`` (id, metadata): the least chunk_index
+    (0 where it is not recorded), then the least id."""
+    return min(chunks, key=lambda chunk: (int(chunk[1].get("chunk_index", 0)), chunk[0]))[0]
 
 
 class SnapshotIndex:

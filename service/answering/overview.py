@@ -13,7 +13,9 @@ best one, so the rule reads no absolute cosine or IDF of one corpus.
 
 The second is answered by the collection as a whole: :func:`representatives` groups the
 documents by the embedding of their first chunk (k-means, at most :data:`MAX_TOPICS` groups)
-and takes the document nearest each group's centre, largest group first.
+and takes the document nearest each group's centre, largest group first. A collection of more
+than :data:`SAMPLE` documents is grouped from a sample of that many, the same on every
+replica (the lexical view's :meth:`sample`).
 
 Either way the generator quotes one sentence per document (:func:`one_per_document`): the best
 one for the question, or, for the collection, the sentence that introduces the document.
@@ -40,6 +42,7 @@ POOL = 100  # chunks taken from each search for a list question
 MAX_LISTED = 10  # most documents a list answer names
 KEEP = 0.5  # a listed document's evidence: this share of the way from the pool's median to the best
 MAX_TOPICS = 5  # most groups of documents an overview of the collection describes
+SAMPLE = 2000  # documents an overview of the collection is made from, at most (drawn by id)
 NEARLY = 0.85  # a listed document's introducing sentence scores this share of its best one
 _NOUN_TERMS = frozenset(term_set(DOCUMENT_NOUNS.replace("|", " ")))
 

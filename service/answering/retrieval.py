@@ -331,14 +331,20 @@ class HybridRetriever:
         return found
 
     def _representatives(self, lexical: LexicalView, k: int) -> Overview:
-        got = get_with_vectors(self.index.chunks, {"chunk_index": 0}, ["embeddings"])
-        shown = lexical.chunks(list(got["ids"]))  # one version of each document
-        rows = [i for i, cid in enumerate(got["ids"]) if cid in shown]
-        if not rows:
+        """Grouped from the first chunks of a sample of the documents (all of them up to
+        :data:`overview.SAMPLE`), read by id: a collection of 500,000 documents is described
+        from 2,000 of them, not from 500,000 vectors read through a filter on every chunk."""
+        ids = lexical.sample(overview.SAMPLE)
+        if not ids:
             return []
-        vectors = np.asarray(got["embeddings"], dtype=np.float32).reshape(len(got["ids"]), -1)
-        chosen = overview.representatives(vectors[rows], k)
-        return [(got["ids"][rows[i]], 1.0 / (rank + 1)) for rank, i in enumerate(chosen)]
+        got = get_with_vectors(self.index.chunks, None, ["embeddings"], ids=ids)
+        vector = dict(zip(got["ids"], got["embeddings"], strict=True))  # type: ignore[arg-type]
+        found = [cid for cid in ids if cid in vector]  # in the sample's order, not Chroma's
+        if not found:
+            return []
+        vectors = np.asarray([vector[cid] for cid in found], dtype=np.float32)
+        chosen = overview.representatives(vectors, k)
+        return [(found[i], 1.0 / (rank + 1)) for rank, i in enumerate(chosen)]
 
     def _fuse(self, rankings: dict[str, list[str]]) -> list[tuple[str, float]]:
         scores: dict[str, float] = {}

@@ -63,6 +63,8 @@ def doc_schema() -> tantivy.Schema:
     builder.add_text_field("stems", tokenizer_name="whitespace", index_option="basic")
     builder.add_text_field("aliases", tokenizer_name="raw", index_option="basic")
     builder.add_bytes_field("summary", stored=True, indexed=False)  # citeqa.catalog.summarise
+    builder.add_bytes_field("first", stored=True, indexed=False)  # its first chunk's id
+    builder.add_unsigned_field("draw", fast=True)  # lexical_views.draw: the sample's order
     return builder.build()
 
 
@@ -241,6 +243,13 @@ class TantivyView:
         query = tantivy.Query.term_query(self.doc_schema, "doc_id", doc_id)
         hits = self.docs.search(query, 1, count=False).hits
         return self._summary(hits[0][1]) if hits else None
+
+    def sample(self, n: int) -> list[str]:
+        if n <= 0 or self.docs.num_docs == 0:
+            return []
+        everything, order = tantivy.Query.all_query(), tantivy.Order.Asc
+        hits = self.docs.search(everything, n, False, "draw", 0, order).hits
+        return [self.docs.doc(address)["first"][0].decode() for _, address in hits]
 
     def _in_order(self, query: tantivy.Query, limit: int) -> list[dict[str, Any]]:
         return [self._summary(address) for _, address in self._by_id(query, limit)]
