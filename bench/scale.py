@@ -7,7 +7,9 @@ On the cached store of N chunks (:mod:`bench.scale_store`) served by ``chroma ru
 2. ``--replicas`` ``citeqa serve`` processes (``CITEQA_LEXICAL_POLL_S`` as given), each measured
    for RSS once ready;
 3. **search, idle**: ``GET /v1/search`` on the first replica for every dev question, twice
-   (the query embedding, dense and lexical search, HTTP): p50 and p99;
+   (the query embedding, dense and lexical search, HTTP): p50 and p99; then on it the
+   documents listing (``GET /v1/documents``: first page, next page, one document) and the
+   overview question, first and again;
 4. **visible**: an ingest of ``--visible`` one-chunk documents through citeqa's pipeline
    (:mod:`bench.scale_ingest`, a process of its own); the seconds from the end of its writes
    until a search on each replica finds them;
@@ -36,9 +38,10 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -108,6 +111,9 @@ class ScaleRun:
     ingest_visible_s: float = float("nan")  # end of the 10k ingest's writes to visible
     visible_chunks: int = 0
     visible_s: list[float] = field(default_factory=list)  # per replica
+    # GET /v1/documents: the first page, the next one, one document; the overview question
+    # ("what is this collection about?") the first time on a view and again
+    documents_ms: dict[str, float] = field(default_factory=dict)
     bundled_p50: Samples = field(default_factory=lambda: Samples("ms"))
     bundled_hit5: float = float("nan")
     loads: dict[str, str] = field(default_factory=dict)
@@ -174,6 +180,9 @@ def run(
             for _ in range(2):
                 search_all(apis[0].url, texts, out.idle, out.idle_steps, clock)
             out.replica_rss_mb = [rss_mb(api.process.pid) for api in apis if api.process]
+            log.info("the documents listing and the collection overview")
+            measure_documents(out, apis[0].url)
+            log.info("documents: %s ms", out.documents_ms)
             log.info(
                 "ready after %s s; idle p50 %.1f ms, p99 %.1f ms; replica RSS %s MB",
                 [round(s) for s in out.ready_s],
@@ -395,6 +404,41 @@ def shows(url: str, report: Mapping[str, object]) -> bool:
     return str(report["probe_doc"]) in search(url, str(report["probe"]))[0]
 
 
+DOCUMENTS_REPEAT = 5  # each listing request, the median taken
+OVERVIEW = "What is this collection about?"
+
+
+def measure_documents(run: ScaleRun, url: str) -> None:
+    """The documents listing as the web page's Documents view reads it (the first page of
+    50, the next, one document) and the overview question, on a ready replica."""
+
+    def get(path: str, **params: str) -> dict[str, Any]:
+        response = _CLIENT.get(f"{url}{path}", params=params)
+        response.raise_for_status()
+        return dict(response.json())
+
+    def median_ms(request: Callable[[], object]) -> float:
+        times = []
+        for _ in range(DOCUMENTS_REPEAT):
+            begun = time.perf_counter()
+            request()
+            times.append((time.perf_counter() - begun) * 1000)
+        return statistics.median(times)
+
+    first = get("/v1/documents", limit="50")
+    cursor, doc_id = first["next_cursor"], first["data"][-1]["id"]
+    run.documents_ms["first page"] = median_ms(lambda: get("/v1/documents", limit="50"))
+    run.documents_ms["next page"] = median_ms(
+        lambda: get("/v1/documents", limit="50", cursor=cursor)
+    )
+    run.documents_ms["one document"] = median_ms(lambda: get(f"/v1/documents/{doc_id}"))
+    for key in ("overview, first", "overview, again"):
+        begun = time.perf_counter()
+        response = _CLIENT.post(f"{url}/v1/ask", json={"question": OVERVIEW})
+        response.raise_for_status()
+        run.documents_ms[key] = (time.perf_counter() - begun) * 1000
+
+
 def measure_visible(run: ScaleRun, url: str, apis: list[ApiProcess], chunks: int) -> None:
     report = finished(writer(run, url, chunks, VISIBLE_TAG))
     written = float(report["written"])  # type: ignore[arg-type]
@@ -494,6 +538,10 @@ def _pace(rate: float) -> str:
     )
 
 
+_LISTING = ("first page", "next page", "one document")
+_OVERVIEWS = ("overview, first", "overview, again")
+
+
 def section(run: ScaleRun, benchmarks: str) -> str:
     store = run.store
     assert store is not None
@@ -547,6 +595,14 @@ def section(run: ScaleRun, benchmarks: str) -> str:
             " ; ".join(f"{s:,.0f} s" for s in run.ready_s)
             + " / "
             + " ; ".join(f"{m:,.0f} MB" for m in run.replica_rss_mb),
+            "",
+        ),
+        (
+            "Documents: GET /v1/documents first page of 50 / next page / one document "
+            f"(median of {DOCUMENTS_REPEAT}); the overview question ({OVERVIEW!r}) first / again",
+            " / ".join(_ms(run.documents_ms.get(k, float("nan"))) for k in _LISTING)
+            + "; "
+            + " / ".join(_ms(run.documents_ms.get(k, float("nan"))) for k in _OVERVIEWS),
             "",
         ),
         (

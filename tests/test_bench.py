@@ -83,6 +83,8 @@ def test_scale_section_runs_tiny_and_writes_nothing() -> None:
     visible = next(line for line in report.splitlines() if "end of writes to visible, per" in line)
     assert "gave up" not in visible and "n/a" not in visible, visible
     assert "n/a" not in report.split("| Bundled corpus", 1)[1].splitlines()[0]
+    documents = next(line for line in report.splitlines() if line.startswith("| Documents: GET"))
+    assert "n/a" not in documents, documents
     steps = next(line for line in report.splitlines() if line.startswith("| Where searches"))
     for step in ("busy: slowest", "idle: slowest", "lexical", "embed", "dense", "sentence"):
         assert step in steps, steps
