@@ -64,13 +64,17 @@ def folder(tmp_path: Path, index: Index, embedder: Embedder) -> Path:
 
 
 def walk(catalog: Catalog, limit: int) -> list[DocumentInfo]:
+    """Every page from the first, each after the last one's documents (or the test fails
+    there, rather than walking the same page again and again)."""
     shown: list[DocumentInfo] = []
     cursor = None
-    while True:
+    for _ in range(len(NAMES) + 1):
         page, cursor = catalog.page(limit, cursor)
+        assert not shown or all(d.id > shown[-1].id for d in page), [d.id for d in page]
         shown += page
         if cursor is None:
             return shown
+    raise AssertionError("more pages than documents")
 
 
 def test_pages_from_the_lexical_view_show_what_chroma_shows(
