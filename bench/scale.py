@@ -47,7 +47,16 @@ import httpx
 
 from bench.baseline import hit_at_k
 from bench.load import REPO_ROOT, ApiProcess
-from bench.measure import Samples, TreeSampler, cpu_s, load_average, rss_mb, settle
+from bench.measure import (
+    Samples,
+    TreeSampler,
+    cpu_s,
+    latencies_ms,
+    load_average,
+    rss_mb,
+    settle,
+    timed,
+)
 from bench.scale_store import (
     CACHE,
     COLLECTION,
@@ -418,12 +427,7 @@ def measure_documents(run: ScaleRun, url: str) -> None:
         return dict(response.json())
 
     def median_ms(request: Callable[[], object]) -> float:
-        times = []
-        for _ in range(DOCUMENTS_REPEAT):
-            begun = time.perf_counter()
-            request()
-            times.append((time.perf_counter() - begun) * 1000)
-        return statistics.median(times)
+        return latencies_ms(lambda _: request(), [""] * DOCUMENTS_REPEAT).median
 
     first = get("/v1/documents", limit="50")
     cursor, doc_id = first["next_cursor"], first["data"][-1]["id"]
@@ -432,11 +436,11 @@ def measure_documents(run: ScaleRun, url: str) -> None:
         lambda: get("/v1/documents", limit="50", cursor=cursor)
     )
     run.documents_ms["one document"] = median_ms(lambda: get(f"/v1/documents/{doc_id}"))
+    ask = {"question": OVERVIEW}
     for key in ("overview, first", "overview, again"):
-        begun = time.perf_counter()
-        response = _CLIENT.post(f"{url}/v1/ask", json={"question": OVERVIEW})
+        response, seconds = timed(lambda: _CLIENT.post(f"{url}/v1/ask", json=ask))
         response.raise_for_status()
-        run.documents_ms[key] = (time.perf_counter() - begun) * 1000
+        run.documents_ms[key] = seconds * 1000
 
 
 def measure_visible(run: ScaleRun, url: str, apis: list[ApiProcess], chunks: int) -> None:

@@ -21,7 +21,6 @@ import base64
 import json
 import os
 import resource
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -83,12 +82,9 @@ def _cursor(doc_id: str) -> str:
 
 
 def _median_ms(request: Any, repeat: int) -> float:
-    times = []
-    for _ in range(repeat):
-        began = time.perf_counter()
-        request()
-        times.append(time.perf_counter() - began)
-    return round(1000 * statistics.median(times), 2)
+    from bench.measure import latencies_ms  # this tree's: lexical_cold_build imported it
+
+    return round(latencies_ms(lambda _: request(), [""] * repeat).median, 2)
 
 
 def _peak_mb() -> float:
